@@ -1,0 +1,48 @@
+/**
+ * The shape every protocol state machine in `protocol/` follows: a pure function from
+ * (state, incoming message) to (new state, outgoing messages, maybe a result). No sockets, clocks or
+ * disks: the node daemon (node/session-runner.ts) delivers messages and persists results, and tests
+ * run the same machines in-process.
+ *
+ * A machine is driven like this:
+ *   let step = machine.start();                // first outgoing messages
+ *   for each envelope addressed to us:
+ *     step = machine.receive(step.state, env);  // may throw ProtocolError (terminal, with culprits)
+ *   until step.done is set.
+ */
+import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
+import type { KeySpecName } from './suites.ts';
+
+/** Which protocol a message belongs to. Bound into every envelope (RFC 9591 §7 + I3 context binding). */
+export type ProtocolKind = 'dkg' | 'sign' | 'refresh' | 'reshare' | 'repair';
+
+/**
+ * Everything a message is bound to. The codec (protocol/codec.ts) serializes the header together
+ * with the body, and a receiver rejects any envelope whose header differs from its session's.
+ */
+export type EnvelopeHeader = {
+  readonly version: 1;
+  readonly protocol: ProtocolKind;
+  readonly keySpec: KeySpecName;
+  readonly keyId: KeyId;
+  readonly sessionId: SessionId;
+  readonly epoch: Epoch;
+  /** Round name, e.g. `dkg.r1`, `dkg.r2`, `dkg.echo`, `dkg.confirm`, `sign.commit`, `sign.share`. */
+  readonly round: string;
+  readonly from: ParticipantId;
+  /** A participant, or `*` for a broadcast. */
+  readonly to: ParticipantId | '*';
+};
+
+export type Envelope<Body = unknown> = {
+  readonly header: EnvelopeHeader;
+  readonly body: Body;
+};
+
+export type Step<State, Body, Result> = {
+  readonly state: State;
+  /** Messages to send now. Point-to-point ones carry secret material and must go over an encrypted channel. */
+  readonly out: readonly Envelope<Body>[];
+  /** Set when the machine finished successfully. */
+  readonly done?: Result;
+};
