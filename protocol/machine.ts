@@ -46,3 +46,15 @@ export type Step<State, Body, Result> = {
   /** Set when the machine finished successfully. */
   readonly done?: Result;
 };
+
+/**
+ * A protocol machine for one participant of one session. `start` gives the first messages;
+ * `receive` consumes one envelope that the transport authenticated as coming from `header.from`.
+ * Both throw ProtocolError (terminal: the session aborts, with culprits where provable) or
+ * DecodeError (the message is dropped and its sender blamed for a malformed message).
+ */
+export interface Machine<State, Body, Result> {
+  readonly self: ParticipantId;
+  start(): Step<State, Body, Result>;
+  receive(state: State, env: Envelope<Body>): Step<State, Body, Result>;
+}

@@ -1,0 +1,92 @@
+/**
+ * Transcript hashes and share-possession confirmations, shared by DKG and the key events.
+ *
+ * The final round of every run that creates shares (DKG, refresh, reshare, repair) has each new
+ * member confirm the transcript hash and the resulting group key with a Schnorr proof made with its
+ * *new* share, verifiable against its public verifying share. A full set of valid confirmations is
+ * the success certificate of invariant I5: only with it does a pending epoch become active.
+ * (Schnorr proof of knowledge as in RFC 8235, made non-interactive with Fiat–Shamir; the challenge
+ * binds suite, session, signer, transcript hash and group key.)
+ */
+import { sha256, sha512 } from '@noble/hashes/sha2.js';
+import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
+import { concatBytes, utf8ToBytes } from './bytes.ts';
+import { decodeElement, decodeScalar, encodeScalar } from './elements.ts';
+import type { KeySpec } from './suites.ts';
+
+/** Length-prefixed concatenation so that no two different item lists hash alike. */
+function frame(items: readonly Uint8Array[]): Uint8Array {
+  return concatBytes(...items.flatMap((it) => [numberToBytesBE(it.length, 4), it]));
+}
+
+/** SHA-256 transcript hash of a labelled, ordered list of byte strings (e.g. encoded messages). */
+export function hashTranscript(label: string, items: readonly Uint8Array[]): Uint8Array {
+  return sha256(frame([utf8ToBytes(`tkms/transcript/v1/${label}`), ...items]));
+}
+
+function challenge(spec: KeySpec, context: Uint8Array, R: Uint8Array, Y: Uint8Array): bigint {
+  const h = sha512(frame([utf8ToBytes(`tkms/confirm/v1/${spec.contextString}`), context, R, Y]));
+  return spec.Point.Fn.create(bytesToNumberBE(h));
+}
+
+export type Confirmation = {
+  /** Serialized commitment R = kG. */
+  readonly R: Uint8Array;
+  /** Serialized response z = k + c·s. */
+  readonly z: Uint8Array;
+};
+
+/**
+ * Proves knowledge of `share` (whose public point is `verifyingShare`) bound to `context`
+ * (callers pass session id, participant id, transcript hash and group element, framed).
+ * `randomScalar` comes from the suite (`spec.frost.utils.randomScalar`) unless a test injects one.
+ */
+export function confirm(
+  spec: KeySpec,
+  share: bigint,
+  verifyingShare: Uint8Array,
+  context: Uint8Array,
+  randomScalar: () => Uint8Array = () => spec.frost.utils.randomScalar(),
+): Confirmation {
+  const Fn = spec.Point.Fn;
+  const k = decodeScalar(spec, randomScalar(), 'nonce');
+  const R = spec.Point.BASE.multiply(k).toBytes();
+  const c = challenge(spec, context, R, verifyingShare);
+  const z = Fn.add(k, Fn.mul(c, share));
+  return { R, z: encodeScalar(spec, z) };
+}
+
+/** Checks a confirmation: zG == R + c·Y. Never throws; false on any malformed input. */
+export function verifyConfirmation(
+  spec: KeySpec,
+  verifyingShare: Uint8Array,
+  context: Uint8Array,
+  c: Confirmation,
+): boolean {
+  try {
+    const Y = decodeElement(spec, verifyingShare, 'verifying share');
+    const R = decodeElement(spec, c.R, 'confirmation R');
+    const z = decodeScalar(spec, c.z, 'confirmation z', false);
+    const ch = challenge(spec, context, c.R, verifyingShare);
+    return spec.Point.BASE.multiply(z).equals(R.add(Y.multiply(ch)));
+  } catch {
+    return false;
+  }
+}
+
+/** Frames the context a confirmation binds. */
+export function confirmationContext(parts: {
+  sessionId: string;
+  participant: string;
+  transcriptHash: Uint8Array;
+  groupElement: Uint8Array;
+  epoch: number;
+}): Uint8Array {
+  return frame([
+    utf8ToBytes(parts.sessionId),
+    utf8ToBytes(parts.participant),
+    parts.transcriptHash,
+    parts.groupElement,
+    numberToBytesBE(parts.epoch, 4),
+  ]);
+}
