@@ -1,0 +1,254 @@
+/**
+ * A hash-chained, append-only audit log on a LevelDB (sub)level, shared by the node and the
+ * coordinator. Each record carries the hash of its predecessor, so editing, reordering or deleting
+ * a record in the middle breaks the chain and `verify()` names the first broken sequence number.
+ * Truncating the tail cannot be detected from the log alone: callers that need that anchor `head()`
+ * somewhere else (e.g. in a signed checkpoint).
+ *
+ * Fail closed (threats-and-faults I6): every append is synced to disk before it resolves, and a
+ * failed write throws InfraError('AuditWriteFailed') so the caller fails the request it audits.
+ * Audit order is the sequence number, not the wall clock (F-32).
+ *
+ * Entries must be plain JSON (strings, finite numbers, booleans, null, arrays, objects) and must
+ * never contain secrets: the log is stored unencrypted.
+ */
+import type { AbstractLevel } from 'abstract-level';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
+import { InfraError } from '../protocol/errors.ts';
+
+export type AuditRecord = {
+  readonly seq: number;
+  /** ISO 8601 wall-clock time of the append; informational only. */
+  readonly time: string;
+  readonly prevHash: string;
+  readonly hash: string;
+  readonly entry: Record<string, unknown>;
+};
+
+export type AuditVerifyResult = { ok: boolean; count: number; brokenAt?: number };
+
+/** Any `level` database or sublevel; the log always uses utf8 keys and values explicitly. */
+export type AuditDb = AbstractLevel<any, any, any>;
+
+/** prevHash of record 1. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+const ENC = { keyEncoding: 'utf8', valueEncoding: 'utf8' } as const;
+/** `sync` is classic-level's fsync-on-write option (not in abstract-level's types, hence a variable). */
+const SYNC_PUT = { ...ENC, sync: true };
+const SEQ_DIGITS = 16;
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+
+function seqKey(seq: number): string {
+  return String(seq).padStart(SEQ_DIGITS, '0');
+}
+
+/**
+ * Canonical JSON: object keys sorted, no whitespace. Rejects values JSON cannot represent
+ * faithfully (undefined, functions, bigint, non-finite numbers), so the hash covers exactly what
+ * is stored.
+ */
+export function canonicalJson(v: unknown): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return JSON.stringify(v);
+    case 'number':
+      if (!Number.isFinite(v)) throw new TypeError('non-finite number');
+      return JSON.stringify(v);
+    case 'object': {
+      if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) throw new TypeError('not a plain object');
+      const o = v as Record<string, unknown>;
+      const keys = Object.keys(o).sort();
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+    }
+    default:
+      throw new TypeError(`cannot encode ${typeof v}`);
+  }
+}
+
+/** hash = SHA-256(prevHash ‖ "\n" ‖ canonicalJson({seq, time, entry})), hex. */
+export function auditHash(
+  prevHash: string,
+  seq: number,
+  time: string,
+  entry: Record<string, unknown>,
+): string {
+  return bytesToHex(sha256(utf8ToBytes(`${prevHash}\n${canonicalJson({ seq, time, entry })}`)));
+}
+
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+/** Parses a stored value; returns undefined if it is not a well-formed record (hash not checked here). */
+function parseRecord(raw: string): AuditRecord | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const r = v as Record<string, unknown>;
+  if (!Number.isSafeInteger(r['seq']) || (r['seq'] as number) < 1) return undefined;
+  if (typeof r['time'] !== 'string') return undefined;
+  if (typeof r['prevHash'] !== 'string' || !HASH_RE.test(r['prevHash'])) return undefined;
+  if (typeof r['hash'] !== 'string' || !HASH_RE.test(r['hash'])) return undefined;
+  const e = r['entry'];
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return undefined;
+  return {
+    seq: r['seq'] as number,
+    time: r['time'],
+    prevHash: r['prevHash'],
+    hash: r['hash'],
+    entry: e as Record<string, unknown>,
+  };
+}
+
+const logs = new WeakMap<object, Promise<AuditLog>>();
+
+export class AuditLog {
+  readonly #db: AuditDb;
+  readonly #now: () => Date;
+  #seq: number;
+  #head: string;
+  /** Appends run one at a time: each needs the previous record's hash. */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Set after a failed write: the in-memory head may no longer match disk, so refuse further appends. */
+  #broken = false;
+
+  private constructor(db: AuditDb, seq: number, head: string, now: () => Date) {
+    this.#db = db;
+    this.#seq = seq;
+    this.#head = head;
+    this.#now = now;
+  }
+
+  /**
+   * Opens the log stored in `db` (which must already be, or become, open). Returns the same instance
+   * for the same `db` object, so two callers in one process never fork the chain. The db must not be
+   * written by another process (LevelDB's lock already prevents that).
+   */
+  static open(db: AuditDb, opts: { now?: () => Date } = {}): Promise<AuditLog> {
+    const existing = logs.get(db);
+    if (existing) return existing;
+    const p = AuditLog.#load(db, opts.now ?? (() => new Date()));
+    logs.set(db, p);
+    p.catch(() => logs.delete(db));
+    return p;
+  }
+
+  static async #load(db: AuditDb, now: () => Date): Promise<AuditLog> {
+    try {
+      if (db.status === 'opening' || db.status === 'closed') await db.open();
+      let last: AuditRecord | undefined;
+      for await (const [k, raw] of db.iterator({ ...ENC, reverse: true, limit: 1 })) {
+        last = parseRecord(raw as string);
+        if (!last || seqKey(last.seq) !== k) {
+          throw new InfraError('StorageError', `audit log: last record ${String(k)} is malformed`);
+        }
+      }
+      return new AuditLog(db, last?.seq ?? 0, last?.hash ?? GENESIS_HASH, now);
+    } catch (e) {
+      if (e instanceof InfraError) throw e;
+      throw new InfraError('StorageError', 'audit log: cannot read the log', { cause: e });
+    }
+  }
+
+  /** The last sequence number and hash: an anchor for detecting truncation. */
+  head(): { seq: number; hash: string } {
+    return { seq: this.#seq, hash: this.#head };
+  }
+
+  /** Appends an entry; resolves once it is synced to disk. Throws InfraError('AuditWriteFailed'). */
+  append(entry: Record<string, unknown>): Promise<AuditRecord> {
+    const run = this.#tail.then(() => this.#append(entry));
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  async #append(entry: Record<string, unknown>): Promise<AuditRecord> {
+    if (this.#broken) {
+      throw new InfraError('AuditWriteFailed', 'audit log: a previous write failed; reopen the store');
+    }
+    const seq = this.#seq + 1;
+    const time = this.#now().toISOString();
+    let hash: string;
+    let value: string;
+    try {
+      hash = auditHash(this.#head, seq, time, entry);
+      // Store a canonical copy so what is read back is exactly what was hashed.
+      value = canonicalJson({ seq, time, prevHash: this.#head, hash, entry });
+    } catch (e) {
+      throw new InfraError('AuditWriteFailed', 'audit log: entry is not plain JSON', { cause: e });
+    }
+    const record: AuditRecord = { seq, time, prevHash: this.#head, hash, entry: JSON.parse(value).entry };
+    try {
+      await this.#db.put(seqKey(seq), value, SYNC_PUT);
+    } catch (e) {
+      // We cannot know whether the record reached disk; stop appending rather than fork the chain.
+      this.#broken = true;
+      throw new InfraError('AuditWriteFailed', 'audit log: write failed', { cause: e });
+    }
+    this.#seq = seq;
+    this.#head = hash;
+    return record;
+  }
+
+  /**
+   * Records with seq > `after`, oldest first, optionally only those whose `entry.keyId` equals
+   * `keyId`, at most `limit` (default 100, max 1000). A malformed record is a StorageError.
+   */
+  async list(opts: { after?: number; keyId?: string; limit?: number } = {}): Promise<AuditRecord[]> {
+    const limit = Math.min(Math.max(1, Math.floor(opts.limit ?? DEFAULT_LIMIT)), MAX_LIMIT);
+    const after = Math.max(0, Math.floor(opts.after ?? 0));
+    const out: AuditRecord[] = [];
+    try {
+      for await (const [k, raw] of this.#db.iterator({ ...ENC, gt: seqKey(after) })) {
+        const r = parseRecord(raw as string);
+        if (!r || seqKey(r.seq) !== k) {
+          throw new InfraError('StorageError', `audit log: record ${String(k)} is malformed`);
+        }
+        if (opts.keyId !== undefined && r.entry['keyId'] !== opts.keyId) continue;
+        out.push(r);
+        if (out.length >= limit) break;
+      }
+    } catch (e) {
+      if (e instanceof InfraError) throw e;
+      throw new InfraError('StorageError', 'audit log: cannot read the log', { cause: e });
+    }
+    return out;
+  }
+
+  /**
+   * Walks the whole chain: sequence numbers contiguous from 1, each prevHash equal to the previous
+   * hash, each hash recomputed. `brokenAt` is the first sequence number that fails.
+   */
+  async verify(): Promise<AuditVerifyResult> {
+    let expectSeq = 1;
+    let prev = GENESIS_HASH;
+    try {
+      for await (const [k, raw] of this.#db.iterator(ENC)) {
+        const r = parseRecord(raw as string);
+        if (
+          !r ||
+          r.seq !== expectSeq ||
+          seqKey(r.seq) !== k ||
+          r.prevHash !== prev ||
+          auditHash(r.prevHash, r.seq, r.time, r.entry) !== r.hash
+        ) {
+          return { ok: false, count: expectSeq - 1, brokenAt: expectSeq };
+        }
+        prev = r.hash;
+        expectSeq++;
+      }
+    } catch (e) {
+      throw new InfraError('StorageError', 'audit log: cannot read the log', { cause: e });
+    }
+    return { ok: true, count: expectSeq - 1 };
+  }
+}
