@@ -1,0 +1,158 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PinGuard } from '../node/pin-guard.ts';
+import type { SealContext } from '../node/sealer.ts';
+import { levelSealerKeyStore, SoftwareSealer } from '../node/sealer-software.ts';
+import { InfraError } from '../protocol/errors.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function freshDb(): Promise<{ db: Level; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'sealer-sw-'));
+  const db = new Level(dir);
+  await db.open();
+  cleanups.push(async () => {
+    await db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { db, dir };
+}
+
+async function openSealer(
+  db: Level,
+  passphrase: string,
+  extra: { guard?: PinGuard } = {},
+): Promise<SoftwareSealer> {
+  const s = await SoftwareSealer.open({
+    passphrase,
+    keyStore: levelSealerKeyStore(db.sublevel('sealer')),
+    scryptLogN: 12,
+    ...extra,
+  });
+  cleanups.push(() => s.close());
+  return s;
+}
+
+const ctx: SealContext = { scope: 'key-1/1', nodeId: 'node-1', purpose: 'share' };
+const secret = new TextEncoder().encode('a 32-byte secret share, honestly');
+
+async function sealErr(p: Promise<unknown>): Promise<string> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(InfraError);
+  return (e as InfraError).code;
+}
+
+describe('SoftwareSealer', () => {
+  it('round-trips and produces a self-describing blob without the plaintext', async () => {
+    const { db } = await freshDb();
+    const s = await openSealer(db, 'correct horse');
+    const blob = await s.seal(ctx, secret);
+    expect(blob[0]).toBe(1);
+    expect(Buffer.from(blob).includes(Buffer.from(secret))).toBe(false);
+    expect(await s.unseal(ctx, blob)).toEqual(secret);
+    // Two seals of the same plaintext differ (fresh IV).
+    expect(await s.seal(ctx, secret)).not.toEqual(blob);
+  });
+
+  it('survives a restart with the same passphrase (default cost N = 2^15)', async () => {
+    const { db } = await freshDb();
+    const ks = levelSealerKeyStore(db.sublevel('sealer'));
+    const s1 = await SoftwareSealer.open({ passphrase: 'pw', keyStore: ks });
+    const blob = await s1.seal(ctx, secret);
+    await s1.close();
+    await expect(s1.seal(ctx, secret)).rejects.toMatchObject({ code: 'SealerUnavailable' });
+    const s2 = await SoftwareSealer.open({ passphrase: 'pw', keyStore: ks });
+    cleanups.push(() => s2.close());
+    expect(await s2.unseal(ctx, blob)).toEqual(secret);
+    const params = JSON.parse((await ks.getParams())!);
+    expect(params.logN).toBe(15);
+  });
+
+  it('refuses a wrong passphrase with SealerUnavailable, never opening anything', async () => {
+    const { db } = await freshDb();
+    const s = await openSealer(db, 'right');
+    await s.seal(ctx, secret);
+    const e = await SoftwareSealer.open({
+      passphrase: 'wrong',
+      keyStore: levelSealerKeyStore(db.sublevel('sealer')),
+    }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(InfraError);
+    expect((e as InfraError).code).toBe('SealerUnavailable');
+    expect((e as Error).message).not.toContain('wrong"');
+    expect((e as Error).message).not.toContain('right');
+  });
+
+  it('bounds passphrase attempts with backoff', async () => {
+    const { db } = await freshDb();
+    await openSealer(db, 'right');
+    let now = 1_000_000;
+    const guard = await PinGuard.open({ maxAttempts: 3, baseDelayMs: 10_000, now: () => now });
+    for (let i = 0; i < 3; i++) {
+      await expect(openSealer(db, 'wrong', { guard })).rejects.toMatchObject({ code: 'SealerUnavailable' });
+    }
+    // Locked out: even the right passphrase is refused until the window passes.
+    await expect(openSealer(db, 'right', { guard })).rejects.toThrow(/too many failed unlock attempts/);
+    now += 10_001;
+    await openSealer(db, 'right', { guard });
+    expect(guard.state()).toEqual({ failures: 0, lockedUntil: 0 });
+  });
+
+  it('binds the context: other scope, node or purpose, tampering -> SealError', async () => {
+    const { db } = await freshDb();
+    const s = await openSealer(db, 'pw');
+    const blob = await s.seal(ctx, secret);
+    await s.seal({ ...ctx, scope: 'key-1/2' }, secret); // make the other scope's key exist
+    expect(await sealErr(s.unseal({ ...ctx, scope: 'key-1/2' }, blob))).toBe('SealError');
+    expect(await sealErr(s.unseal({ ...ctx, nodeId: 'node-2' }, blob))).toBe('SealError');
+    expect(await sealErr(s.unseal({ ...ctx, purpose: 'identity' }, blob))).toBe('SealError');
+    for (const i of [0, 1, 5, blob.length - 20, blob.length - 1]) {
+      const t = blob.slice();
+      t[i]! ^= 1;
+      expect(await sealErr(s.unseal(ctx, t))).toBe('SealError');
+    }
+    expect(await sealErr(s.unseal(ctx, blob.subarray(0, 10)))).toBe('SealError');
+  });
+
+  it('a blob copied to another node does not open there', async () => {
+    const a = await freshDb();
+    const b = await freshDb();
+    const sa = await openSealer(a.db, 'same passphrase');
+    const sb = await openSealer(b.db, 'same passphrase');
+    const blob = await sa.seal(ctx, secret);
+    await sb.seal(ctx, new Uint8Array(4)); // node b has its own key for the same scope
+    expect(await sealErr(sb.unseal(ctx, blob))).toBe('SealError');
+    expect(await sealErr(sb.unseal({ ...ctx, nodeId: 'node-2' }, blob))).toBe('SealError');
+  });
+
+  it('destroyScope makes the scope unopenable, also after restart, and never re-keys it', async () => {
+    const { db } = await freshDb();
+    const s = await openSealer(db, 'pw');
+    const blob = await s.seal(ctx, secret);
+    const other = await s.seal({ ...ctx, scope: 'key-1/2' }, secret);
+    await s.destroyScope(ctx.scope);
+    expect(await sealErr(s.unseal(ctx, blob))).toBe('SealError');
+    expect(await sealErr(s.seal(ctx, secret))).toBe('SealError');
+    await s.close();
+    const s2 = await openSealer(db, 'pw');
+    expect(await sealErr(s2.unseal(ctx, blob))).toBe('SealError');
+    expect(await s2.unseal({ ...ctx, scope: 'key-1/2' }, other)).toEqual(secret);
+  });
+
+  it('concurrent first seals of a scope share one key', async () => {
+    const { db } = await freshDb();
+    const s = await openSealer(db, 'pw');
+    const blobs = await Promise.all(Array.from({ length: 8 }, () => s.seal(ctx, secret)));
+    await s.close();
+    const s2 = await openSealer(db, 'pw');
+    for (const b of blobs) expect(await s2.unseal(ctx, b)).toEqual(secret);
+  });
+});
