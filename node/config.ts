@@ -1,0 +1,185 @@
+/**
+ * Node daemon configuration: a JSON file (`--config FILE`) with environment overrides. Validated
+ * with a JSON schema at start; a bad config stops the node with a message naming the field.
+ *
+ * Secrets (HSM PIN, software passphrase) are never in the file: they come from an environment
+ * variable or from a file readable only by the node's user (`pinFile` / `passphraseFile`).
+ *
+ * | field | env override | meaning |
+ * | --- | --- | --- |
+ * | nodeId | KMS_NODE_ID | this node's name in the cluster, `node-<k>` |
+ * | listen | KMS_LISTEN (comma-separated) | libp2p multiaddrs to listen on |
+ * | dataDir | KMS_DATA_DIR | LevelDB directory (one process per directory) |
+ * | cluster | KMS_CLUSTER | path of the cluster file: every node's and coordinator's peer id and addresses (the allow-list) |
+ * | sealer.kind | KMS_SEALER | `pkcs11` or `software` |
+ * | sealer.library | KMS_PKCS11_LIBRARY | PKCS#11 module (default /usr/lib/softhsm/libsofthsm2.so) |
+ * | sealer.tokenLabel | KMS_PKCS11_TOKEN | token label |
+ * | sealer.pinFile | KMS_HSM_PIN_FILE | file holding the user PIN (or env KMS_HSM_PIN) |
+ * | sealer.softhsmConf | SOFTHSM2_CONF | SoftHSM2 config file for this node's token directory |
+ * | sealer.passphraseFile | KMS_PASSPHRASE_FILE | software sealer passphrase file (or env KMS_PASSPHRASE) |
+ * | sessionTimeoutMs | KMS_SESSION_TIMEOUT_MS | deadline of one DKG / key-event session (default 30000) |
+ * | logLevel | KMS_LOG_LEVEL | pino level (default info) |
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { KmsError } from '../protocol/errors.ts';
+
+export type SealerConfig =
+  | {
+      kind: 'pkcs11';
+      library: string;
+      tokenLabel: string;
+      pinFile?: string;
+      softhsmConf?: string;
+    }
+  | { kind: 'software'; passphraseFile?: string };
+
+export type ClusterPeer = { id: string; peerId: string; addresses: string[] };
+
+/** The cluster file: the allow-list shared by every process of a deployment. */
+export type ClusterFile = {
+  nodes: ClusterPeer[];
+  coordinators: ClusterPeer[];
+};
+
+export type NodeConfig = {
+  nodeId: string;
+  listen: string[];
+  dataDir: string;
+  cluster: string;
+  sealer: SealerConfig;
+  sessionTimeoutMs: number;
+  logLevel: string;
+};
+
+const peerSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'peerId', 'addresses'],
+  properties: {
+    id: { type: 'string', pattern: '^(node-[1-9][0-9]{0,3}|coordinator(-[a-z0-9]+)?)$' },
+    peerId: { type: 'string', minLength: 10, maxLength: 128 },
+    addresses: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 256 }, maxItems: 16 },
+  },
+} as const;
+
+export const clusterFileSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['nodes', 'coordinators'],
+  properties: {
+    nodes: { type: 'array', items: peerSchema, minItems: 1, maxItems: 1000 },
+    coordinators: { type: 'array', items: peerSchema, maxItems: 16 },
+  },
+} as const;
+
+const nodeConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['nodeId', 'listen', 'dataDir', 'cluster', 'sealer'],
+  properties: {
+    nodeId: { type: 'string', pattern: '^node-[1-9][0-9]{0,3}$' },
+    listen: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+    dataDir: { type: 'string', minLength: 1 },
+    cluster: { type: 'string', minLength: 1 },
+    sessionTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000 },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    sealer: {
+      oneOf: [
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['kind', 'tokenLabel'],
+          properties: {
+            kind: { const: 'pkcs11' },
+            library: { type: 'string' },
+            tokenLabel: { type: 'string', minLength: 1, maxLength: 32 },
+            pinFile: { type: 'string' },
+            softhsmConf: { type: 'string' },
+          },
+        },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['kind'],
+          properties: { kind: { const: 'software' }, passphraseFile: { type: 'string' } },
+        },
+      ],
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validateNode = ajv.compile(nodeConfigSchema);
+const validateCluster = ajv.compile(clusterFileSchema);
+
+function schemaError(what: string, errors: typeof validateNode.errors): KmsError {
+  const first = errors?.[0];
+  const where = first ? `${first.instancePath || '/'} ${first.message}` : 'invalid';
+  return new KmsError('ValidationError', `${what}: ${where}`);
+}
+
+function readJson(path: string, what: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new KmsError('ValidationError', `${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Reads and validates the node config; relative paths resolve against the config file's folder. */
+export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const raw = readJson(path, 'node config') as Record<string, any>;
+  const base = dirname(resolve(path));
+  const merged: Record<string, any> = { sessionTimeoutMs: 30000, logLevel: 'info', ...raw };
+  if (env.KMS_NODE_ID) merged.nodeId = env.KMS_NODE_ID;
+  if (env.KMS_LISTEN) merged.listen = env.KMS_LISTEN.split(',');
+  if (env.KMS_DATA_DIR) merged.dataDir = env.KMS_DATA_DIR;
+  if (env.KMS_CLUSTER) merged.cluster = env.KMS_CLUSTER;
+  if (env.KMS_SESSION_TIMEOUT_MS) merged.sessionTimeoutMs = Number(env.KMS_SESSION_TIMEOUT_MS);
+  if (env.KMS_LOG_LEVEL) merged.logLevel = env.KMS_LOG_LEVEL;
+  const sealer: Record<string, any> = { ...(merged.sealer ?? {}) };
+  if (env.KMS_SEALER) sealer.kind = env.KMS_SEALER;
+  if (sealer.kind === 'pkcs11') {
+    sealer.library = env.KMS_PKCS11_LIBRARY ?? sealer.library ?? '/usr/lib/softhsm/libsofthsm2.so';
+    if (env.KMS_PKCS11_TOKEN) sealer.tokenLabel = env.KMS_PKCS11_TOKEN;
+    if (env.KMS_HSM_PIN_FILE) sealer.pinFile = env.KMS_HSM_PIN_FILE;
+    if (env.SOFTHSM2_CONF) sealer.softhsmConf = env.SOFTHSM2_CONF;
+  } else if (env.KMS_PASSPHRASE_FILE) {
+    sealer.passphraseFile = env.KMS_PASSPHRASE_FILE;
+  }
+  merged.sealer = sealer;
+  if (!validateNode(merged)) throw schemaError(`node config ${path}`, validateNode.errors);
+  const cfg = merged as NodeConfig;
+  const abs = (p: string) => resolve(base, p);
+  cfg.dataDir = abs(cfg.dataDir);
+  cfg.cluster = abs(cfg.cluster);
+  if (cfg.sealer.kind === 'pkcs11') {
+    if (cfg.sealer.pinFile) cfg.sealer.pinFile = abs(cfg.sealer.pinFile);
+    if (cfg.sealer.softhsmConf) cfg.sealer.softhsmConf = abs(cfg.sealer.softhsmConf);
+  } else if (cfg.sealer.passphraseFile) {
+    cfg.sealer.passphraseFile = abs(cfg.sealer.passphraseFile);
+  }
+  return cfg;
+}
+
+export function loadClusterFile(path: string): ClusterFile {
+  const raw = readJson(path, 'cluster file');
+  if (!validateCluster(raw)) throw schemaError(`cluster file ${path}`, validateCluster.errors);
+  return raw as ClusterFile;
+}
+
+/** A secret from a file (trailing newline trimmed) or an environment variable; never logged. */
+export function readSecret(file: string | undefined, envName: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (file) {
+    try {
+      return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new KmsError('SealerUnavailable', `cannot read secret file ${file}: ${(e as NodeJS.ErrnoException).code}`);
+    }
+  }
+  const v = env[envName];
+  if (!v) throw new KmsError('SealerUnavailable', `no secret: set ${envName} or configure a secret file`);
+  return v;
+}

@@ -1,0 +1,196 @@
+/**
+ * Coordinator -> node requests (`/tkms/rpc/1.0.0`). JSON-shaped objects (binary values as
+ * lowercase hex, like the HTTP API) carried in one transport frame, validated by JSON schema on
+ * the node before anything else looks at them. Node-to-node protocol messages do not use this:
+ * they are binary envelopes (protocol/codec.ts) on `/tkms/session/1.0.0`.
+ */
+import { Ajv } from 'ajv';
+import { KmsError } from '../protocol/errors.ts';
+import type { PublicPackageHex } from '../protocol/packages.ts';
+import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+
+export type { PublicPackageHex };
+
+const HEX = '^([0-9a-f]{2})*$';
+const hex = (maxLength = 2048) => ({ type: 'string', pattern: HEX, maxLength }) as const;
+const nodeId = { type: 'string', pattern: '^node-[1-9][0-9]{0,3}$' } as const;
+const id = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
+const epoch = { type: 'integer', minimum: 0, maximum: 2 ** 31 } as const;
+const nodeList = { type: 'array', items: nodeId, minItems: 1, maxItems: 1000, uniqueItems: true } as const;
+
+const publicPackage = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['min', 'max', 'commitments', 'verifyingShares'],
+  properties: {
+    min: { type: 'integer', minimum: 1, maximum: 1000 },
+    max: { type: 'integer', minimum: 1, maximum: 1000 },
+    commitments: { type: 'array', items: hex(300), minItems: 1, maxItems: 1000 },
+    verifyingShares: {
+      type: 'object',
+      propertyNames: { pattern: '^[0-9a-f]{64,114}$' },
+      additionalProperties: hex(300),
+      maxProperties: 1000,
+    },
+  },
+} as const;
+
+export type Confirmations = Record<string, { R: string; z: string }>;
+const confirmations = {
+  type: 'object',
+  propertyNames: { pattern: '^[0-9a-f]{64,114}$' },
+  additionalProperties: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['R', 'z'],
+    properties: { R: hex(300), z: hex(300) },
+  },
+  maxProperties: 1000,
+} as const;
+
+export type SessionKind = 'dkg' | 'refresh' | 'reshare' | 'repair';
+
+/** What the initiator (coordinator) asks every member of a key-creating session to run. */
+export type SessionSpec = {
+  kind: SessionKind;
+  sessionId: string;
+  keyId: string;
+  keySpec: KeySpecName;
+  /** The epoch the session produces (0 for DKG). For repair: the current epoch. */
+  epoch: number;
+  threshold: number;
+  /** The new committee (for DKG and refresh: the committee). */
+  participants: string[];
+  /** Reshare: the old epoch, its threshold (explicit: never inferred), committee and public package. */
+  oldEpoch?: number;
+  oldThreshold?: number;
+  oldParticipants?: string[];
+  /** Reshare and repair: the members of the old committee that deal / help. */
+  dealers?: string[];
+  oldPublic?: PublicPackageHex;
+  /** Repair: the member whose share is rebuilt. */
+  target?: string;
+};
+const sessionSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kind', 'sessionId', 'keyId', 'keySpec', 'epoch', 'threshold', 'participants'],
+  properties: {
+    kind: { enum: ['dkg', 'refresh', 'reshare', 'repair'] },
+    sessionId: id,
+    keyId: id,
+    keySpec: { enum: KEY_SPECS },
+    epoch,
+    threshold: { type: 'integer', minimum: 1, maximum: 1000 },
+    participants: nodeList,
+    oldEpoch: epoch,
+    oldThreshold: { type: 'integer', minimum: 1, maximum: 1000 },
+    oldParticipants: nodeList,
+    dealers: nodeList,
+    oldPublic: publicPackage,
+    target: nodeId,
+  },
+} as const;
+
+/** Space for a client-signed authorization that nodes will verify themselves (not yet enforced). */
+const authorization = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scheme', 'payload', 'signature'],
+  properties: { scheme: { type: 'string', maxLength: 64 }, payload: hex(16384), signature: hex(1024) },
+} as const;
+
+export type RpcRequest =
+  | { op: 'status' }
+  | { op: 'public'; keyId: string }
+  | { op: 'session'; session: SessionSpec }
+  | { op: 'commit-epoch'; keyId: string; epoch: number; certificate: Confirmations; transcriptHash: string }
+  | { op: 'abort-epoch'; keyId: string; epoch: number }
+  | { op: 'retire'; keyId: string; epoch: number; public: PublicPackageHex; certificate: Confirmations; transcriptHash: string; sessionId: string }
+  | { op: 'sign-commit'; sessionId: string; keyId: string; epoch: number }
+  | {
+      op: 'sign-share';
+      sessionId: string;
+      keyId: string;
+      epoch: number;
+      message: string;
+      commitments: { identifier: string; hiding: string; binding: string }[];
+    }
+  | { op: 'set-state'; keyId: string; state: 'Enabled' | 'Disabled' | 'PendingDeletion' }
+  | { op: 'destroy'; keyId: string };
+
+const req = (op: string, props: Record<string, unknown>, required: string[]) => ({
+  type: 'object',
+  additionalProperties: false,
+  required: ['op', ...required],
+  properties: { op: { const: op }, auth: authorization, ...props },
+});
+
+const rpcSchema = {
+  oneOf: [
+    req('status', {}, []),
+    req('public', { keyId: id }, ['keyId']),
+    req('session', { session: sessionSpec }, ['session']),
+    req('commit-epoch', { keyId: id, epoch, certificate: confirmations, transcriptHash: hex(64) }, [
+      'keyId',
+      'epoch',
+      'certificate',
+      'transcriptHash',
+    ]),
+    req('abort-epoch', { keyId: id, epoch }, ['keyId', 'epoch']),
+    req(
+      'retire',
+      { keyId: id, epoch, public: publicPackage, certificate: confirmations, transcriptHash: hex(64), sessionId: id },
+      ['keyId', 'epoch', 'public', 'certificate', 'transcriptHash', 'sessionId'],
+    ),
+    req('sign-commit', { sessionId: id, keyId: id, epoch }, ['sessionId', 'keyId', 'epoch']),
+    req(
+      'sign-share',
+      {
+        sessionId: id,
+        keyId: id,
+        epoch,
+        message: hex(2 * 64 * 1024),
+        commitments: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 1000,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['identifier', 'hiding', 'binding'],
+            properties: { identifier: hex(114), hiding: hex(300), binding: hex(300) },
+          },
+        },
+      },
+      ['sessionId', 'keyId', 'epoch', 'message', 'commitments'],
+    ),
+    req('set-state', { keyId: id, state: { enum: ['Enabled', 'Disabled', 'PendingDeletion'] } }, ['keyId', 'state']),
+    req('destroy', { keyId: id }, ['keyId']),
+  ],
+} as const;
+
+const ajv = new Ajv({ allErrors: false, strict: false });
+const validate = ajv.compile(rpcSchema);
+
+const enc = new TextEncoder();
+const dec = new TextDecoder('utf-8', { fatal: true });
+
+export function encodeRpc(v: unknown): Uint8Array {
+  return enc.encode(JSON.stringify(v));
+}
+
+/** Parses a JSON frame; any malformed input is a DecodeError, never a raw SyntaxError. */
+export function decodeJsonFrame(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(dec.decode(bytes));
+  } catch {
+    throw new KmsError('DecodeError', 'rpc frame is not valid UTF-8 JSON');
+  }
+}
+
+export function decodeRpcRequest(bytes: Uint8Array): RpcRequest {
+  const v = decodeJsonFrame(bytes);
+  if (!validate(v)) throw new KmsError('ValidationError', 'rpc request does not match the schema');
+  return v as RpcRequest;
+}

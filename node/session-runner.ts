@@ -1,0 +1,227 @@
+/**
+ * Runs one participant's protocol machine (protocol/machine.ts) over the network: the session
+ * layer of the node daemon. It provides what the pure machines assume:
+ * - a ready barrier: messages that arrive before the local session starts are buffered (bounded);
+ * - context binding: an envelope is delivered only if its header names this session, key, key spec
+ *   and protocol, and its `from` is the participant the Noise-authenticated sender really is
+ *   (a spoofed sender is dropped and named);
+ * - duplicates and replays of finished or foreign sessions are dropped;
+ * - a deadline (monotonic clock): when it passes, the session aborts naming the members that did
+ *   not send in the last round anyone reached;
+ * - a hook before sending, so the caller can persist a pending share before confirming it.
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { decodeEnvelope, encodeEnvelope } from '../protocol/codec.ts';
+import { bytesToHex } from '../protocol/bytes.ts';
+import { type Blame, KmsError, ProtocolError, isKmsError } from '../protocol/errors.ts';
+import type { ParticipantId } from '../protocol/ids.ts';
+import type { Envelope, Machine, ProtocolKind, Step } from '../protocol/machine.ts';
+import type { KeySpecName } from '../protocol/suites.ts';
+
+export type SessionMember = { readonly nodeId: string; readonly participant: ParticipantId };
+
+export type SessionContext = {
+  readonly sessionId: string;
+  readonly keyId: string;
+  readonly keySpec: KeySpecName;
+  readonly protocol: ProtocolKind;
+  /** Every member the machine may talk to (for reshare: old dealers and new members). */
+  readonly members: readonly SessionMember[];
+  readonly self: SessionMember;
+  readonly timeoutMs: number;
+};
+
+export type SendFn = (nodeId: string, frame: Uint8Array) => Promise<void>;
+
+/** Called with each step before its messages leave; awaiting it delays sending (persist first). */
+export type BeforeSend = (step: Step<any, any, any>) => Promise<void>;
+
+type Active = {
+  ctx: SessionContext;
+  deliver: (from: string, env: Envelope<any>) => void;
+};
+
+const MAX_EARLY_SESSIONS = 256;
+const MAX_EARLY_PER_SESSION = 4096;
+const FINISHED_MEMORY = 4096;
+
+export class SessionRunner {
+  readonly #send: SendFn;
+  readonly #log: { warn: (o: object, msg: string) => void; debug: (o: object, msg: string) => void };
+  readonly #active = new Map<string, Active>();
+  readonly #early = new Map<string, { from: string; env: Envelope<any>; at: number }[]>();
+  readonly #finished = new Set<string>();
+
+  constructor(opts: {
+    send: SendFn;
+    log: { warn: (o: object, msg: string) => void; debug: (o: object, msg: string) => void };
+  }) {
+    this.#send = opts.send;
+    this.#log = opts.log;
+  }
+
+  get activeCount(): number {
+    return this.#active.size;
+  }
+
+  /** Inbound frame from `fromNodeId` (resolved from the Noise-authenticated peer id). */
+  onFrame(fromNodeId: string, frame: Uint8Array): void {
+    const env = decodeEnvelope(frame); // DecodeError -> the transport answers the sender with it
+    const sid = env.header.sessionId;
+    if (this.#finished.has(sid)) {
+      this.#log.debug({ sessionId: sid, from: fromNodeId }, 'dropped message for a finished session');
+      return;
+    }
+    const active = this.#active.get(sid);
+    if (active) {
+      active.deliver(fromNodeId, env);
+      return;
+    }
+    // Ready barrier: the local start request may still be on its way. Bounded, so a peer cannot
+    // make the node hold unlimited messages for sessions that never start.
+    let buf = this.#early.get(sid);
+    if (!buf) {
+      if (this.#early.size >= MAX_EARLY_SESSIONS) {
+        const oldest = this.#early.keys().next().value;
+        if (oldest !== undefined) this.#early.delete(oldest);
+      }
+      buf = [];
+      this.#early.set(sid, buf);
+    }
+    if (buf.length < MAX_EARLY_PER_SESSION) buf.push({ from: fromNodeId, env, at: performance.now() });
+  }
+
+  /** Runs the machine to completion. Rejects with ProtocolError (culprits) or Timeout. */
+  run<R>(ctx: SessionContext, machine: Machine<any, any, R>, beforeSend?: BeforeSend): Promise<R> {
+    if (this.#active.has(ctx.sessionId) || this.#finished.has(ctx.sessionId)) {
+      return Promise.reject(new KmsError('Conflict', `session ${ctx.sessionId} was already run on this node`));
+    }
+    const byNode = new Map(ctx.members.map((m) => [m.nodeId, m]));
+    const byParticipant = new Map(ctx.members.map((m) => [m.participant as string, m]));
+    const seen = new Set<string>();
+    const spokeIn = new Map<string, Set<string>>(); // round -> participants heard from
+    let lastRound: string | undefined;
+    let state: unknown;
+    let queue: Promise<void> = Promise.resolve();
+    const sendChains = new Map<string, Promise<void>>();
+
+    return new Promise<R>((resolve, reject) => {
+      let settled = false;
+      const finish = (err: unknown, result?: R) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#active.delete(ctx.sessionId);
+        this.#remember(ctx.sessionId);
+        if (err === undefined) resolve(result as R);
+        else reject(err);
+      };
+      const timer = setTimeout(() => {
+        const culprits: Blame[] = [];
+        if (lastRound !== undefined) {
+          const heard = spokeIn.get(lastRound) ?? new Set();
+          for (const m of ctx.members) {
+            if (m.nodeId !== ctx.self.nodeId && !heard.has(m.participant)) {
+              culprits.push({ participant: m.nodeId, reason: 'unresponsive', round: lastRound });
+            }
+          }
+        } else {
+          for (const m of ctx.members) {
+            if (m.nodeId !== ctx.self.nodeId) culprits.push({ participant: m.nodeId, reason: 'unresponsive' });
+          }
+        }
+        finish(
+          new ProtocolError('Timeout', `session ${ctx.sessionId} did not finish within ${ctx.timeoutMs} ms`, {
+            culprits,
+          }),
+        );
+      }, ctx.timeoutMs);
+
+      const emit = async (step: Step<any, any, R>) => {
+        state = step.state;
+        if (beforeSend && step.out.length > 0) await beforeSend(step);
+        const sends: Promise<void>[] = [];
+        for (const env of step.out) {
+          const frame = encodeEnvelope(env as Envelope<Record<string, unknown>>);
+          const targets =
+            env.header.to === '*'
+              ? ctx.members.filter((m) => m.nodeId !== ctx.self.nodeId)
+              : [byParticipant.get(env.header.to)].filter((m): m is SessionMember => m !== undefined);
+          for (const t of targets) {
+            // Per-peer chains keep each peer's messages in order; peers proceed independently.
+            const prev = sendChains.get(t.nodeId) ?? Promise.resolve();
+            const next = prev.then(() =>
+              this.#send(t.nodeId, frame).catch((e: unknown) => {
+                throw new ProtocolError('ProtocolAborted', `could not deliver to ${t.nodeId}`, {
+                  culprits: [{ participant: t.nodeId, reason: 'unresponsive', round: env.header.round }],
+                  cause: e,
+                });
+              }),
+            );
+            sendChains.set(t.nodeId, next);
+            sends.push(next);
+          }
+        }
+        await Promise.all(sends);
+        if (step.done !== undefined) finish(undefined, step.done);
+      };
+
+      const deliver = (fromNodeId: string, env: Envelope<any>) => {
+        queue = queue
+          .then(async () => {
+            if (settled) return;
+            const sender = byNode.get(fromNodeId);
+            const h = env.header;
+            if (!sender) {
+              this.#log.warn({ sessionId: ctx.sessionId, from: fromNodeId }, 'message from a non-member dropped');
+              return;
+            }
+            if (h.from !== sender.participant) {
+              // The Noise-authenticated peer claims to be someone else: drop, name it.
+              this.#log.warn({ sessionId: ctx.sessionId, from: fromNodeId, claimed: h.from }, 'spoofed sender dropped');
+              return;
+            }
+            if (
+              h.keyId !== ctx.keyId ||
+              h.keySpec !== ctx.keySpec ||
+              h.protocol !== ctx.protocol ||
+              (h.to !== '*' && h.to !== ctx.self.participant)
+            ) {
+              this.#log.warn({ sessionId: ctx.sessionId, from: fromNodeId, round: h.round }, 'foreign message dropped');
+              return;
+            }
+            const digest = bytesToHex(sha256(encodeEnvelope(env as Envelope<Record<string, unknown>>)));
+            if (seen.has(digest)) return; // exact duplicate (retransmission or replay)
+            seen.add(digest);
+            let round = spokeIn.get(h.round);
+            if (!round) {
+              round = new Set();
+              spokeIn.set(h.round, round);
+            }
+            round.add(h.from);
+            lastRound = h.round;
+            await emit(machine.receive(state, env));
+          })
+          .catch((e: unknown) => finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })));
+      };
+
+      this.#active.set(ctx.sessionId, { ctx, deliver });
+      queue = queue
+        .then(async () => {
+          await emit(machine.start());
+          const early = this.#early.get(ctx.sessionId) ?? [];
+          this.#early.delete(ctx.sessionId);
+          for (const m of early) deliver(m.from, m.env);
+        })
+        .catch((e: unknown) => finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })));
+    });
+  }
+
+  #remember(sessionId: string): void {
+    this.#finished.add(sessionId);
+    if (this.#finished.size > FINISHED_MEMORY) {
+      const oldest = this.#finished.values().next().value;
+      if (oldest !== undefined) this.#finished.delete(oldest);
+    }
+  }
+}

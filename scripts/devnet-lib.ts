@@ -1,0 +1,95 @@
+/**
+ * The local devnet's layout and process control, shared by `npm run devnet` (scripts/devnet.ts),
+ * `kms devnet status|stop|start` and the end-to-end tests, so all three run the same topology.
+ *
+ * <dir>/                     (KMS_DEVNET_DIR, default .devnet)
+ *   admin-token              bootstrap admin token (0600), unless KMS_ADMIN_TOKEN is set
+ *   cluster.json             allow-list: every node's and the coordinator's peer id and address
+ *   processes.json           how to start each process (used by `kms devnet start <name>`)
+ *   coordinator/             coordinator.json, identity.key (0600), data/
+ *   node-<k>/                node.json, data/, softhsm/ (token + softhsm2.conf) and pin, or passphrase
+ *   logs/<name>.log          each process's output
+ *   <name>.pid               pid of each running process
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const NODE_BIN = process.execPath;
+
+export type ProcessSpec = { name: string; args: string[]; env: Record<string, string> };
+
+export function devnetDir(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.KMS_DEVNET_DIR ?? '.devnet');
+}
+
+export function pidFile(dir: string, name: string): string {
+  return join(dir, `${name}.pid`);
+}
+
+export function readPid(dir: string, name: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile(dir, name), 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function readProcesses(dir: string): ProcessSpec[] {
+  const file = join(dir, 'processes.json');
+  if (!existsSync(file)) {
+    throw new Error(`no devnet in ${dir} (processes.json missing): start one with \`npm run devnet\``);
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as ProcessSpec[];
+}
+
+/** Starts one devnet process detached, output appended to logs/<name>.log, pid in <name>.pid. */
+export function startProcess(dir: string, p: ProcessSpec, opts: { detached?: boolean } = {}): number {
+  const log = openSync(join(dir, 'logs', `${p.name}.log`), 'a');
+  const child = spawn(NODE_BIN, p.args, {
+    cwd: ROOT,
+    env: { ...process.env, ...p.env },
+    stdio: ['ignore', log, log],
+    detached: opts.detached ?? false,
+  });
+  closeSync(log);
+  if (child.pid === undefined) throw new Error(`could not start ${p.name}`);
+  writeFileSync(pidFile(dir, p.name), `${child.pid}\n`);
+  if (opts.detached) child.unref();
+  return child.pid;
+}
+
+/** Sends SIGTERM, waits up to `graceMs` for the process to exit, then SIGKILL. */
+export async function stopProcess(dir: string, name: string, graceMs = 10_000): Promise<boolean> {
+  const pid = readPid(dir, name);
+  if (pid === undefined || !isAlive(pid)) {
+    rmSync(pidFile(dir, name), { force: true });
+    return false;
+  }
+  process.kill(pid, 'SIGTERM');
+  const until = Date.now() + graceMs;
+  while (isAlive(pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  rmSync(pidFile(dir, name), { force: true });
+  return true;
+}
+
+export type DevnetStatus = { name: string; pid?: number; running: boolean }[];
+
+export function devnetStatus(dir: string): DevnetStatus {
+  return readProcesses(dir).map((p) => {
+    const pid = readPid(dir, p.name);
+    return pid === undefined ? { name: p.name, running: false } : { name: p.name, pid, running: isAlive(pid) };
+  });
+}

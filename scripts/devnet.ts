@@ -1,0 +1,238 @@
+/**
+ * `npm run devnet`: a coordinator and N nodes as separate processes on loopback, each node with
+ * its own data directory and its own SoftHSM2 token (the software sealer when SoftHSM2 is not
+ * installed, said clearly). Waits until every process is ready, prints the API URL, the admin
+ * token and an example, and stays in the foreground until Ctrl-C, which stops every process.
+ * State lives in the devnet dir and survives restarts; `--reset` wipes it.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { softhsmAvailable } from '../node/softhsm.ts';
+import {
+  NODE_BIN,
+  type ProcessSpec,
+  ROOT,
+  devnetDir,
+  readProcesses,
+  startProcess,
+  stopProcess,
+} from './devnet-lib.ts';
+
+const HELP = `Usage: npm run devnet -- [options]
+
+Starts a local threshold KMS: one coordinator and N nodes on 127.0.0.1.
+
+Options:
+  --nodes N        number of nodes (env KMS_NODES, default 5)
+  --port P         coordinator HTTP port (env KMS_PORT, default 8080)
+  --p2p-port B     libp2p ports: coordinator B, node-k B+k (env KMS_P2P_PORT_BASE, default 7100)
+  --dir D          state directory (env KMS_DEVNET_DIR, default .devnet)
+  --software       use the software sealer even if SoftHSM2 is installed (env KMS_SEALER=software)
+  --reset          wipe the state directory first
+  --detach         start the processes and exit (stop them with \`npx kms devnet stop\`)
+  -h, --help       this help
+
+Env KMS_ADMIN_TOKEN sets the admin token; otherwise one is generated into <dir>/admin-token.
+`;
+
+type Layout = { dir: string; nodes: number; port: number; p2pBase: number; sealer: 'pkcs11' | 'software' };
+
+function log(msg: string): void {
+  process.stderr.write(`devnet: ${msg}\n`);
+}
+
+function run(args: string[], env: Record<string, string> = {}): string {
+  return execFileSync(NODE_BIN, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8' });
+}
+
+function writeSecret(file: string, value: string): void {
+  writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+/** First start: node identities, tokens, the allow-list. Nothing secret leaves the devnet dir. */
+function create(l: Layout, adminToken: string | undefined): void {
+  mkdirSync(join(l.dir, 'logs'), { recursive: true });
+  const procs: ProcessSpec[] = [];
+  const peers: { id: string; peerId: string; addresses: string[] }[] = [];
+  for (let k = 1; k <= l.nodes; k++) {
+    const name = `node-${k}`;
+    const nd = join(l.dir, name);
+    mkdirSync(nd, { recursive: true });
+    const env: Record<string, string> = {};
+    let sealer: Record<string, unknown>;
+    if (l.sealer === 'pkcs11') {
+      const pin = randomBytes(8).toString('hex');
+      writeSecret(join(nd, 'pin'), pin);
+      const conf = run(['node/softhsm.ts', 'init-token', '--dir', join(nd, 'softhsm'), '--label', name, '--pin-file', join(nd, 'pin')]).trim();
+      sealer = { kind: 'pkcs11', tokenLabel: name, pinFile: 'pin', softhsmConf: conf };
+      env.SOFTHSM2_CONF = conf;
+    } else {
+      writeSecret(join(nd, 'passphrase'), randomBytes(24).toString('hex'));
+      sealer = { kind: 'software', passphraseFile: 'passphrase' };
+    }
+    const address = `/ip4/127.0.0.1/tcp/${l.p2pBase + k}`;
+    writeFileSync(
+      join(nd, 'node.json'),
+      `${JSON.stringify({ nodeId: name, listen: [address], dataDir: 'data', cluster: '../cluster.json', sealer }, null, 2)}\n`,
+    );
+    log(`initializing ${name} (${l.sealer} sealer)`);
+    const { peerId } = JSON.parse(run(['node/main.ts', 'init', '--config', join(nd, 'node.json')], env)) as {
+      peerId: string;
+    };
+    peers.push({ id: name, peerId, addresses: [`${address}/p2p/${peerId}`] });
+    procs.push({ name, args: ['node/main.ts', '--config', join(nd, 'node.json')], env });
+  }
+  const cd = join(l.dir, 'coordinator');
+  mkdirSync(cd, { recursive: true });
+  const token = adminToken ?? randomBytes(24).toString('hex');
+  if (!adminToken) writeSecret(join(l.dir, 'admin-token'), token);
+  const coordAddress = `/ip4/127.0.0.1/tcp/${l.p2pBase}`;
+  writeFileSync(
+    join(cd, 'coordinator.json'),
+    `${JSON.stringify(
+      {
+        host: '127.0.0.1',
+        port: l.port,
+        dataDir: join(cd, 'data'),
+        readyMinNodes: l.nodes,
+        cluster: { clusterFile: join(l.dir, 'cluster.json'), identityFile: join(cd, 'identity.key'), listen: [coordAddress] },
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  log('initializing coordinator');
+  const { peerId } = JSON.parse(run(['coordinator/main.ts', 'init', '--config', join(cd, 'coordinator.json')])) as {
+    peerId: string;
+  };
+  writeFileSync(
+    join(l.dir, 'cluster.json'),
+    `${JSON.stringify({ nodes: peers, coordinators: [{ id: 'coordinator', peerId, addresses: [`${coordAddress}/p2p/${peerId}`] }] }, null, 2)}\n`,
+  );
+  procs.push({
+    name: 'coordinator',
+    args: ['coordinator/main.ts', '--config', join(cd, 'coordinator.json')],
+    env: adminToken ? {} : { KMS_ADMIN_TOKEN_FILE: join(l.dir, 'admin-token') },
+  });
+  writeFileSync(join(l.dir, 'processes.json'), `${JSON.stringify(procs, null, 2)}\n`);
+}
+
+async function waitReady(url: string, token: string, nodes: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < until) {
+    try {
+      const r = await fetch(`${url}/v1/nodes`, { headers: { authorization: `Bearer ${token}` } });
+      if (r.ok) {
+        const body = (await r.json()) as { nodes?: { reachable: boolean }[] } | { reachable: boolean }[];
+        const list = Array.isArray(body) ? body : (body.nodes ?? []);
+        const up = list.filter((n) => n.reachable).length;
+        const msg = `${up}/${nodes} nodes reachable`;
+        if (msg !== last) log(msg);
+        last = msg;
+        if (up >= nodes) return;
+      }
+    } catch {
+      /* coordinator not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`devnet not ready after ${timeoutMs} ms (${last || 'coordinator not answering'}); see the logs/ folder`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string' },
+      port: { type: 'string' },
+      'p2p-port': { type: 'string' },
+      dir: { type: 'string' },
+      software: { type: 'boolean' },
+      reset: { type: 'boolean' },
+      detach: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const env = process.env;
+  const dir = values.dir ? devnetDir({ KMS_DEVNET_DIR: values.dir }) : devnetDir(env);
+  const nodes = Number(values.nodes ?? env.KMS_NODES ?? 5);
+  const port = Number(values.port ?? env.KMS_PORT ?? 8080);
+  const p2pBase = Number(values['p2p-port'] ?? env.KMS_P2P_PORT_BASE ?? 7100);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 100) throw new Error('--nodes must be 1..100');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--port must be a TCP port');
+  if (values.reset) {
+    log(`--reset: wiping ${dir}`);
+    for (const p of existsSync(join(dir, 'processes.json')) ? readProcesses(dir) : []) await stopProcess(dir, p.name);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const forceSoftware = values.software || env.KMS_SEALER === 'software';
+  const sealer = !forceSoftware && softhsmAvailable() ? 'pkcs11' : 'software';
+  if (sealer === 'software') {
+    log(
+      forceSoftware
+        ? 'software sealer (as asked): shares are sealed under a passphrase, not an HSM'
+        : 'SoftHSM2 is not installed: using the SOFTWARE sealer (apt-get install -y softhsm2 for per-node HSM tokens)',
+    );
+  }
+  const layout: Layout = { dir, nodes, port, p2pBase, sealer };
+  if (!existsSync(join(dir, 'processes.json'))) create(layout, env.KMS_ADMIN_TOKEN);
+  else log(`reusing the state in ${dir} (--reset to start afresh)`);
+  const procs = readProcesses(dir);
+  const token = env.KMS_ADMIN_TOKEN ?? readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+  const coordCfg = JSON.parse(readFileSync(join(dir, 'coordinator', 'coordinator.json'), 'utf8')) as { port: number };
+  const url = `http://127.0.0.1:${coordCfg.port}`;
+
+  for (const p of procs) {
+    startProcess(dir, p, { detached: values.detach ?? false });
+    log(`started ${p.name}`);
+  }
+  let stopping = false;
+  const stopAll = async () => {
+    if (stopping) return;
+    stopping = true;
+    log('stopping every process');
+    await Promise.all(procs.map((p) => stopProcess(dir, p.name)));
+    log('stopped');
+  };
+  if (!values.detach) {
+    process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
+    process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
+  }
+  try {
+    await waitReady(url, token, procs.length - 1, 90_000);
+  } catch (e) {
+    if (!values.detach) await stopAll();
+    throw e;
+  }
+  const tokenHint = env.KMS_ADMIN_TOKEN ? '(from KMS_ADMIN_TOKEN)' : `(also in ${join(dir, 'admin-token')})`;
+  process.stdout.write(
+    [
+      '',
+      `threshold KMS devnet ready: coordinator + ${procs.length - 1} nodes (${sealer} sealer)`,
+      `  API URL      ${url}`,
+      `  admin token  ${token} ${tokenHint}`,
+      '',
+      'Try:',
+      `  export KMS_URL=${url} KMS_TOKEN=${token}`,
+      '  npx kms keys create --key-spec FROST_ED25519 --threshold 3 --alias demo',
+      '  npx kms keys sign demo --message-text "hello"',
+      '',
+      values.detach ? 'Processes run detached; stop them with `npx kms devnet stop`.' : 'Ctrl-C stops every process.',
+      '',
+    ].join('\n'),
+  );
+  if (values.detach) process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`devnet: ${(e as Error).message}\n`);
+  process.exit(1);
+});
