@@ -1,0 +1,693 @@
+/**
+ * Resharing a key to a new committee and threshold, and the dealing engine it shares with
+ * proactive refresh (protocol/refresh.ts).
+ *
+ * Verifiable secret redistribution (Desmedt–Jajodia 1997; Wong–Wang–Wing 2002): each of t old
+ * members (the dealers) Shamir-shares its own old share s_i with a fresh degree t'-1 polynomial f_i
+ * and Feldman commitments C_i. The new member j takes s'_j = Σ λ_i·f_i(j), with λ_i the Lagrange
+ * coefficients of the dealer set at 0, so that Σ λ_i·f_i(0) = Σ λ_i·s_i = the old secret and the
+ * group element is unchanged. Everyone checks C_i[0] against the dealer's old verifying share and
+ * Σ λ_i·C_i[0] against the group element, so a dealer cannot change or lose the key (S-11).
+ * The old threshold is an explicit input checked against the old package, never inferred from the
+ * messages (S-06, the drand/kyber downgrade), and every commitment vector must have exactly t' entries.
+ *
+ * Rounds (every envelope bound to protocol, keySpec, keyId, sessionId and the NEW epoch):
+ *   `<p>.deal`    dealer -> all (commitments) and dealer -> new member (sub-share, encrypted channel)
+ *   `<p>.echo`    every party -> all: context digest and the digest of each dealer's broadcast
+ *                 (reliable-broadcast check: a dealer who sent different commitments to different
+ *                 parties is caught here, Kudelski-ING / S-11 a)
+ *   `<p>.confirm` new member -> all: Schnorr proof with the NEW share over the transcript hash and
+ *                 the unchanged group element (protocol/confirm.ts); all of them form the certificate
+ *                 that protocol/epoch.ts needs to activate the epoch (I5).
+ */
+import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
+import { numberToBytesBE } from '@noble/curves/utils.js';
+import { equalBytes, toHex, utf8ToBytes } from './bytes.ts';
+import { assertBinding, readBytes, readBytesArray } from './codec.ts';
+import {
+  type Confirmation,
+  confirm,
+  confirmationContext,
+  hashTranscript,
+  verifyConfirmation,
+} from './confirm.ts';
+import { decodeElement, decodeScalar } from './elements.ts';
+import {
+  type Blame,
+  type BlameReason,
+  DecodeError,
+  asKmsError,
+  misbehaved,
+  ProtocolError,
+  StateError,
+} from './errors.ts';
+import type { Certificate } from './epoch.ts';
+import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
+import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
+import {
+  dealingPolynomial,
+  evaluateCommitments,
+  evaluatePolynomial,
+  identifierScalar,
+  lagrangeCoefficient,
+  verifyFeldman,
+} from './polynomial.ts';
+import type { KeySpec } from './suites.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Message bodies (plain data: the codec serializes them; receivers re-validate every field)
+
+export type DealBroadcastBody = { readonly commitments: readonly Uint8Array[] };
+export type DealShareBody = { readonly share: Uint8Array };
+export type EchoBody = { readonly context: Uint8Array; readonly digests: readonly Uint8Array[] };
+export type ConfirmBody = {
+  readonly transcriptHash: Uint8Array;
+  readonly groupElement: Uint8Array;
+  readonly R: Uint8Array;
+  readonly z: Uint8Array;
+};
+export type KeyEventBody = DealBroadcastBody | DealShareBody | EchoBody | ConfirmBody;
+
+/** Outcome of refresh or reshare for one party. */
+export type KeyEventResult = {
+  readonly protocol: 'refresh' | 'reshare';
+  readonly keyId: KeyId;
+  readonly epoch: Epoch;
+  /** The new share; absent for a dealer that is not in the new committee. */
+  readonly key?: Key;
+  readonly public: FrostPublic;
+  readonly groupElement: Uint8Array;
+  readonly transcriptHash: Uint8Array;
+  readonly certificate: Certificate;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Dealing engine shared with refresh
+
+/** How one kind of key event deals and combines; built by reshare/refresh from their configs. */
+export type DealingPlan = {
+  readonly protocol: 'refresh' | 'reshare';
+  readonly spec: KeySpec;
+  readonly keyId: KeyId;
+  readonly sessionId: SessionId;
+  readonly self: ParticipantId;
+  readonly newEpoch: Epoch;
+  readonly dealers: readonly ParticipantId[];
+  readonly receivers: readonly ParticipantId[];
+  /** Exact number of commitments each dealer must send (S-06). */
+  readonly commitmentLength: number;
+  /** Power of x of commitments[0]: 1 for zero-sharings, which omit the identity C_0. */
+  readonly firstPower: 0 | 1;
+  /** Public parameters every party must agree on (hashed into the context digest and transcript). */
+  readonly context: readonly Uint8Array[];
+  /** Our dealing: coefficients (secret) and commitments; undefined when self is not a dealer. */
+  readonly deal?: () => { coefficients: bigint[]; commitments: any[] };
+  /** Extra per-dealer check on its commitments (e.g. constant term vs old verifying share). */
+  readonly checkDealer: (dealer: ParticipantId, commitments: readonly any[]) => Blame | undefined;
+  /** New share of self from the verified sub-shares (dealer -> f_dealer(self)). */
+  readonly combineShare: (subShares: ReadonlyMap<ParticipantId, bigint>) => bigint;
+  /** New public package from every dealer's commitments; throws ProtocolError if the key would change. */
+  readonly combinePublic: (commitments: ReadonlyMap<ParticipantId, readonly any[]>) => FrostPublic;
+};
+
+type Phase = 'deal' | 'echo' | 'confirm' | 'done';
+
+export type KeyEventState = {
+  readonly phase: Phase;
+  readonly coefficients?: readonly bigint[];
+  /** dealer -> decoded commitments, and the digest of their broadcast. */
+  readonly commitments: ReadonlyMap<ParticipantId, readonly any[]>;
+  readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
+  readonly subShares: ReadonlyMap<ParticipantId, bigint>;
+  readonly verified: boolean;
+  readonly echoes: ReadonlyMap<ParticipantId, EchoBody>;
+  readonly confirmations: ReadonlyMap<ParticipantId, ConfirmBody>;
+  readonly newPublic?: FrostPublic;
+  readonly newShare?: bigint;
+  readonly transcriptHash?: Uint8Array;
+};
+
+const sortIds = (ids: readonly ParticipantId[]): ParticipantId[] => [...ids].sort();
+
+function frameNumber(n: number): Uint8Array {
+  return numberToBytesBE(n, 4);
+}
+
+function blame(participant: string, reason: BlameReason, round: string, evidence?: string): Blame {
+  return evidence === undefined ? { participant, reason, round } : { participant, reason, round, evidence };
+}
+
+/** Digest of one dealer's broadcast: what the echo round compares. */
+export function dealDigest(
+  plan: Pick<DealingPlan, 'protocol' | 'sessionId'>,
+  dealer: string,
+  commitments: readonly Uint8Array[],
+): Uint8Array {
+  return hashTranscript(`${plan.protocol}.deal`, [
+    utf8ToBytes(plan.sessionId),
+    utf8ToBytes(dealer),
+    ...commitments,
+  ]);
+}
+
+/** The dealing engine as a Machine. */
+export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEventBody, KeyEventResult> {
+  const { spec, self, protocol } = plan;
+  const dealers = sortIds(plan.dealers);
+  const receivers = sortIds(plan.receivers);
+  const parties = sortIds([...new Set([...dealers, ...receivers])]);
+  const isDealer = dealers.includes(self);
+  const isReceiver = receivers.includes(self);
+  if (!isDealer && !isReceiver)
+    throw new StateError('ValidationError', `${self} takes no part in this ${protocol}`);
+  if (isDealer && !plan.deal)
+    throw new StateError('ValidationError', `${self} is a dealer but has no old share`);
+  const contextDigest = hashTranscript(`${protocol}.context`, plan.context);
+  const R = { deal: `${protocol}.deal`, echo: `${protocol}.echo`, confirm: `${protocol}.confirm` };
+
+  const header = (round: string, to: ParticipantId | '*'): EnvelopeHeader => ({
+    version: 1,
+    protocol,
+    keySpec: spec.name,
+    keyId: plan.keyId,
+    sessionId: plan.sessionId,
+    epoch: plan.newEpoch,
+    round,
+    from: self,
+    to,
+  });
+
+  const checkHeader = (h: EnvelopeHeader) => {
+    assertBinding(
+      { header: h, body: undefined },
+      {
+        version: 1,
+        protocol,
+        keySpec: spec.name,
+        keyId: plan.keyId,
+        sessionId: plan.sessionId,
+        epoch: plan.newEpoch,
+      },
+    );
+    if (h.to !== '*' && h.to !== self)
+      throw new DecodeError('ContextMismatch', 'message addressed to someone else');
+    if (!parties.includes(h.from) || h.from === self) {
+      throw misbehaved(`message from ${h.from}, who is not a party to this ${protocol}`, [
+        blame(h.from, 'spoofed-sender', h.round),
+      ]);
+    }
+  };
+
+  /** Commitments and digest of a dealer's broadcast, fully validated, or the blame. */
+  const readDeal = (from: ParticipantId, body: unknown): { points: any[]; digest: Uint8Array } => {
+    const raw = readBytesArray(body, 'commitments');
+    // Exact length: a longer vector raises the threshold, a shorter one lowers it (S-06).
+    if (raw.length !== plan.commitmentLength) {
+      throw misbehaved(`dealer ${from} sent ${raw.length} commitments, expected ${plan.commitmentLength}`, [
+        blame(from, 'wrong-vector-length', R.deal, String(raw.length)),
+      ]);
+    }
+    let points: any[];
+    try {
+      points = raw.map((c, k) => decodeElement(spec, c, `commitment ${k}`));
+    } catch (e) {
+      throw misbehaved(
+        `dealer ${from} sent an invalid commitment`,
+        [blame(from, 'invalid-element', R.deal)],
+        {
+          cause: String((e as Error).message),
+        },
+      );
+    }
+    const b = plan.checkDealer(from, points);
+    if (b) throw misbehaved(`dealer ${from}: ${b.reason}`, [b]);
+    return { points, digest: dealDigest(plan, from, raw) };
+  };
+
+  const progress = (
+    s: KeyEventState,
+    out: Envelope<KeyEventBody>[],
+  ): Step<KeyEventState, KeyEventBody, KeyEventResult> => {
+    let st = s;
+    if (st.phase === 'deal') {
+      const haveAll = dealers.every((d) => st.commitments.has(d) && (!isReceiver || st.subShares.has(d)));
+      if (!haveAll) return { state: st, out };
+      if (isReceiver) {
+        const x = identifierScalar(spec, self);
+        for (const d of dealers) {
+          if (!verifyFeldman(spec, x, st.subShares.get(d)!, st.commitments.get(d)!, plan.firstPower)) {
+            throw misbehaved(`dealer ${d} sent ${self} a sub-share that does not match its commitments`, [
+              blame(d, 'bad-share', R.deal, toHex(st.digests.get(d)!)),
+            ]);
+          }
+        }
+      }
+      const digests = dealers.map((d) => st.digests.get(d)!);
+      out.push({ header: header(R.echo, '*'), body: { context: contextDigest, digests } });
+      st = { ...st, phase: 'echo', verified: true };
+    }
+    if (st.phase === 'echo') {
+      for (const [from, echo] of st.echoes) {
+        if (!equalBytes(echo.context, contextDigest)) {
+          // Someone runs this session with other parameters (old package, sets, thresholds): we
+          // cannot tell who is wrong, so abort without blame.
+          throw new ProtocolError(
+            'ContextMismatch',
+            `${from} runs this ${protocol} with different parameters`,
+            {
+              details: { from, theirs: toHex(echo.context), ours: toHex(contextDigest) },
+            },
+          );
+        }
+        dealers.forEach((d, i) => {
+          const ours = st.digests.get(d)!;
+          const theirs = echo.digests[i]!;
+          if (!equalBytes(ours, theirs)) {
+            // Point-to-point channels are authenticated, not signed: the evidence is both digests
+            // and who reported the other one.
+            throw misbehaved(`dealer ${d} sent different commitments to different parties`, [
+              blame(d, 'equivocation', R.deal, `${toHex(ours)}@${self}!=${toHex(theirs)}@${from}`),
+            ]);
+          }
+        });
+      }
+      if (!parties.every((p) => p === self || st.echoes.has(p))) return { state: st, out };
+      const newPublic = plan.combinePublic(st.commitments);
+      const groupElement = newPublic.commitments[0]!;
+      const transcriptHash = hashTranscript(protocol, [
+        ...plan.context,
+        ...dealers.flatMap((d) => [utf8ToBytes(d), st.digests.get(d)!]),
+        ...receivers.flatMap((r) => [utf8ToBytes(r), newPublic.verifyingShares[r]!]),
+      ]);
+      st = { ...st, phase: 'confirm', newPublic, transcriptHash };
+      if (isReceiver) {
+        const share = plan.combineShare(st.subShares);
+        const vs = newPublic.verifyingShares[self]!;
+        if (!spec.Point.BASE.multiply(share).equals(spec.Point.fromBytes(vs))) {
+          throw new ProtocolError('ProtocolAborted', 'new share does not match the new verifying share');
+        }
+        const ctx = confirmationContext({
+          sessionId: plan.sessionId,
+          participant: self,
+          transcriptHash,
+          groupElement,
+          epoch: plan.newEpoch,
+        });
+        const c = confirm(spec, share, vs, ctx);
+        const body: ConfirmBody = { transcriptHash, groupElement, R: c.R, z: c.z };
+        out.push({ header: header(R.confirm, '*'), body });
+        const confirmations = new Map(st.confirmations);
+        confirmations.set(self, body);
+        // Sub-shares and coefficients are no longer needed: drop them from the state.
+        st = { ...st, newShare: share, confirmations, subShares: new Map(), coefficients: [] };
+      } else {
+        st = { ...st, subShares: new Map(), coefficients: [] };
+      }
+    }
+    if (st.phase === 'confirm') {
+      const pub = st.newPublic!;
+      const th = st.transcriptHash!;
+      const g = pub.commitments[0]!;
+      for (const [from, c] of st.confirmations) {
+        if (from === self) continue;
+        const ctx = confirmationContext({
+          sessionId: plan.sessionId,
+          participant: from,
+          transcriptHash: th,
+          groupElement: g,
+          epoch: plan.newEpoch,
+        });
+        const ok =
+          equalBytes(c.transcriptHash, th) &&
+          equalBytes(c.groupElement, g) &&
+          verifyConfirmation(spec, pub.verifyingShares[from]!, ctx, { R: c.R, z: c.z });
+        if (!ok) {
+          throw misbehaved(`confirmation from ${from} is invalid`, [
+            blame(from, 'bad-confirmation', R.confirm, `${toHex(c.transcriptHash)}/${toHex(c.R)}`),
+          ]);
+        }
+      }
+      if (!receivers.every((r) => st.confirmations.has(r))) return { state: st, out };
+      const confirmations: Record<ParticipantId, Confirmation> = {};
+      for (const r of receivers) {
+        const c = st.confirmations.get(r)!;
+        confirmations[r] = { R: c.R, z: c.z };
+      }
+      const certificate: Certificate = {
+        protocol,
+        keyId: plan.keyId,
+        sessionId: plan.sessionId,
+        epoch: plan.newEpoch,
+        transcriptHash: th,
+        groupElement: g,
+        confirmations,
+      };
+      const key: Key | undefined =
+        st.newShare === undefined
+          ? undefined
+          : ({
+              public: pub,
+              secret: { identifier: self, signingShare: spec.Point.Fn.toBytes(st.newShare) },
+            } as Key);
+      const done: KeyEventResult = {
+        protocol,
+        keyId: plan.keyId,
+        epoch: plan.newEpoch,
+        public: pub,
+        groupElement: g,
+        transcriptHash: th,
+        certificate,
+        ...(key ? { key } : {}),
+      };
+      st = { ...st, phase: 'done', newShare: 0n };
+      return { state: st, out, done };
+    }
+    return { state: st, out };
+  };
+
+  const receiveBody = (s: KeyEventState, env: Envelope<KeyEventBody>): KeyEventState => {
+    const h = env.header;
+    const from = h.from;
+    if (h.round === R.deal && h.to === '*') {
+      if (!dealers.includes(from))
+        throw misbehaved(`${from} is not a dealer`, [blame(from, 'malformed-message', h.round)]);
+      const { points, digest } = readDeal(from, env.body);
+      const prev = s.digests.get(from);
+      if (prev) {
+        if (equalBytes(prev, digest)) return s; // duplicate delivery: idempotent
+        throw misbehaved(`dealer ${from} sent two different broadcasts`, [
+          blame(from, 'equivocation', h.round, `${toHex(prev)}!=${toHex(digest)}`),
+        ]);
+      }
+      return {
+        ...s,
+        commitments: new Map(s.commitments).set(from, points),
+        digests: new Map(s.digests).set(from, digest),
+      };
+    }
+    if (h.round === R.deal) {
+      if (!dealers.includes(from) || !isReceiver) {
+        throw misbehaved(`unexpected sub-share from ${from}`, [blame(from, 'malformed-message', h.round)]);
+      }
+      let share: bigint;
+      try {
+        share = decodeScalar(spec, readBytes(env.body, 'share'), 'sub-share', false);
+      } catch {
+        throw misbehaved(`dealer ${from} sent a malformed sub-share`, [
+          blame(from, 'invalid-scalar', h.round),
+        ]);
+      }
+      const prev = s.subShares.get(from);
+      if (prev !== undefined) {
+        if (prev === share) return s;
+        throw misbehaved(`dealer ${from} sent two different sub-shares`, [
+          blame(from, 'equivocation', h.round),
+        ]);
+      }
+      if (s.phase !== 'deal')
+        throw misbehaved(`late sub-share from ${from}`, [blame(from, 'malformed-message', h.round)]);
+      return { ...s, subShares: new Map(s.subShares).set(from, share) };
+    }
+    if (h.round === R.echo) {
+      const echo: EchoBody = {
+        context: readBytes(env.body, 'context'),
+        digests: readBytesArray(env.body, 'digests'),
+      };
+      if (echo.digests.length !== dealers.length) {
+        throw misbehaved(`echo from ${from} has ${echo.digests.length} digests`, [
+          blame(from, 'wrong-vector-length', h.round),
+        ]);
+      }
+      const prev = s.echoes.get(from);
+      if (prev) {
+        const same =
+          equalBytes(prev.context, echo.context) &&
+          prev.digests.every((d, i) => equalBytes(d, echo.digests[i]!));
+        if (same) return s;
+        throw misbehaved(`${from} sent two different echoes`, [blame(from, 'equivocation', h.round)]);
+      }
+      return { ...s, echoes: new Map(s.echoes).set(from, echo) };
+    }
+    if (h.round === R.confirm) {
+      if (!receivers.includes(from))
+        throw misbehaved(`${from} is not a new member`, [blame(from, 'malformed-message', h.round)]);
+      const c: ConfirmBody = {
+        transcriptHash: readBytes(env.body, 'transcriptHash'),
+        groupElement: readBytes(env.body, 'groupElement'),
+        R: readBytes(env.body, 'R'),
+        z: readBytes(env.body, 'z'),
+      };
+      const prev = s.confirmations.get(from);
+      if (prev) {
+        const same = (['transcriptHash', 'groupElement', 'R', 'z'] as const).every((k) =>
+          equalBytes(prev[k], c[k]),
+        );
+        if (same) return s;
+        throw misbehaved(`${from} sent two different confirmations`, [blame(from, 'equivocation', h.round)]);
+      }
+      return { ...s, confirmations: new Map(s.confirmations).set(from, c) };
+    }
+    throw misbehaved(`unknown round ${h.round}`, [blame(from, 'malformed-message', h.round)]);
+  };
+
+  return {
+    self,
+    start() {
+      let st: KeyEventState = {
+        phase: 'deal',
+        commitments: new Map(),
+        digests: new Map(),
+        subShares: new Map(),
+        verified: false,
+        echoes: new Map(),
+        confirmations: new Map(),
+      };
+      const out: Envelope<KeyEventBody>[] = [];
+      if (isDealer) {
+        const { coefficients, commitments } = plan.deal!();
+        const raw = commitments.map((p) => p.toBytes() as Uint8Array);
+        out.push({ header: header(R.deal, '*'), body: { commitments: raw } });
+        for (const r of receivers) {
+          const v = evaluatePolynomial(spec, coefficients, identifierScalar(spec, r));
+          if (r === self) st = { ...st, subShares: new Map(st.subShares).set(self, v) };
+          else out.push({ header: header(R.deal, r), body: { share: spec.Point.Fn.toBytes(v) } });
+        }
+        st = {
+          ...st,
+          commitments: new Map(st.commitments).set(self, commitments),
+          digests: new Map(st.digests).set(self, dealDigest(plan, self, raw)),
+        };
+        coefficients.fill(0n);
+      }
+      return progress(st, out);
+    },
+    receive(state, env) {
+      if (state.phase === 'done') return { state, out: [] };
+      checkHeader(env.header);
+      try {
+        return progress(receiveBody(state, env), []);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw asKmsError(e, 'Internal', `${protocol} failed`);
+        // A body that does not decode, from an authenticated party, aborts the event with blame.
+        throw misbehaved(`malformed ${env.header.round} message from ${env.header.from}`, [
+          blame(env.header.from, 'malformed-message', env.header.round),
+        ]);
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reshare
+
+export type ReshareConfig = {
+  readonly spec: KeySpec;
+  readonly keyId: KeyId;
+  readonly sessionId: SessionId;
+  readonly self: ParticipantId;
+  readonly oldEpoch: Epoch;
+  readonly newEpoch: Epoch;
+  /** Threshold of the old epoch: an explicit input, checked against `oldPublic`, never inferred (S-06). */
+  readonly oldThreshold: number;
+  /** Public package of the old epoch, as the coordinator passed it. */
+  readonly oldPublic: FrostPublic;
+  /** Exactly `oldThreshold` members of the old committee who deal. */
+  readonly dealers: readonly ParticipantId[];
+  readonly newParticipants: readonly ParticipantId[];
+  readonly newThreshold: number;
+  /** Own share of the old epoch: required for a dealer, checked against `oldPublic` when given. */
+  readonly oldKey?: Key;
+};
+
+export function samePublic(a: FrostPublic, b: FrostPublic): boolean {
+  if (a.signers.min !== b.signers.min || a.signers.max !== b.signers.max) return false;
+  if (a.commitments.length !== b.commitments.length) return false;
+  if (!a.commitments.every((c, i) => equalBytes(c, b.commitments[i]!))) return false;
+  const ka = Object.keys(a.verifyingShares).sort();
+  const kb = Object.keys(b.verifyingShares).sort();
+  return (
+    ka.length === kb.length &&
+    ka.every((k, i) => k === kb[i] && equalBytes(a.verifyingShares[k]!, b.verifyingShares[k]!))
+  );
+}
+
+/** Canonical bytes of a public package for transcript hashing. */
+export function publicItems(pub: FrostPublic): Uint8Array[] {
+  const ids = Object.keys(pub.verifyingShares).sort();
+  return [
+    frameNumber(pub.signers.min),
+    frameNumber(pub.signers.max),
+    frameNumber(pub.commitments.length),
+    ...pub.commitments,
+    ...ids.flatMap((id) => [utf8ToBytes(id), pub.verifyingShares[id]!]),
+  ];
+}
+
+/** Verifying shares of `members` from the commitments of a polynomial. */
+export function verifyingSharesFrom(
+  spec: KeySpec,
+  commitments: readonly any[],
+  members: readonly string[],
+): Record<string, Uint8Array> {
+  const out: Record<string, Uint8Array> = {};
+  for (const m of members) {
+    const Y = evaluateCommitments(spec, commitments, identifierScalar(spec, m));
+    if (Y.is0()) throw new ProtocolError('ProtocolAborted', `verifying share of ${m} would be the identity`);
+    out[m] = Y.toBytes();
+  }
+  return out;
+}
+
+function validateIds(spec: KeySpec, ids: readonly string[], what: string): void {
+  if (new Set(ids).size !== ids.length) throw new StateError('ValidationError', `${what} has duplicates`);
+  for (const id of ids) {
+    try {
+      identifierScalar(spec, id);
+      if (spec.Point.Fn.toBytes(identifierScalar(spec, id)).length !== spec.scalarLength) throw new Error();
+    } catch {
+      throw new StateError('ValidationError', `${what}: invalid identifier ${id}`);
+    }
+  }
+}
+
+/** Checks a reshare config before anything is sent (coordinator input, not peer messages). */
+function validateReshare(cfg: ReshareConfig): void {
+  const { spec, oldPublic: op } = cfg;
+  // S-06: the old threshold must be given and must agree with the old package everywhere.
+  if (!Number.isSafeInteger(cfg.oldThreshold) || cfg.oldThreshold < 2) {
+    throw new StateError('ValidationError', 'oldThreshold must be an integer >= 2');
+  }
+  if (op.signers.min !== cfg.oldThreshold || op.commitments.length !== cfg.oldThreshold) {
+    throw new StateError('ValidationError', 'oldThreshold does not match the old public package');
+  }
+  if (cfg.dealers.length !== cfg.oldThreshold) {
+    throw new StateError('ValidationError', `reshare needs exactly ${cfg.oldThreshold} dealers`);
+  }
+  if (
+    !Number.isSafeInteger(cfg.newThreshold) ||
+    cfg.newThreshold < 2 ||
+    cfg.newThreshold > cfg.newParticipants.length
+  ) {
+    throw new StateError(
+      'ValidationError',
+      'newThreshold must be between 2 and the number of new participants',
+    );
+  }
+  if (cfg.newEpoch <= cfg.oldEpoch) throw new StateError('EpochMismatch', 'newEpoch must follow oldEpoch');
+  validateIds(spec, cfg.dealers, 'dealers');
+  validateIds(spec, cfg.newParticipants, 'newParticipants');
+  for (const d of cfg.dealers) {
+    if (!op.verifyingShares[d])
+      throw new StateError('ValidationError', `dealer ${d} is not in the old committee`);
+  }
+  // Members of the old committee hold the old package themselves: it must be the one passed in.
+  if (cfg.oldKey) {
+    if (!samePublic(cfg.oldKey.public, op)) {
+      throw new StateError(
+        'ContextMismatch',
+        'oldPublic differs from the stored public package of the old epoch',
+      );
+    }
+    if (cfg.oldKey.secret.identifier !== cfg.self)
+      throw new StateError('ValidationError', 'oldKey belongs to another participant');
+  }
+  // The old package itself must interpolate to its group element at the dealer set.
+  const Q = decodeElement(spec, op.commitments[0]!, 'group element');
+  let acc = spec.Point.ZERO;
+  for (const d of cfg.dealers) {
+    const Y = decodeElement(spec, op.verifyingShares[d]!, 'old verifying share');
+    acc = acc.add(Y.multiply(lagrangeCoefficient(spec, cfg.dealers, d)));
+  }
+  if (!acc.equals(Q))
+    throw new StateError('ContextMismatch', 'old verifying shares do not interpolate to the group element');
+}
+
+export function reshareMachine(cfg: ReshareConfig): Machine<KeyEventState, KeyEventBody, KeyEventResult> {
+  validateReshare(cfg);
+  const { spec } = cfg;
+  const Fn = spec.Point.Fn;
+  const dealers = sortIds(cfg.dealers);
+  const receivers = sortIds(cfg.newParticipants);
+  const lambda = new Map(dealers.map((d) => [d, lagrangeCoefficient(spec, dealers, d)] as const));
+  const groupElement = cfg.oldPublic.commitments[0]!;
+  const Q = spec.Point.fromBytes(groupElement);
+  const oldKey = cfg.oldKey;
+  const context = [
+    utf8ToBytes(`reshare/${spec.name}/${cfg.keyId}/${cfg.sessionId}`),
+    frameNumber(cfg.oldEpoch),
+    frameNumber(cfg.newEpoch),
+    frameNumber(cfg.oldThreshold),
+    frameNumber(cfg.newThreshold),
+    ...publicItems(cfg.oldPublic),
+    utf8ToBytes(dealers.join(',')),
+    utf8ToBytes(receivers.join(',')),
+  ];
+  const plan: DealingPlan = {
+    protocol: 'reshare',
+    spec,
+    keyId: cfg.keyId,
+    sessionId: cfg.sessionId,
+    self: cfg.self,
+    newEpoch: cfg.newEpoch,
+    dealers,
+    receivers,
+    commitmentLength: cfg.newThreshold,
+    firstPower: 0,
+    context,
+    ...(oldKey && dealers.includes(cfg.self)
+      ? { deal: () => dealingPolynomial(spec, cfg.newThreshold, Fn.fromBytes(oldKey.secret.signingShare)) }
+      : {}),
+    checkDealer: (d, commitments) => {
+      // The dealer shares exactly its old share: C_d[0] must be its old verifying share.
+      const Y = spec.Point.fromBytes(cfg.oldPublic.verifyingShares[d]!);
+      if (!commitments[0].equals(Y)) {
+        return blame(d, 'wrong-group-key', 'reshare.deal', toHex(commitments[0].toBytes()));
+      }
+      return undefined;
+    },
+    combineShare: (sub) =>
+      dealers.reduce((acc, d) => Fn.add(acc, Fn.mul(lambda.get(d)!, sub.get(d)!)), Fn.ZERO),
+    combinePublic: (byDealer) => {
+      const commitments: any[] = [];
+      for (let k = 0; k < cfg.newThreshold; k++) {
+        let acc = spec.Point.ZERO;
+        for (const d of dealers) acc = acc.add(byDealer.get(d)![k].multiplyUnsafe(lambda.get(d)!));
+        commitments.push(acc);
+      }
+      // The combined constant term is the group element, or the key would change (S-11 d).
+      if (!commitments[0].equals(Q)) {
+        throw new ProtocolError('ProtocolAborted', 'dealers’ commitments do not add up to the group element');
+      }
+      if (commitments.some((c) => c.is0()))
+        throw new ProtocolError('ProtocolAborted', 'combined commitment is the identity');
+      return {
+        signers: { min: cfg.newThreshold, max: receivers.length },
+        commitments: commitments.map((c) => c.toBytes() as Uint8Array),
+        verifyingShares: verifyingSharesFrom(spec, commitments, receivers),
+      } as FrostPublic;
+    },
+  };
+  if (dealers.includes(cfg.self) && !oldKey)
+    throw new StateError('ValidationError', 'a dealer needs its old key');
+  return dealingMachine(plan);
+}
