@@ -1,0 +1,692 @@
+/**
+ * Protocol benchmark, in one process: the CPU cost of DKG and of one threshold signature for every
+ * key spec, all parties summed and along the critical path, beside a plain single-key signature and
+ * the primitive costs (point decoding, subgroup check, scalar multiplication) that dominate them.
+ *
+ * Cost model. Each party's work in each round is timed on its own (main-thread CPU time). "Summed"
+ * adds every party's work: what the whole cluster spends. "Critical path" is what a run would take
+ * if every party had its own core and messages were free: for noble's lock-step rounds the slowest
+ * party of each round, summed over rounds; for our message-driven machines a virtual clock per
+ * party (a party's clock = max(its clock, the sender's clock when the message was sent) + the cost of
+ * handling it), whose maximum at the end is the critical path.
+ *
+ * Sampling. At large n the parties of a DKG round do the same work, so for the big sizes only
+ * `sampleParties` parties run DKG rounds 2-3 and the sum is extrapolated as mean x parties; such
+ * rows say so (`sampled`).
+ */
+import { createRequire } from 'node:module';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed448 } from '@noble/curves/ed448.js';
+import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
+import type { Key, NonceCommitments } from '@noble/curves/abstract/frost.js';
+import {
+  KEY_SPEC_REGISTRY,
+  KEY_SPECS,
+  type KeySpec,
+  type KeySpecName,
+  verifySignature,
+} from '../../protocol/suites.ts';
+import type { Envelope, Machine, Step } from '../../protocol/machine.ts';
+import { simulate } from '../../protocol/simulate.ts';
+import { microbench, type Sample, type Summary, summarize, timed } from './stats.ts';
+
+export type Size = { readonly t: number; readonly n: number };
+export type Operation = 'dkg' | 'sign' | 'refresh' | 'reshare' | 'repair';
+/** `noble-frost`: noble's own RFC 9591 FROST API driven directly; `ours`: protocol/ machines. */
+export type Implementation = 'noble-frost' | 'ours';
+
+/** One round of one run: how many parties do it, how many were timed, and their costs. */
+export type RoundCost = {
+  readonly round: string;
+  readonly parties: number;
+  readonly measured: number;
+  readonly meanCpuMs: number;
+  readonly maxCpuMs: number;
+};
+
+/** One run of one operation. */
+export type OpRun = {
+  readonly summedCpuMs: number;
+  readonly criticalPathCpuMs: number;
+  readonly summedWallMs: number;
+  readonly rounds: readonly RoundCost[];
+};
+
+export type ProtocolRow = {
+  readonly keySpec: KeySpecName;
+  readonly operation: Operation;
+  readonly implementation: Implementation;
+  readonly size: Size;
+  /** For reshare: the new committee. */
+  readonly newSize?: Size;
+  readonly iterations: number;
+  /** Over iterations, ms. */
+  readonly summedCpuMs: Summary;
+  readonly criticalPathCpuMs: Summary;
+  readonly summedWallMs: Summary;
+  /** Rounds of the median run (by summed CPU). */
+  readonly rounds: readonly RoundCost[];
+  /** Summed CPU (p50) / the suite's single-key signature (p50). */
+  readonly ratioToSingleKey: number;
+  /** Set when only some parties of the expensive rounds were timed. */
+  readonly sampled?: string;
+};
+
+export type SingleKeyRow = {
+  readonly keySpec: KeySpecName;
+  readonly how: string;
+  readonly cpuMsPerOp: Summary;
+  readonly ops: number;
+};
+
+export type PrimitiveRow = {
+  readonly group: string;
+  readonly operation: string;
+  readonly library: string;
+  readonly cpuMsPerOp: Summary;
+  readonly ops: number;
+};
+
+export type ProtocolResults = {
+  readonly plan: ProtocolPlan;
+  readonly singleKey: readonly SingleKeyRow[];
+  readonly rows: readonly ProtocolRow[];
+  readonly primitives: readonly PrimitiveRow[];
+  /** What was not measured, and why. */
+  readonly skipped: readonly string[];
+};
+
+export type SizePlan = {
+  readonly size: Size;
+  readonly keySpecs: readonly KeySpecName[];
+  readonly operations: readonly ('dkg' | 'sign')[];
+  readonly iterations: { readonly dkg: number; readonly sign: number };
+  /** Time only this many parties in DKG rounds 2-3 (undefined: all). */
+  readonly sampleParties?: number;
+};
+
+export type ProtocolPlan = {
+  readonly quick: boolean;
+  readonly keySpecs: readonly KeySpecName[];
+  readonly sizes: readonly SizePlan[];
+  /** Key events with our machines: reshare goes from `size` to `newSize`. */
+  readonly keyEvents: { readonly size: Size; readonly newSize: Size; readonly iterations: number };
+  readonly singleKeyIterations: number;
+  readonly primitiveIterations: number;
+  /** Sizes left out of the plan, with the reason (for the summary). */
+  readonly skipped: readonly string[];
+};
+
+const ALL = KEY_SPECS;
+/** Suites without Ed25519/Ed448's costly decoding + subgroup check (see the primitives table). */
+const FAST: readonly KeySpecName[] = [
+  'FROST_SECP256K1_TR',
+  'FROST_SECP256K1',
+  'FROST_P256',
+  'FROST_RISTRETTO255',
+];
+const EDWARDS: readonly KeySpecName[] = ['FROST_ED25519', 'FROST_ED448'];
+
+/**
+ * The full plan, chosen to stay within about five minutes on a 2-core machine. Measured cost of
+ * noble's DKG grows like n^2 * t (every party checks every other party's t commitments), which is
+ * what bounds the big sizes.
+ */
+export function fullPlan(): ProtocolPlan {
+  return {
+    quick: false,
+    keySpecs: ALL,
+    sizes: [
+      { size: { t: 2, n: 3 }, keySpecs: ALL, operations: ['dkg', 'sign'], iterations: { dkg: 5, sign: 20 } },
+      { size: { t: 3, n: 5 }, keySpecs: ALL, operations: ['dkg', 'sign'], iterations: { dkg: 3, sign: 20 } },
+      { size: { t: 7, n: 10 }, keySpecs: ALL, operations: ['dkg', 'sign'], iterations: { dkg: 1, sign: 5 } },
+      {
+        size: { t: 14, n: 20 },
+        keySpecs: ALL,
+        operations: ['dkg', 'sign'],
+        iterations: { dkg: 1, sign: 1 },
+        sampleParties: 2,
+      },
+      {
+        size: { t: 34, n: 50 },
+        keySpecs: FAST,
+        operations: ['dkg', 'sign'],
+        iterations: { dkg: 1, sign: 1 },
+        sampleParties: 1,
+      },
+      {
+        size: { t: 34, n: 50 },
+        keySpecs: EDWARDS,
+        operations: ['sign'],
+        iterations: { dkg: 0, sign: 1 },
+        sampleParties: 2,
+      },
+      {
+        size: { t: 67, n: 100 },
+        keySpecs: FAST,
+        operations: ['dkg', 'sign'],
+        iterations: { dkg: 1, sign: 1 },
+        sampleParties: 1,
+      },
+    ],
+    keyEvents: { size: { t: 3, n: 5 }, newSize: { t: 4, n: 7 }, iterations: 3 },
+    singleKeyIterations: 300,
+    primitiveIterations: 300,
+    skipped: [
+      'DKG for FROST_ED25519 and FROST_ED448 above 14-of-20, and their signing above 34-of-50: noble decodes and subgroup-checks every received point (about 0.7 ms each for Ed25519, see the primitives table), so one 67-of-100 DKG party alone would take minutes; the fast suites show the growth with n.',
+      'DKG at 14-of-20 and up times only 1-2 parties of rounds 2-3 (all parties do the same work there) and extrapolates the sum; round 1 is timed for every party. Signing is always timed for every signer.',
+    ],
+  };
+}
+
+/** Tiny counts for the smoke test: checks that every code path runs and the output is well formed. */
+export function quickPlan(keySpecs: readonly KeySpecName[] = ALL): ProtocolPlan {
+  return {
+    quick: true,
+    keySpecs,
+    sizes: [
+      { size: { t: 2, n: 3 }, keySpecs, operations: ['dkg', 'sign'], iterations: { dkg: 1, sign: 1 } },
+      {
+        size: { t: 3, n: 5 },
+        keySpecs,
+        operations: ['sign'],
+        iterations: { dkg: 0, sign: 1 },
+        sampleParties: 2,
+      },
+    ],
+    keyEvents: { size: { t: 2, n: 3 }, newSize: { t: 3, n: 4 }, iterations: 1 },
+    singleKeyIterations: 3,
+    primitiveIterations: 3,
+    skipped: ['--quick: tiny sizes and iteration counts, for checking the harness only; not a measurement.'],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost bookkeeping
+
+type RoundLog = Map<string, { parties: number; samples: Sample[] }>;
+
+function logRound(log: RoundLog, round: string, parties: number, sample: Sample): void {
+  const r = log.get(round) ?? { parties, samples: [] };
+  r.parties = Math.max(r.parties, parties);
+  r.samples.push(sample);
+  log.set(round, r);
+}
+
+/** Lock-step rounds: summed = mean x parties per round; critical path = slowest party per round. */
+function lockStepRun(log: RoundLog): OpRun {
+  const rounds: RoundCost[] = [];
+  let summedCpuMs = 0;
+  let summedWallMs = 0;
+  let criticalPathCpuMs = 0;
+  for (const [round, { parties, samples }] of log) {
+    const cpu = samples.map((s) => s.cpuMs);
+    const meanCpuMs = cpu.reduce((a, b) => a + b, 0) / cpu.length;
+    const meanWall = samples.reduce((a, s) => a + s.wallMs, 0) / samples.length;
+    const maxCpuMs = Math.max(...cpu);
+    summedCpuMs += meanCpuMs * parties;
+    summedWallMs += meanWall * parties;
+    criticalPathCpuMs += maxCpuMs;
+    rounds.push({ round, parties, measured: samples.length, meanCpuMs, maxCpuMs });
+  }
+  return { summedCpuMs, criticalPathCpuMs, summedWallMs, rounds };
+}
+
+// ---------------------------------------------------------------------------------------------
+// noble's own FROST, driven directly
+
+const MESSAGE = new TextEncoder().encode('threshold-kms benchmark message: 32 bytes+');
+
+function ids(spec: KeySpec, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => spec.frost.Identifier.fromNumber(i + 1));
+}
+
+/** Which party indexes to time in the expensive rounds. */
+function sampleOf(count: number, sample: number | undefined): number[] {
+  const k = sample === undefined ? count : Math.min(count, sample);
+  return Array.from({ length: k }, (_, i) => i);
+}
+
+/** One DKG with noble's DKG.round1/2/3 (RFC 9591 leaves DKG out; this is noble's PedPoP DKG). */
+export function nobleDkg(spec: KeySpec, size: Size, sampleParties?: number): { run: OpRun; keys: Key[] } {
+  const f = spec.frost;
+  const signers = { min: size.t, max: size.n };
+  const all = ids(spec, size.n);
+  const log: RoundLog = new Map();
+  const r1 = all.map((id) => {
+    const { value, sample } = timed(() => f.DKG.round1(id, signers));
+    logRound(log, 'dkg.round1', size.n, sample);
+    return value;
+  });
+  const others = (i: number) => r1.filter((_, j) => j !== i).map((p) => p.public);
+  const timedParties = sampleOf(size.n, sampleParties);
+  const r2 = new Map<number, Record<string, { identifier: string; signingShare: Uint8Array }>>();
+  for (const i of timedParties) {
+    const p = r1[i];
+    if (!p) continue;
+    const { value, sample } = timed(() => f.DKG.round2(p.secret, others(i)));
+    logRound(log, 'dkg.round2', size.n, sample);
+    r2.set(i, value);
+  }
+  // Shares from parties whose round 2 was not timed: the same polynomial evaluation round2 does
+  // (noble's polynomialEvaluate), without its n proof-of-knowledge checks, which are not needed
+  // to produce a share and would dominate the harness's own time at n = 100.
+  const Fn = f.utils.Fn;
+  const shareFor = (from: number, to: number): { identifier: string; signingShare: Uint8Array } => {
+    const done = r2.get(from);
+    const toId = all[to] as string;
+    if (done) return done[toId] as { identifier: string; signingShare: Uint8Array };
+    const coeffs = r1[from]?.secret.coefficients ?? [];
+    const x = r1[to]?.secret.identifier ?? 0n;
+    let acc = Fn.ZERO;
+    for (let k = coeffs.length - 1; k >= 0; k--) acc = Fn.add(Fn.mul(acc, x), coeffs[k] as bigint);
+    return { identifier: all[from] as string, signingShare: Fn.toBytes(acc) };
+  };
+  const keys: Key[] = [];
+  for (const i of timedParties) {
+    const p = r1[i];
+    if (!p) continue;
+    const received = all
+      .map((_, j) => j)
+      .filter((j) => j !== i)
+      .map((j) => shareFor(j, i));
+    const { value, sample } = timed(() => f.DKG.round3(p.secret, others(i), received));
+    logRound(log, 'dkg.round3', size.n, sample);
+    keys.push(value);
+  }
+  const first = keys[0];
+  if (!first || keys.some((k) => !equalBytes(k.public.commitments[0], first.public.commitments[0]))) {
+    throw new Error(`${spec.name} ${size.t}-of-${size.n}: DKG parties disagree on the group key`);
+  }
+  return { run: lockStepRun(log), keys };
+}
+
+/**
+ * One threshold signature with noble: every signer commits (RFC 9591 §5.1) and signs (§5.2), the
+ * coordinator aggregates (§5.3; noble verifies the aggregate and checks shares only on failure).
+ */
+export function nobleSign(spec: KeySpec, size: Size): OpRun {
+  const f = spec.frost;
+  const dealt = f.trustedDealer({ min: size.t, max: size.n });
+  const signerIds = ids(spec, size.n).slice(0, size.t);
+  const log: RoundLog = new Map();
+  const nonces = signerIds.map((id) => {
+    const secret = dealt.secretShares[id];
+    if (!secret) throw new Error(`no share for ${id}`);
+    const { value, sample } = timed(() => f.commit(secret));
+    logRound(log, 'sign.commit', size.t, sample);
+    return { id, secret, gen: value };
+  });
+  const list: NonceCommitments[] = nonces.map((x) => x.gen.commitments);
+  const shares: Record<string, Uint8Array> = {};
+  // Every signer is timed: aggregation needs all shares anyway, so sampling would save nothing.
+  for (const { id, secret, gen } of nonces) {
+    const { value, sample } = timed(() => f.signShare(secret, dealt.public, gen.nonces, list, MESSAGE));
+    logRound(log, 'sign.share', size.t, sample);
+    shares[id] = value;
+  }
+  const { value: sig, sample } = timed(() => f.aggregate(dealt.public, list, MESSAGE, shares));
+  logRound(log, 'sign.aggregate', 1, sample);
+  if (!f.verify(sig, MESSAGE, dealt.public.commitments[0] as Uint8Array)) {
+    throw new Error(`${spec.name} ${size.t}-of-${size.n}: aggregate signature does not verify`);
+  }
+  return lockStepRun(log);
+}
+
+function equalBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our machines (protocol/*.ts), run with protocol/simulate.ts under a virtual clock
+
+/**
+ * Wraps machines so that each start/receive is timed, and computes the critical path with a
+ * virtual clock per party (see the header comment). Envelopes are tagged with their sender's
+ * clock when sent; simulate() hands the same envelope objects to their recipients.
+ */
+export function runMachines<R>(machines: readonly Machine<any, any, R>[]): {
+  run: OpRun;
+  results: ReadonlyMap<string, R>;
+} {
+  const sentAt = new WeakMap<object, number>();
+  const clock = new Map<string, number>();
+  const log: RoundLog = new Map();
+  let summedCpuMs = 0;
+  let summedWallMs = 0;
+  const n = machines.length;
+  const account = (self: string, round: string, sample: Sample, readyAt: number, step: Step<any, any, R>) => {
+    const at = Math.max(clock.get(self) ?? 0, readyAt) + sample.cpuMs;
+    clock.set(self, at);
+    for (const env of step.out) sentAt.set(env, at);
+    summedCpuMs += sample.cpuMs;
+    summedWallMs += sample.wallMs;
+    logRound(log, round, n, sample);
+  };
+  const wrapped: Machine<any, any, R>[] = machines.map((m) => ({
+    self: m.self,
+    start() {
+      const { value, sample } = timed(() => m.start());
+      account(m.self, 'start', sample, 0, value);
+      return value;
+    },
+    receive(state: unknown, env: Envelope<any>) {
+      const { value, sample } = timed(() => m.receive(state, env));
+      account(m.self, env.header.round, sample, sentAt.get(env) ?? 0, value);
+      return value;
+    },
+  }));
+  const sim = simulate(wrapped);
+  if (sim.errors.size > 0) {
+    const [who, e] = [...sim.errors][0] as [string, unknown];
+    throw new Error(`machine ${who} failed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+  }
+  // Rounds as handled per party: a party handling k messages of a round counts k samples there.
+  const rounds: RoundCost[] = [...log].map(([round, { samples }]) => {
+    const cpu = samples.map((s) => s.cpuMs);
+    return {
+      round,
+      parties: samples.length,
+      measured: samples.length,
+      meanCpuMs: cpu.reduce((a, b) => a + b, 0) / cpu.length,
+      maxCpuMs: Math.max(...cpu),
+    };
+  });
+  return {
+    run: { summedCpuMs, criticalPathCpuMs: Math.max(0, ...clock.values()), summedWallMs, rounds },
+    results: sim.results as ReadonlyMap<string, R>,
+  };
+}
+
+/**
+ * A row with our machines: given a key spec and sizes, builds every party's machine for one session
+ * (`prepare` runs untimed, e.g. a DKG to have shares to sign or refresh with). One entry per
+ * operation in OUR_OPERATIONS; a module not written yet resolves to null and its rows are skipped.
+ */
+export type OurOperation = {
+  readonly operation: Operation;
+  readonly module: string;
+  readonly load: () => Promise<
+    ((spec: KeySpec, size: Size, newSize: Size) => Machine<any, any, unknown>[]) | null
+  >;
+};
+
+/** Loads a protocol module if it exists; null (not an error) if it has not been written yet. */
+async function optionalModule(path: string): Promise<Record<string, unknown> | null> {
+  try {
+    return (await import(new URL(path, import.meta.url).href)) as Record<string, unknown>;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') return null;
+    throw e;
+  }
+}
+
+export const OUR_OPERATIONS: readonly OurOperation[] = [];
+
+/** Adds an OurOperation's rows (used by runProtocolBench; one call per operation and size). */
+export async function ourRow(
+  op: OurOperation,
+  spec: KeySpec,
+  size: Size,
+  newSize: Size,
+  iterations: number,
+  singleKeyMs: number,
+): Promise<ProtocolRow | string> {
+  const factory = await op.load();
+  if (!factory) return `${op.operation} (ours): ${op.module} is not in the tree yet`;
+  const runs: OpRun[] = [];
+  for (let i = 0; i < iterations; i++) runs.push(runMachines(factory(spec, size, newSize)).run);
+  return toRow(
+    spec.name,
+    op.operation,
+    'ours',
+    size,
+    runs,
+    singleKeyMs,
+    undefined,
+    op.operation === 'reshare' ? newSize : undefined,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single-key baselines and primitives
+
+const singleKeySigners: Record<
+  KeySpecName,
+  { how: string; make: () => () => Uint8Array; verify: (sig: Uint8Array) => boolean }
+> = {
+  FROST_ED25519: single(
+    'ed25519.sign (RFC 8032)',
+    () => ed25519.utils.randomSecretKey(),
+    (m, k) => ed25519.sign(m, k),
+    (s, m, k) => ed25519.verify(s, m, ed25519.getPublicKey(k)),
+  ),
+  FROST_SECP256K1_TR: single(
+    'schnorr.sign (BIP340)',
+    () => schnorr.utils.randomSecretKey(),
+    (m, k) => schnorr.sign(m, k),
+    (s, m, k) => schnorr.verify(s, m, schnorr.getPublicKey(k)),
+  ),
+  FROST_SECP256K1: frostWhole('FROST_SECP256K1'),
+  FROST_P256: frostWhole('FROST_P256'),
+  FROST_RISTRETTO255: frostWhole('FROST_RISTRETTO255'),
+  FROST_ED448: single(
+    'ed448.sign (RFC 8032)',
+    () => ed448.utils.randomSecretKey(),
+    (m, k) => ed448.sign(m, k),
+    (s, m, k) => ed448.verify(s, m, ed448.getPublicKey(k)),
+  ),
+};
+
+function single(
+  how: string,
+  key: () => Uint8Array,
+  sign: (m: Uint8Array, k: Uint8Array) => Uint8Array,
+  verify: (s: Uint8Array, m: Uint8Array, k: Uint8Array) => boolean,
+) {
+  const k = key();
+  return { how, make: () => () => sign(MESSAGE, k), verify: (s: Uint8Array) => verify(s, MESSAGE, k) };
+}
+
+/** RFC 9591 Schnorr with the whole key (noble's frost.sign): the suite's own single-signer signature. */
+function frostWhole(name: KeySpecName) {
+  const f = KEY_SPEC_REGISTRY[name].frost;
+  const k = f.utils.randomScalar();
+  const pk = KEY_SPEC_REGISTRY[name].Point.BASE.multiply(f.utils.Fn.fromBytes(k)).toBytes();
+  return {
+    how: `${name.toLowerCase().replace('frost_', '')}_FROST.sign with the whole key`,
+    make: () => () => f.sign(MESSAGE, k),
+    verify: (s: Uint8Array) => verifySignature(KEY_SPEC_REGISTRY[name], MESSAGE, s, pk),
+  };
+}
+
+export function singleKeySign(name: KeySpecName, iterations: number): SingleKeyRow {
+  const s = singleKeySigners[name];
+  const sign = s.make();
+  if (!s.verify(sign())) throw new Error(`${name}: single-key signature does not verify`);
+  const m = microbench(sign, { iterations, warmup: Math.min(20, iterations) });
+  return { keySpec: name, how: s.how, cpuMsPerOp: m.cpuMsPerOp, ops: m.ops };
+}
+
+type Sodium = {
+  crypto_core_ed25519_is_valid_point(p: Uint8Array): boolean;
+  crypto_scalarmult_ed25519_base_noclamp(q: Uint8Array, n: Uint8Array): void;
+  crypto_scalarmult_ed25519_noclamp(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
+  crypto_core_ed25519_BYTES: number;
+};
+
+function loadSodium(): Sodium | null {
+  try {
+    return createRequire(import.meta.url)('sodium-native') as Sodium;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The levers of issue 8: what a received point costs to decode and subgroup-check, and what the two
+ * kinds of scalar multiplication cost, in noble and in libsodium (sodium-native). Same inputs for both.
+ */
+export function primitives(iterations: number, skipped: string[]): PrimitiveRow[] {
+  const rows: PrimitiveRow[] = [];
+  const add = (group: string, operation: string, library: string, fn: () => unknown) => {
+    const m = microbench(fn, { iterations, warmup: Math.min(20, iterations) });
+    rows.push({ group, operation, library, cpuMsPerOp: m.cpuMsPerOp, ops: m.ops });
+  };
+  const ed = ed25519.Point;
+  const s = ed.Fn.fromBytes(ed25519_scalar());
+  const P = ed.BASE.multiply(ed.Fn.fromBytes(ed25519_scalar()));
+  const Pb = P.toBytes();
+  const sb = ed.Fn.toBytes(s); // little-endian, as libsodium wants
+  add('ed25519', 'decode point', 'noble', () => ed.fromBytes(Pb));
+  add('ed25519', 'decode + subgroup check', 'noble', () => ed.fromBytes(Pb).isTorsionFree());
+  add('ed25519', 'fixed-base multiply', 'noble', () => ed.BASE.multiply(s));
+  add('ed25519', 'variable-base multiply', 'noble', () => P.multiply(s));
+  add('ed25519', 'variable-base multiply (unsafe)', 'noble', () => P.multiplyUnsafe(s));
+  const sodium = loadSodium();
+  if (sodium) {
+    const q = new Uint8Array(sodium.crypto_core_ed25519_BYTES);
+    sodium.crypto_scalarmult_ed25519_noclamp(q, sb, Pb);
+    if (!equalBytes(q, P.multiply(s).toBytes())) throw new Error('sodium and noble disagree on s*P');
+    add('ed25519', 'decode + subgroup check', 'libsodium (sodium-native)', () =>
+      sodium.crypto_core_ed25519_is_valid_point(Pb),
+    );
+    add('ed25519', 'fixed-base multiply', 'libsodium (sodium-native)', () =>
+      sodium.crypto_scalarmult_ed25519_base_noclamp(q, sb),
+    );
+    add('ed25519', 'variable-base multiply', 'libsodium (sodium-native)', () =>
+      sodium.crypto_scalarmult_ed25519_noclamp(q, sb, Pb),
+    );
+  } else {
+    skipped.push('libsodium rows: sodium-native did not load (run `npm install`; it ships prebuilds).');
+  }
+  // Context for the other suites (noble only; no native secp256k1 binding is installed).
+  const k = secp256k1.Point;
+  const ks = k.Fn.fromBytes(secp256k1.utils.randomSecretKey());
+  const K = k.BASE.multiply(k.Fn.fromBytes(secp256k1.utils.randomSecretKey()));
+  const Kb = K.toBytes(true);
+  add('secp256k1', 'decode point', 'noble', () => k.fromBytes(Kb));
+  add('secp256k1', 'fixed-base multiply', 'noble', () => k.BASE.multiply(ks));
+  add('secp256k1', 'variable-base multiply', 'noble', () => K.multiply(ks));
+  const r = KEY_SPEC_REGISTRY.FROST_RISTRETTO255.Point;
+  const R = r.BASE.multiply(ks % r.Fn.ORDER || 1n);
+  const Rb = R.toBytes();
+  add('ristretto255', 'decode point (prime-order group: no subgroup check)', 'noble', () => r.fromBytes(Rb));
+  add('ristretto255', 'variable-base multiply', 'noble', () => R.multiply(ks % r.Fn.ORDER || 1n));
+  return rows;
+}
+
+function ed25519_scalar(): Uint8Array {
+  return KEY_SPEC_REGISTRY.FROST_ED25519.frost.utils.randomScalar();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmark
+
+function toRow(
+  keySpec: KeySpecName,
+  operation: Operation,
+  implementation: Implementation,
+  size: Size,
+  runs: readonly OpRun[],
+  singleKeyMs: number,
+  sampled?: string,
+  newSize?: Size,
+): ProtocolRow {
+  const summed = summarize(runs.map((r) => r.summedCpuMs));
+  const median = [...runs].sort((a, b) => a.summedCpuMs - b.summedCpuMs)[
+    Math.floor((runs.length - 1) / 2)
+  ] as OpRun;
+  return {
+    keySpec,
+    operation,
+    implementation,
+    size,
+    ...(newSize ? { newSize } : {}),
+    iterations: runs.length,
+    summedCpuMs: summed,
+    criticalPathCpuMs: summarize(runs.map((r) => r.criticalPathCpuMs)),
+    summedWallMs: summarize(runs.map((r) => r.summedWallMs)),
+    rounds: median.rounds,
+    ratioToSingleKey: summed.p50 / singleKeyMs,
+    ...(sampled ? { sampled } : {}),
+  };
+}
+
+export type Progress = (line: string) => void;
+
+export async function runProtocolBench(
+  plan: ProtocolPlan,
+  progress: Progress = () => {},
+): Promise<ProtocolResults> {
+  const skipped = [...plan.skipped];
+  const singleKey = plan.keySpecs.map((name) => singleKeySign(name, plan.singleKeyIterations));
+  const singleMs = new Map(singleKey.map((r) => [r.keySpec, r.cpuMsPerOp.p50]));
+  for (const r of singleKey) progress(`single-key ${r.keySpec}: ${r.cpuMsPerOp.p50.toFixed(3)} ms`);
+  const rows: ProtocolRow[] = [];
+  // One untimed small run per suite first, so the first timed row does not pay for JIT warm-up.
+  for (const name of plan.keySpecs) {
+    nobleDkg(KEY_SPEC_REGISTRY[name], { t: 2, n: 3 });
+    nobleSign(KEY_SPEC_REGISTRY[name], { t: 2, n: 3 });
+  }
+  for (const sp of plan.sizes) {
+    for (const name of sp.keySpecs.filter((k) => plan.keySpecs.includes(k))) {
+      const spec = KEY_SPEC_REGISTRY[name];
+      const single = singleMs.get(name) ?? Number.NaN;
+      for (const op of sp.operations) {
+        const iterations = sp.iterations[op];
+        if (iterations <= 0) continue;
+        const runs: OpRun[] = [];
+        for (let i = 0; i < iterations; i++) {
+          runs.push(op === 'dkg' ? nobleDkg(spec, sp.size, sp.sampleParties).run : nobleSign(spec, sp.size));
+        }
+        const sampled =
+          op === 'dkg' && sp.sampleParties !== undefined && sp.sampleParties < sp.size.n
+            ? `${sp.sampleParties} of ${sp.size.n} parties timed in rounds 2-3`
+            : undefined;
+        const row = toRow(name, op, 'noble-frost', sp.size, runs, single, sampled);
+        rows.push(row);
+        progress(
+          `${op} noble ${name} ${sp.size.t}-of-${sp.size.n}: summed ${row.summedCpuMs.p50.toFixed(1)} ms, critical ${row.criticalPathCpuMs.p50.toFixed(1)} ms`,
+        );
+      }
+    }
+  }
+  // Our machines, where their modules exist: DKG and sign at the small sizes, key events once.
+  const ours = OUR_OPERATIONS;
+  const smallSizes = plan.sizes.filter((s) => s.sampleParties === undefined).map((s) => s.size);
+  for (const op of ours) {
+    const sizes = op.operation === 'dkg' || op.operation === 'sign' ? smallSizes : [plan.keyEvents.size];
+    for (const name of plan.keySpecs) {
+      for (const size of sizes) {
+        const spec = KEY_SPEC_REGISTRY[name];
+        const iterations =
+          op.operation === 'sign' ? Math.max(1, plan.keyEvents.iterations * 3) : plan.keyEvents.iterations;
+        const row = await ourRow(
+          op,
+          spec,
+          size,
+          plan.keyEvents.newSize,
+          iterations,
+          singleMs.get(name) ?? Number.NaN,
+        );
+        if (typeof row === 'string') {
+          if (!skipped.includes(row)) skipped.push(row);
+          continue;
+        }
+        rows.push(row);
+        progress(
+          `${op.operation} ours ${name} ${size.t}-of-${size.n}: summed ${row.summedCpuMs.p50.toFixed(1)} ms`,
+        );
+      }
+    }
+  }
+  for (const op of ['dkg', 'sign', 'refresh', 'reshare', 'repair'] as const) {
+    if (!ours.some((o) => o.operation === op))
+      skipped.push(`${op} (ours): no machine registered in OUR_OPERATIONS (scripts/bench/protocol.ts) yet`);
+  }
+  const primitiveRows = primitives(plan.primitiveIterations, skipped);
+  return { plan, singleKey, rows, primitives: primitiveRows, skipped };
+}

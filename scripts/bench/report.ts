@@ -1,0 +1,361 @@
+/**
+ * Benchmark reports: each benchmark writes `bench/results/<name>.json` (machine-readable) and a
+ * markdown section `bench/results/<name>.md`; SUMMARY.md is the machine/versions header followed by
+ * every section present, so a benchmark added later (e.g. the service one) shows up by writing its
+ * own section with `writeResults`. Charts are small hand-written SVG line charts.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { join } from 'node:path';
+import { CPU_CLOCK, fmtMs } from './stats.ts';
+import type { ProtocolResults, ProtocolRow } from './protocol.ts';
+
+export const RESULTS_DIR = join(import.meta.dirname, '..', '..', 'bench', 'results');
+
+export type MachineInfo = {
+  readonly os: string;
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly memoryGiB: number;
+  readonly node: string;
+  readonly libraries: Readonly<Record<string, string>>;
+  readonly gitCommit: string;
+  readonly date: string;
+  /** 1-minute load average when the run started: above ~0.5 the machine was shared. */
+  readonly loadAverageAtStart: number;
+  readonly cpuClock: string;
+};
+
+const LIBRARIES = ['@noble/curves', '@noble/hashes', 'sodium-native', 'libp2p', 'fastify'];
+
+export function machineInfo(): MachineInfo {
+  const require = createRequire(import.meta.url);
+  const libraries: Record<string, string> = {};
+  for (const name of LIBRARIES) {
+    try {
+      const pkgPath = join(import.meta.dirname, '..', '..', 'node_modules', name, 'package.json');
+      libraries[name] = (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;
+    } catch {
+      libraries[name] = 'not installed';
+    }
+  }
+  try {
+    const sodium = require('sodium-native') as { sodium_version_string?: () => string };
+    if (typeof sodium.sodium_version_string === 'function')
+      libraries.libsodium = sodium.sodium_version_string();
+  } catch {
+    // sodium-native missing: the version table says so above.
+  }
+  let gitCommit = 'unknown';
+  try {
+    gitCommit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    // not a git checkout
+  }
+  const cpus = os.cpus();
+  return {
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    libraries,
+    gitCommit,
+    date: new Date().toISOString(),
+    loadAverageAtStart: os.loadavg()[0] ?? 0,
+    cpuClock: CPU_CLOCK,
+  };
+}
+
+export type BenchFile<T> = {
+  readonly name: string;
+  readonly machine: MachineInfo;
+  /** 1-minute load average when the run ended. */
+  readonly loadAverageAtEnd: number;
+  readonly durationS: number;
+  readonly data: T;
+};
+
+/** Writes `<name>.json` and `<name>.md` and rebuilds SUMMARY.md from every section present. */
+export function writeResults<T>(
+  file: BenchFile<T>,
+  markdown: string,
+  charts: Record<string, string> = {},
+  dir = RESULTS_DIR,
+): string[] {
+  mkdirSync(dir, { recursive: true });
+  const written: string[] = [];
+  const put = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    written.push(join(dir, name));
+  };
+  put(`${file.name}.json`, `${JSON.stringify(file, null, 2)}\n`);
+  put(`${file.name}.md`, markdown);
+  for (const [name, svg] of Object.entries(charts)) put(name, svg);
+  put('SUMMARY.md', summary(file.machine, file.loadAverageAtEnd, dir));
+  return written;
+}
+
+function summary(m: MachineInfo, loadEnd: number, dir: string): string {
+  const sections = readdirSync(dir)
+    .filter((f) => f.endsWith('.md') && f !== 'SUMMARY.md')
+    .sort()
+    .map((f) => readFileSync(join(dir, f), 'utf8').trim());
+  const shared = Math.max(m.loadAverageAtStart, loadEnd) > 0.5;
+  return [
+    '# Benchmark summary',
+    '',
+    'Produced by `npm run bench` (scripts/bench.ts). Machine-readable results sit next to this file',
+    "(`<benchmark>.json`); each section below comes from its benchmark's `<benchmark>.md`.",
+    '',
+    '## Machine and versions (latest run)',
+    '',
+    '| | |',
+    '|---|---|',
+    `| Date | ${m.date} |`,
+    `| OS | ${m.os} |`,
+    `| CPU | ${m.cpuModel}, ${m.cores} cores |`,
+    `| Memory | ${m.memoryGiB} GiB |`,
+    `| Node | ${m.node} |`,
+    ...Object.entries(m.libraries).map(([k, v]) => `| ${k} | ${v} |`),
+    `| Commit | ${m.gitCommit} |`,
+    `| CPU clock | ${m.cpuClock} |`,
+    `| Load average (1 min) at start / end | ${m.loadAverageAtStart.toFixed(2)} / ${loadEnd.toFixed(2)} |`,
+    '',
+    shared
+      ? '**Shared machine:** other processes were running during this run (load average above 0.5), so wall times are inflated; CPU times are less affected but still see cache and frequency effects.'
+      : 'The machine was otherwise idle during this run (load average at or below 0.5).',
+    '',
+    ...sections.flatMap((s) => [s, '']),
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protocol benchmark rendering
+
+const sizeLabel = (r: ProtocolRow) =>
+  `${r.size.t}-of-${r.size.n}${r.newSize ? ` -> ${r.newSize.t}-of-${r.newSize.n}` : ''}`;
+
+/** Issue 8 targets for one 3-of-5 signature, all parties summed (ms). */
+const SIGN_TARGETS: Partial<Record<string, number>> = { FROST_ED25519: 3, FROST_SECP256K1_TR: 5 };
+
+export function protocolMarkdown(r: ProtocolResults, durationS: number): string {
+  const single = new Map(r.singleKey.map((s) => [s.keySpec, s]));
+  const find = (keySpec: string, op: string, impl: string, t: number, n: number) =>
+    r.rows.find(
+      (x) =>
+        x.keySpec === keySpec &&
+        x.operation === op &&
+        x.implementation === impl &&
+        x.size.t === t &&
+        x.size.n === n,
+    );
+  const sizes = [
+    ...new Map(
+      r.rows
+        .filter((x) => x.operation === 'sign' || x.operation === 'dkg')
+        .map((x) => [`${x.size.t}/${x.size.n}`, x.size]),
+    ).values(),
+  ].sort((a, b) => a.n - b.n || a.t - b.t);
+  const cell = (row: ProtocolRow | undefined) => (row ? fmtMs(row.summedCpuMs.p50) : '-');
+  const crit = (row: ProtocolRow | undefined) => (row ? fmtMs(row.criticalPathCpuMs.p50) : '-');
+  const ratio = (row: ProtocolRow | undefined) =>
+    row && Number.isFinite(row.ratioToSingleKey) ? `${row.ratioToSingleKey.toFixed(1)}x` : '-';
+  const mark = (row: ProtocolRow | undefined) => (row?.sampled ? ' *' : '');
+  const out: string[] = [];
+  out.push(
+    `## Protocol, in one process${r.plan.quick ? ' (QUICK: harness check only, not a measurement)' : ''}`,
+    '',
+  );
+  out.push(
+    `CPU milliseconds (median over iterations). **Summed** = all parties' work added up; **critical path** = with one core per party and free messages (slowest party per round, summed over rounds). "x single" = summed / a plain single-key signature of the same suite measured in the same run. Run took ${durationS.toFixed(0)} s.`,
+    '',
+  );
+  out.push(
+    '### One threshold signature (noble FROST: commit, signShare, aggregate) vs a single-key signature',
+    '',
+  );
+  const ops = ['sign', 'dkg'] as const;
+  const hasOurs = (op: string) => r.rows.some((x) => x.operation === op && x.implementation === 'ours');
+  for (const op of ops) {
+    if (op === 'dkg')
+      out.push(
+        '### DKG (noble: DKG.round1/2/3; ours: with proofs bound to the session, echo and confirmation rounds)',
+        '',
+      );
+    const head = ['Key spec', 'Size', 'single-key', 'noble summed', 'noble critical', 'noble x single'];
+    if (hasOurs(op)) head.push('ours summed', 'ours critical', 'ours x single');
+    out.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
+    for (const ks of r.plan.keySpecs) {
+      for (const s of sizes) {
+        const noble = find(ks, op, 'noble-frost', s.t, s.n);
+        const ours = find(ks, op, 'ours', s.t, s.n);
+        if (!noble && !ours) continue;
+        const line = [
+          ks,
+          `${s.t}-of-${s.n}${mark(noble)}`,
+          fmtMs(single.get(ks)?.cpuMsPerOp.p50 ?? Number.NaN),
+          cell(noble),
+          crit(noble),
+          ratio(noble),
+        ];
+        if (hasOurs(op)) line.push(cell(ours), crit(ours), ratio(ours));
+        out.push(`| ${line.join(' | ')} |`);
+      }
+    }
+    out.push(
+      '',
+      '`*` only some parties of DKG rounds 2-3 were timed; the sum is extrapolated (see Skipped).',
+      '',
+    );
+  }
+  const events = r.rows.filter(
+    (x) => x.operation === 'refresh' || x.operation === 'reshare' || x.operation === 'repair',
+  );
+  out.push('### Key events (ours)', '');
+  if (events.length === 0) out.push('Not measured in this run: see Skipped.', '');
+  else {
+    out.push('| Key spec | Event | Size | summed | critical | x single |', '|---|---|---|---|---|---|');
+    for (const e of events)
+      out.push(`| ${e.keySpec} | ${e.operation} | ${sizeLabel(e)} | ${cell(e)} | ${crit(e)} | ${ratio(e)} |`);
+    out.push('');
+  }
+  out.push('### Targets of issue 8 (one 3-of-5 signature, all parties summed)', '');
+  out.push('| Key spec | target | noble FROST | ours |', '|---|---|---|---|');
+  for (const [ks, target] of Object.entries(SIGN_TARGETS)) {
+    const noble = find(ks, 'sign', 'noble-frost', 3, 5);
+    const ours = find(ks, 'sign', 'ours', 3, 5);
+    out.push(
+      `| ${ks} | <= ${target} ms | ${cell(noble)} ms | ${ours ? `${cell(ours)} ms` : 'not measured'} |`,
+    );
+  }
+  out.push('');
+  out.push('### Primitive costs (the levers): noble vs libsodium', '');
+  out.push('| Group | Operation | Library | ms per op (median) |', '|---|---|---|---|');
+  for (const p of r.primitives)
+    out.push(`| ${p.group} | ${p.operation} | ${p.library} | ${fmtMs(p.cpuMsPerOp.p50)} |`);
+  const ed = (op: string, lib: string) =>
+    r.primitives.find((p) => p.group === 'ed25519' && p.operation === op && p.library.startsWith(lib));
+  const speedups = ['decode + subgroup check', 'fixed-base multiply', 'variable-base multiply']
+    .map((op) => {
+      const a = ed(op, 'noble');
+      const b = ed(op, 'libsodium');
+      return a && b ? `${op} ${(a.cpuMsPerOp.p50 / b.cpuMsPerOp.p50).toFixed(0)}x` : null;
+    })
+    .filter((x) => x !== null);
+  if (speedups.length) out.push('', `libsodium is faster on Ed25519 by: ${speedups.join(', ')}.`);
+  out.push('');
+  out.push('### Skipped, and why', '');
+  for (const s of r.skipped) out.push(`- ${s}`);
+  out.push('', 'Charts: `protocol-sign-vs-n.svg`, `protocol-dkg-vs-n.svg` (summed CPU, log scales).', '');
+  return out.join('\n');
+}
+
+export function protocolCharts(r: ProtocolResults): Record<string, string> {
+  const charts: Record<string, string> = {};
+  for (const op of ['sign', 'dkg'] as const) {
+    const series = r.plan.keySpecs.flatMap((ks) =>
+      (['noble-frost', 'ours'] as const).map((impl) => ({
+        label: `${ks}${impl === 'ours' ? ' (ours)' : ''}`,
+        dashed: impl === 'ours',
+        points: r.rows
+          .filter((x) => x.keySpec === ks && x.operation === op && x.implementation === impl)
+          .map((x) => ({ x: x.size.n, y: x.summedCpuMs.p50 }))
+          .sort((a, b) => a.x - b.x),
+      })),
+    );
+    charts[`protocol-${op}-vs-n.svg`] = lineChart({
+      title: `${op === 'sign' ? 'One threshold signature (t = about 2n/3)' : 'DKG'}: CPU, all parties summed`,
+      xLabel: 'n (parties)',
+      yLabel: 'CPU ms',
+      series: series.filter((s) => s.points.length > 0),
+    });
+  }
+  return charts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small SVG line chart with log-scaled axes
+
+export type Series = {
+  readonly label: string;
+  readonly dashed?: boolean;
+  readonly points: readonly { x: number; y: number }[];
+};
+
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function lineChart(opts: {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: readonly Series[];
+}): string {
+  const W = 760;
+  const H = 440;
+  const m = { l: 70, r: 230, t: 40, b: 50 };
+  const pts = opts.series.flatMap((s) => s.points).filter((p) => p.x > 0 && p.y > 0);
+  const xs = pts.map((p) => p.x);
+  const ys = pts.map((p) => p.y);
+  const lx0 = Math.floor(Math.log10(Math.min(...xs, 2)));
+  const lx1 = Math.ceil(Math.log10(Math.max(...xs, 10)));
+  const ly0 = Math.floor(Math.log10(Math.min(...ys, 1)));
+  const ly1 = Math.ceil(Math.log10(Math.max(...ys, 10)));
+  const X = (x: number) => m.l + ((Math.log10(x) - lx0) / (lx1 - lx0 || 1)) * (W - m.l - m.r);
+  const Y = (y: number) => H - m.b - ((Math.log10(y) - ly0) / (ly1 - ly0 || 1)) * (H - m.t - m.b);
+  const el: string[] = [];
+  el.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  el.push(`<text x="${m.l}" y="24" font-size="15" font-weight="bold">${esc(opts.title)}</text>`);
+  for (let e = ly0; e <= ly1; e++) {
+    for (const k of [1, 2, 5]) {
+      const v = k * 10 ** e;
+      if (v < 10 ** ly0 || v > 10 ** ly1) continue;
+      const y = Y(v).toFixed(1);
+      el.push(
+        `<line x1="${m.l}" x2="${W - m.r}" y1="${y}" y2="${y}" stroke="${k === 1 ? '#ccc' : '#eee'}"/>`,
+      );
+      el.push(
+        `<text x="${m.l - 6}" y="${y}" font-size="11" text-anchor="end" dominant-baseline="middle">${v >= 1 ? v : v.toPrecision(1)}</text>`,
+      );
+    }
+  }
+  const xTicks = [...new Set(xs)].sort((a, b) => a - b);
+  for (const v of xTicks) {
+    const x = X(v).toFixed(1);
+    el.push(`<line x1="${x}" x2="${x}" y1="${m.t}" y2="${H - m.b}" stroke="#eee"/>`);
+    el.push(`<text x="${x}" y="${H - m.b + 16}" font-size="11" text-anchor="middle">${v}</text>`);
+  }
+  el.push(
+    `<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#333"/>`,
+  );
+  el.push(
+    `<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" font-size="12" text-anchor="middle">${esc(opts.xLabel)}</text>`,
+  );
+  el.push(
+    `<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" font-size="12" text-anchor="middle">${esc(opts.yLabel)}</text>`,
+  );
+  opts.series.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length] as string;
+    const p = s.points.filter((q) => q.x > 0 && q.y > 0);
+    const d = p.map((q, j) => `${j ? 'L' : 'M'}${X(q.x).toFixed(1)},${Y(q.y).toFixed(1)}`).join(' ');
+    el.push(
+      `<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`,
+    );
+    for (const q of p)
+      el.push(
+        `<circle cx="${X(q.x).toFixed(1)}" cy="${Y(q.y).toFixed(1)}" r="3" fill="${color}"><title>${esc(s.label)} n=${q.x}: ${fmtMs(q.y)} ms</title></circle>`,
+      );
+    const ly = m.t + 10 + i * 18;
+    el.push(
+      `<line x1="${W - m.r + 12}" x2="${W - m.r + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`,
+    );
+    el.push(
+      `<text x="${W - m.r + 42}" y="${ly}" font-size="11" dominant-baseline="middle">${esc(s.label)}</text>`,
+    );
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n${el.join('\n')}\n</svg>\n`;
+}

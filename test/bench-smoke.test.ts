@@ -1,0 +1,177 @@
+/**
+ * Smoke test of the benchmark code (issue 8: "a fast smoke run of the benchmark code is in the
+ * tests so it cannot rot"). Runs the protocol benchmark with --quick counts and checks the shape of
+ * what it produces. It asserts nothing about speed: timings only have to be finite and consistent.
+ */
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { benchProtocol } from '../scripts/bench.ts';
+import { type ProtocolResults, runMachines } from '../scripts/bench/protocol.ts';
+import { lineChart } from '../scripts/bench/report.ts';
+import { percentile, summarize } from '../scripts/bench/stats.ts';
+import { KEY_SPECS } from '../protocol/suites.ts';
+import { asEpoch, asKeyId, asParticipantId, asSessionId, type ParticipantId } from '../protocol/ids.ts';
+import type { Envelope, Machine, Step } from '../protocol/machine.ts';
+
+let out: string;
+let results: ProtocolResults;
+const logged: string[] = [];
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
+  results = await benchProtocol({ quick: true, out }, (l) => logged.push(l));
+}, 50_000);
+
+afterAll(async () => {
+  await rm(out, { recursive: true, force: true });
+});
+
+const finitePositive = (x: number) => Number.isFinite(x) && x >= 0;
+
+describe('protocol benchmark (--quick)', () => {
+  it('measures DKG and signing with noble FROST for every key spec', () => {
+    for (const ks of KEY_SPECS) {
+      for (const op of ['dkg', 'sign'] as const) {
+        const row = results.rows.find(
+          (r) => r.keySpec === ks && r.operation === op && r.implementation === 'noble-frost',
+        );
+        expect(row, `${ks} ${op}`).toBeDefined();
+        if (!row) continue;
+        expect(row.iterations).toBeGreaterThan(0);
+        expect(finitePositive(row.summedCpuMs.p50)).toBe(true);
+        expect(finitePositive(row.criticalPathCpuMs.p50)).toBe(true);
+        expect(row.summedCpuMs.n).toBe(row.iterations);
+        // The critical path is part of the summed work, never more.
+        expect(row.criticalPathCpuMs.p50).toBeLessThanOrEqual(row.summedCpuMs.p50 + 1e-9);
+        expect(row.rounds.length).toBe(3);
+        for (const r of row.rounds) expect(r.measured).toBeLessThanOrEqual(r.parties);
+        expect(Number.isFinite(row.ratioToSingleKey)).toBe(true);
+      }
+    }
+  });
+
+  it('records every round of every party for noble DKG at 2-of-3', () => {
+    const row = results.rows.find(
+      (r) => r.keySpec === 'FROST_ED25519' && r.operation === 'dkg' && r.size.n === 3,
+    );
+    expect(row?.rounds.map((r) => [r.round, r.parties, r.measured])).toEqual([
+      ['dkg.round1', 3, 3],
+      ['dkg.round2', 3, 3],
+      ['dkg.round3', 3, 3],
+    ]);
+  });
+
+  it('has a single-key baseline for every key spec and the ed25519 primitives from noble and libsodium', () => {
+    expect(results.singleKey.map((s) => s.keySpec).sort()).toEqual([...KEY_SPECS].sort());
+    for (const s of results.singleKey) expect(finitePositive(s.cpuMsPerOp.p50)).toBe(true);
+    const ed = results.primitives.filter((p) => p.group === 'ed25519');
+    for (const op of ['decode + subgroup check', 'fixed-base multiply', 'variable-base multiply']) {
+      expect(
+        ed.find((p) => p.operation === op && p.library === 'noble'),
+        op,
+      ).toBeDefined();
+      expect(
+        ed.find((p) => p.operation === op && p.library.startsWith('libsodium')),
+        `${op} libsodium (needs sodium-native: npm install)`,
+      ).toBeDefined();
+    }
+  });
+
+  it('writes machine-readable JSON, a summary with the machine, and SVG charts', async () => {
+    const files = (await readdir(out)).sort();
+    expect(files).toEqual([
+      'SUMMARY.md',
+      'protocol-dkg-vs-n.svg',
+      'protocol-sign-vs-n.svg',
+      'protocol.json',
+      'protocol.md',
+    ]);
+    const json = JSON.parse(await readFile(join(out, 'protocol.json'), 'utf8'));
+    expect(json.name).toBe('protocol');
+    expect(json.machine.cores).toBeGreaterThan(0);
+    expect(json.machine.node).toBe(process.version);
+    expect(json.machine.libraries['@noble/curves']).toMatch(/^\d+\.\d+\.\d+/);
+    expect(json.data.rows.length).toBe(results.rows.length);
+    const summary = await readFile(join(out, 'SUMMARY.md'), 'utf8');
+    for (const s of ['## Machine and versions', '| CPU |', '| Node |', '@noble/curves', 'QUICK', 'Skipped'])
+      expect(summary).toContain(s);
+    for (const f of ['protocol-dkg-vs-n.svg', 'protocol-sign-vs-n.svg']) {
+      const svg = await readFile(join(out, f), 'utf8');
+      expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+      expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+      expect(svg).toContain('FROST_ED25519');
+      expect(svg).not.toMatch(/NaN|Infinity/);
+    }
+    expect(logged.join('\n')).toContain('key spec');
+  });
+});
+
+describe('critical path of message-driven machines', () => {
+  // A toy 2-round protocol: everyone broadcasts, and finishes after hearing from all others.
+  const header = (from: ParticipantId, round: string) => ({
+    version: 1 as const,
+    protocol: 'sign' as const,
+    keySpec: 'FROST_ED25519' as const,
+    keyId: asKeyId('k'),
+    sessionId: asSessionId('s'),
+    epoch: asEpoch(0),
+    round,
+    from,
+    to: '*' as const,
+  });
+  const toy = (self: ParticipantId, n: number, work: number): Machine<number, null, number> => ({
+    self,
+    start: (): Step<number, null, number> => ({
+      state: 0,
+      out: [{ header: header(self, 'toy.r1'), body: null }],
+    }),
+    receive: (state: number, _env: Envelope<null>): Step<number, null, number> => {
+      let x = 0;
+      for (let i = 0; i < work; i++) x += Math.sqrt(i);
+      const seen = state + 1;
+      return seen === n - 1 ? { state: seen, out: [], done: x } : { state: seen, out: [] };
+    },
+  });
+
+  it('sums every call and bounds the critical path by the sum', () => {
+    const machines = [1, 2, 3, 4].map((k) => toy(asParticipantId(`p${k}`), 4, 20_000));
+    const { run, results: done } = runMachines(machines);
+    expect(done.size).toBe(4);
+    expect(run.rounds.map((r) => r.round).sort()).toEqual(['start', 'toy.r1']);
+    expect(run.rounds.find((r) => r.round === 'toy.r1')?.measured).toBe(12);
+    expect(run.criticalPathCpuMs).toBeGreaterThan(0);
+    expect(run.criticalPathCpuMs).toBeLessThanOrEqual(run.summedCpuMs + 1e-9);
+  });
+});
+
+describe('stats', () => {
+  it('takes nearest-rank percentiles', () => {
+    const v = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(v, 50)).toBe(50);
+    expect(percentile(v, 99)).toBe(99);
+    expect(percentile(v, 100)).toBe(100);
+    expect(summarize([3, 1, 2])).toMatchObject({ n: 3, min: 1, p50: 2, max: 3, mean: 2 });
+  });
+
+  it('draws a chart with one path per non-empty series', () => {
+    const svg = lineChart({
+      title: 't',
+      xLabel: 'n',
+      yLabel: 'ms',
+      series: [
+        {
+          label: 'a',
+          points: [
+            { x: 3, y: 1 },
+            { x: 10, y: 30 },
+          ],
+        },
+        { label: 'b<c', dashed: true, points: [{ x: 5, y: 2 }] },
+      ],
+    });
+    expect(svg.match(/<path /g)?.length).toBe(2);
+    expect(svg).toContain('b&lt;c');
+  });
+});
