@@ -175,7 +175,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
         },
       ]);
     }
-    commitment.forEach((c, i) => decodeElement(spec, c, `body.commitment[${i}]`));
+    for (const [i, c] of commitment.entries()) decodeElement(spec, c, `body.commitment[${i}]`);
     // noble's PoK is a signature in the suite's encoding (BIP340: x-only R, even Y implied).
     const pok = readBytes(env.body, 'pok', spec.signatureLength);
     const pokR = pok.subarray(0, spec.signatureLength - spec.scalarLength);

@@ -1,0 +1,310 @@
+/**
+ * FROST signing (RFC 9591 §5) with identifiable abort, on noble's commit / signShare / aggregate.
+ *
+ * Signer side: `signerCommit` (round one, §5.1) returns the public commitment and a nonce state that
+ * is single-use by construction: `signerSign` (round two, §5.2) marks it used before anything else,
+ * so a second call throws NonceReused, and noble's signShare zeroes the nonces in place as well.
+ * Before signing, the signer checks the whole commitment list it is asked to sign over (threats
+ * S-03 (c), S-07): sorted, no duplicate or unknown identifiers, at least t, its own commitment
+ * present and unchanged, every element valid, all of its own key epoch.
+ *
+ * Aggregator side (the coordinator, §5.3): `aggregate` verifies the aggregate signature and, only
+ * if that fails, every share (§5.4, noble's aggregate does exactly this), and throws
+ * ParticipantMisbehaved naming the invalid-share senders so the caller can retry without them.
+ */
+import type { FrostPublic, Key, NonceCommitments, Nonces, RNG } from '@noble/curves/abstract/frost.js';
+import { equalBytes, toHex } from './bytes.ts';
+import { readBytes, readInt, readString } from './codec.ts';
+import { sortIds } from './dkg.ts';
+import { decodeElement, decodeIdentifier, decodeScalar } from './elements.ts';
+import { type Blame, DecodeError, KmsError, ProtocolError, misbehaved } from './errors.ts';
+import type { Epoch, ParticipantId } from './ids.ts';
+import type { KeySpec } from './suites.ts';
+
+/** One signer's round-one commitment, tagged with the key epoch of the share behind it. */
+export type SigningCommitment = {
+  readonly identifier: ParticipantId;
+  readonly hiding: Uint8Array;
+  readonly binding: Uint8Array;
+  readonly epoch: Epoch;
+};
+
+/** One signer's round-two output. */
+export type SignatureShare = {
+  readonly identifier: ParticipantId;
+  readonly share: Uint8Array;
+  readonly epoch: Epoch;
+};
+
+/** The signer's secret round-one state. Never serialized, never logged; usable exactly once. */
+export type NonceState = {
+  status: 'fresh' | 'used';
+  readonly spec: KeySpec;
+  readonly key: Key;
+  readonly epoch: Epoch;
+  readonly commitment: SigningCommitment;
+  readonly nonces: Nonces;
+};
+
+export function signerCommit(args: { spec: KeySpec; key: Key; epoch: Epoch; rng?: RNG }): {
+  commitment: SigningCommitment;
+  state: NonceState;
+} {
+  const { spec, key, epoch } = args;
+  const { nonces, commitments } = args.rng
+    ? spec.frost.commit(key.secret, args.rng)
+    : spec.frost.commit(key.secret);
+  const commitment: SigningCommitment = {
+    identifier: commitments.identifier as ParticipantId,
+    hiding: commitments.hiding,
+    binding: commitments.binding,
+    epoch,
+  };
+  return { commitment, state: { status: 'fresh', spec, key, epoch, commitment, nonces } };
+}
+
+/**
+ * Validates a commitment list against a key: sorted by identifier, no duplicates, every identifier
+ * a member of the key, between t and n entries, valid elements, all at `epoch`. Returns noble's form.
+ */
+export function checkCommitmentList(
+  spec: KeySpec,
+  pub: FrostPublic,
+  epoch: Epoch,
+  commitments: readonly SigningCommitment[],
+): NonceCommitments[] {
+  if (!Array.isArray(commitments)) throw new DecodeError('DecodeError', 'commitments: must be an array');
+  const { min, max } = pub.signers;
+  if (commitments.length < min || commitments.length > max) {
+    throw new KmsError(
+      'ValidationError',
+      `commitments: need between ${min} and ${max} signers, got ${commitments.length}`,
+    );
+  }
+  const seen = new Set<string>();
+  for (const c of commitments) {
+    const id = decodeIdentifier(spec, c.identifier, 'commitment identifier');
+    if (seen.has(id)) throw new DecodeError('InvalidIdentifier', `commitments: duplicate identifier ${id}`);
+    seen.add(id);
+    if (!Object.hasOwn(pub.verifyingShares, id)) {
+      throw new DecodeError('InvalidIdentifier', `commitments: ${id} is not a participant of this key`);
+    }
+    if (c.epoch !== epoch) {
+      throw new ProtocolError(
+        'EpochMismatch',
+        `commitments: ${id} committed for epoch ${c.epoch}, not ${epoch}`,
+      );
+    }
+    decodeElement(spec, c.hiding, `commitment ${id} hiding`);
+    decodeElement(spec, c.binding, `commitment ${id} binding`);
+  }
+  const ids = commitments.map((c) => c.identifier);
+  const sorted = sortIds(spec, ids);
+  if (!ids.every((id, i) => id === sorted[i])) {
+    throw new DecodeError('DecodeError', 'commitments: must be sorted by identifier (RFC 9591 §4.3)');
+  }
+  return commitments.map((c) => ({ identifier: c.identifier, hiding: c.hiding, binding: c.binding }));
+}
+
+/** Sorts commitments by identifier, as RFC 9591 §4.3 encodes them (for the coordinator). */
+export function sortCommitments<C extends { identifier: ParticipantId }>(
+  spec: KeySpec,
+  list: readonly C[],
+): C[] {
+  const order = sortIds(
+    spec,
+    list.map((c) => c.identifier),
+  );
+  return order.map((id) => list.find((c) => c.identifier === id)!);
+}
+
+/**
+ * Round two: this signer's share over `message` for the given commitment list. The nonce state is
+ * consumed first, even when the list is then refused (fail closed: never sign twice with one nonce).
+ */
+export function signerSign(
+  state: NonceState,
+  req: { message: Uint8Array; commitments: readonly SigningCommitment[] },
+): SignatureShare {
+  if (state.status !== 'fresh') throw new ProtocolError('NonceReused', 'signing nonce already used');
+  state.status = 'used';
+  const { spec, key, epoch } = state;
+  try {
+    if (!(req.message instanceof Uint8Array)) throw new DecodeError('DecodeError', 'message: must be bytes');
+    const list = checkCommitmentList(spec, key.public, epoch, req.commitments);
+    const own = req.commitments.find((c) => c.identifier === state.commitment.identifier);
+    if (own === undefined) {
+      throw new KmsError('ValidationError', 'commitments: this signer is not in the list (RFC 9591 §5.2)');
+    }
+    if (
+      !equalBytes(own.hiding, state.commitment.hiding) ||
+      !equalBytes(own.binding, state.commitment.binding)
+    ) {
+      throw new DecodeError('ContextMismatch', 'commitments: this signer’s commitment was altered');
+    }
+    let share: Uint8Array;
+    try {
+      share = spec.frost.signShare(key.secret, key.public, state.nonces, list, req.message);
+    } catch (e) {
+      throw new ProtocolError('ProtocolAborted', 'signShare failed', { cause: e });
+    }
+    return { identifier: state.commitment.identifier, share, epoch };
+  } finally {
+    // noble zeroes the nonces on success; zero them on every path.
+    state.nonces.hiding.fill(0);
+    state.nonces.binding.fill(0);
+  }
+}
+
+/**
+ * RFC 9591 §5.3 aggregation with §5.4 identifiable abort. Returns the signature in the suite's
+ * encoding (noble's output: RFC 8032 for ed25519/ed448, BIP340 x(R)||s for secp256k1-tr,
+ * SerializeElement(R)||SerializeScalar(z) otherwise).
+ */
+export function aggregate(args: {
+  spec: KeySpec;
+  public: FrostPublic;
+  epoch: Epoch;
+  commitments: readonly SigningCommitment[];
+  shares: readonly SignatureShare[];
+  message: Uint8Array;
+}): Uint8Array {
+  const { spec, epoch, commitments, shares, message } = args;
+  const pub = args.public;
+  for (const s of shares) {
+    if (s.epoch !== epoch)
+      throw new ProtocolError(
+        'EpochMismatch',
+        `share from ${s.identifier} is for epoch ${s.epoch}, not ${epoch}`,
+      );
+  }
+  const list = checkCommitmentList(spec, pub, epoch, commitments);
+  const byId: Record<string, Uint8Array> = {};
+  const malformed: Blame[] = [];
+  for (const s of shares) {
+    if (Object.hasOwn(byId, s.identifier))
+      throw new DecodeError('InvalidIdentifier', `shares: duplicate identifier ${s.identifier}`);
+    if (!commitments.some((c) => c.identifier === s.identifier)) {
+      throw new DecodeError('InvalidIdentifier', `shares: ${s.identifier} did not commit in round one`);
+    }
+    try {
+      decodeScalar(spec, s.share, 'signature share', false);
+      byId[s.identifier] = s.share;
+    } catch {
+      malformed.push({
+        participant: s.identifier,
+        reason: 'invalid-signature-share',
+        round: 'sign.share',
+        evidence: hexOf(s.share),
+      });
+    }
+  }
+  if (malformed.length > 0) throw misbehaved('malformed signature share', malformed);
+  const missing = commitments.filter((c) => !Object.hasOwn(byId, c.identifier)).map((c) => c.identifier);
+  if (missing.length > 0) {
+    throw new ProtocolError('ProtocolAborted', `shares missing from ${missing.join(', ')}`, {
+      culprits: missing.map((p) => ({ participant: p, reason: 'unresponsive', round: 'sign.share' })),
+    });
+  }
+  let sig: Uint8Array;
+  try {
+    sig = spec.frost.aggregate(pub, list, message, byId);
+  } catch (e) {
+    const cheaters = (e as { cheaters?: unknown }).cheaters;
+    if (Array.isArray(cheaters) && cheaters.length > 0) {
+      throw misbehaved(
+        'invalid signature share',
+        cheaters.map((p: string) => ({
+          participant: p,
+          reason: 'invalid-signature-share' as const,
+          round: 'sign.share',
+          evidence: toHex(byId[p]!),
+        })),
+      );
+    }
+    throw new ProtocolError('InvalidSignature', 'aggregation failed', { cause: e });
+  }
+  if (sig.length !== spec.signatureLength) {
+    throw new ProtocolError(
+      'InvalidSignature',
+      `aggregate signature is ${sig.length} bytes, expected ${spec.signatureLength}`,
+    );
+  }
+  return sig;
+}
+
+function hexOf(b: unknown): string {
+  return b instanceof Uint8Array ? toHex(b) : typeof b;
+}
+
+// ---- message bodies for the sign.commit and sign.share rounds ----
+
+export function commitmentBody(c: SigningCommitment): Record<string, unknown> {
+  return { identifier: c.identifier, hiding: c.hiding, binding: c.binding, epoch: c.epoch };
+}
+
+/** Parses and validates a sign.commit body (elements checked: RFC 9591 §3.1). */
+export function parseCommitmentBody(spec: KeySpec, body: unknown): SigningCommitment {
+  const identifier = decodeIdentifier(
+    spec,
+    readString(body, 'identifier', 2 * spec.scalarLength),
+    'body.identifier',
+  );
+  const hiding = readBytes(body, 'hiding', spec.elementLength);
+  const binding = readBytes(body, 'binding', spec.elementLength);
+  decodeElement(spec, hiding, 'body.hiding');
+  decodeElement(spec, binding, 'body.binding');
+  return { identifier: identifier as ParticipantId, hiding, binding, epoch: readInt(body, 'epoch') as Epoch };
+}
+
+export function shareBody(s: SignatureShare): Record<string, unknown> {
+  return { identifier: s.identifier, share: s.share, epoch: s.epoch };
+}
+
+export function parseShareBody(spec: KeySpec, body: unknown): SignatureShare {
+  const identifier = decodeIdentifier(
+    spec,
+    readString(body, 'identifier', 2 * spec.scalarLength),
+    'body.identifier',
+  );
+  const share = readBytes(body, 'share', spec.scalarLength);
+  decodeScalar(spec, share, 'body.share', false);
+  return { identifier: identifier as ParticipantId, share, epoch: readInt(body, 'epoch') as Epoch };
+}
+
+/**
+ * Coordinator convenience over `aggregate`: commitments in any order, each collected for `epoch`
+ * (an explicit `epoch` on an entry must match), shares keyed by identifier.
+ */
+export function aggregateSignature(args: {
+  spec: KeySpec;
+  public: FrostPublic;
+  epoch: Epoch | number;
+  message: Uint8Array;
+  commitments: readonly { identifier: string; hiding: Uint8Array; binding: Uint8Array; epoch?: number }[];
+  shares: Readonly<Record<string, Uint8Array>>;
+}): Uint8Array {
+  const epoch = args.epoch as Epoch;
+  const commitments = sortCommitments(
+    args.spec,
+    args.commitments.map((c) => ({
+      identifier: c.identifier as ParticipantId,
+      hiding: c.hiding,
+      binding: c.binding,
+      epoch: (c.epoch ?? epoch) as Epoch,
+    })),
+  );
+  const shares = Object.entries(args.shares).map(([identifier, share]) => ({
+    identifier: identifier as ParticipantId,
+    share,
+    epoch,
+  }));
+  return aggregate({
+    spec: args.spec,
+    public: args.public,
+    epoch,
+    commitments,
+    shares,
+    message: args.message,
+  });
+}
