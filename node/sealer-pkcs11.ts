@@ -1,0 +1,558 @@
+/**
+ * PKCS#11 sealer (pkcs11js; tested against SoftHSM2). One AES-256 key per scope (per node and key
+ * epoch), generated inside the token with CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and
+ * CKA_EXTRACTABLE=false, labelled with the scope. Sealing is CKM_AES_GCM (PKCS#11 v2.40 §2.10.7)
+ * with a random 96-bit IV and a 128-bit tag; the associated data binds the whole SealContext
+ * (sealed-blob.ts). Destroying a scope destroys its HSM key (C_DestroyObject), so that epoch's blobs
+ * can never be opened again.
+ *
+ * At open the sealer checks every secret key on the token: AES, 256 bits, token object, private,
+ * CKA_SENSITIVE and CKA_ALWAYS_SENSITIVE true, CKA_EXTRACTABLE false and CKA_NEVER_EXTRACTABLE true
+ * (threats-and-faults F-19). Any other key makes it refuse to run.
+ *
+ * PIN attempts are bounded by a PinGuard with exponential backoff, because SoftHSM2 never locks a
+ * token (F-17). Wrong PIN, missing token or missing library: InfraError('SealerUnavailable'), with
+ * messages that never contain the PIN. Tampered, foreign or wrong-context blobs: 'SealError'.
+ *
+ * pkcs11js calls are synchronous and one PKCS#11 session is not safe for concurrent use, so every
+ * call on the session runs under one async mutex. Login state is shared by all sessions of a
+ * process on a token, so a process opens at most one sealer per token.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type * as P from 'pkcs11js';
+import { InfraError } from '../protocol/errors.ts';
+import { PinGuard } from './pin-guard.ts';
+import {
+  associatedData,
+  BACKEND_PKCS11,
+  checkContext,
+  encodeBlob,
+  IV_BYTES,
+  openHeader,
+  TAG_BYTES,
+} from './sealed-blob.ts';
+import type { SealContext, Sealer } from './sealer.ts';
+import { SOFTHSM_INSTALL_HINT } from './softhsm.ts';
+
+const pkcs11js = createRequire(import.meta.url)('pkcs11js') as typeof P;
+
+export type Pkcs11SealerOptions = {
+  /** Path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+  library: string;
+  /** CK_TOKEN_INFO.label of the node's token (at most 32 bytes). */
+  tokenLabel: string;
+  pin: string;
+  /**
+   * SoftHSM2 only: the softhsm2.conf to put in SOFTHSM2_CONF before C_Initialize. One per process
+   * (see softhsm.ts); a second, different value while the library is initialized is refused.
+   */
+  softhsmConf?: string;
+  /** Bounded PIN attempts; default: an in-memory guard per (library, token), 3 attempts, 30 s base backoff. */
+  guard?: PinGuard;
+};
+
+/** One loaded and initialized module per library path, shared by the sealers of a process. */
+type Module = { p: P.PKCS11; library: string; conf: string | undefined; refs: number; tokens: Set<string> };
+const modules = new Map<string, Module>();
+const defaultGuards = new Map<string, Promise<PinGuard>>();
+
+function pkcs11Code(e: unknown): number | undefined {
+  return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
+}
+
+function ckrName(e: unknown): string {
+  return e instanceof pkcs11js.Pkcs11Error ? e.message : 'native error';
+}
+
+function acquireModule(library: string, conf: string | undefined): Module {
+  const existing = modules.get(library);
+  if (existing) {
+    if (conf !== undefined && existing.conf !== conf) {
+      throw new InfraError(
+        'SealerUnavailable',
+        `this process already initialized ${library} with SOFTHSM2_CONF=${existing.conf ?? '(unset)'}; ` +
+          'one SoftHSM2 configuration per process: create all tokens in one directory or run one node per process',
+      );
+    }
+    existing.refs++;
+    return existing;
+  }
+  if (!existsSync(library)) {
+    const hint = library.includes('softhsm') ? ` ${SOFTHSM_INSTALL_HINT}` : '';
+    throw new InfraError('SealerUnavailable', `PKCS#11 library not found: ${library}.${hint}`);
+  }
+  // SoftHSM2 reads SOFTHSM2_CONF during C_Initialize, so it must be set before.
+  if (conf !== undefined) process.env['SOFTHSM2_CONF'] = conf;
+  const p = new pkcs11js.PKCS11();
+  try {
+    p.load(library);
+  } catch (e) {
+    throw new InfraError('SealerUnavailable', `cannot load PKCS#11 library ${library}`, { cause: e });
+  }
+  try {
+    p.C_Initialize();
+  } catch (e) {
+    if (pkcs11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+      try {
+        p.close();
+      } catch {
+        // already failing
+      }
+      throw new InfraError('SealerUnavailable', `C_Initialize failed for ${library} (${ckrName(e)})`, {
+        cause: e,
+      });
+    }
+  }
+  const m: Module = { p, library, conf: conf ?? process.env['SOFTHSM2_CONF'], refs: 1, tokens: new Set() };
+  modules.set(library, m);
+  return m;
+}
+
+function releaseModule(m: Module): void {
+  if (--m.refs > 0) return;
+  modules.delete(m.library);
+  try {
+    m.p.C_Finalize();
+  } catch {
+    // nothing to do: the process is done with the library
+  }
+  try {
+    m.p.close();
+  } catch {
+    // idem
+  }
+}
+
+/** Reads a CK_BBOOL or CK_ULONG attribute value (native endianness, LE on our platforms). */
+function attrNum(v: Buffer | undefined): number | undefined {
+  if (!v || v.length === 0) return undefined;
+  if (v.length === 1) return v[0];
+  if (v.length === 4) return v.readUInt32LE(0);
+  if (v.length === 8) return Number(v.readBigUInt64LE(0));
+  return undefined;
+}
+
+/** Codes meaning the session, token or device is gone: unavailable, not a bad blob. */
+const UNAVAILABLE_CODES = new Set<number>([
+  pkcs11js.CKR_SESSION_HANDLE_INVALID,
+  pkcs11js.CKR_SESSION_CLOSED,
+  pkcs11js.CKR_DEVICE_REMOVED,
+  pkcs11js.CKR_DEVICE_ERROR,
+  pkcs11js.CKR_TOKEN_NOT_PRESENT,
+  pkcs11js.CKR_USER_NOT_LOGGED_IN,
+  pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED,
+]);
+
+export class Pkcs11Sealer implements Sealer {
+  readonly kind = 'pkcs11' as const;
+  readonly #m: Module;
+  readonly #slot: P.Handle;
+  readonly #tokenLabel: string;
+  /** Kept to log in again after the session is lost (F-18: recover after reconnect). */
+  #pin: string;
+  #session: P.Handle | undefined;
+  readonly #keys = new Map<string, P.Handle>();
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor(m: Module, slot: P.Handle, tokenLabel: string, pin: string, session: P.Handle) {
+    this.#m = m;
+    this.#slot = slot;
+    this.#tokenLabel = tokenLabel;
+    this.#pin = pin;
+    this.#session = session;
+  }
+
+  /**
+   * Loads the library, finds the token by label, logs in (bounded attempts) and checks the
+   * attributes of every secret key on the token. Throws InfraError('SealerUnavailable') on failure.
+   */
+  static async open(opts: Pkcs11SealerOptions): Promise<Pkcs11Sealer> {
+    const labelBytes = Buffer.byteLength(opts.tokenLabel ?? '');
+    if (labelBytes === 0 || labelBytes > 32) {
+      throw new InfraError('SealerUnavailable', 'PKCS#11 token label must be 1 to 32 bytes');
+    }
+    if (typeof opts.pin !== 'string' || opts.pin.length === 0) {
+      throw new InfraError('SealerUnavailable', 'no PKCS#11 PIN configured');
+    }
+    const guard = opts.guard ?? (await defaultGuard(opts.library, opts.tokenLabel));
+    // Refuse early while locked out, before touching the module.
+    guard.check();
+    const m = acquireModule(opts.library, opts.softhsmConf);
+    let session: P.Handle | undefined;
+    // Until a sealer owns the session and the module reference, failures release them here.
+    let owned = false;
+    try {
+      if (m.tokens.has(opts.tokenLabel)) {
+        throw new InfraError(
+          'SealerUnavailable',
+          `token '${opts.tokenLabel}' is already open in this process`,
+        );
+      }
+      const slot = findSlot(m.p, opts.tokenLabel);
+      session = openSession(m.p, slot);
+      const s = session;
+      await guard.attempt(
+        () => login(m.p, s),
+        (e) => e instanceof InfraError && e.details?.['reason'] === 'pin-incorrect',
+      );
+      const sealer = new Pkcs11Sealer(m, slot, opts.tokenLabel, opts.pin, session);
+      m.tokens.add(opts.tokenLabel);
+      owned = true;
+      try {
+        await sealer.checkKeys();
+      } catch (e) {
+        await sealer.close();
+        throw e;
+      }
+      return sealer;
+    } catch (e) {
+      if (!owned) {
+        if (session !== undefined) {
+          try {
+            m.p.C_CloseSession(session);
+          } catch {
+            // best effort
+          }
+        }
+        releaseModule(m);
+      }
+      throw e;
+    }
+
+    function login(p: P.PKCS11, s: P.Handle): void {
+      try {
+        p.C_Login(s, pkcs11js.CKU_USER, opts.pin);
+      } catch (e) {
+        const code = pkcs11Code(e);
+        if (code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN) return;
+        if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LEN_RANGE) {
+          throw new InfraError('SealerUnavailable', `wrong PIN for token '${opts.tokenLabel}'`, {
+            details: { reason: 'pin-incorrect' },
+          });
+        }
+        if (code === pkcs11js.CKR_PIN_LOCKED) {
+          throw new InfraError('SealerUnavailable', `token '${opts.tokenLabel}' is locked`);
+        }
+        throw new InfraError(
+          'SealerUnavailable',
+          `login to token '${opts.tokenLabel}' failed (${ckrName(e)})`,
+        );
+      }
+    }
+  }
+
+  #serial<T>(fn: () => T): Promise<T> {
+    const run = this.#tail.then(() => {
+      if (this.#closed) throw new InfraError('SealerUnavailable', 'PKCS#11 sealer is closed');
+      return fn();
+    });
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The live session; reopens and logs in again if a previous call lost it. */
+  #sess(): P.Handle {
+    if (this.#session !== undefined) return this.#session;
+    const s = openSession(this.#m.p, this.#slot);
+    try {
+      this.#m.p.C_Login(s, pkcs11js.CKU_USER, this.#pin);
+    } catch (e) {
+      if (pkcs11Code(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
+        try {
+          this.#m.p.C_CloseSession(s);
+        } catch {
+          // best effort
+        }
+        throw new InfraError(
+          'SealerUnavailable',
+          `login to token '${this.#tokenLabel}' failed (${ckrName(e)})`,
+        );
+      }
+    }
+    this.#session = s;
+    return s;
+  }
+
+  /** Maps a library error; session-level failures drop the session so the next call reconnects. */
+  #fail(e: unknown, what: string): InfraError {
+    if (e instanceof InfraError) return e;
+    const code = pkcs11Code(e);
+    if (code === undefined || UNAVAILABLE_CODES.has(code)) {
+      this.#dropSession();
+      return new InfraError('SealerUnavailable', `HSM unavailable during ${what} (${ckrName(e)})`, {
+        cause: e,
+      });
+    }
+    return new InfraError('SealError', `HSM refused ${what} (${ckrName(e)})`, { cause: e });
+  }
+
+  #dropSession(): void {
+    if (this.#session === undefined) return;
+    try {
+      this.#m.p.C_CloseSession(this.#session);
+    } catch {
+      // it is already gone
+    }
+    this.#session = undefined;
+    this.#keys.clear();
+  }
+
+  #find(s: P.Handle, template: P.Template): P.Handle[] {
+    const p = this.#m.p;
+    p.C_FindObjectsInit(s, template);
+    const out: P.Handle[] = [];
+    try {
+      for (;;) {
+        const batch = p.C_FindObjects(s, 64);
+        if (batch.length === 0) break;
+        out.push(...batch);
+      }
+    } finally {
+      p.C_FindObjectsFinal(s);
+    }
+    return out;
+  }
+
+  /** Refuses a key that is not a sensitive, never-extractable AES-256 token key. */
+  #checkKey(s: P.Handle, h: P.Handle): void {
+    const p = this.#m.p;
+    const want: [number, string, number][] = [
+      [pkcs11js.CKA_KEY_TYPE, 'CKA_KEY_TYPE=CKK_AES', pkcs11js.CKK_AES],
+      [pkcs11js.CKA_VALUE_LEN, 'CKA_VALUE_LEN=32', 32],
+      [pkcs11js.CKA_TOKEN, 'CKA_TOKEN', 1],
+      [pkcs11js.CKA_PRIVATE, 'CKA_PRIVATE', 1],
+      [pkcs11js.CKA_SENSITIVE, 'CKA_SENSITIVE', 1],
+      [pkcs11js.CKA_ALWAYS_SENSITIVE, 'CKA_ALWAYS_SENSITIVE', 1],
+      [pkcs11js.CKA_EXTRACTABLE, 'CKA_EXTRACTABLE=false', 0],
+      [pkcs11js.CKA_NEVER_EXTRACTABLE, 'CKA_NEVER_EXTRACTABLE', 1],
+    ];
+    const attrs = p.C_GetAttributeValue(s, h, [
+      { type: pkcs11js.CKA_LABEL },
+      ...want.map(([type]) => ({ type })),
+    ]);
+    const label = (attrs[0]?.value as Buffer | undefined)?.toString('utf8') ?? '?';
+    const bad = want
+      .filter(([, , v], i) => attrNum(attrs[i + 1]?.value as Buffer | undefined) !== v)
+      .map(([, n]) => n);
+    if (bad.length > 0) {
+      throw new InfraError(
+        'SealerUnavailable',
+        `HSM key '${label}' on token '${this.#tokenLabel}' is not compliant (needs ${bad.join(', ')}); refusing to run`,
+        { details: { label, failed: bad } },
+      );
+    }
+  }
+
+  /**
+   * Checks the attributes of every secret key on the token (run at open). Throws
+   * SealerUnavailable naming the first non-compliant key.
+   */
+  checkKeys(): Promise<number> {
+    return this.#serial(() => {
+      try {
+        const s = this.#sess();
+        const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
+        for (const h of keys) this.#checkKey(s, h);
+        return keys.length;
+      } catch (e) {
+        throw this.#fail(e, 'the key attribute check');
+      }
+    });
+  }
+
+  /** Labels (scopes) of the secret keys on the token, e.g. to find orphaned epochs. */
+  listScopes(): Promise<string[]> {
+    return this.#serial(() => {
+      try {
+        const s = this.#sess();
+        const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
+        return keys.map((h) => {
+          const [a] = this.#m.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
+          return (a?.value as Buffer | undefined)?.toString('utf8') ?? '';
+        });
+      } catch (e) {
+        throw this.#fail(e, 'listing keys');
+      }
+    });
+  }
+
+  #keyFor(s: P.Handle, scope: string, create: boolean): P.Handle {
+    const cached = this.#keys.get(scope);
+    if (cached) return cached;
+    const found = this.#find(s, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_LABEL, value: scope },
+    ]);
+    if (found.length > 1) {
+      throw new InfraError('SealError', `several HSM keys are labelled '${scope}'; refusing to guess`);
+    }
+    let h = found[0];
+    if (h === undefined) {
+      if (!create)
+        throw new InfraError('SealError', `no HSM key for scope ${scope} (foreign or destroyed blob)`);
+      h = this.#m.p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_LABEL, value: scope },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+        { type: pkcs11js.CKA_MODIFIABLE, value: false },
+        { type: pkcs11js.CKA_ENCRYPT, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: true },
+        { type: pkcs11js.CKA_WRAP, value: false },
+        { type: pkcs11js.CKA_UNWRAP, value: false },
+        { type: pkcs11js.CKA_SIGN, value: false },
+        { type: pkcs11js.CKA_VERIFY, value: false },
+        { type: pkcs11js.CKA_DERIVE, value: false },
+      ]);
+    }
+    // Found keys are checked before first use, not only at open: one may have been added since.
+    this.#checkKey(s, h);
+    this.#keys.set(scope, h);
+    return h;
+  }
+
+  #gcm(iv: Uint8Array, aad: Uint8Array): P.Mechanism {
+    const parameter: P.GcmParams = {
+      type: pkcs11js.CK_PARAMS_AES_GCM,
+      iv: Buffer.from(iv),
+      ivBits: IV_BYTES * 8,
+      aad: Buffer.from(aad),
+      tagBits: TAG_BYTES * 8,
+    };
+    return { mechanism: pkcs11js.CKM_AES_GCM, parameter };
+  }
+
+  async seal(ctx: SealContext, plaintext: Uint8Array): Promise<Uint8Array> {
+    checkContext(ctx);
+    return this.#serial(() => {
+      try {
+        const s = this.#sess();
+        const key = this.#keyFor(s, ctx.scope, true);
+        // Random 96-bit IV: one key per scope and few seals per key, far below the 2^32
+        // invocations NIST SP 800-38D §8.3 allows for random IVs.
+        const iv = new Uint8Array(randomBytes(IV_BYTES));
+        const p = this.#m.p;
+        p.C_EncryptInit(s, this.#gcm(iv, associatedData(BACKEND_PKCS11, ctx)), key);
+        const ct = p.C_Encrypt(s, Buffer.from(plaintext), Buffer.alloc(plaintext.length + TAG_BYTES));
+        return encodeBlob(BACKEND_PKCS11, ctx.scope, iv, new Uint8Array(ct));
+      } catch (e) {
+        throw this.#fail(e, 'sealing');
+      }
+    });
+  }
+
+  async unseal(ctx: SealContext, sealed: Uint8Array): Promise<Uint8Array> {
+    const blob = openHeader(BACKEND_PKCS11, ctx, sealed);
+    return this.#serial(() => {
+      let key: P.Handle;
+      let s: P.Handle;
+      try {
+        s = this.#sess();
+        key = this.#keyFor(s, ctx.scope, false);
+      } catch (e) {
+        throw this.#fail(e, 'unsealing');
+      }
+      const p = this.#m.p;
+      const out = Buffer.alloc(blob.ciphertext.length);
+      try {
+        p.C_DecryptInit(s, this.#gcm(blob.iv, associatedData(BACKEND_PKCS11, ctx)), key);
+        const pt = p.C_Decrypt(s, Buffer.from(blob.ciphertext), out);
+        return new Uint8Array(pt);
+      } catch (e) {
+        out.fill(0);
+        const code = pkcs11Code(e);
+        if (code !== undefined && UNAVAILABLE_CODES.has(code)) throw this.#fail(e, 'unsealing');
+        // SoftHSM2 reports a failed tag as CKR_GENERAL_ERROR, others as CKR_ENCRYPTED_DATA_INVALID.
+        throw new InfraError('SealError', 'sealed blob does not open: tampered, foreign or wrong context');
+      }
+    });
+  }
+
+  destroyScope(scope: string): Promise<void> {
+    return this.#serial(() => {
+      try {
+        const s = this.#sess();
+        const found = this.#find(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+          { type: pkcs11js.CKA_LABEL, value: scope },
+        ]);
+        for (const h of found) this.#m.p.C_DestroyObject(s, h);
+        this.#keys.delete(scope);
+      } catch (e) {
+        throw this.#fail(e, 'destroying a scope');
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#tail;
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#session !== undefined) {
+      try {
+        this.#m.p.C_Logout(this.#session);
+      } catch {
+        // not logged in any more
+      }
+    }
+    this.#dropSession();
+    this.#pin = '';
+    this.#m.tokens.delete(this.#tokenLabel);
+    releaseModule(this.#m);
+  }
+}
+
+function findSlot(p: P.PKCS11, label: string): P.Handle {
+  let slots: P.Handle[];
+  try {
+    slots = p.C_GetSlotList(true);
+  } catch (e) {
+    throw new InfraError('SealerUnavailable', `cannot list PKCS#11 slots (${ckrName(e)})`, { cause: e });
+  }
+  const matches = slots.filter((s) => {
+    try {
+      return p.C_GetTokenInfo(s).label.trimEnd() === label;
+    } catch {
+      return false;
+    }
+  });
+  if (matches.length === 0) {
+    throw new InfraError(
+      'SealerUnavailable',
+      `PKCS#11 token '${label}' not found (is the token created and SOFTHSM2_CONF right?)`,
+    );
+  }
+  if (matches.length > 1)
+    throw new InfraError('SealerUnavailable', `several PKCS#11 tokens are labelled '${label}'`);
+  const slot = matches[0]!;
+  const info = p.C_GetTokenInfo(slot);
+  if ((info.flags & pkcs11js.CKF_USER_PIN_INITIALIZED) === 0) {
+    throw new InfraError('SealerUnavailable', `PKCS#11 token '${label}' has no user PIN set`);
+  }
+  return slot;
+}
+
+function openSession(p: P.PKCS11, slot: P.Handle): P.Handle {
+  try {
+    return p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+  } catch (e) {
+    throw new InfraError('SealerUnavailable', `cannot open a PKCS#11 session (${ckrName(e)})`, { cause: e });
+  }
+}
+
+function defaultGuard(library: string, label: string): Promise<PinGuard> {
+  const k = `${library}\u0000${label}`;
+  let g = defaultGuards.get(k);
+  if (!g) {
+    g = PinGuard.open();
+    defaultGuards.set(k, g);
+  }
+  return g;
+}
