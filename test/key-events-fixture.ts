@@ -12,6 +12,7 @@ import {
   type Epoch,
   type ParticipantId,
 } from '../protocol/ids.ts';
+import { lagrangeCoefficient } from '../protocol/polynomial.ts';
 import { refreshMachine } from '../protocol/refresh.ts';
 import { type KeyEventResult, reshareMachine } from '../protocol/reshare.ts';
 import { simulate, type Tamper } from '../protocol/simulate.ts';
@@ -174,3 +175,31 @@ export function newKeys(out: EventOutcome): Map<ParticipantId, Key> {
 }
 
 export const epochOf = (n: number): Epoch => asEpoch(n);
+
+/** (Σ λ_i·s_i)·G over exactly these shares: equals the group element iff they reconstruct the key. */
+export function interpolatesToGroup(spec: KeySpec, keys: readonly Key[], group: Uint8Array): boolean {
+  const Fn = spec.Point.Fn;
+  const ids = keys.map((k) => k.secret.identifier);
+  let s = Fn.ZERO;
+  for (const k of keys)
+    s = Fn.add(
+      s,
+      Fn.mul(Fn.fromBytes(k.secret.signingShare), lagrangeCoefficient(spec, ids, k.secret.identifier)),
+    );
+  if (Fn.is0(s)) return false;
+  return spec.Point.BASE.multiply(s).equals(spec.Point.fromBytes(group));
+}
+
+/**
+ * t-1 shares cannot sign: they do not interpolate to the key, and (where noble allows a package
+ * with min = t-1 >= 2) a real signing attempt with the threshold lowered in the package fails.
+ */
+export function belowThresholdFails(spec: KeySpec, keys: readonly Key[], group: Uint8Array): boolean {
+  if (interpolatesToGroup(spec, keys, group)) return false;
+  if (keys.length < 2) return true;
+  const lowered = keys.map((k) => ({
+    public: { ...k.public, signers: { ...k.public.signers, min: keys.length } },
+    secret: k.secret,
+  }));
+  return !canSign(spec, lowered, group);
+}

@@ -1,0 +1,361 @@
+/**
+ * Share repair: t helpers rebuild the share of a committee member who lost it, without revealing
+ * their own shares or the key (repairable threshold scheme, Laing–Stinson, ePrint 2017/1155, in the
+ * form ZF FROST's `keys/repairable.rs` implements):
+ *   1. helper i splits λ_i·s_i, with λ_i the Lagrange coefficient of i over the helper set evaluated
+ *      at the target's identifier, into random deltas δ_i,j (one per helper j) and sends δ_i,j to j;
+ *   2. helper j sends σ_j = Σ_i δ_i,j to the target;
+ *   3. the target takes s_r = Σ_j σ_j = Σ_i λ_i·s_i = f(r), and checks s_r·G against its verifying
+ *      share in the public package.
+ * Added for blame (not in the paper or ZF): helper i also broadcasts D_i,j = δ_i,j·G. Everyone checks
+ * Σ_j D_i,j = λ_i·Y_i (the deltas add up to i's weighted share), helper j checks δ_i,j against D_i,j,
+ * the target checks σ_j·G = Σ_i D_i,j, and σ carries the digests of the broadcasts its sender saw,
+ * so a helper who equivocates is named. The points reveal nothing beyond the public Y_i under DL.
+ *
+ * The share is the one of the current epoch: envelopes carry that epoch, and no epoch change follows
+ * (the other members' shares are unchanged). Rounds: `repair.delta`, `repair.sigma`.
+ */
+import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
+import { equalBytes, toHex, utf8ToBytes } from './bytes.ts';
+import { assertBinding, readBytes, readBytesArray } from './codec.ts';
+import { hashTranscript } from './confirm.ts';
+import { decodeElement, decodeScalar } from './elements.ts';
+import {
+  asKmsError,
+  type Blame,
+  type BlameReason,
+  DecodeError,
+  misbehaved,
+  ProtocolError,
+  StateError,
+} from './errors.ts';
+import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
+import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
+import { identifierScalar, lagrangeCoefficient, sumScalars } from './polynomial.ts';
+import { samePublic } from './reshare.ts';
+import type { KeySpec } from './suites.ts';
+
+export type RepairConfig = {
+  readonly spec: KeySpec;
+  readonly keyId: KeyId;
+  readonly sessionId: SessionId;
+  readonly self: ParticipantId;
+  /** Epoch of the share being repaired (the key's active epoch). */
+  readonly epoch: Epoch;
+  /** Public package of that epoch (the target keeps it; it is public). */
+  readonly public: FrostPublic;
+  /** Exactly `public.signers.min` members, not including the target. */
+  readonly helpers: readonly ParticipantId[];
+  readonly target: ParticipantId;
+  /** Own share: required for a helper. */
+  readonly key?: Key;
+};
+
+export type RepairDeltaBroadcast = { readonly commitments: readonly Uint8Array[] };
+export type RepairDeltaShare = { readonly delta: Uint8Array };
+export type RepairSigma = { readonly sigma: Uint8Array; readonly digests: readonly Uint8Array[] };
+export type RepairBody = RepairDeltaBroadcast | RepairDeltaShare | RepairSigma;
+
+/** A helper finishes once its σ is sent; the target finishes with its recovered key. */
+export type RepairResult = { readonly role: 'helper' } | { readonly role: 'target'; readonly key: Key };
+
+export type RepairState = {
+  readonly phase: 'collect' | 'done';
+  readonly ownDeltas?: ReadonlyMap<ParticipantId, bigint>;
+  readonly commitments: ReadonlyMap<ParticipantId, readonly any[]>;
+  readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
+  readonly deltas: ReadonlyMap<ParticipantId, bigint>;
+  readonly sigmas: ReadonlyMap<ParticipantId, { sigma: bigint; digests: readonly Uint8Array[] }>;
+};
+
+/**
+ * Step 1 (ZF `repair_share_step_1`): split λ_i·s_i into one random delta per helper. The last
+ * delta makes them add up; the others come from noble's scalar sampler.
+ */
+export function repairDeltas(
+  spec: KeySpec,
+  helpers: readonly string[],
+  self: string,
+  target: string,
+  share: bigint,
+): Map<string, bigint> {
+  const Fn = spec.Point.Fn;
+  const lambda = lagrangeCoefficient(spec, helpers, self, identifierScalar(spec, target));
+  const out = new Map<string, bigint>();
+  let rest = Fn.mul(lambda, share);
+  const sorted = [...helpers].sort();
+  sorted.forEach((h, i) => {
+    if (i === sorted.length - 1) {
+      out.set(h, rest);
+    } else {
+      const r = Fn.fromBytes(spec.frost.utils.randomScalar());
+      out.set(h, r);
+      rest = Fn.sub(rest, r);
+    }
+  });
+  return out;
+}
+
+/** Step 2 (ZF `repair_share_step_2`, "sum of random values"): σ_j = Σ_i δ_i,j. */
+export function repairSigma(spec: KeySpec, deltas: readonly bigint[]): bigint {
+  return sumScalars(spec, deltas);
+}
+
+/** Step 3 (ZF `repair_share_step_3`): the recovered share s_r = Σ_j σ_j. */
+export function recoverShare(spec: KeySpec, sigmas: readonly bigint[]): bigint {
+  return sumScalars(spec, sigmas);
+}
+
+function blame(participant: string, reason: BlameReason, round: string, evidence?: string): Blame {
+  return evidence === undefined ? { participant, reason, round } : { participant, reason, round, evidence };
+}
+
+export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBody, RepairResult> {
+  const { spec, self, target } = cfg;
+  const pub = cfg.public;
+  const Fn = spec.Point.Fn;
+  const helpers = [...cfg.helpers].sort() as ParticipantId[];
+  if (new Set(helpers).size !== helpers.length || helpers.length !== pub.signers.min) {
+    throw new StateError('ValidationError', `repair needs exactly ${pub.signers.min} distinct helpers`);
+  }
+  if (helpers.includes(target))
+    throw new StateError('ValidationError', 'the target cannot help repair its own share');
+  for (const id of [...helpers, target]) {
+    if (!pub.verifyingShares[id])
+      throw new StateError('ValidationError', `${id} is not a member of this epoch`);
+  }
+  const isHelper = helpers.includes(self);
+  if (!isHelper && self !== target)
+    throw new StateError('ValidationError', `${self} takes no part in this repair`);
+  if (isHelper) {
+    if (!cfg.key || cfg.key.secret.identifier !== self)
+      throw new StateError('ValidationError', 'a helper needs its own key');
+    if (!samePublic(cfg.key.public, pub)) {
+      throw new StateError('ContextMismatch', 'public package differs from the stored one of this epoch');
+    }
+  }
+  const xr = identifierScalar(spec, target);
+  const lambda = new Map(helpers.map((h) => [h, lagrangeCoefficient(spec, helpers, h, xr)] as const));
+  const ROUND_DELTA = 'repair.delta';
+  const ROUND_SIGMA = 'repair.sigma';
+  const parties = [...helpers, target];
+
+  const header = (round: string, to: ParticipantId | '*'): EnvelopeHeader => ({
+    version: 1,
+    protocol: 'repair',
+    keySpec: spec.name,
+    keyId: cfg.keyId,
+    sessionId: cfg.sessionId,
+    epoch: cfg.epoch,
+    round,
+    from: self,
+    to,
+  });
+  const digestOf = (from: string, raw: readonly Uint8Array[]) =>
+    hashTranscript('repair.delta', [utf8ToBytes(cfg.sessionId), utf8ToBytes(from), ...raw]);
+
+  const readBroadcast = (from: ParticipantId, body: unknown): { points: any[]; digest: Uint8Array } => {
+    const raw = readBytesArray(body, 'commitments');
+    if (raw.length !== helpers.length) {
+      throw misbehaved(`helper ${from} sent ${raw.length} delta commitments`, [
+        blame(from, 'wrong-vector-length', ROUND_DELTA, String(raw.length)),
+      ]);
+    }
+    let points: any[];
+    try {
+      points = raw.map((c) => decodeElement(spec, c, 'delta commitment'));
+    } catch {
+      throw misbehaved(`helper ${from} sent an invalid delta commitment`, [
+        blame(from, 'invalid-element', ROUND_DELTA),
+      ]);
+    }
+    const sum = points.reduce((a, p) => a.add(p), spec.Point.ZERO);
+    const want = spec.Point.fromBytes(pub.verifyingShares[from]!).multiply(lambda.get(from)!);
+    if (!sum.equals(want)) {
+      throw misbehaved(`helper ${from}'s deltas do not add up to its weighted verifying share`, [
+        blame(from, 'wrong-group-key', ROUND_DELTA, toHex(sum.toBytes())),
+      ]);
+    }
+    return { points, digest: digestOf(from, raw) };
+  };
+
+  const progress = (
+    s: RepairState,
+    out: Envelope<RepairBody>[],
+  ): Step<RepairState, RepairBody, RepairResult> => {
+    const allBroadcasts = helpers.every((h) => s.commitments.has(h));
+    if (!allBroadcasts) return { state: s, out };
+    const idx = new Map(helpers.map((h, i) => [h, i] as const));
+    if (isHelper) {
+      if (!helpers.every((h) => s.deltas.has(h))) return { state: s, out };
+      const j = idx.get(self)!;
+      for (const h of helpers) {
+        if (!spec.Point.BASE.multiply(s.deltas.get(h)!).equals(s.commitments.get(h)![j])) {
+          throw misbehaved(`helper ${h} sent ${self} a delta that does not match its commitment`, [
+            blame(h, 'bad-share', ROUND_DELTA, toHex(s.digests.get(h)!)),
+          ]);
+        }
+      }
+      const sigma = repairSigma(
+        spec,
+        helpers.map((h) => s.deltas.get(h)!),
+      );
+      out.push({
+        header: header(ROUND_SIGMA, target),
+        body: { sigma: Fn.toBytes(sigma), digests: helpers.map((h) => s.digests.get(h)!) },
+      });
+      return {
+        state: { ...s, phase: 'done', deltas: new Map(), ownDeltas: new Map() },
+        out,
+        done: { role: 'helper' },
+      };
+    }
+    // Target.
+    for (const [from, got] of s.sigmas) {
+      helpers.forEach((h, i) => {
+        if (!equalBytes(got.digests[i]!, s.digests.get(h)!)) {
+          throw misbehaved(`helper ${h} sent different delta commitments to different parties`, [
+            blame(
+              h,
+              'equivocation',
+              ROUND_DELTA,
+              `${toHex(s.digests.get(h)!)}@${self}!=${toHex(got.digests[i]!)}@${from}`,
+            ),
+          ]);
+        }
+      });
+      const j = idx.get(from)!;
+      const want = helpers.reduce((a, h) => a.add(s.commitments.get(h)![j]), spec.Point.ZERO);
+      if (!spec.Point.BASE.multiply(got.sigma).equals(want)) {
+        throw misbehaved(`helper ${from} sent a sigma that does not match the delta commitments`, [
+          blame(from, 'bad-share', ROUND_SIGMA),
+        ]);
+      }
+    }
+    if (!helpers.every((h) => s.sigmas.has(h))) return { state: s, out };
+    const share = recoverShare(
+      spec,
+      helpers.map((h) => s.sigmas.get(h)!.sigma),
+    );
+    if (!spec.Point.BASE.multiply(share).equals(spec.Point.fromBytes(pub.verifyingShares[target]!))) {
+      throw new ProtocolError('ProtocolAborted', 'recovered share does not match the verifying share');
+    }
+    const key = { public: pub, secret: { identifier: target, signingShare: Fn.toBytes(share) } } as Key;
+    return { state: { ...s, phase: 'done', sigmas: new Map() }, out, done: { role: 'target', key } };
+  };
+
+  const receiveBody = (s: RepairState, env: Envelope<RepairBody>): RepairState => {
+    const h = env.header;
+    const from = h.from;
+    if (!helpers.includes(from))
+      throw misbehaved(`${from} is not a helper`, [blame(from, 'spoofed-sender', h.round)]);
+    if (h.round === ROUND_DELTA && h.to === '*') {
+      const { points, digest } = readBroadcast(from, env.body);
+      const prev = s.digests.get(from);
+      if (prev) {
+        if (equalBytes(prev, digest)) return s;
+        throw misbehaved(`helper ${from} sent two different broadcasts`, [
+          blame(from, 'equivocation', h.round),
+        ]);
+      }
+      return {
+        ...s,
+        commitments: new Map(s.commitments).set(from, points),
+        digests: new Map(s.digests).set(from, digest),
+      };
+    }
+    if (h.round === ROUND_DELTA && isHelper) {
+      let delta: bigint;
+      try {
+        delta = decodeScalar(spec, readBytes(env.body, 'delta'), 'delta', false);
+      } catch {
+        throw misbehaved(`helper ${from} sent a malformed delta`, [blame(from, 'invalid-scalar', h.round)]);
+      }
+      const prev = s.deltas.get(from);
+      if (prev !== undefined && prev !== delta) {
+        throw misbehaved(`helper ${from} sent two different deltas`, [blame(from, 'equivocation', h.round)]);
+      }
+      return { ...s, deltas: new Map(s.deltas).set(from, delta) };
+    }
+    if (h.round === ROUND_SIGMA && self === target) {
+      let sigma: bigint;
+      try {
+        sigma = decodeScalar(spec, readBytes(env.body, 'sigma'), 'sigma', false);
+      } catch {
+        throw misbehaved(`helper ${from} sent a malformed sigma`, [blame(from, 'invalid-scalar', h.round)]);
+      }
+      const digests = readBytesArray(env.body, 'digests');
+      if (digests.length !== helpers.length) {
+        throw misbehaved(`sigma from ${from} lists ${digests.length} digests`, [
+          blame(from, 'wrong-vector-length', h.round),
+        ]);
+      }
+      const prev = s.sigmas.get(from);
+      if (prev && prev.sigma !== sigma) {
+        throw misbehaved(`helper ${from} sent two different sigmas`, [blame(from, 'equivocation', h.round)]);
+      }
+      return { ...s, sigmas: new Map(s.sigmas).set(from, { sigma, digests }) };
+    }
+    throw misbehaved(`unexpected ${h.round} message from ${from}`, [
+      blame(from, 'malformed-message', h.round),
+    ]);
+  };
+
+  return {
+    self,
+    start() {
+      let st: RepairState = {
+        phase: 'collect',
+        commitments: new Map(),
+        digests: new Map(),
+        deltas: new Map(),
+        sigmas: new Map(),
+      };
+      const out: Envelope<RepairBody>[] = [];
+      if (isHelper) {
+        const share = Fn.fromBytes(cfg.key!.secret.signingShare);
+        const deltas = repairDeltas(spec, helpers, self, target, share);
+        const raw = helpers.map((h) => spec.Point.BASE.multiply(deltas.get(h)!).toBytes() as Uint8Array);
+        out.push({ header: header(ROUND_DELTA, '*'), body: { commitments: raw } });
+        for (const h of helpers) {
+          if (h !== self)
+            out.push({ header: header(ROUND_DELTA, h), body: { delta: Fn.toBytes(deltas.get(h)!) } });
+        }
+        st = {
+          ...st,
+          commitments: new Map([[self, raw.map((r) => spec.Point.fromBytes(r))]]),
+          digests: new Map([[self, digestOf(self, raw)]]),
+          deltas: new Map([[self, deltas.get(self)!]]),
+        };
+      }
+      return progress(st, out);
+    },
+    receive(state, env) {
+      if (state.phase === 'done') return { state, out: [] };
+      assertBinding(env, {
+        version: 1,
+        protocol: 'repair',
+        keySpec: spec.name,
+        keyId: cfg.keyId,
+        sessionId: cfg.sessionId,
+        epoch: cfg.epoch,
+      });
+      if (env.header.to !== '*' && env.header.to !== self) {
+        throw new DecodeError('ContextMismatch', 'message addressed to someone else');
+      }
+      if (!parties.includes(env.header.from) || env.header.from === self) {
+        throw misbehaved(`message from ${env.header.from}, who is not a party`, [
+          blame(env.header.from, 'spoofed-sender', env.header.round),
+        ]);
+      }
+      try {
+        return progress(receiveBody(state, env), []);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw asKmsError(e, 'Internal', 'repair failed');
+        throw misbehaved(`malformed ${env.header.round} message from ${env.header.from}`, [
+          blame(env.header.from, 'malformed-message', env.header.round),
+        ]);
+      }
+    },
+  };
+}
