@@ -346,7 +346,8 @@ export class Libp2pCluster implements Cluster {
           { culprits: excluded },
         );
       }
-      const signers = avail.slice(0, k.threshold);
+      // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
+      const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
       const attempt = await this.#signOnce(spec, k, pub, signers, req.message);
       if ('signature' in attempt) return { signature: attempt.signature, signers, excluded };
       for (const b of attempt.blame) {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { softhsmAvailable } from '../node/softhsm.ts';
+import { createSoftHsmToken, findSoftHsmLibrary } from '../node/softhsm.ts';
 import {
   NODE_BIN,
   type ProcessSpec,
@@ -40,6 +40,16 @@ Env KMS_ADMIN_TOKEN sets the admin token; otherwise one is generated into <dir>/
 
 type Layout = { dir: string; nodes: number; port: number; p2pBase: number; sealer: 'pkcs11' | 'software' };
 
+function softhsmInstalled(): boolean {
+  try {
+    findSoftHsmLibrary();
+    execFileSync('softhsm2-util', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function log(msg: string): void {
   process.stderr.write(`devnet: ${msg}\n`);
 }
@@ -54,7 +64,7 @@ function writeSecret(file: string, value: string): void {
 }
 
 /** First start: node identities, tokens, the allow-list. Nothing secret leaves the devnet dir. */
-function create(l: Layout, adminToken: string | undefined): void {
+async function create(l: Layout, adminToken: string | undefined): Promise<void> {
   mkdirSync(join(l.dir, 'logs'), { recursive: true });
   const procs: ProcessSpec[] = [];
   const peers: { id: string; peerId: string; addresses: string[] }[] = [];
@@ -67,9 +77,14 @@ function create(l: Layout, adminToken: string | undefined): void {
     if (l.sealer === 'pkcs11') {
       const pin = randomBytes(8).toString('hex');
       writeSecret(join(nd, 'pin'), pin);
-      const conf = run(['node/softhsm.ts', 'init-token', '--dir', join(nd, 'softhsm'), '--label', name, '--pin-file', join(nd, 'pin')]).trim();
-      sealer = { kind: 'pkcs11', tokenLabel: name, pinFile: 'pin', softhsmConf: conf };
-      env.SOFTHSM2_CONF = conf;
+      const token = await createSoftHsmToken({
+        dir: join(nd, 'softhsm'),
+        label: name,
+        pin,
+        soPin: randomBytes(8).toString('hex'),
+      });
+      sealer = { kind: 'pkcs11', library: token.library, tokenLabel: name, pinFile: 'pin', softhsmConf: token.confPath };
+      env.SOFTHSM2_CONF = token.confPath;
     } else {
       writeSecret(join(nd, 'passphrase'), randomBytes(24).toString('hex'));
       sealer = { kind: 'software', passphraseFile: 'passphrase' };
@@ -174,7 +189,7 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   const forceSoftware = values.software || env.KMS_SEALER === 'software';
-  const sealer = !forceSoftware && softhsmAvailable() ? 'pkcs11' : 'software';
+  const sealer = !forceSoftware && softhsmInstalled() ? 'pkcs11' : 'software';
   if (sealer === 'software') {
     log(
       forceSoftware
@@ -183,7 +198,7 @@ async function main(): Promise<void> {
     );
   }
   const layout: Layout = { dir, nodes, port, p2pBase, sealer };
-  if (!existsSync(join(dir, 'processes.json'))) create(layout, env.KMS_ADMIN_TOKEN);
+  if (!existsSync(join(dir, 'processes.json'))) await create(layout, env.KMS_ADMIN_TOKEN);
   else log(`reusing the state in ${dir} (--reset to start afresh)`);
   const procs = readProcesses(dir);
   const token = env.KMS_ADMIN_TOKEN ?? readFileSync(join(dir, 'admin-token'), 'utf8').trim();

@@ -1,0 +1,110 @@
+/**
+ * Coordinator entry point.
+ *
+ *   node coordinator/main.ts --config FILE         run the HTTP API and drive the nodes
+ *   node coordinator/main.ts init --config FILE    create the libp2p identity; prints {"peerId"}
+ *
+ * The cluster section of the config (`cluster`, see coordinator/config.ts for the rest):
+ *   clusterFile   the allow-list file shared with the nodes (every node's peer id and address)
+ *   identityFile  the coordinator's libp2p private key (created by `init`, mode 0600)
+ *   listen        libp2p multiaddrs (optional; the coordinator only dials)
+ *   sessionTimeoutMs, signTimeoutMs   deadlines of key events and of one signing round trip
+ * Env KMS_ADMIN_TOKEN_FILE: read the bootstrap admin token from a file.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import pino from 'pino';
+import { KmsError } from '../protocol/errors.ts';
+import { loadClusterFile } from '../node/config.ts';
+import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../node/identity.ts';
+import { createTransport } from '../node/transport.ts';
+import { startCoordinator } from './app.ts';
+import { Libp2pCluster } from './cluster-libp2p.ts';
+import { loadConfig } from './config.ts';
+
+type ClusterSection = {
+  clusterFile: string;
+  identityFile: string;
+  listen?: string[];
+  sessionTimeoutMs?: number;
+  signTimeoutMs?: number;
+};
+
+function clusterSection(raw: Record<string, unknown> | undefined): ClusterSection {
+  const c = raw ?? {};
+  if (typeof c.clusterFile !== 'string' || typeof c.identityFile !== 'string') {
+    throw new KmsError('ValidationError', 'config: cluster.clusterFile and cluster.identityFile are required');
+  }
+  return c as unknown as ClusterSection;
+}
+
+async function init(configFile: string): Promise<void> {
+  const cfg = loadConfig({ file: configFile });
+  const c = clusterSection(cfg.cluster);
+  if (!existsSync(c.identityFile)) {
+    const key = await generateIdentityKey();
+    writeFileSync(c.identityFile, identityKeyToBytes(key), { mode: 0o600 });
+  }
+  const key = identityKeyFromBytes(new Uint8Array(readFileSync(c.identityFile)));
+  process.stdout.write(`${JSON.stringify({ peerId: peerIdOf(key) })}\n`);
+}
+
+async function run(configFile: string): Promise<void> {
+  const tokenFile = process.env.KMS_ADMIN_TOKEN_FILE;
+  const overrides: Record<string, unknown> = {};
+  if (tokenFile && !process.env.KMS_ADMIN_TOKEN) overrides.adminToken = readFileSync(tokenFile, 'utf8').trim();
+  const cfg = loadConfig({ file: configFile, overrides });
+  const logger = pino({
+    level: cfg.logLevel,
+    base: { service: 'coordinator' },
+    redact: ['req.headers.authorization', '*.token', '*.adminToken'],
+  });
+  const c = clusterSection(cfg.cluster);
+  const cluster = loadClusterFile(c.clusterFile);
+  const key = identityKeyFromBytes(new Uint8Array(readFileSync(c.identityFile)));
+  const transport = await createTransport({
+    privateKey: key,
+    listen: c.listen ?? [],
+    allow: cluster.nodes.map((n) => ({ peerId: n.peerId, addresses: n.addresses })),
+    logger,
+  });
+  const libp2pCluster = new Libp2pCluster({
+    transport,
+    nodes: cluster.nodes,
+    ...(c.sessionTimeoutMs ? { sessionTimeoutMs: c.sessionTimeoutMs } : {}),
+    ...(c.signTimeoutMs ? { signTimeoutMs: c.signTimeoutMs } : {}),
+    log: logger.child({ component: 'cluster' }),
+  });
+  const server = await startCoordinator({ config: cfg, cluster: libp2pCluster, logger });
+  logger.info({ url: server.url, peerId: transport.peerId, nodes: cluster.nodes.length }, 'coordinator ready');
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await server.close();
+    await libp2pCluster.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+const program = new Command()
+  .name('coordinator')
+  .description('threshold KMS coordinator: HTTP API, auth, audit, session orchestration')
+  .requiredOption('-c, --config <file>', 'coordinator config file (JSON)')
+  .action(async (opts: { config: string }) => run(opts.config));
+program
+  .command('init')
+  .description('create the coordinator libp2p identity if missing and print its peer id')
+  .requiredOption('-c, --config <file>', 'coordinator config file (JSON)')
+  .action(async (opts: { config: string }) => init(opts.config));
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const code = e instanceof KmsError ? e.code : 'Internal';
+  process.stderr.write(`coordinator: ${code}: ${(e as Error).message}\n`);
+  process.exit(1);
+});
