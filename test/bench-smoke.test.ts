@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchProtocol } from '../scripts/bench.ts';
-import { type ProtocolResults, runMachines } from '../scripts/bench/protocol.ts';
+import { OUR_OPERATIONS, type ProtocolResults, runMachines } from '../scripts/bench/protocol.ts';
 import { lineChart } from '../scripts/bench/report.ts';
 import { percentile, summarize } from '../scripts/bench/stats.ts';
 import { KEY_SPECS } from '../protocol/suites.ts';
@@ -49,6 +49,17 @@ describe('protocol benchmark (--quick)', () => {
         for (const r of row.rounds) expect(r.measured).toBeLessThanOrEqual(r.parties);
         expect(Number.isFinite(row.ratioToSingleKey)).toBe(true);
       }
+    }
+  });
+
+  it('runs every registered machine of ours, or says why not', () => {
+    for (const op of OUR_OPERATIONS) {
+      const rows = results.rows.filter((r) => r.operation === op.operation && r.implementation === 'ours');
+      const why = results.skipped.filter((s) => s.startsWith(`${op.operation} (ours)`));
+      expect(rows.length > 0 || why.length > 0, op.operation).toBe(true);
+      // A machine that throws on an honest run is a failure of the harness or the machine.
+      expect(why.filter((s) => s.includes('failed:'))).toEqual([]);
+      for (const r of rows) expect(r.criticalPathCpuMs.p50).toBeLessThanOrEqual(r.summedCpuMs.p50 + 1e-9);
     }
   });
 
@@ -136,7 +147,7 @@ describe('critical path of message-driven machines', () => {
   });
 
   it('sums every call and bounds the critical path by the sum', () => {
-    const machines = [1, 2, 3, 4].map((k) => toy(asParticipantId(`p${k}`), 4, 20_000));
+    const machines = [1, 2, 3, 4].map((k) => () => toy(asParticipantId(`p${k}`), 4, 20_000));
     const { run, results: done } = runMachines(machines);
     expect(done.size).toBe(4);
     expect(run.rounds.map((r) => r.round).sort()).toEqual(['start', 'toy.r1']);

@@ -28,6 +28,11 @@ import {
 } from '../../protocol/suites.ts';
 import type { Envelope, Machine, Step } from '../../protocol/machine.ts';
 import { simulate } from '../../protocol/simulate.ts';
+import type { DkgConfig } from '../../protocol/dkg.ts';
+import type { RefreshConfig } from '../../protocol/refresh.ts';
+import type { RepairConfig } from '../../protocol/repair.ts';
+import type { ReshareConfig } from '../../protocol/reshare.ts';
+import { asEpoch, asKeyId, asParticipantId, asSessionId, type ParticipantId } from '../../protocol/ids.ts';
 import { microbench, type Sample, type Summary, summarize, timed } from './stats.ts';
 
 export type Size = { readonly t: number; readonly n: number };
@@ -347,7 +352,7 @@ function equalBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boole
  * virtual clock per party (see the header comment). Envelopes are tagged with their sender's
  * clock when sent; simulate() hands the same envelope objects to their recipients.
  */
-export function runMachines<R>(machines: readonly Machine<any, any, R>[]): {
+export function runMachines<R>(builders: readonly (() => Machine<any, any, R>)[]): {
   run: OpRun;
   results: ReadonlyMap<string, R>;
 } {
@@ -356,7 +361,10 @@ export function runMachines<R>(machines: readonly Machine<any, any, R>[]): {
   const log: RoundLog = new Map();
   let summedCpuMs = 0;
   let summedWallMs = 0;
-  const n = machines.length;
+  const n = builders.length;
+  // Building a machine validates its inputs (packages, thresholds): party work, timed with start.
+  const built = builders.map((b) => timed(b));
+  const machines = built.map((b) => b.value);
   const account = (self: string, round: string, sample: Sample, readyAt: number, step: Step<any, any, R>) => {
     const at = Math.max(clock.get(self) ?? 0, readyAt) + sample.cpuMs;
     clock.set(self, at);
@@ -365,11 +373,18 @@ export function runMachines<R>(machines: readonly Machine<any, any, R>[]): {
     summedWallMs += sample.wallMs;
     logRound(log, round, n, sample);
   };
-  const wrapped: Machine<any, any, R>[] = machines.map((m) => ({
+  const wrapped: Machine<any, any, R>[] = machines.map((m, i) => ({
     self: m.self,
     start() {
       const { value, sample } = timed(() => m.start());
-      account(m.self, 'start', sample, 0, value);
+      const setup = built[i]?.sample ?? { cpuMs: 0, wallMs: 0 };
+      account(
+        m.self,
+        'start',
+        { cpuMs: sample.cpuMs + setup.cpuMs, wallMs: sample.wallMs + setup.wallMs },
+        0,
+        value,
+      );
       return value;
     },
     receive(state: unknown, env: Envelope<any>) {
@@ -400,20 +415,25 @@ export function runMachines<R>(machines: readonly Machine<any, any, R>[]): {
   };
 }
 
+/** Builds every party's machine for one session of an operation (fresh session id each call). */
+export type SessionFactory = (
+  spec: KeySpec,
+  size: Size,
+  newSize: Size,
+) => (() => Machine<any, any, unknown>)[];
+
 /**
- * A row with our machines: given a key spec and sizes, builds every party's machine for one session
- * (`prepare` runs untimed, e.g. a DKG to have shares to sign or refresh with). One entry per
- * operation in OUR_OPERATIONS; a module not written yet resolves to null and its rows are skipped.
+ * A row with our machines. `load` imports the module and returns a factory, or null when the module
+ * (or the export) is not in the tree yet; its rows are then listed under Skipped. To add a row for
+ * a new machine, add one entry here.
  */
 export type OurOperation = {
   readonly operation: Operation;
   readonly module: string;
-  readonly load: () => Promise<
-    ((spec: KeySpec, size: Size, newSize: Size) => Machine<any, any, unknown>[]) | null
-  >;
+  readonly load: () => Promise<SessionFactory | null>;
 };
 
-/** Loads a protocol module if it exists; null (not an error) if it has not been written yet. */
+/** Imports a protocol module if it exists; null (not an error) if it has not been written yet. */
 async function optionalModule(path: string): Promise<Record<string, unknown> | null> {
   try {
     return (await import(new URL(path, import.meta.url).href)) as Record<string, unknown>;
@@ -423,9 +443,152 @@ async function optionalModule(path: string): Promise<Record<string, unknown> | n
   }
 }
 
-export const OUR_OPERATIONS: readonly OurOperation[] = [];
+const KEY_ID = asKeyId('00000000-0000-4000-8000-00000000bench');
+let sessions = 0;
+const freshSession = () => asSessionId(`bench-${++sessions}`);
+const pid = (spec: KeySpec, k: number): ParticipantId => asParticipantId(spec.frost.Identifier.fromNumber(k));
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-/** Adds an OurOperation's rows (used by runProtocolBench; one call per operation and size). */
+/** Keys from noble's DKG (untimed fixture for the key events), cached per suite and size. */
+const fixtures = new Map<string, Map<ParticipantId, Key>>();
+function fixtureKeys(spec: KeySpec, size: Size): Map<ParticipantId, Key> {
+  const tag = `${spec.name}/${size.t}/${size.n}`;
+  let keys = fixtures.get(tag);
+  if (!keys) {
+    keys = new Map(nobleDkg(spec, size).keys.map((k) => [asParticipantId(k.secret.identifier), k]));
+    fixtures.set(tag, keys);
+  }
+  // Machines own their inputs; hand each session its own copy.
+  return new Map([...keys].map(([id, k]) => [id, structuredClone(k)]));
+}
+
+type Loaded = Record<string, unknown>;
+const fn = <F>(mod: Loaded | null, name: string): F | null =>
+  mod && typeof mod[name] === 'function' ? (mod[name] as F) : null;
+
+export const OUR_OPERATIONS: readonly OurOperation[] = [
+  {
+    operation: 'dkg',
+    module: 'protocol/dkg.ts',
+    load: async () => {
+      const dkgMachine = fn<(cfg: DkgConfig) => Machine<any, any, unknown>>(
+        await optionalModule('../../protocol/dkg.ts'),
+        'dkgMachine',
+      );
+      if (!dkgMachine) return null;
+      return (spec, size) => {
+        const sessionId = freshSession();
+        const participants = range(1, size.n).map((k) => pid(spec, k));
+        return participants.map(
+          (self) => () =>
+            dkgMachine({ spec, keyId: KEY_ID, sessionId, self, participants, threshold: size.t }),
+        );
+      };
+    },
+  },
+  {
+    operation: 'refresh',
+    module: 'protocol/refresh.ts',
+    load: async () => {
+      const refreshMachine = fn<(cfg: RefreshConfig) => Machine<any, any, unknown>>(
+        await optionalModule('../../protocol/refresh.ts'),
+        'refreshMachine',
+      );
+      if (!refreshMachine) return null;
+      return (spec, size) => {
+        const sessionId = freshSession();
+        return [...fixtureKeys(spec, size)].map(
+          ([self, key]) =>
+            () =>
+              refreshMachine({
+                spec,
+                keyId: KEY_ID,
+                sessionId,
+                self,
+                oldEpoch: asEpoch(0),
+                newEpoch: asEpoch(1),
+                threshold: size.t,
+                key,
+              }),
+        );
+      };
+    },
+  },
+  {
+    operation: 'reshare',
+    module: 'protocol/reshare.ts',
+    load: async () => {
+      const reshareMachine = fn<(cfg: ReshareConfig) => Machine<any, any, unknown>>(
+        await optionalModule('../../protocol/reshare.ts'),
+        'reshareMachine',
+      );
+      if (!reshareMachine) return null;
+      // Committee 1..n (threshold t) to 1..n' (threshold t'): the first t old members deal.
+      return (spec, size, newSize) => {
+        const sessionId = freshSession();
+        const old = fixtureKeys(spec, size);
+        const oldPublic = (old.values().next().value as Key).public;
+        const dealers = range(1, size.t).map((k) => pid(spec, k));
+        const newParticipants = range(1, newSize.n).map((k) => pid(spec, k));
+        const parties = [...new Set([...dealers, ...newParticipants])];
+        return parties.map((self) => () => {
+          const oldKey = old.get(self);
+          return reshareMachine({
+            spec,
+            keyId: KEY_ID,
+            sessionId,
+            self,
+            oldEpoch: asEpoch(0),
+            newEpoch: asEpoch(1),
+            oldThreshold: size.t,
+            oldPublic,
+            dealers,
+            newParticipants,
+            newThreshold: newSize.t,
+            ...(oldKey ? { oldKey } : {}),
+          });
+        });
+      };
+    },
+  },
+  {
+    operation: 'repair',
+    module: 'protocol/repair.ts',
+    load: async () => {
+      const repairMachine = fn<(cfg: RepairConfig) => Machine<any, any, unknown>>(
+        await optionalModule('../../protocol/repair.ts'),
+        'repairMachine',
+      );
+      if (!repairMachine) return null;
+      // Members 1..t rebuild member n's share.
+      return (spec, size) => {
+        const sessionId = freshSession();
+        const keys = fixtureKeys(spec, size);
+        const pub = (keys.values().next().value as Key).public;
+        const helpers = range(1, size.t).map((k) => pid(spec, k));
+        const target = pid(spec, size.n);
+        return [...helpers, target].map((self) => () => {
+          const key = keys.get(self);
+          return repairMachine({
+            spec,
+            keyId: KEY_ID,
+            sessionId,
+            self,
+            epoch: asEpoch(0),
+            public: pub,
+            helpers,
+            target,
+            ...(self !== target && key ? { key } : {}),
+          });
+        });
+      };
+    },
+  },
+  // sign: protocol/sign.ts is being written; add its entry here (one OurOperation) when it exports
+  // its machine, e.g. building every signer's machine from fixtureKeys(spec, size).
+];
+
+/** One row with our machines, or the reason there is none (listed under Skipped). */
 export async function ourRow(
   op: OurOperation,
   spec: KeySpec,
@@ -435,9 +598,15 @@ export async function ourRow(
   singleKeyMs: number,
 ): Promise<ProtocolRow | string> {
   const factory = await op.load();
-  if (!factory) return `${op.operation} (ours): ${op.module} is not in the tree yet`;
+  if (!factory)
+    return `${op.operation} (ours): ${op.module} is not in the tree yet (or does not export its machine)`;
   const runs: OpRun[] = [];
-  for (let i = 0; i < iterations; i++) runs.push(runMachines(factory(spec, size, newSize)).run);
+  try {
+    for (let i = 0; i < iterations; i++) runs.push(runMachines(factory(spec, size, newSize)).run);
+  } catch (e) {
+    // A half-written module must not sink the whole benchmark: report it instead.
+    return `${op.operation} (ours) ${spec.name} ${size.t}-of-${size.n}: failed: ${e instanceof Error ? e.message : String(e)}`;
+  }
   return toRow(
     spec.name,
     op.operation,
@@ -617,6 +786,9 @@ function toRow(
 
 export type Progress = (line: string) => void;
 
+const sizeText = (r: ProtocolRow) =>
+  `${r.size.t}-of-${r.size.n}${r.newSize ? ` -> ${r.newSize.t}-of-${r.newSize.n}` : ''}`;
+
 export async function runProtocolBench(
   plan: ProtocolPlan,
   progress: Progress = () => {},
@@ -654,19 +826,22 @@ export async function runProtocolBench(
       }
     }
   }
-  // Our machines, where their modules exist: DKG and sign at the small sizes, key events once.
-  const ours = OUR_OPERATIONS;
-  const smallSizes = plan.sizes.filter((s) => s.sampleParties === undefined).map((s) => s.size);
-  for (const op of ours) {
-    const sizes = op.operation === 'dkg' || op.operation === 'sign' ? smallSizes : [plan.keyEvents.size];
+  // Our machines, where their modules exist: DKG and sign at the small sizes (same iteration
+  // counts as noble's), key events at plan.keyEvents.
+  const small = plan.sizes.filter((s) => s.sampleParties === undefined);
+  for (const op of OUR_OPERATIONS) {
+    const runsFor: { size: Size; iterations: number }[] =
+      op.operation === 'dkg' || op.operation === 'sign'
+        ? small
+            .filter((s) => s.operations.includes(op.operation as 'dkg' | 'sign'))
+            .map((s) => ({ size: s.size, iterations: s.iterations[op.operation as 'dkg' | 'sign'] }))
+        : [{ size: plan.keyEvents.size, iterations: plan.keyEvents.iterations }];
     for (const name of plan.keySpecs) {
-      for (const size of sizes) {
-        const spec = KEY_SPEC_REGISTRY[name];
-        const iterations =
-          op.operation === 'sign' ? Math.max(1, plan.keyEvents.iterations * 3) : plan.keyEvents.iterations;
+      for (const { size, iterations } of runsFor) {
+        if (iterations <= 0) continue;
         const row = await ourRow(
           op,
-          spec,
+          KEY_SPEC_REGISTRY[name],
           size,
           plan.keyEvents.newSize,
           iterations,
@@ -678,14 +853,15 @@ export async function runProtocolBench(
         }
         rows.push(row);
         progress(
-          `${op.operation} ours ${name} ${size.t}-of-${size.n}: summed ${row.summedCpuMs.p50.toFixed(1)} ms`,
+          `${op.operation} ours ${name} ${sizeText(row)}: summed ${row.summedCpuMs.p50.toFixed(1)} ms, critical ${row.criticalPathCpuMs.p50.toFixed(1)} ms`,
         );
       }
     }
   }
   for (const op of ['dkg', 'sign', 'refresh', 'reshare', 'repair'] as const) {
-    if (!ours.some((o) => o.operation === op))
+    if (!OUR_OPERATIONS.some((o) => o.operation === op)) {
       skipped.push(`${op} (ours): no machine registered in OUR_OPERATIONS (scripts/bench/protocol.ts) yet`);
+    }
   }
   const primitiveRows = primitives(plan.primitiveIterations, skipped);
   return { plan, singleKey, rows, primitives: primitiveRows, skipped };
