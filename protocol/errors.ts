@@ -32,6 +32,12 @@ export type ErrorCode =
   | 'Unauthorized'
   | 'Forbidden'
   | 'PeerNotAllowed'
+  // peer transport (node/transport.ts)
+  | 'TransportError'
+  | 'Overloaded'
+  | 'IdempotencyKeyMismatch'
+  | 'UnsupportedMediaType'
+  | 'NotAcceptable'
   // local infrastructure
   | 'SealError'
   | 'SealerUnavailable'

@@ -1,0 +1,336 @@
+/**
+ * The coordinator's HTTP layer: fastify with JSON-schema validation on every route, bearer-token
+ * auth, RFC 9457 problems, Idempotency-Key on POST, Prometheus metrics, and an audit record for
+ * every request written before the answer leaves (a request whose record cannot be written is
+ * answered 503 AuditWriteFailed instead). It talks to the nodes only through `Cluster`.
+ *
+ * Hook order per request: onRequest (authenticate, authorize by route permission) -> parse and
+ * validate -> preHandler (Idempotency-Key: replay or claim) -> handler (decision audit before any
+ * change, per-key queue) -> onSend (request audit record, idempotency store) -> onResponse (metrics).
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import swagger from '@fastify/swagger';
+import Fastify from 'fastify';
+import { Level } from 'level';
+import pino, { type Logger } from 'pino';
+import { type AuditDb, AuditLog } from '../node/audit-log.ts';
+import { InfraError, KmsError } from '../protocol/errors.ts';
+import { can, TokenStore } from './auth.ts';
+import type { Cluster } from './cluster.ts';
+import type { CoordinatorConfig } from './config.ts';
+import { fingerprint, IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_RE, IdempotencyStore } from './idempotency.ts';
+import { KeyedQueue } from './key-queue.ts';
+import { KeyStore } from './key-store.ts';
+import { type Clock, DeletionSweeper, systemClock } from './lifecycle.ts';
+import { CoordinatorMetrics } from './metrics.ts';
+import { fromFastifyError, PROBLEM_CONTENT_TYPE, problemOf, RETRY_AFTER_SECONDS } from './problems.ts';
+import { auditRoutes } from './routes/audit.ts';
+import { type AppContext, callerEntry, type KmsApp, plain, type RouteConfig } from './routes/context.ts';
+import { healthRoutes } from './routes/health.ts';
+import { keyEventRoutes } from './routes/key-events.ts';
+import { keyRoutes } from './routes/keys.ts';
+import { lifecycleRoutes } from './routes/lifecycle.ts';
+import { nodeRoutes } from './routes/nodes.ts';
+import { signRoutes } from './routes/sign.ts';
+import { tokenRoutes } from './routes/tokens.ts';
+
+export type BuildAppOptions = {
+  config: CoordinatorConfig;
+  cluster: Cluster;
+  logger?: Logger;
+  /** Time source for key timestamps and deletion windows (tests move it forward). */
+  clock?: Clock;
+  /** The audit log's database; default: the `audit` sublevel of the coordinator's store. */
+  auditDb?: AuditDb;
+};
+
+export type CoordinatorApp = {
+  app: KmsApp;
+  context: AppContext;
+  sweeper: DeletionSweeper;
+  /** Stops the HTTP server (in-flight requests finish), the sweeper, and closes the store. Not the cluster. */
+  close(): Promise<void>;
+};
+
+export type RunningCoordinator = CoordinatorApp & { url: string };
+
+/** Secrets never reach the logs (conventions: redact authorization and token fields). */
+export const LOG_REDACT = [
+  'req.headers.authorization',
+  'headers.authorization',
+  '*.token',
+  '*.adminToken',
+  'token',
+  'adminToken',
+];
+
+export function defaultLogger(config: CoordinatorConfig): Logger {
+  return pino({ level: config.logLevel, base: { service: 'coordinator' }, redact: LOG_REDACT });
+}
+
+/** Builds the app (not listening): for `app.inject` tests and for `startCoordinator`. */
+export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
+  const { config, cluster } = opts;
+  const logger = opts.logger ?? defaultLogger(config);
+  const clock = opts.clock ?? systemClock;
+  mkdirSync(config.dataDir, { recursive: true });
+  const db = new Level<string, any>(join(config.dataDir, 'coordinator-db'), { valueEncoding: 'json' });
+  try {
+    await db.open();
+  } catch (e) {
+    const locked = String(
+      (e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code,
+    ).includes('LOCK');
+    throw new InfraError(
+      locked ? 'StoreLocked' : 'StorageError',
+      `cannot open the store in ${config.dataDir}`,
+      { cause: e },
+    );
+  }
+  const audit = await AuditLog.open(opts.auditDb ?? (db.sublevel('audit') as unknown as AuditDb));
+  const tokens = new TokenStore(db);
+  if (config.adminToken !== undefined) await tokens.ensureBootstrap(config.adminToken);
+  const ctx: AppContext = {
+    config,
+    cluster,
+    keys: new KeyStore(db),
+    tokens,
+    idempotency: new IdempotencyStore(db),
+    audit,
+    queue: new KeyedQueue(),
+    metrics: new CoordinatorMetrics(),
+    clock,
+    log: logger,
+    storeOpen: () => db.status === 'open',
+  };
+
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: config.limits.bodyLimitBytes,
+    // Wrong types are errors, not coerced; unknown fields are errors, not silently dropped.
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    requestIdHeader: false,
+    genReqId: () => randomUUID(),
+  });
+
+  app.decorateRequest('caller', null);
+  app.decorateRequest('audit', null as never);
+  app.decorateRequest('problem', null);
+  app.decorateRequest('idempotency', null);
+  app.decorateRequest('idempotencyOverride', null);
+  app.decorateRequest('replayed', false);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'threshold-kms coordinator',
+        version: '0.1.0',
+        description:
+          'Threshold key management: FROST keys whose shares live on separate nodes. Errors are RFC 9457 application/problem+json with a stable `code`.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  const routeConfig = (req: { routeOptions: { config: unknown } }): RouteConfig =>
+    (req.routeOptions.config ?? {}) as RouteConfig;
+
+  app.setErrorHandler((err, req, reply) => {
+    const kms = fromFastifyError(err);
+    const p = problemOf(kms);
+    if (p.code === 'Internal') req.log.error({ err }, 'internal error');
+    else req.log.info({ code: p.code, status: p.status }, 'request refused');
+    req.problem = p;
+    if (p.code === 'Unauthorized') reply.header('www-authenticate', 'Bearer');
+    if (p.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    return reply.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const p = problemOf(
+      new KmsError('NotFound', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}`),
+    );
+    req.problem = p;
+    return reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
+  });
+
+  app.addHook('onRequest', async (req) => {
+    req.audit = {};
+    const cfg = routeConfig(req);
+    if (cfg.action !== undefined) req.audit.action = cfg.action;
+    if (cfg.permission === undefined) return;
+    const caller = await ctx.tokens.authenticate(req.headers.authorization);
+    req.caller = caller;
+    if (!can(caller, cfg.permission)) {
+      throw new KmsError('Forbidden', `role ${caller.role} may not ${cfg.action ?? cfg.permission}`);
+    }
+  });
+
+  // A POST without a body means "no options" (curl -X POST ...): validate it as {}.
+  app.addHook('preValidation', async (req) => {
+    if (req.method === 'POST' && (req.body === undefined || req.body === null)) req.body = {};
+  });
+
+  app.addHook('preHandler', async (req, reply) => {
+    if (req.method !== 'POST' || routeConfig(req).permission === undefined) return;
+    const key = req.headers[IDEMPOTENCY_HEADER];
+    if (key === undefined) return;
+    if (typeof key !== 'string' || !IDEMPOTENCY_KEY_RE.test(key)) {
+      throw new KmsError('ValidationError', 'Idempotency-Key must be 1-255 printable ASCII characters');
+    }
+    const begun = await ctx.idempotency.begin(
+      req.caller!.tokenId,
+      key,
+      fingerprint(req.method, req.url, req.body),
+    );
+    if (begun.kind === 'replay') {
+      req.replayed = true;
+      return reply
+        .code(begun.response.status)
+        .header('content-type', begun.response.contentType)
+        .header('idempotent-replayed', 'true')
+        .send(begun.response.body);
+    }
+    req.idempotency = begun;
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    const cfg = routeConfig(req);
+    if (cfg.public) return payload;
+    let out = payload;
+    const a = req.audit ?? {};
+    const culprits = a.culprits && a.culprits.length > 0 ? a.culprits : req.problem?.culprits;
+    try {
+      await ctx.audit.append(
+        plain({
+          type: 'request',
+          requestId: req.id,
+          method: req.method,
+          route: req.routeOptions.url ?? null,
+          status: reply.statusCode,
+          code: req.problem?.code,
+          caller: callerEntry(req.caller),
+          action: a.action,
+          keyId: a.keyId,
+          epoch: a.epoch,
+          participants: a.participants ? [...a.participants] : undefined,
+          signers: a.signers ? [...a.signers] : undefined,
+          culprits: culprits?.map((b) =>
+            plain({ participant: b.participant, reason: b.reason, round: b.round }),
+          ),
+          replayed: req.replayed ? true : undefined,
+        }),
+      );
+    } catch (e) {
+      ctx.metrics.auditFailures.inc();
+      req.log.error({ code: (e as KmsError).code }, 'audit write failed; refusing the request');
+      const p = problemOf(
+        e instanceof KmsError && e.code === 'AuditWriteFailed'
+          ? e
+          : new InfraError('AuditWriteFailed', 'the audit record of this request could not be written'),
+      );
+      req.problem = p;
+      reply
+        .code(503)
+        .header('content-type', PROBLEM_CONTENT_TYPE)
+        .header('retry-after', String(RETRY_AFTER_SECONDS));
+      reply.removeHeader('idempotent-replayed');
+      out = JSON.stringify(p);
+    }
+    const idem = req.idempotency;
+    if (idem) {
+      req.idempotency = null;
+      const status = reply.statusCode;
+      const override = status < 300 ? req.idempotencyOverride : null;
+      await idem
+        .finish(
+          status >= 500
+            ? null
+            : (override ?? {
+                status,
+                contentType: String(reply.getHeader('content-type') ?? 'application/json'),
+                body: typeof out === 'string' ? out : String(out),
+              }),
+        )
+        .catch((e: unknown) => req.log.warn({ err: e }, 'idempotency record not stored'));
+    }
+    return out;
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const labels = {
+      method: req.method,
+      route: req.routeOptions.url ?? 'unmatched',
+      status: String(reply.statusCode),
+    };
+    ctx.metrics.httpRequests.inc(labels);
+    ctx.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    // A request that never reached onSend (aborted) must not hold its Idempotency-Key forever.
+    const idem = req.idempotency;
+    if (idem) {
+      req.idempotency = null;
+      await idem.finish(null).catch(() => undefined);
+    }
+  });
+
+  healthRoutes(app, ctx);
+  keyRoutes(app, ctx);
+  signRoutes(app, ctx);
+  keyEventRoutes(app, ctx);
+  lifecycleRoutes(app, ctx);
+  tokenRoutes(app, ctx);
+  nodeRoutes(app, ctx);
+  auditRoutes(app, ctx);
+
+  const sweeper = new DeletionSweeper({
+    store: ctx.keys,
+    cluster,
+    queue: ctx.queue,
+    clock,
+    intervalMs: config.deletionSweepIntervalMs,
+    audit: (entry) => audit.append(entry),
+    logger,
+  });
+
+  await app.ready();
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      await sweeper.stop();
+      await app.close();
+      await ctx.queue.idle();
+      await db.close();
+    })());
+  return { app, context: ctx, sweeper, close };
+}
+
+/** Builds the app, starts the deletion sweeper and listens on `config.host:config.port` (0 = any free port). */
+export async function startCoordinator(opts: {
+  config: CoordinatorConfig;
+  cluster: Cluster;
+  logger?: Logger;
+  clock?: Clock;
+}): Promise<RunningCoordinator> {
+  const built = await buildApp(opts);
+  try {
+    await built.app.listen({ host: opts.config.host, port: opts.config.port });
+  } catch (e) {
+    await built.close();
+    throw new InfraError('StorageError', `cannot listen on ${opts.config.host}:${opts.config.port}`, {
+      cause: e,
+    });
+  }
+  built.sweeper.start();
+  const addr = built.app.server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : opts.config.port;
+  const host = opts.config.host.includes(':') ? `[${opts.config.host}]` : opts.config.host;
+  return { ...built, url: `http://${host}:${port}` };
+}

@@ -1,0 +1,215 @@
+/**
+ * Coordinator configuration: defaults < JSON config file < `KMS_*` environment variables.
+ *
+ * File (JSON), every field optional:
+ * ```json
+ * {
+ *   "host": "127.0.0.1", "port": 8080, "dataDir": "./data/coordinator",
+ *   "adminToken": "<bootstrap admin bearer token, >= 32 chars>",
+ *   "limits": { "bodyLimitBytes": 196608, "maxMessageBytes": 65536, "maxListLimit": 1000 },
+ *   "deletionSweepIntervalMs": 60000, "readyMinNodes": 1, "logLevel": "info",
+ *   "cluster": { ...passed through untouched to the Cluster implementation... }
+ * }
+ * ```
+ * Environment: KMS_CONFIG (path of the file), KMS_HOST, KMS_PORT, KMS_DATA_DIR, KMS_ADMIN_TOKEN,
+ * KMS_BODY_LIMIT_BYTES, KMS_MAX_MESSAGE_BYTES, KMS_MAX_LIST_LIMIT, KMS_DELETION_SWEEP_INTERVAL_MS,
+ * KMS_READY_MIN_NODES, KMS_LOG_LEVEL. (KMS_URL and KMS_TOKEN belong to the CLI.)
+ * Invalid values fail start-up with a ValidationError naming the field, never a secret.
+ */
+import { readFileSync } from 'node:fs';
+import { KmsError } from '../protocol/errors.ts';
+
+export type CoordinatorLimits = {
+  /** Largest accepted HTTP body. Must exceed the hex of the largest message plus JSON framing. */
+  readonly bodyLimitBytes: number;
+  /** Largest message to sign or verify, in bytes (the hex on the wire is twice that). */
+  readonly maxMessageBytes: number;
+  /** Largest `limit` accepted by paginated listings. */
+  readonly maxListLimit: number;
+};
+
+export type CoordinatorConfig = {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** Bootstrap admin token (registered at start as token id `bootstrap-admin`); optional. */
+  readonly adminToken?: string;
+  readonly limits: CoordinatorLimits;
+  /** How often the deletion sweeper looks for keys whose pending window has ended. */
+  readonly deletionSweepIntervalMs: number;
+  /** `/readyz` needs at least this many reachable nodes. */
+  readonly readyMinNodes: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Opaque to the HTTP layer: the Cluster implementation's own settings (node list, peer ids...). */
+  readonly cluster?: Record<string, unknown>;
+};
+
+export const DEFAULT_LIMITS: CoordinatorLimits = {
+  bodyLimitBytes: 192 * 1024,
+  maxMessageBytes: 64 * 1024,
+  maxListLimit: 1000,
+};
+
+export const DEFAULT_CONFIG: CoordinatorConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  dataDir: './data/coordinator',
+  limits: DEFAULT_LIMITS,
+  deletionSweepIntervalMs: 60_000,
+  readyMinNodes: 1,
+  logLevel: 'info',
+};
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const TOP_KEYS = new Set([
+  'host',
+  'port',
+  'dataDir',
+  'adminToken',
+  'limits',
+  'deletionSweepIntervalMs',
+  'readyMinNodes',
+  'logLevel',
+  'cluster',
+]);
+const LIMIT_KEYS = new Set(['bodyLimitBytes', 'maxMessageBytes', 'maxListLimit']);
+
+function bad(field: string, what: string): KmsError {
+  return new KmsError('ValidationError', `config: ${field} ${what}`);
+}
+
+function int(field: string, v: unknown, min: number, max: number): number {
+  const n = typeof v === 'string' && /^[0-9]+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw bad(field, `must be an integer in [${min}, ${max}]`);
+  }
+  return n;
+}
+
+function str(field: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0) throw bad(field, 'must be a non-empty string');
+  return v;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validates a merged raw object into a config; unknown fields are an error (typos fail loudly). */
+export function parseConfig(raw: unknown): CoordinatorConfig {
+  if (!isRecord(raw)) throw bad('file', 'must be a JSON object');
+  for (const k of Object.keys(raw))
+    if (!TOP_KEYS.has(k)) throw bad(JSON.stringify(k), 'is not a known field');
+  const limitsRaw = raw['limits'] ?? {};
+  if (!isRecord(limitsRaw)) throw bad('limits', 'must be an object');
+  for (const k of Object.keys(limitsRaw))
+    if (!LIMIT_KEYS.has(k)) throw bad(`limits.${k}`, 'is not a known field');
+  const limits: CoordinatorLimits = {
+    bodyLimitBytes: int(
+      'limits.bodyLimitBytes',
+      limitsRaw['bodyLimitBytes'] ?? DEFAULT_LIMITS.bodyLimitBytes,
+      1024,
+      64 * 1024 * 1024,
+    ),
+    maxMessageBytes: int(
+      'limits.maxMessageBytes',
+      limitsRaw['maxMessageBytes'] ?? DEFAULT_LIMITS.maxMessageBytes,
+      1,
+      16 * 1024 * 1024,
+    ),
+    maxListLimit: int(
+      'limits.maxListLimit',
+      limitsRaw['maxListLimit'] ?? DEFAULT_LIMITS.maxListLimit,
+      1,
+      100_000,
+    ),
+  };
+  if (limits.bodyLimitBytes < 2 * limits.maxMessageBytes + 1024) {
+    throw bad('limits.bodyLimitBytes', 'must hold the hex of maxMessageBytes plus 1024 bytes of JSON');
+  }
+  const logLevel = raw['logLevel'] ?? DEFAULT_CONFIG.logLevel;
+  if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel))
+    throw bad('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const cfg: CoordinatorConfig = {
+    host: str('host', raw['host'] ?? DEFAULT_CONFIG.host),
+    port: int('port', raw['port'] ?? DEFAULT_CONFIG.port, 0, 65535),
+    dataDir: str('dataDir', raw['dataDir'] ?? DEFAULT_CONFIG.dataDir),
+    limits,
+    deletionSweepIntervalMs: int(
+      'deletionSweepIntervalMs',
+      raw['deletionSweepIntervalMs'] ?? DEFAULT_CONFIG.deletionSweepIntervalMs,
+      10,
+      24 * 3600 * 1000,
+    ),
+    readyMinNodes: int('readyMinNodes', raw['readyMinNodes'] ?? DEFAULT_CONFIG.readyMinNodes, 0, 10_000),
+    logLevel: logLevel as CoordinatorConfig['logLevel'],
+  };
+  const adminToken = raw['adminToken'];
+  const cluster = raw['cluster'];
+  if (cluster !== undefined && !isRecord(cluster)) throw bad('cluster', 'must be an object');
+  return {
+    ...cfg,
+    ...(adminToken === undefined ? {} : { adminToken: checkAdminToken(adminToken) }),
+    ...(cluster === undefined ? {} : { cluster }),
+  };
+}
+
+function checkAdminToken(v: unknown): string {
+  // Never echo the value: it is a credential.
+  if (typeof v !== 'string' || v.length < 32 || v.length > 256 || !/^[\x21-\x7e]+$/.test(v)) {
+    throw bad('adminToken', 'must be 32-256 printable ASCII characters without spaces');
+  }
+  return v;
+}
+
+const ENV: readonly [string, (o: Record<string, unknown>, v: string) => void][] = [
+  ['KMS_HOST', (o, v) => (o['host'] = v)],
+  ['KMS_PORT', (o, v) => (o['port'] = v)],
+  ['KMS_DATA_DIR', (o, v) => (o['dataDir'] = v)],
+  ['KMS_ADMIN_TOKEN', (o, v) => (o['adminToken'] = v)],
+  ['KMS_DELETION_SWEEP_INTERVAL_MS', (o, v) => (o['deletionSweepIntervalMs'] = v)],
+  ['KMS_READY_MIN_NODES', (o, v) => (o['readyMinNodes'] = v)],
+  ['KMS_LOG_LEVEL', (o, v) => (o['logLevel'] = v)],
+  ['KMS_BODY_LIMIT_BYTES', (o, v) => (limitsOf(o)['bodyLimitBytes'] = v)],
+  ['KMS_MAX_MESSAGE_BYTES', (o, v) => (limitsOf(o)['maxMessageBytes'] = v)],
+  ['KMS_MAX_LIST_LIMIT', (o, v) => (limitsOf(o)['maxListLimit'] = v)],
+];
+
+function limitsOf(o: Record<string, unknown>): Record<string, unknown> {
+  const l = isRecord(o['limits']) ? { ...o['limits'] } : {};
+  o['limits'] = l;
+  return l;
+}
+
+/**
+ * Loads the config: the file (`opts.file`, else `$KMS_CONFIG`, else none), then env overrides,
+ * then `opts.overrides` (e.g. command-line flags).
+ */
+export function loadConfig(
+  opts: { file?: string; env?: Record<string, string | undefined>; overrides?: Record<string, unknown> } = {},
+): CoordinatorConfig {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env['KMS_CONFIG'];
+  let raw: Record<string, unknown> = {};
+  if (file !== undefined && file !== '') {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new KmsError('ValidationError', `config: cannot read ${file}`, { cause: e });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new KmsError('ValidationError', `config: ${file} is not valid JSON`, { cause: e });
+    }
+    if (!isRecord(parsed)) throw bad('file', 'must be a JSON object');
+    raw = { ...parsed };
+  }
+  for (const [name, set] of ENV) {
+    const v = env[name];
+    if (v !== undefined && v !== '') set(raw, v);
+  }
+  return parseConfig({ ...raw, ...(opts.overrides ?? {}) });
+}

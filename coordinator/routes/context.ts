@@ -1,0 +1,194 @@
+/**
+ * What every route module receives: the stores, the cluster, the per-key queue and the audit log,
+ * plus the per-request audit facts (`request.audit`) that the app's onSend hook writes before the
+ * answer leaves.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../../node/audit-log.ts';
+import { KmsError, StateError } from '../../protocol/errors.ts';
+import type { Blame } from '../../protocol/errors.ts';
+import { nodeIndex } from '../../protocol/ids.ts';
+import type { Caller, Permission } from '../auth.ts';
+import { canSeeKey, type TokenStore } from '../auth.ts';
+import type { Cluster, NodeStatus } from '../cluster.ts';
+import type { CoordinatorConfig } from '../config.ts';
+import type { IdempotencyBegin, IdempotencyStore } from '../idempotency.ts';
+import type { KeyedQueue } from '../key-queue.ts';
+import type { KeyRecord, KeyStore } from '../key-store.ts';
+import type { Clock, KeyOperation } from '../lifecycle.ts';
+import { transition } from '../lifecycle.ts';
+import type { CoordinatorMetrics } from '../metrics.ts';
+import type { Problem } from '../problems.ts';
+
+/** The fastify instance type the route modules accept (any server/logger flavour). */
+export type KmsApp = FastifyInstance<any, any, any, any, any>;
+
+export type AppContext = {
+  readonly config: CoordinatorConfig;
+  readonly cluster: Cluster;
+  readonly keys: KeyStore;
+  readonly tokens: TokenStore;
+  readonly idempotency: IdempotencyStore;
+  readonly audit: AuditLog;
+  readonly queue: KeyedQueue;
+  readonly metrics: CoordinatorMetrics;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Whether the key store is open (for /readyz). */
+  storeOpen(): boolean;
+};
+
+/** Facts about one request gathered by handlers, written to the audit log by the onSend hook. */
+export type RequestAudit = {
+  action?: string;
+  keyId?: string;
+  epoch?: number;
+  participants?: readonly string[];
+  signers?: readonly string[];
+  culprits?: readonly Blame[];
+};
+
+export type RouteConfig = {
+  /** Needed permission; absent on public routes. */
+  permission?: Permission;
+  /** Public routes skip authentication and the audit log (health probes, metrics, OpenAPI). */
+  public?: boolean;
+  /** Audit `action` name. */
+  action?: string;
+};
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    permission?: Permission;
+    public?: boolean;
+    action?: string;
+  }
+  interface FastifyRequest {
+    caller: Caller | null;
+    audit: RequestAudit;
+    problem: Problem | null;
+    idempotency: Extract<IdempotencyBegin, { kind: 'new' }> | null;
+    /** What an idempotent replay should return instead of the real body (secrets shown once). */
+    idempotencyOverride: { status: number; contentType: string; body: string } | null;
+    replayed: boolean;
+  }
+}
+
+export function callerOf(req: FastifyRequest): Caller {
+  if (!req.caller) throw new KmsError('Unauthorized', 'a bearer token is required');
+  return req.caller;
+}
+
+/** Caller summary for audit entries: never the token. */
+export function callerEntry(c: Caller | null): Record<string, unknown> | null {
+  return c ? { tokenId: c.tokenId, name: c.name, role: c.role } : null;
+}
+
+/** Drops undefined fields: audit entries must be plain JSON. */
+export function plain(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Resolves a key the caller may see; a key outside a signer's list is KeyNotFound, as if absent. */
+export async function visibleKey(
+  ctx: AppContext,
+  req: FastifyRequest,
+  keyIdOrAlias: string,
+): Promise<KeyRecord> {
+  const rec = await ctx.keys.resolve(keyIdOrAlias);
+  if (!canSeeKey(callerOf(req), rec.keyId)) {
+    throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
+  }
+  req.audit.keyId = rec.keyId;
+  return rec;
+}
+
+/**
+ * Runs `fn` under the key's queue after re-reading the record there (another operation may have
+ * changed it while this one waited) and checking the lifecycle table for `op`.
+ */
+export async function underKey<T>(
+  ctx: AppContext,
+  req: FastifyRequest,
+  keyIdOrAlias: string,
+  op: KeyOperation,
+  fn: (rec: KeyRecord) => Promise<T>,
+): Promise<T> {
+  const first = await visibleKey(ctx, req, keyIdOrAlias);
+  return ctx.queue.run(first.keyId, async () => {
+    const rec = await ctx.keys.get(first.keyId);
+    if (!rec) throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
+    transition(rec.state, op);
+    if (rec.epochInfo) {
+      req.audit.epoch = rec.epochInfo.epoch;
+      req.audit.participants = rec.epochInfo.participants;
+    }
+    return fn(rec);
+  });
+}
+
+/** Audits the decision to run a state-changing operation; throws AuditWriteFailed before any change. */
+export async function auditDecision(
+  ctx: AppContext,
+  req: FastifyRequest,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await ctx.audit.append(
+    plain({
+      type: 'decision',
+      decision: 'allow',
+      requestId: req.id,
+      action: req.audit.action,
+      caller: callerEntry(req.caller),
+      keyId: req.audit.keyId,
+      epoch: req.audit.epoch,
+      participants: req.audit.participants,
+      ...extra,
+    }),
+  );
+}
+
+/**
+ * The committee for a new key or a reshare: a list of node ids (each must be configured), or a
+ * count (that many reachable nodes, preferring `prefer`), or by default every configured node.
+ */
+export async function chooseParticipants(
+  ctx: AppContext,
+  spec: number | readonly string[] | undefined,
+  fallback: readonly string[] | null,
+  prefer: readonly string[] = [],
+): Promise<string[]> {
+  if (spec === undefined && fallback !== null) return [...fallback];
+  const nodes: NodeStatus[] = await ctx.cluster.nodes();
+  const known = new Set(nodes.map((n) => n.id));
+  const byIndex = (a: string, b: string) => (nodeIndex(a) ?? 0) - (nodeIndex(b) ?? 0);
+  if (spec === undefined) return nodes.map((n) => n.id).sort(byIndex);
+  if (typeof spec === 'number') {
+    if (spec > nodes.length) {
+      throw new KmsError(
+        'ValidationError',
+        `participants: ${spec} requested but only ${nodes.length} nodes are configured`,
+      );
+    }
+    const reachable = nodes.filter((n) => n.reachable).map((n) => n.id);
+    const ordered = [
+      ...reachable.filter((id) => prefer.includes(id)).sort(byIndex),
+      ...reachable.filter((id) => !prefer.includes(id)).sort(byIndex),
+    ];
+    if (ordered.length < spec) {
+      throw new KmsError(
+        'QuorumUnavailable',
+        `participants: ${spec} requested but only ${ordered.length} nodes are reachable`,
+      );
+    }
+    return ordered.slice(0, spec).sort(byIndex);
+  }
+  for (const id of spec) {
+    if (!known.has(id))
+      throw new KmsError('ValidationError', `participants: unknown node ${JSON.stringify(id)}`);
+  }
+  return [...spec].sort(byIndex);
+}

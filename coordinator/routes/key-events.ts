@@ -1,0 +1,183 @@
+/**
+ * Key events: refresh (same committee, fresh shares), reshare (new committee and/or threshold) and
+ * repair (rebuild one member's lost share). Each yields the next epoch with the same public key;
+ * the coordinator checks that before storing it.
+ */
+import type { FastifyRequest } from 'fastify';
+import { KmsError, ProtocolError } from '../../protocol/errors.ts';
+import type { EpochInfo } from '../cluster.ts';
+import { type KeyRecord, keyView } from '../key-store.ts';
+import type { KeyOperation } from '../lifecycle.ts';
+import { type AppContext, type KmsApp, auditDecision, chooseParticipants, underKey } from './context.ts';
+import {
+  bearer,
+  emptyBody,
+  keyIdParam,
+  keyObject,
+  nodeId,
+  participantsSpec,
+  responses,
+  threshold,
+} from './schemas.ts';
+
+export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
+  async function run(
+    req: FastifyRequest,
+    keyId: string,
+    op: KeyOperation,
+    plan: (rec: KeyRecord, info: EpochInfo) => Promise<Record<string, unknown>>,
+    call: (info: EpochInfo) => Promise<EpochInfo>,
+  ) {
+    return underKey(ctx, req, keyId, op, async (rec) => {
+      const info = rec.epochInfo!;
+      const extra = await plan(rec, info);
+      await auditDecision(ctx, req, extra);
+      let next: EpochInfo;
+      try {
+        next = await call(info);
+      } catch (e) {
+        ctx.metrics.sessions.inc({ operation: op, outcome: e instanceof KmsError ? e.code : 'Internal' });
+        throw e;
+      }
+      if (next.publicKey !== info.publicKey || next.keyId !== info.keyId || next.epoch <= info.epoch) {
+        ctx.metrics.sessions.inc({ operation: op, outcome: 'ProtocolAborted' });
+        throw new ProtocolError(
+          'ProtocolAborted',
+          `${op} returned an epoch that does not continue the key; not stored`,
+        );
+      }
+      ctx.metrics.sessions.inc({ operation: op, outcome: 'ok' });
+      const updated: KeyRecord = {
+        ...rec,
+        threshold: next.threshold,
+        participants: next.participants,
+        epochInfo: next,
+      };
+      await ctx.keys.put(updated);
+      req.audit.epoch = next.epoch;
+      req.audit.participants = next.participants;
+      return keyView(updated);
+    });
+  }
+
+  const progress = (req: FastifyRequest, keyId: string) => (e: { phase: string; detail?: string }) =>
+    req.log.debug({ keyId, ...e }, 'key event progress');
+
+  app.post<{ Params: { keyId: string }; Body: Record<string, never> | undefined }>(
+    '/v1/keys/:keyId/refresh',
+    {
+      config: { permission: 'keys:events', action: 'RefreshKey' },
+      schema: {
+        summary: 'Refresh the shares (same committee and threshold): next epoch, same public key',
+        tags: ['key events'],
+        security: bearer,
+        params: keyIdParam,
+        body: emptyBody,
+        response: responses(200, keyObject),
+      },
+    },
+    async (req) =>
+      run(
+        req,
+        req.params.keyId,
+        'refresh',
+        async () => ({}),
+        (info) => ctx.cluster.refresh({ key: info, progress: progress(req, info.keyId) }),
+      ),
+  );
+
+  app.post<{
+    Params: { keyId: string };
+    Body: { threshold?: number; participants?: number | string[] } | undefined;
+  }>(
+    '/v1/keys/:keyId/reshare',
+    {
+      config: { permission: 'keys:events', action: 'ReshareKey' },
+      schema: {
+        summary: 'Reshare to a new committee and/or threshold: next epoch, same public key',
+        tags: ['key events'],
+        security: bearer,
+        params: keyIdParam,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { threshold, participants: participantsSpec },
+        },
+        response: responses(200, keyObject),
+      },
+    },
+    async (req) => {
+      let t = 0;
+      let members: string[] = [];
+      return run(
+        req,
+        req.params.keyId,
+        'reshare',
+        async (_rec, info) => {
+          members = await chooseParticipants(
+            ctx,
+            req.body?.participants,
+            req.body?.participants === undefined ? info.participants : null,
+            info.participants,
+          );
+          t = req.body?.threshold ?? info.threshold;
+          if (t > members.length) {
+            throw new KmsError(
+              'ValidationError',
+              `threshold ${t} exceeds the ${members.length} participants`,
+            );
+          }
+          return { newThreshold: t, newParticipants: members };
+        },
+        (info) =>
+          ctx.cluster.reshare({
+            key: info,
+            threshold: t,
+            participants: members,
+            progress: progress(req, info.keyId),
+          }),
+      );
+    },
+  );
+
+  app.post<{ Params: { keyId: string }; Body: { participant: string } }>(
+    '/v1/keys/:keyId/repair',
+    {
+      config: { permission: 'keys:events', action: 'RepairShare' },
+      schema: {
+        summary: "Rebuild a committee member's lost share from t helpers",
+        tags: ['key events'],
+        security: bearer,
+        params: keyIdParam,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['participant'],
+          properties: { participant: nodeId },
+        },
+        response: responses(200, keyObject),
+      },
+    },
+    async (req) =>
+      run(
+        req,
+        req.params.keyId,
+        'repair',
+        async (_rec, info) => {
+          if (!info.participants.includes(req.body.participant)) {
+            throw new KmsError(
+              'ValidationError',
+              `${req.body.participant} is not a member of the key's committee`,
+            );
+          }
+          return { repaired: req.body.participant };
+        },
+        (info) =>
+          ctx.cluster.repair({
+            key: info,
+            participant: req.body.participant,
+            progress: progress(req, info.keyId),
+          }),
+      ),
+  );
+}

@@ -1,0 +1,202 @@
+/**
+ * Key routes: create (runs DKG), list, describe, public key (JSON or PEM/SPKI).
+ */
+import { randomUUID } from 'node:crypto';
+import { KmsError } from '../../protocol/errors.ts';
+import { KEY_SPECS, type KeySpecName } from '../../protocol/suites.ts';
+import { canSeeKey } from '../auth.ts';
+import { KEY_ID_RE, type KeyRecord, keyView } from '../key-store.ts';
+import { transition } from '../lifecycle.ts';
+import { publicKeyPem } from '../spki.ts';
+import {
+  type AppContext,
+  type KmsApp,
+  auditDecision,
+  callerOf,
+  chooseParticipants,
+  plain,
+  visibleKey,
+} from './context.ts';
+import { ALIAS, bearer, keyIdParam, keyObject, participantsSpec, responses, threshold } from './schemas.ts';
+
+export const PEM_TYPE = 'application/x-pem-file';
+
+export function keyRoutes(app: KmsApp, ctx: AppContext): void {
+  app.post<{
+    Body: {
+      keySpec: KeySpecName;
+      threshold: number;
+      participants?: number | string[];
+      alias?: string;
+      description?: string;
+    };
+  }>(
+    '/v1/keys',
+    {
+      config: { permission: 'keys:create', action: 'CreateKey' },
+      schema: {
+        summary: 'Create a key: runs a DKG among the participants',
+        tags: ['keys'],
+        security: bearer,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keySpec', 'threshold'],
+          properties: {
+            keySpec: { type: 'string', enum: [...KEY_SPECS] },
+            threshold,
+            participants: participantsSpec,
+            alias: { type: 'string', pattern: ALIAS },
+            description: { type: 'string', maxLength: 1024 },
+          },
+        },
+        response: responses(201, keyObject),
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      if (b.alias !== undefined && KEY_ID_RE.test(b.alias.toLowerCase())) {
+        throw new KmsError('ValidationError', 'alias must not look like a key id');
+      }
+      const participants = await chooseParticipants(ctx, b.participants, null);
+      if (b.threshold > participants.length) {
+        throw new KmsError(
+          'ValidationError',
+          `threshold ${b.threshold} exceeds the ${participants.length} participants`,
+        );
+      }
+      const keyId = randomUUID();
+      req.audit.keyId = keyId;
+      req.audit.participants = participants;
+      await auditDecision(ctx, req, { keySpec: b.keySpec, threshold: b.threshold, alias: b.alias });
+      const rec: KeyRecord = {
+        keyId,
+        alias: b.alias ?? null,
+        keySpec: b.keySpec,
+        state: 'Creating',
+        createdAt: new Date(ctx.clock.now()).toISOString(),
+        threshold: b.threshold,
+        participants,
+        epochInfo: null,
+        ...(b.description === undefined ? {} : { description: b.description }),
+      };
+      await ctx.keys.create(rec);
+      const done = await ctx.queue.run(keyId, async () => {
+        const started = performance.now();
+        try {
+          const info = await ctx.cluster.createKey({
+            keyId,
+            keySpec: b.keySpec,
+            threshold: b.threshold,
+            participants,
+            progress: (e) => req.log.debug({ keyId, ...e }, 'dkg progress'),
+          });
+          ctx.metrics.sessions.inc({ operation: 'dkg', outcome: 'ok' });
+          req.log.info({ keyId, ms: Math.round(performance.now() - started) }, 'key created');
+          const next: KeyRecord = { ...rec, state: 'Enabled', epochInfo: info };
+          await ctx.keys.put(next);
+          req.audit.epoch = info.epoch;
+          req.audit.participants = info.participants;
+          return next;
+        } catch (e) {
+          ctx.metrics.sessions.inc({ operation: 'dkg', outcome: (e as KmsError).code ?? 'Internal' });
+          // The DKG did not commit: forget the key (and free its alias); nodes drop partial state.
+          await ctx.keys.releaseAlias(rec, null).catch(() => undefined);
+          await ctx.cluster.destroyKey({ keyId }).catch(() => undefined);
+          throw e;
+        }
+      });
+      return reply.code(201).send(keyView(done));
+    },
+  );
+
+  app.get<{ Querystring: { limit?: string; nextToken?: string } }>(
+    '/v1/keys',
+    {
+      config: { permission: 'keys:read', action: 'ListKeys' },
+      schema: {
+        summary: 'List keys (paginated)',
+        tags: ['keys'],
+        security: bearer,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            limit: { type: 'string', pattern: '^[1-9][0-9]{0,5}$', description: 'page size (default 100)' },
+            nextToken: { type: 'string', maxLength: 64, description: 'from the previous page' },
+          },
+        },
+        response: responses(200, {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keys'],
+          properties: { keys: { type: 'array', items: keyObject }, nextToken: { type: 'string' } },
+        }),
+      },
+    },
+    async (req) => {
+      const limit = Math.min(Number(req.query.limit ?? 100), ctx.config.limits.maxListLimit);
+      const caller = callerOf(req);
+      const page = await ctx.keys.list({
+        limit,
+        ...(req.query.nextToken === undefined ? {} : { nextToken: req.query.nextToken }),
+        visible: (r) => canSeeKey(caller, r.keyId),
+      });
+      return plain({ keys: page.keys.map(keyView), nextToken: page.nextToken });
+    },
+  );
+
+  app.get<{ Params: { keyId: string } }>(
+    '/v1/keys/:keyId',
+    {
+      config: { permission: 'keys:read', action: 'DescribeKey' },
+      schema: {
+        summary: 'Describe a key by id or alias',
+        tags: ['keys'],
+        security: bearer,
+        params: keyIdParam,
+        response: responses(200, keyObject),
+      },
+    },
+    async (req) => keyView(await visibleKey(ctx, req, req.params.keyId)),
+  );
+
+  app.get<{ Params: { keyId: string } }>(
+    '/v1/keys/:keyId/public-key',
+    {
+      config: { permission: 'keys:read', action: 'GetPublicKey' },
+      schema: {
+        summary: `Public key as JSON, or PEM SubjectPublicKeyInfo with Accept: ${PEM_TYPE}`,
+        description:
+          'PEM exists for Ed25519/Ed448 (RFC 8410), secp256k1 and P-256 (RFC 5480); BIP340 keys as the even-Y secp256k1 point; ristretto255 has none (406).',
+        tags: ['keys'],
+        security: bearer,
+        params: keyIdParam,
+        produces: ['application/json', PEM_TYPE],
+        response: responses(200, {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keyId', 'keySpec', 'publicKey'],
+          properties: {
+            keyId: { type: 'string' },
+            keySpec: { type: 'string' },
+            publicKey: { type: 'string' },
+          },
+        }),
+      },
+    },
+    async (req, reply) => {
+      const rec = await visibleKey(ctx, req, req.params.keyId);
+      transition(rec.state, 'getPublicKey');
+      const publicKey = rec.epochInfo!.publicKey;
+      const accept: string = String(req.headers.accept ?? '');
+      if (accept.split(',').some((t) => t.trim().split(';')[0] === PEM_TYPE)) {
+        const pem = publicKeyPem(rec.keySpec, Buffer.from(publicKey, 'hex'));
+        if (pem === undefined)
+          throw new KmsError('NotAcceptable', `${rec.keySpec} has no standard SPKI encoding; ask for JSON`);
+        return reply.type(PEM_TYPE).send(pem);
+      }
+      return { keyId: rec.keyId, keySpec: rec.keySpec, publicKey };
+    },
+  );
+}

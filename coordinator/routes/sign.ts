@@ -1,0 +1,138 @@
+/**
+ * Sign and verify. Signing runs under the key's queue (never against an epoch a reshare is
+ * replacing); the cluster retries around unresponsive or lying members, and the answer and the
+ * audit log name the excluded ones. Every signature is checked with the suite's standard verifier
+ * before it is returned, so a faulty aggregation can never reach a client.
+ */
+import { KmsError, ProtocolError } from '../../protocol/errors.ts';
+import { KEY_SPEC_REGISTRY, verifySignature } from '../../protocol/suites.ts';
+import { transition } from '../lifecycle.ts';
+import { type AppContext, type KmsApp, auditDecision, underKey, visibleKey } from './context.ts';
+import { bearer, blame, hex, keyIdParam, responses } from './schemas.ts';
+
+export function signRoutes(app: KmsApp, ctx: AppContext): void {
+  const maxMsg = ctx.config.limits.maxMessageBytes;
+
+  app.post<{ Params: { keyId: string }; Body: { message: string } }>(
+    '/v1/keys/:keyId/sign',
+    {
+      config: { permission: 'keys:sign', action: 'Sign' },
+      schema: {
+        summary: "Sign a message with t of the key's participants",
+        tags: ['sign'],
+        security: bearer,
+        params: keyIdParam,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['message'],
+          properties: { message: hex(maxMsg, `message, hex (may be empty, at most ${maxMsg} bytes)`) },
+        },
+        response: responses(200, {
+          type: 'object',
+          additionalProperties: false,
+          required: ['keyId', 'signature', 'signers', 'epoch', 'excluded'],
+          properties: {
+            keyId: { type: 'string' },
+            signature: { type: 'string', description: "the suite's standard encoding, hex" },
+            signers: { type: 'array', items: { type: 'string' } },
+            epoch: { type: 'integer' },
+            excluded: {
+              type: 'array',
+              items: blame,
+              description: 'participants left out after a timeout or a bad share',
+            },
+          },
+        }),
+      },
+    },
+    async (req) => {
+      const message = Buffer.from(req.body.message, 'hex');
+      return underKey(ctx, req, req.params.keyId, 'sign', async (rec) => {
+        const info = rec.epochInfo!;
+        await auditDecision(ctx, req);
+        const spec = KEY_SPEC_REGISTRY[rec.keySpec];
+        const started = performance.now();
+        let result: Awaited<ReturnType<typeof ctx.cluster.sign>>;
+        try {
+          result = await ctx.cluster.sign({ key: info, message });
+        } catch (e) {
+          const code = e instanceof KmsError ? e.code : 'Internal';
+          ctx.metrics.signDuration.observe(
+            { key_spec: rec.keySpec, result: code },
+            (performance.now() - started) / 1000,
+          );
+          ctx.metrics.sessions.inc({ operation: 'sign', outcome: code });
+          throw e;
+        }
+        ctx.metrics.signDuration.observe(
+          { key_spec: rec.keySpec, result: 'ok' },
+          (performance.now() - started) / 1000,
+        );
+        req.audit.signers = result.signers;
+        req.audit.culprits = result.excluded;
+        for (const b of result.excluded) ctx.metrics.excludedParticipants.inc({ reason: b.reason });
+        if (!verifySignature(spec, message, result.signature, Buffer.from(info.publicKey, 'hex'))) {
+          ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'InvalidSignature' });
+          throw new ProtocolError(
+            'ProtocolAborted',
+            'the cluster produced a signature that does not verify; not returned',
+          );
+        }
+        ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'ok' });
+        return {
+          keyId: rec.keyId,
+          signature: Buffer.from(result.signature).toString('hex'),
+          signers: [...result.signers],
+          epoch: info.epoch,
+          excluded: result.excluded.map((b) => ({
+            participant: b.participant,
+            reason: b.reason,
+            ...(b.round === undefined ? {} : { round: b.round }),
+          })),
+        };
+      });
+    },
+  );
+
+  app.post<{ Params: { keyId: string }; Body: { message: string; signature: string } }>(
+    '/v1/keys/:keyId/verify',
+    {
+      config: { permission: 'keys:verify', action: 'Verify' },
+      schema: {
+        summary: "Verify a signature under the key's public key (no quorum needed)",
+        tags: ['sign'],
+        security: bearer,
+        params: keyIdParam,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['message', 'signature'],
+          properties: {
+            message: hex(maxMsg, 'message, hex'),
+            signature: hex(1024, 'signature, hex'),
+          },
+        },
+        response: responses(200, {
+          type: 'object',
+          additionalProperties: false,
+          required: ['valid'],
+          properties: { valid: { type: 'boolean' } },
+        }),
+      },
+    },
+    async (req) => {
+      const rec = await visibleKey(ctx, req, req.params.keyId);
+      transition(rec.state, 'verify');
+      const info = rec.epochInfo!;
+      req.audit.epoch = info.epoch;
+      const valid = verifySignature(
+        KEY_SPEC_REGISTRY[rec.keySpec],
+        Buffer.from(req.body.message, 'hex'),
+        Buffer.from(req.body.signature, 'hex'),
+        Buffer.from(info.publicKey, 'hex'),
+      );
+      return { valid };
+    },
+  );
+}
