@@ -109,8 +109,7 @@ function parseParams(raw: string): Params {
   }
   const p = v as Partial<Params> | undefined;
   if (
-    !p ||
-    p.v !== 1 ||
+    p?.v !== 1 ||
     p.kdf !== 'scrypt' ||
     !Number.isInteger(p.logN) ||
     p.logN! < MIN_LOG_N ||
@@ -267,7 +266,7 @@ export class SoftwareSealer implements Sealer {
         this.#wrapAad(scope),
         stored.subarray(IV_BYTES),
       );
-      if (!key || key.length !== 32)
+      if (key?.length !== 32)
         throw new InfraError('SealError', `sealing key of scope ${scope} is corrupt`);
       this.#keys.set(scope, key);
       return key;

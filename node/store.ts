@@ -1,334 +1,717 @@
 /**
- * The node's LevelDB store (`level` / classic-level): key records, epoch records with their sealed
- * shares, the sealed libp2p identity, the sealer's wrapped scope keys, the session ids this node has
- * started, and (in its own sublevel) the hash-chained audit trail.
+ * The node's LevelDB store (`level` / classic-level): sealed identity, key records, epoch records,
+ * sealed shares per epoch, the used-session set, the audit log and the software sealer's keys.
  *
- * - One process per data directory: a second open fails with StoreLocked, naming the directory.
- * - A corrupt database or a record that fails validation is a StorageError naming the record;
- *   nothing is repaired silently and no unvalidated record is used.
- * - Writes that must survive a crash are synced (`sync: true`), and related writes go in one atomic
- *   batch: an epoch record and its sealed share, or the activation of an epoch together with the
- *   deletion of the old one, land entirely or not at all.
- * - Shares are stored sealed only (node/sealer.ts); this file never sees plaintext shares.
+ * Crash safety (threats-and-faults I5, F-01..F-06, F-12): every write that must survive a crash is
+ * synced (`sync: true`, fsync before the write resolves), and related writes go in ONE atomic batch
+ * (a pending epoch with its share; activation with the deletion of older epochs), so a crash leaves
+ * the old epoch or the new one, never a mix. After any failed write the store refuses further writes
+ * (LevelDB latches background errors until reopen) and reports itself unhealthy.
+ *
+ * Failure modes: a second open of the same directory (this or another process) is
+ * InfraError('StoreLocked'); a corrupt database is InfraError('StorageError') and is never repaired
+ * silently (F-14, F-16); every record is validated on read and a bad one is a StorageError naming its
+ * key, never used (F-15). Shares are stored only as sealed blobs; nothing here sees plaintext.
+ *
+ * Layout (sublevels of one database, utf8 keys): `meta` (identity), `keys` (keyId -> JSON),
+ * `epochs` and `shares` (`<keyId>!<epoch, 12 digits>`), `sessions` (sessionId -> ISO time),
+ * `audit` (AuditLog), `sealer` (software sealer key store).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { AbstractLevel } from 'abstract-level';
 import { Level } from 'level';
-import { Ajv } from 'ajv';
-import { InfraError, KmsError } from '../protocol/errors.ts';
+import { InfraError, StateError } from '../protocol/errors.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
 import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import { levelSealerKeyStore, type SealerKeyStore } from './sealer-software.ts';
 
-export type NodeKeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'Destroyed';
+export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'Destroyed';
+const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingDeletion', 'Destroyed'];
 
-export type KeyRecord = {
+export type KeyRecordStored = {
   keyId: string;
   keySpec: KeySpecName;
-  state: NodeKeyState;
+  state: KeyState;
+  /** Absent until the first epoch (DKG) is activated, and after destroyKey. */
   activeEpoch?: number;
   pendingEpoch?: number;
 };
+/** Aliases kept for callers written against the first draft of this file. */
+export type KeyRecord = KeyRecordStored;
+export type NodeKeyState = KeyState;
+
+/** A success certificate as stored: FROST participant id (hex) -> confirmation {R, z} (hex). */
+export type StoredCertificate = Record<string, { R: string; z: string }>;
 
 export type EpochRecordStored = {
   keyId: string;
   keySpec: KeySpecName;
   epoch: number;
   threshold: number;
-  /** Node ids of the committee. */
+  /** Node ids of the members of this epoch. */
   participants: string[];
-  /** This node's FROST identifier. */
+  /** This node's FROST participant identifier (hex). */
   participant: string;
   public: PublicPackageHex;
-  /** Session that made the epoch (certificates bind it). */
-  sessionId?: string;
+  /** Hex; may be empty until the certificate arrives. */
   transcriptHash: string;
   status: 'pending' | 'active';
-  certificate?: Record<string, { R: string; z: string }>;
+  /** Session that made the epoch (certificates bind it). */
+  sessionId?: string;
+  /** Set on activation. */
+  certificate?: StoredCertificate;
 };
 
-const HEX = { type: 'string', pattern: '^([0-9a-f]{2})*$' } as const;
-const ajv = new Ajv({ strict: false });
-const validKey = ajv.compile({
-  type: 'object',
-  additionalProperties: false,
-  required: ['keyId', 'keySpec', 'state'],
-  properties: {
-    keyId: { type: 'string', minLength: 1, maxLength: 128 },
-    keySpec: { enum: KEY_SPECS },
-    state: { enum: ['Enabled', 'Disabled', 'PendingDeletion', 'Destroyed'] },
-    activeEpoch: { type: 'integer', minimum: 0 },
-    pendingEpoch: { type: 'integer', minimum: 0 },
-  },
-});
-const validEpoch = ajv.compile({
-  type: 'object',
-  additionalProperties: false,
-  required: ['keyId', 'keySpec', 'epoch', 'threshold', 'participants', 'participant', 'public', 'transcriptHash', 'status'],
-  properties: {
-    keyId: { type: 'string', minLength: 1, maxLength: 128 },
-    keySpec: { enum: KEY_SPECS },
-    epoch: { type: 'integer', minimum: 0 },
-    threshold: { type: 'integer', minimum: 1 },
-    participants: { type: 'array', items: { type: 'string' }, minItems: 1 },
-    participant: HEX,
-    public: {
-      type: 'object',
-      required: ['min', 'max', 'commitments', 'verifyingShares'],
-      properties: {
-        min: { type: 'integer' },
-        max: { type: 'integer' },
-        commitments: { type: 'array', items: HEX },
-        verifyingShares: { type: 'object', additionalProperties: HEX },
-      },
-    },
-    sessionId: { type: 'string' },
-    transcriptHash: HEX,
-    status: { enum: ['pending', 'active'] },
-    certificate: { type: 'object' },
-  },
-});
+/** A sublevel of the store (any encodings), exposed for AuditLog and the software sealer. */
+type AnySublevel = AbstractLevel<any, any, any>;
 
-const JSON_ENC = { keyEncoding: 'utf8', valueEncoding: 'json' } as const;
-const BIN_ENC = { keyEncoding: 'utf8', valueEncoding: 'view' } as const;
-/** classic-level's fsync option: not in abstract-level's option types, hence spread from a variable. */
-const SYNC = { sync: true } as Record<string, unknown>;
+const UTF8 = { keyEncoding: 'utf8', valueEncoding: 'utf8' } as const;
+const BYTES = { keyEncoding: 'utf8', valueEncoding: 'view' } as const;
+/** classic-level's fsync option; a variable because abstract-level's option types omit it. */
+const SYNC = { sync: true };
+const ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+const HEX_RE = /^(?:[0-9a-f]{2})*$/;
+const EPOCH_DIGITS = 12;
 
-const keyKey = (keyId: string) => `key!${keyId}`;
-const epochKey = (keyId: string, epoch: number) => `epoch!${keyId}!${String(epoch).padStart(10, '0')}`;
-const shareKey = (keyId: string, epoch: number) => `share!${keyId}!${String(epoch).padStart(10, '0')}`;
+function checkId(what: string, id: string): void {
+  if (typeof id !== 'string' || !ID_RE.test(id)) {
+    throw new InfraError('ValidationError', `${what} must match ${ID_RE.source}`);
+  }
+}
 
-type Db = Level<string, any>;
-/** One operation of an atomic batch (level's batch op type, minus its overload gymnastics). */
-type BatchOp = { type: 'put' | 'del'; key: string; value?: unknown; keyEncoding?: string; valueEncoding?: string };
+function checkEpoch(epoch: number): void {
+  if (!Number.isSafeInteger(epoch) || epoch < 0 || epoch >= 10 ** EPOCH_DIGITS) {
+    throw new InfraError('ValidationError', 'epoch must be a non-negative integer');
+  }
+}
+
+const epochKey = (keyId: string, epoch: number) => `${keyId}!${String(epoch).padStart(EPOCH_DIGITS, '0')}`;
+
+// ---- validation on read -------------------------------------------------------------------
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isEpochNum(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+function isKeySpec(v: unknown): v is KeySpecName {
+  return typeof v === 'string' && (KEY_SPECS as readonly string[]).includes(v);
+}
+
+function validCertificate(v: unknown): v is StoredCertificate {
+  return (
+    isObj(v) &&
+    Object.entries(v).every(
+      ([k, c]) =>
+        HEX_RE.test(k) &&
+        isObj(c) &&
+        typeof c['R'] === 'string' &&
+        HEX_RE.test(c['R']) &&
+        typeof c['z'] === 'string' &&
+        HEX_RE.test(c['z']),
+    )
+  );
+}
+
+function validKeyRecord(v: unknown, keyId: string): v is KeyRecordStored {
+  return (
+    isObj(v) &&
+    v['keyId'] === keyId &&
+    isKeySpec(v['keySpec']) &&
+    KEY_STATES.includes(v['state'] as KeyState) &&
+    (v['activeEpoch'] === undefined || isEpochNum(v['activeEpoch'])) &&
+    (v['pendingEpoch'] === undefined || isEpochNum(v['pendingEpoch']))
+  );
+}
+
+function validPublic(v: unknown): v is PublicPackageHex {
+  return (
+    isObj(v) &&
+    Number.isSafeInteger(v['min']) &&
+    Number.isSafeInteger(v['max']) &&
+    Array.isArray(v['commitments']) &&
+    v['commitments'].every((c) => typeof c === 'string' && HEX_RE.test(c)) &&
+    isObj(v['verifyingShares']) &&
+    Object.entries(v['verifyingShares']).every(
+      ([k, s]) => HEX_RE.test(k) && typeof s === 'string' && HEX_RE.test(s),
+    )
+  );
+}
+
+function validEpochRecord(v: unknown, keyId: string, epoch: number): v is EpochRecordStored {
+  return (
+    isObj(v) &&
+    v['keyId'] === keyId &&
+    v['epoch'] === epoch &&
+    isKeySpec(v['keySpec']) &&
+    Number.isSafeInteger(v['threshold']) &&
+    (v['threshold'] as number) >= 1 &&
+    Array.isArray(v['participants']) &&
+    v['participants'].every((p) => typeof p === 'string') &&
+    typeof v['participant'] === 'string' &&
+    HEX_RE.test(v['participant']) &&
+    validPublic(v['public']) &&
+    typeof v['transcriptHash'] === 'string' &&
+    HEX_RE.test(v['transcriptHash']) &&
+    (v['status'] === 'pending' || v['status'] === 'active') &&
+    (v['sessionId'] === undefined || typeof v['sessionId'] === 'string') &&
+    (v['certificate'] === undefined || validCertificate(v['certificate']))
+  );
+}
+
+/** Strips undefined optionals so JSON and `exactOptionalPropertyTypes` agree. */
+function clean<T extends object>(o: T): T {
+  return JSON.parse(JSON.stringify(o)) as T;
+}
+
+// ---- the store -----------------------------------------------------------------------------
 
 export class NodeStore {
-  readonly #db: Db;
-  readonly #dir: string;
+  readonly dir: string;
+  readonly #db: Level<string, string>;
+  readonly #meta: AnySublevel;
+  readonly #keys: AnySublevel;
+  readonly #epochs: AnySublevel;
+  readonly #shares: AnySublevel;
+  readonly #sessions: AnySublevel;
+  readonly #audit: AnySublevel;
+  readonly #sealer: AnySublevel;
+  /** Read-modify-write operations run one at a time. */
+  #tail: Promise<unknown> = Promise.resolve();
+  #failed: unknown;
 
-  private constructor(db: Db, dir: string) {
+  private constructor(dir: string, db: Level<string, string>) {
+    this.dir = dir;
     this.#db = db;
-    this.#dir = dir;
-  }
-
-  static async open(dir: string): Promise<NodeStore> {
-    try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw new InfraError('StorageError', `cannot create data directory ${dir}: ${(e as NodeJS.ErrnoException).code}`);
-    }
-    const db: Db = new Level<string, any>(dir, { keyEncoding: 'utf8', valueEncoding: 'json' });
-    try {
-      await db.open();
-    } catch (e) {
-      const cause = (e as { cause?: { message?: string }; code?: string }).cause;
-      const msg = `${(e as Error).message} ${cause?.message ?? ''}`;
-      if (/lock/i.test(msg)) {
-        throw new InfraError('StoreLocked', `data directory ${dir} is in use by another process (LevelDB LOCK held)`);
-      }
-      if (/corrupt/i.test(msg)) {
-        throw new InfraError('StorageError', `data directory ${dir} is corrupt; restore it from a backup or repair the share`);
-      }
-      throw new InfraError('StorageError', `cannot open data directory ${dir}: ${(e as Error).message}`, { cause: e });
-    }
-    return new NodeStore(db, dir);
-  }
-
-  get dir(): string {
-    return this.#dir;
-  }
-
-  /** Sublevel for the audit log (node/audit-log.ts). */
-  auditDb() {
-    return this.#db.sublevel<string, string>('audit', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
-  }
-
-  /** Sublevel for the software sealer's params and wrapped scope keys. */
-  sealerDb() {
-    return this.#db.sublevel<string, Uint8Array>('sealer', { keyEncoding: 'utf8', valueEncoding: 'view' });
-  }
-
-  async #get<T>(key: string, what: string, validate?: (v: unknown) => boolean): Promise<T | undefined> {
-    let v: unknown;
-    try {
-      v = await this.#db.get(key, JSON_ENC);
-    } catch (e) {
-      throw new InfraError('StorageError', `cannot read ${what}`, { cause: e });
-    }
-    if (v === undefined) return undefined;
-    if (validate && !validate(v)) throw new InfraError('StorageError', `stored ${what} is invalid; refusing to use it`);
-    return v as T;
-  }
-
-  async #batch(ops: BatchOp[], what: string): Promise<void> {
-    try {
-      await this.#db.batch(ops as any, SYNC);
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? '';
-      const full = /ENOSPC|No space/i.test(`${(e as Error).message} ${code}`);
-      throw new InfraError('StorageError', `${full ? 'disk full: ' : ''}cannot write ${what}; nothing was changed`, {
-        cause: e,
-      });
-    }
-  }
-
-  async getIdentity(): Promise<Uint8Array | undefined> {
-    try {
-      return (await this.#db.get('identity', BIN_ENC)) as Uint8Array | undefined;
-    } catch (e) {
-      throw new InfraError('StorageError', 'cannot read the sealed identity', { cause: e });
-    }
-  }
-
-  async putIdentity(sealed: Uint8Array): Promise<void> {
-    await this.#batch([{ type: 'put', key: 'identity', value: sealed, ...BIN_ENC }], 'the sealed identity');
-  }
-
-  getKey(keyId: string): Promise<KeyRecord | undefined> {
-    return this.#get<KeyRecord>(keyKey(keyId), `key record ${keyId}`, validKey);
-  }
-
-  async listKeys(): Promise<KeyRecord[]> {
-    const out: KeyRecord[] = [];
-    for await (const [k, v] of this.#db.iterator({ gt: 'key!', lt: 'key!\xff', ...JSON_ENC })) {
-      if (!validKey(v)) throw new InfraError('StorageError', `stored key record ${k} is invalid`);
-      out.push(v as KeyRecord);
-    }
-    return out;
-  }
-
-  getEpoch(keyId: string, epoch: number): Promise<EpochRecordStored | undefined> {
-    return this.#get<EpochRecordStored>(epochKey(keyId, epoch), `epoch record ${keyId}/${epoch}`, validEpoch);
-  }
-
-  async getSealedShare(keyId: string, epoch: number): Promise<Uint8Array | undefined> {
-    try {
-      return (await this.#db.get(shareKey(keyId, epoch), BIN_ENC)) as Uint8Array | undefined;
-    } catch (e) {
-      throw new InfraError('StorageError', `cannot read the sealed share ${keyId}/${epoch}`, { cause: e });
-    }
-  }
-
-  /** A new epoch's record and sealed share, PENDING, in one synced batch. */
-  async putPendingEpoch(rec: EpochRecordStored, sealedShare: Uint8Array): Promise<void> {
-    if (!validEpoch(rec)) throw new KmsError('ValidationError', 'invalid epoch record');
-    const key = (await this.getKey(rec.keyId)) ?? { keyId: rec.keyId, keySpec: rec.keySpec, state: 'Enabled' as const };
-    if (key.activeEpoch !== undefined && rec.epoch <= key.activeEpoch) {
-      throw new KmsError('EpochMismatch', `epoch ${rec.epoch} does not follow active epoch ${key.activeEpoch}`);
-    }
-    await this.#batch(
-      [
-        { type: 'put', key: epochKey(rec.keyId, rec.epoch), value: rec, ...JSON_ENC },
-        { type: 'put', key: shareKey(rec.keyId, rec.epoch), value: sealedShare, ...BIN_ENC },
-        { type: 'put', key: keyKey(rec.keyId), value: { ...key, pendingEpoch: rec.epoch }, ...JSON_ENC },
-      ],
-      `pending epoch ${rec.keyId}/${rec.epoch}`,
-    );
-  }
-
-  /** A repaired share of the current epoch, stored directly as active (repair keeps the epoch). */
-  async putRepairedEpoch(rec: EpochRecordStored, sealedShare: Uint8Array): Promise<void> {
-    if (!validEpoch(rec)) throw new KmsError('ValidationError', 'invalid epoch record');
-    const key = (await this.getKey(rec.keyId)) ?? { keyId: rec.keyId, keySpec: rec.keySpec, state: 'Enabled' as const };
-    const { pendingEpoch: _p, ...rest } = key;
-    await this.#batch(
-      [
-        { type: 'put', key: epochKey(rec.keyId, rec.epoch), value: { ...rec, status: 'active' }, ...JSON_ENC },
-        { type: 'put', key: shareKey(rec.keyId, rec.epoch), value: sealedShare, ...BIN_ENC },
-        { type: 'put', key: keyKey(rec.keyId), value: { ...rest, activeEpoch: rec.epoch }, ...JSON_ENC },
-      ],
-      `repaired share ${rec.keyId}/${rec.epoch}`,
-    );
+    this.#meta = db.sublevel('meta');
+    this.#keys = db.sublevel('keys');
+    this.#epochs = db.sublevel('epochs');
+    this.#shares = db.sublevel('shares');
+    this.#sessions = db.sublevel('sessions');
+    this.#audit = db.sublevel('audit');
+    this.#sealer = db.sublevel('sealer');
   }
 
   /**
-   * Makes a pending epoch active and deletes every older epoch's record and share, atomically.
-   * Returns the deleted epochs (the caller destroys their HSM keys afterwards).
+   * Opens (creating if new) the store in `dir`. StoreLocked if another process or another open
+   * in this process holds it; StorageError if it is corrupt or damaged (never repaired here).
+   */
+  static async open(dir: string): Promise<NodeStore> {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw new InfraError('StorageError', `cannot create the data directory ${dir}`, { cause: e });
+    }
+    // An existing database missing its CURRENT file would otherwise be silently re-created empty.
+    const files = readdirSync(dir);
+    const hasCurrent = existsSync(`${dir}/CURRENT`);
+    if (!hasCurrent && files.some((f) => /^(MANIFEST-\d+|\d+\.(log|ldb|sst))$/.test(f))) {
+      throw new InfraError(
+        'StorageError',
+        `the store in ${dir} is damaged (CURRENT is missing); refusing to repair it`,
+      );
+    }
+    const db = new Level<string, string>(dir, { createIfMissing: !hasCurrent, errorIfExists: false });
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause;
+      const code = cause?.code ?? (e as { code?: string }).code;
+      if (code === 'LEVEL_LOCKED') {
+        throw new InfraError(
+          'StoreLocked',
+          `the store in ${dir} is in use by another process (or already open); stop it first`,
+          {
+            cause: e,
+          },
+        );
+      }
+      if (code === 'LEVEL_CORRUPTION') {
+        throw new InfraError(
+          'StorageError',
+          `the store in ${dir} is corrupt; refusing to repair it (restore from backup)`,
+          {
+            cause: e,
+          },
+        );
+      }
+      throw new InfraError('StorageError', `cannot open the store in ${dir}`, { cause: e });
+    }
+    return new NodeStore(dir, db);
+  }
+
+  async close(): Promise<void> {
+    await this.#tail.catch(() => undefined);
+    await this.#db.close();
+  }
+
+  /** False after a failed write: the node should report unhealthy and restart (F-12). */
+  healthy(): boolean {
+    return this.#failed === undefined && this.#db.status === 'open';
+  }
+
+  /** Sublevel for the node's AuditLog. */
+  auditDb(): AnySublevel {
+    return this.#audit;
+  }
+
+  /** Sublevel for the software sealer's params and wrapped scope keys. */
+  sealerDb(): AnySublevel {
+    return this.#sealer;
+  }
+
+  sealerKeyStore(): SealerKeyStore {
+    return levelSealerKeyStore(this.#sealer);
+  }
+
+  // ---- low-level helpers -------------------------------------------------------------------
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  async #read<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof InfraError || e instanceof StateError) throw e;
+      throw new InfraError('StorageError', `cannot read ${what}`, { cause: e });
+    }
+  }
+
+  async #write(what: string, ops: any[]): Promise<void> {
+    if (this.#failed !== undefined) {
+      throw new InfraError(
+        'StorageError',
+        `store is unhealthy after a failed write; restart the node (${what})`,
+      );
+    }
+    try {
+      await this.#db.batch(ops, SYNC);
+    } catch (e) {
+      this.#failed = e;
+      const disk = /no space|ENOSPC|disk full/i.test(
+        String((e as Error)?.message ?? '') + String((e as { cause?: Error })?.cause?.message ?? ''),
+      );
+      throw new InfraError(
+        'StorageError',
+        `write failed (${what})${disk ? ': disk full' : ''}; nothing was written`,
+        {
+          cause: e,
+          details: { reason: disk ? 'disk-full' : 'io' },
+        },
+      );
+    }
+  }
+
+  async #getJson(sub: AnySublevel, key: string, what: string): Promise<unknown> {
+    const raw = (await sub.get(key, UTF8)) as string | undefined;
+    if (raw === undefined) return undefined;
+    try {
+      return JSON.parse(raw);
+    } catch {
+      throw new InfraError('StorageError', `${what} is corrupt (not JSON)`, { details: { key: what } });
+    }
+  }
+
+  // ---- identity ----------------------------------------------------------------------------
+
+  /** The sealed libp2p private key, if the node has one. */
+  async getIdentity(): Promise<Uint8Array | undefined> {
+    return this.#read('the identity', async () => {
+      const v = (await this.#meta.get('identity', BYTES)) as Uint8Array | undefined;
+      return v === undefined ? undefined : new Uint8Array(v);
+    });
+  }
+
+  async putIdentity(sealed: Uint8Array): Promise<void> {
+    return this.#serial(() =>
+      this.#write('identity', [
+        { type: 'put', sublevel: this.#meta, key: 'identity', value: sealed, ...BYTES },
+      ]),
+    );
+  }
+
+  // ---- keys --------------------------------------------------------------------------------
+
+  async getKey(keyId: string): Promise<KeyRecordStored | undefined> {
+    checkId('keyId', keyId);
+    return this.#read(`key ${keyId}`, async () => {
+      const v = await this.#getJson(this.#keys, keyId, `key record ${keyId}`);
+      if (v === undefined) return undefined;
+      if (!validKeyRecord(v, keyId)) {
+        throw new InfraError('StorageError', `key record ${keyId} is corrupt`, {
+          details: { key: `keys!${keyId}` },
+        });
+      }
+      return v;
+    });
+  }
+
+  /** All key records (including Destroyed tombstones). A corrupt record is a StorageError naming it. */
+  async listKeys(): Promise<KeyRecordStored[]> {
+    return this.#read('the key list', async () => {
+      const out: KeyRecordStored[] = [];
+      for await (const [k, raw] of this.#keys.iterator(UTF8)) {
+        let v: unknown;
+        try {
+          v = JSON.parse(raw as string);
+        } catch {
+          v = undefined;
+        }
+        if (!validKeyRecord(v, k as string)) {
+          throw new InfraError('StorageError', `key record ${String(k)} is corrupt`, {
+            details: { key: `keys!${String(k)}` },
+          });
+        }
+        out.push(v);
+      }
+      return out;
+    });
+  }
+
+  async setKeyState(keyId: string, state: KeyState): Promise<void> {
+    checkId('keyId', keyId);
+    if (!KEY_STATES.includes(state) || state === 'Destroyed') {
+      throw new InfraError(
+        'ValidationError',
+        'state must be Enabled, Disabled or PendingDeletion (use destroyKey)',
+      );
+    }
+    return this.#serial(async () => {
+      const k = await this.getKey(keyId);
+      if (!k) throw new StateError('KeyNotFound', `no key ${keyId} on this node`);
+      if (k.state === 'Destroyed') throw new StateError('InvalidKeyState', `key ${keyId} is destroyed`);
+      if (k.state === state) return;
+      await this.#write(`key ${keyId} state`, [this.#putKeyOp({ ...k, state })]);
+    });
+  }
+
+  /**
+   * Deletes every epoch record and sealed share of a key in one synced batch and returns the
+   * epochs deleted (the caller destroys their sealer scopes). By default a `Destroyed` tombstone
+   * stays, so nothing can recreate the key; `keepTombstone: false` forgets it entirely (a node
+   * retired from the committee that may be re-added by a later reshare).
+   */
+  async destroyKey(keyId: string, opts: { keepTombstone?: boolean } = {}): Promise<number[]> {
+    checkId('keyId', keyId);
+    return this.#serial(async () => {
+      const k = await this.getKey(keyId);
+      const epochs = await this.#epochNumbers(keyId);
+      if (!k && epochs.length === 0) return [];
+      if (!k && opts.keepTombstone !== false) {
+        // Epochs without a key record cannot happen through this API; delete them, no tombstone.
+        opts = { keepTombstone: false };
+      }
+      const ops: any[] = epochs.flatMap((e) => this.#delEpochOps(keyId, e));
+      if (opts.keepTombstone === false) ops.push({ type: 'del', sublevel: this.#keys, key: keyId, ...UTF8 });
+      else if (k) ops.push(this.#putKeyOp({ keyId, keySpec: k.keySpec, state: 'Destroyed' }));
+      await this.#write(`destroy key ${keyId}`, ops);
+      return epochs;
+    });
+  }
+
+  // ---- epochs ------------------------------------------------------------------------------
+
+  async getEpoch(keyId: string, epoch: number): Promise<EpochRecordStored | undefined> {
+    checkId('keyId', keyId);
+    checkEpoch(epoch);
+    const key = epochKey(keyId, epoch);
+    return this.#read(`epoch ${key}`, async () => {
+      const v = await this.#getJson(this.#epochs, key, `epoch record ${key}`);
+      if (v === undefined) return undefined;
+      if (!validEpochRecord(v, keyId, epoch)) {
+        throw new InfraError('StorageError', `epoch record ${key} is corrupt`, {
+          details: { key: `epochs!${key}` },
+        });
+      }
+      return v;
+    });
+  }
+
+  /** The active epoch's record, or undefined if the key has none. */
+  async getActiveEpoch(keyId: string): Promise<EpochRecordStored | undefined> {
+    const k = await this.getKey(keyId);
+    if (!k || k.activeEpoch === undefined) return undefined;
+    const r = await this.getEpoch(keyId, k.activeEpoch);
+    if (r?.status !== 'active') {
+      throw new InfraError(
+        'StorageError',
+        `key ${keyId} points at active epoch ${k.activeEpoch}, which is missing or not active`,
+      );
+    }
+    return r;
+  }
+
+  async getSealedShare(keyId: string, epoch: number): Promise<Uint8Array | undefined> {
+    checkId('keyId', keyId);
+    checkEpoch(epoch);
+    return this.#read(`share ${keyId}/${epoch}`, async () => {
+      const v = (await this.#shares.get(epochKey(keyId, epoch), BYTES)) as Uint8Array | undefined;
+      return v === undefined ? undefined : new Uint8Array(v);
+    });
+  }
+
+  /** Epoch numbers with a record or a share, ascending. */
+  async listEpochs(keyId: string): Promise<number[]> {
+    checkId('keyId', keyId);
+    return this.#read(`epochs of ${keyId}`, () => this.#epochNumbers(keyId));
+  }
+
+  async #epochNumbers(keyId: string): Promise<number[]> {
+    const range = { gt: `${keyId}!`, lt: `${keyId}!~`, ...UTF8 };
+    const set = new Set<number>();
+    for (const sub of [this.#epochs, this.#shares]) {
+      for await (const k of sub.keys(range)) {
+        const n = Number((k as string).slice(keyId.length + 1));
+        if (Number.isSafeInteger(n)) set.add(n);
+      }
+    }
+    return [...set].sort((a, b) => a - b);
+  }
+
+  #putKeyOp(k: KeyRecordStored) {
+    return { type: 'put', sublevel: this.#keys, key: k.keyId, value: JSON.stringify(clean(k)), ...UTF8 };
+  }
+
+  #putEpochOps(r: EpochRecordStored, sealed: Uint8Array) {
+    const key = epochKey(r.keyId, r.epoch);
+    return [
+      { type: 'put', sublevel: this.#epochs, key, value: JSON.stringify(clean(r)), ...UTF8 },
+      { type: 'put', sublevel: this.#shares, key, value: sealed, ...BYTES },
+    ];
+  }
+
+  #delEpochOps(keyId: string, epoch: number) {
+    const key = epochKey(keyId, epoch);
+    return [
+      { type: 'del', sublevel: this.#epochs, key, ...UTF8 },
+      { type: 'del', sublevel: this.#shares, key, ...BYTES },
+    ];
+  }
+
+  #checkRecord(r: EpochRecordStored, status: 'pending' | 'active', sealed: Uint8Array): void {
+    checkId('keyId', r.keyId);
+    checkEpoch(r.epoch);
+    if (r.status !== status || !validEpochRecord(clean(r), r.keyId, r.epoch)) {
+      throw new InfraError('ValidationError', `epoch record for ${r.keyId}/${r.epoch} is malformed`);
+    }
+    if (!(sealed instanceof Uint8Array) || sealed.length === 0) {
+      throw new InfraError('ValidationError', 'sealed share must be non-empty bytes');
+    }
+  }
+
+  /**
+   * Stores a key event's (or DKG's) new epoch as PENDING with its sealed share, in one synced batch
+   * with the key record (created, Enabled, if new). Refuses an epoch not after the active one, a
+   * different pending epoch, another key spec, or a destroyed key.
+   */
+  async putPendingEpoch(record: EpochRecordStored, sealedShare: Uint8Array): Promise<void> {
+    this.#checkRecord(record, 'pending', sealedShare);
+    return this.#serial(async () => {
+      const k = await this.getKey(record.keyId);
+      if (k) {
+        if (k.state === 'Destroyed')
+          throw new StateError('InvalidKeyState', `key ${record.keyId} is destroyed`);
+        if (k.keySpec !== record.keySpec)
+          throw new StateError('InvalidKeyState', `key ${record.keyId} is ${k.keySpec}`);
+        if (k.activeEpoch !== undefined && record.epoch <= k.activeEpoch) {
+          throw new StateError(
+            'EpochMismatch',
+            `pending epoch ${record.epoch} must follow active epoch ${k.activeEpoch}`,
+          );
+        }
+        if (k.pendingEpoch !== undefined && k.pendingEpoch !== record.epoch) {
+          throw new StateError(
+            'InvalidKeyState',
+            `epoch ${k.pendingEpoch} of ${record.keyId} is already pending`,
+          );
+        }
+      }
+      const key: KeyRecordStored = {
+        keyId: record.keyId,
+        keySpec: record.keySpec,
+        state: k?.state ?? 'Enabled',
+        ...(k?.activeEpoch !== undefined ? { activeEpoch: k.activeEpoch } : {}),
+        pendingEpoch: record.epoch,
+      };
+      await this.#write(`pending epoch ${record.keyId}/${record.epoch}`, [
+        ...this.#putEpochOps(record, sealedShare),
+        this.#putKeyOp(key),
+      ]);
+    });
+  }
+
+  /**
+   * Makes a pending epoch active (I5: the caller holds its complete certificate) and deletes every
+   * older epoch's record and share, all in one synced batch. Returns the deleted epochs, for the
+   * caller to destroy their sealer scopes. Idempotent: an already active epoch returns [].
    */
   async activateEpoch(
     keyId: string,
     epoch: number,
-    commit: { transcriptHash: string; certificate: Record<string, { R: string; z: string }> },
+    proof: { transcriptHash?: string; certificate?: StoredCertificate } = {},
   ): Promise<number[]> {
-    const key = await this.getKey(keyId);
-    const rec = await this.getEpoch(keyId, epoch);
-    if (!key || !rec) throw new KmsError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
-    if (key.activeEpoch === epoch && rec.status === 'active') return [];
-    const older: number[] = [];
-    for await (const k of this.#db.keys({ gte: epochKey(keyId, 0), lt: epochKey(keyId, epoch), keyEncoding: 'utf8' })) {
-      older.push(Number(k.slice(k.lastIndexOf('!') + 1)));
+    checkId('keyId', keyId);
+    checkEpoch(epoch);
+    if (proof.transcriptHash !== undefined && !HEX_RE.test(proof.transcriptHash)) {
+      throw new InfraError('ValidationError', 'transcriptHash must be hex');
     }
-    const { pendingEpoch: _p, ...rest } = key;
-    await this.#batch(
-      [
+    if (proof.certificate !== undefined && !validCertificate(proof.certificate)) {
+      throw new InfraError('ValidationError', 'certificate must map hex participant ids to {R, z} hex');
+    }
+    return this.#serial(async () => {
+      const k = await this.getKey(keyId);
+      if (!k) throw new StateError('KeyNotFound', `no key ${keyId} on this node`);
+      if (k.state === 'Destroyed') throw new StateError('InvalidKeyState', `key ${keyId} is destroyed`);
+      if (k.activeEpoch === epoch) return [];
+      const r = await this.getEpoch(keyId, epoch);
+      if (r?.status !== 'pending')
+        throw new StateError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
+      if (k.activeEpoch !== undefined && epoch <= k.activeEpoch) {
+        throw new StateError('EpochMismatch', `epoch ${epoch} is not after active epoch ${k.activeEpoch}`);
+      }
+      const older = (await this.#epochNumbers(keyId)).filter((e) => e < epoch);
+      const active: EpochRecordStored = {
+        ...r,
+        status: 'active',
+        ...(proof.transcriptHash ? { transcriptHash: proof.transcriptHash } : {}),
+        ...(proof.certificate !== undefined ? { certificate: proof.certificate } : {}),
+      };
+      const sealed = await this.getSealedShare(keyId, epoch);
+      if (!sealed)
+        throw new InfraError('StorageError', `pending epoch ${keyId}/${epoch} has no sealed share`);
+      const key: KeyRecordStored = {
+        keyId,
+        keySpec: k.keySpec,
+        state: k.state,
+        activeEpoch: epoch,
+        ...(k.pendingEpoch !== undefined && k.pendingEpoch !== epoch ? { pendingEpoch: k.pendingEpoch } : {}),
+      };
+      await this.#write(`activate ${keyId}/${epoch}`, [
         {
           type: 'put',
+          sublevel: this.#epochs,
           key: epochKey(keyId, epoch),
-          value: { ...rec, status: 'active', transcriptHash: commit.transcriptHash, certificate: commit.certificate },
-          ...JSON_ENC,
+          value: JSON.stringify(clean(active)),
+          ...UTF8,
         },
-        { type: 'put', key: keyKey(keyId), value: { ...rest, activeEpoch: epoch }, ...JSON_ENC },
-        ...older.flatMap((e) => [
-          { type: 'del' as const, key: epochKey(keyId, e), keyEncoding: 'utf8' },
-          { type: 'del' as const, key: shareKey(keyId, e), keyEncoding: 'utf8' },
-        ]),
-      ],
-      `activation of ${keyId}/${epoch}`,
-    );
-    return older;
+        this.#putKeyOp(key),
+        ...older.flatMap((e) => this.#delEpochOps(keyId, e)),
+      ]);
+      return older;
+    });
   }
 
-  /** Drops a pending epoch (aborted event); the active epoch is untouched. */
-  async discardPendingEpoch(keyId: string, epoch: number): Promise<void> {
-    const key = await this.getKey(keyId);
-    const rec = await this.getEpoch(keyId, epoch);
-    if (!rec || rec.status !== 'pending') return;
-    const ops: BatchOp[] = [
-      { type: 'del', key: epochKey(keyId, epoch), keyEncoding: 'utf8' },
-      { type: 'del', key: shareKey(keyId, epoch), keyEncoding: 'utf8' },
-    ];
-    if (key && key.activeEpoch === undefined) ops.push({ type: 'del', key: keyKey(keyId), keyEncoding: 'utf8' });
-    else if (key) {
-      const { pendingEpoch: _p, ...rest } = key;
-      ops.push({ type: 'put', key: keyKey(keyId), value: rest, ...JSON_ENC });
-    }
-    await this.#batch(ops, `discard of ${keyId}/${epoch}`);
+  /**
+   * Drops a pending epoch (an aborted key event) with its share; a key that never had an active
+   * epoch (an aborted DKG) is forgotten. Returns false, changing nothing, if the epoch is not
+   * pending (absent or already active).
+   */
+  async discardPendingEpoch(keyId: string, epoch: number): Promise<boolean> {
+    checkId('keyId', keyId);
+    checkEpoch(epoch);
+    return this.#serial(async () => {
+      const k = await this.getKey(keyId);
+      // An abort that arrives after activation (a late or replayed abort) changes nothing.
+      if (k?.activeEpoch === epoch) return false;
+      const r = await this.getEpoch(keyId, epoch).catch((e: unknown) => {
+        // A corrupt pending record may still be discarded: it would never be used anyway.
+        if (e instanceof InfraError && e.code === 'StorageError') return 'corrupt' as const;
+        throw e;
+      });
+      if (r !== 'corrupt' && r?.status === 'active') return false;
+      const share = await this.getSealedShare(keyId, epoch);
+      if (r === undefined && share === undefined && k?.pendingEpoch !== epoch) return false;
+      const ops: any[] = this.#delEpochOps(keyId, epoch);
+      if (k && k.activeEpoch === undefined && k.state !== 'Destroyed') {
+        ops.push({ type: 'del', sublevel: this.#keys, key: keyId, ...UTF8 });
+      } else if (k && k.pendingEpoch === epoch) {
+        const { pendingEpoch: _drop, ...rest } = k;
+        ops.push(this.#putKeyOp(rest));
+      }
+      await this.#write(`discard ${keyId}/${epoch}`, ops);
+      return true;
+    });
   }
 
-  async setKeyState(keyId: string, state: NodeKeyState): Promise<void> {
-    const key = await this.getKey(keyId);
-    if (!key) throw new KmsError('KeyNotFound', `no key ${keyId}`);
-    await this.#batch([{ type: 'put', key: keyKey(keyId), value: { ...key, state }, ...JSON_ENC }], `state of ${keyId}`);
+  /**
+   * Stores a repaired share as the ACTIVE share of its epoch (repair keeps the epoch), replacing
+   * whatever this node held for that epoch, and deletes older epochs; one synced batch. Returns the
+   * deleted older epochs. Refuses an epoch older than the active one.
+   */
+  async putRepairedEpoch(record: EpochRecordStored, sealedShare: Uint8Array): Promise<number[]> {
+    this.#checkRecord(record, 'active', sealedShare);
+    return this.#serial(async () => {
+      const k = await this.getKey(record.keyId);
+      if (k?.state === 'Destroyed')
+        throw new StateError('InvalidKeyState', `key ${record.keyId} is destroyed`);
+      if (k && k.keySpec !== record.keySpec)
+        throw new StateError('InvalidKeyState', `key ${record.keyId} is ${k.keySpec}`);
+      if (k?.activeEpoch !== undefined && record.epoch < k.activeEpoch) {
+        throw new StateError(
+          'EpochMismatch',
+          `repaired epoch ${record.epoch} is older than active epoch ${k.activeEpoch}`,
+        );
+      }
+      const older = (await this.#epochNumbers(record.keyId)).filter((e) => e < record.epoch);
+      const key: KeyRecordStored = {
+        keyId: record.keyId,
+        keySpec: record.keySpec,
+        state: k?.state ?? 'Enabled',
+        activeEpoch: record.epoch,
+        ...(k?.pendingEpoch !== undefined && k.pendingEpoch > record.epoch
+          ? { pendingEpoch: k.pendingEpoch }
+          : {}),
+      };
+      await this.#write(`repaired epoch ${record.keyId}/${record.epoch}`, [
+        ...this.#putEpochOps(record, sealedShare),
+        this.#putKeyOp(key),
+        ...older.flatMap((e) => this.#delEpochOps(record.keyId, e)),
+      ]);
+      return older;
+    });
   }
 
-  /** Deletes every epoch and share of a key and marks it Destroyed. Returns the deleted epochs. */
-  async destroyKey(keyId: string): Promise<number[]> {
-    const key = await this.getKey(keyId);
-    if (!key) return [];
-    const epochs: number[] = [];
-    for await (const k of this.#db.keys({ gt: `epoch!${keyId}!`, lt: `epoch!${keyId}!\xff`, keyEncoding: 'utf8' })) {
-      epochs.push(Number(k.slice(k.lastIndexOf('!') + 1)));
-    }
-    await this.#batch(
-      [
-        ...epochs.flatMap((e) => [
-          { type: 'del' as const, key: epochKey(keyId, e), keyEncoding: 'utf8' },
-          { type: 'del' as const, key: shareKey(keyId, e), keyEncoding: 'utf8' },
-        ]),
-        { type: 'put', key: keyKey(keyId), value: { keyId, keySpec: key.keySpec, state: 'Destroyed' }, ...JSON_ENC },
-      ],
-      `destruction of ${keyId}`,
-    );
-    return epochs;
-  }
+  // ---- sessions ----------------------------------------------------------------------------
 
-  async markSessionSeen(sessionId: string): Promise<void> {
-    await this.#batch([{ type: 'put', key: `session!${sessionId}`, value: 1, ...JSON_ENC }], `session ${sessionId}`);
+  /** Records a session id (synced) before the session starts, so a restarted node refuses it. */
+  async markSessionSeen(sessionId: string, now: Date = new Date()): Promise<void> {
+    checkId('sessionId', sessionId);
+    return this.#write(`session ${sessionId}`, [
+      { type: 'put', sublevel: this.#sessions, key: sessionId, value: now.toISOString(), ...UTF8 },
+    ]);
   }
 
   async wasSessionSeen(sessionId: string): Promise<boolean> {
-    return (await this.#get<number>(`session!${sessionId}`, `session ${sessionId}`)) !== undefined;
+    checkId('sessionId', sessionId);
+    return this.#read(
+      `session ${sessionId}`,
+      async () => (await this.#sessions.get(sessionId, UTF8)) !== undefined,
+    );
   }
 
-  async close(): Promise<void> {
-    await this.#db.close();
+  /** Forgets session ids recorded before `before` (session ids are random, so reuse is not a risk). */
+  async pruneSessions(before: Date): Promise<number> {
+    return this.#serial(async () => {
+      const old: string[] = [];
+      for await (const [k, v] of this.#sessions.iterator(UTF8)) {
+        const t = Date.parse(v as string);
+        if (!Number.isFinite(t) || t < before.getTime()) old.push(k as string);
+      }
+      if (old.length > 0) {
+        await this.#write(
+          'prune sessions',
+          old.map((key) => ({ type: 'del', sublevel: this.#sessions, key, ...UTF8 })),
+        );
+      }
+      return old.length;
+    });
   }
 }
