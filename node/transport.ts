@@ -317,6 +317,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       throw streamError(e, signal, user, target);
     }
     let stream: Stream | undefined;
+    let written = false;
     try {
       try {
         stream = await node.dialProtocol(dialTarget(target), protocol, {
@@ -340,6 +341,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       const writing = (async () => {
         await writeFrame(s, body, signal);
         await s.close({ signal });
+        written = true;
       })();
       writing.catch(() => {});
       try {
@@ -370,8 +372,9 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       throw err;
     } finally {
       if (stream !== undefined) {
-        if (stream.writeStatus === 'writable')
-          abortStream(stream, new KmsError('ProtocolAborted', 'answered early'));
+        // Answered before our write finished: the rest of the request is moot.
+        if (!written)
+          abortStream(stream, new KmsError('ProtocolAborted', 'peer answered before the request was sent'));
         else reap(stream);
       }
       sem.release();

@@ -19,6 +19,7 @@ import {
   PROTOCOL_SESSION,
   type Transport,
   type TransportConfig,
+  type TransportLogger,
 } from '../node/transport.ts';
 
 const LISTEN = ['/ip4/127.0.0.1/tcp/0'];
@@ -98,7 +99,15 @@ describe('transport', () => {
   });
 
   it('refuses a peer that is not on the allow-list before any handler runs', async () => {
-    const b = await make(await generateIdentityKey());
+    const warnings: Record<string, unknown>[] = [];
+    const logger: TransportLogger = {
+      child: () => logger,
+      info: () => {},
+      warn: (obj) => {
+        warnings.push(obj);
+      },
+    };
+    const b = await make(await generateIdentityKey(), [], { logger });
     const stranger = await make(await generateIdentityKey(), [entry(b)]);
     let calls = 0;
     await b.handle(PROTOCOL_RPC, async () => {
@@ -109,6 +118,7 @@ describe('transport', () => {
     expect(['PeerNotAllowed', 'QuorumUnavailable', 'TransportError']).toContain(code);
     expect(await stranger.isReachable(b.peerId, 3000)).toBe(false);
     expect(calls).toBe(0);
+    expect(warnings.some((w) => w.peer === stranger.peerId && w.stage === 'inbound-encrypted')).toBe(true);
     // Outbound: b refuses to even try a peer it does not know.
     expect(await codeOf(b.request(stranger.peerId, PROTOCOL_RPC, enc('hi')))).toBe('PeerNotAllowed');
     expect(await b.isReachable(stranger.peerId)).toBe(false);
