@@ -48,6 +48,9 @@ export class LocalCluster implements Cluster {
   };
   /** Simulated latency per session, to measure queueing (default 0). */
   delayMs = 0;
+  /** Highest number of sessions that were running at once (tests of the per-key queue). */
+  peakConcurrent = 0;
+  #inflight = 0;
 
   constructor(opts: { nodes?: number } = {}) {
     const n = opts.nodes ?? 3;
@@ -251,7 +254,13 @@ export class LocalCluster implements Cluster {
   }
 
   async #delay(): Promise<void> {
-    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    this.#inflight++;
+    this.peakConcurrent = Math.max(this.peakConcurrent, this.#inflight);
+    try {
+      if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    } finally {
+      this.#inflight--;
+    }
   }
 }
 

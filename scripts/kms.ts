@@ -1,0 +1,570 @@
+#!/usr/bin/env node
+/**
+ * `kms`: the command-line client of the coordinator's HTTP API.
+ *
+ * Needs Node 24 (type stripping): `npm run kms -- <command>`, `npx kms <command>`, or
+ * `./node_modules/.bin/node scripts/kms.ts <command>`. The system node (20) cannot run it.
+ *
+ * Output is human-readable by default and JSON with `--json`. Exit codes (as Vault's CLI):
+ * 0 success, 1 usage or local error, 2 the server refused or could not be reached.
+ * Another module can add command groups (the devnet): `buildProgram()` returns the commander
+ * program without running it.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { auditHash, GENESIS_HASH } from '../node/audit-log.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_USAGE = 1;
+export const EXIT_SERVER = 2;
+
+/** A usage or local error (exit 1). */
+export class UsageError extends Error {}
+
+/** The server answered with a problem, or could not be reached (exit 2). */
+export class ServerError extends Error {
+  readonly problem: Record<string, unknown> | undefined;
+  constructor(message: string, problem?: Record<string, unknown>) {
+    super(message);
+    this.problem = problem;
+  }
+}
+
+type GlobalOpts = { url: string; token?: string; json?: boolean };
+
+export type Io = { out: (s: string) => void; err: (s: string) => void; isTTY: boolean };
+const stdio: Io = {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+function defaultToken(): string | undefined {
+  if (process.env.KMS_TOKEN) return process.env.KMS_TOKEN;
+  const file = join(process.env.KMS_DEVNET_DIR ?? '.devnet', 'admin-token');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
+
+/** HTTP client for one invocation: bearer token, JSON, problems turned into ServerError. */
+class Client {
+  readonly #o: GlobalOpts;
+  constructor(o: GlobalOpts) {
+    this.#o = o;
+  }
+
+  async call<T = any>(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<T> {
+    const headers: Record<string, string> = { accept };
+    if (this.#o.token) headers.authorization = `Bearer ${this.#o.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    // One key per invocation: a retry after a dropped connection cannot start a second session.
+    if (method === 'POST') headers['idempotency-key'] = randomUUID();
+    const url = new URL(path, this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`);
+    let res: Response | undefined;
+    for (let attempt = 0; attempt < 2 && !res; attempt++) {
+      try {
+        res = await fetch(url, {
+          method,
+          headers,
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+      } catch (e) {
+        if (attempt === 1)
+          throw new ServerError(`cannot reach ${this.#o.url}: ${(e as Error).cause ?? (e as Error).message}`);
+      }
+    }
+    const text = await res!.text();
+    if (!res!.ok) {
+      let problem: Record<string, unknown> | undefined;
+      try {
+        problem = JSON.parse(text);
+      } catch {
+        problem = undefined;
+      }
+      const code = problem?.code ?? `HTTP ${res!.status}`;
+      const detail = problem?.detail ?? text.slice(0, 200);
+      throw new ServerError(`${String(code)}: ${String(detail)}`, problem);
+    }
+    if (!accept.includes('json')) return text as T;
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+}
+
+/** Spinner on a terminal, plain start/end lines otherwise; always on stderr. */
+async function withProgress<T>(io: Io, label: string, fn: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  const frames = ['|', '/', '-', '\\'];
+  let i = 0;
+  let timer: NodeJS.Timeout | undefined;
+  if (io.isTTY)
+    timer = setInterval(
+      () => io.err(`\r${frames[i++ % 4]} ${label} ${((Date.now() - started) / 1000).toFixed(1)}s`),
+      100,
+    );
+  else io.err(`${label}...\n`);
+  try {
+    const r = await fn();
+    if (timer) clearInterval(timer);
+    io.err(`${io.isTTY ? '\r' : ''}${label}: done in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+    return r;
+  } catch (e) {
+    if (timer) clearInterval(timer);
+    if (io.isTTY) io.err('\n');
+    throw e;
+  }
+}
+
+function parseParticipants(v: string | undefined): number | string[] | undefined {
+  if (v === undefined) return undefined;
+  if (/^[0-9]+$/.test(v)) return Number(v);
+  const ids = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (ids.length === 0) throw new UsageError('--participants: a count or a comma-separated list of node ids');
+  return ids;
+}
+
+function parseIntOpt(name: string) {
+  return (v: string): number => {
+    if (!/^[0-9]+$/.test(v)) throw new UsageError(`${name} must be a non-negative integer`);
+    return Number(v);
+  };
+}
+
+function messageHex(o: { message?: string; messageHex?: string; file?: string }): string {
+  const given = [o.message, o.messageHex, o.file].filter((x) => x !== undefined).length;
+  if (given !== 1) throw new UsageError('give exactly one of --message, --message-hex, --file');
+  if (o.messageHex !== undefined) {
+    if (!/^(?:[0-9a-fA-F]{2})*$/.test(o.messageHex))
+      throw new UsageError('--message-hex must be even-length hex');
+    return o.messageHex.toLowerCase();
+  }
+  if (o.file !== undefined) {
+    try {
+      return readFileSync(o.file).toString('hex');
+    } catch {
+      throw new UsageError(`cannot read ${o.file}`);
+    }
+  }
+  return Buffer.from(o.message!, 'utf8').toString('hex');
+}
+
+function keyLines(k: Record<string, any>): string {
+  const rows: [string, unknown][] = [
+    ['keyId', k.keyId],
+    ['alias', k.alias ?? '-'],
+    ['keySpec', k.keySpec],
+    ['state', k.state],
+    ['threshold', `${k.threshold} of ${k.participants?.length} (${(k.participants ?? []).join(', ')})`],
+    ['epoch', k.epoch ?? '-'],
+    ['publicKey', k.publicKey ?? '-'],
+    ['createdAt', k.createdAt],
+  ];
+  if (k.description !== undefined) rows.push(['description', k.description]);
+  if (k.deletionDate !== undefined) rows.push(['deletionDate', k.deletionDate]);
+  return `${rows.map(([a, b]) => `${a.padEnd(13)}${String(b)}`).join('\n')}\n`;
+}
+
+function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return `${rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
+}
+
+/** Checks a run of audit records: contiguous seqs, each prevHash the previous hash, each hash recomputed. */
+export function verifyAuditChain(
+  records: readonly {
+    seq: number;
+    time: string;
+    prevHash: string;
+    hash: string;
+    entry: Record<string, unknown>;
+  }[],
+): {
+  ok: boolean;
+  count: number;
+  brokenAt?: number;
+} {
+  let prev = GENESIS_HASH;
+  let expect = 1;
+  for (const r of records) {
+    if (r.seq !== expect || r.prevHash !== prev || auditHash(r.prevHash, r.seq, r.time, r.entry) !== r.hash) {
+      return { ok: false, count: expect - 1, brokenAt: expect };
+    }
+    prev = r.hash;
+    expect++;
+  }
+  return { ok: true, count: expect - 1 };
+}
+
+const EXAMPLES = `
+Examples:
+  $ npx kms keys create --spec FROST_ED25519 --threshold 2 --alias payments
+  $ npx kms keys sign payments --message 'hello'
+  $ npx kms keys verify payments --message 'hello' --signature <hex>
+  $ npx kms keys reshare payments --threshold 3 --participants node-1,node-2,node-3,node-4
+  $ npx kms tokens create --role signer --name ci --keys <keyId>
+  $ npx kms audit verify
+  $ npx kms --json keys list | jq .
+
+Environment: KMS_URL (default http://127.0.0.1:8080), KMS_TOKEN (default: .devnet/admin-token).
+Exit codes: 0 ok, 1 usage error, 2 server error or unreachable.
+`;
+
+/** The `kms` program, not yet parsed: other modules may add command groups before running it. */
+export function buildProgram(io: Io = stdio): Command {
+  const program = new Command('kms')
+    .description('Command-line client of the threshold KMS coordinator')
+    .addOption(new Option('--url <url>', 'coordinator URL').env('KMS_URL').default('http://127.0.0.1:8080'))
+    .addOption(new Option('--token <token>', 'bearer token (default: .devnet/admin-token)').env('KMS_TOKEN'))
+    .option('--json', 'machine-readable JSON output')
+    .showHelpAfterError()
+    .addHelpText('after', EXAMPLES)
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+  program.exitOverride();
+
+  const client = () => {
+    const o = program.opts<GlobalOpts>();
+    const token = o.token ?? defaultToken();
+    return new Client({ url: o.url, json: o.json === true, ...(token === undefined ? {} : { token }) });
+  };
+  const json = () => program.opts<GlobalOpts>().json === true;
+  const print = (value: unknown, human: () => string) =>
+    io.out(json() ? `${JSON.stringify(value, null, 2)}\n` : human());
+
+  const keys = program.command('keys').description('create, use and manage keys').exitOverride();
+  keys
+    .command('create')
+    .description('create a key (runs a DKG among the nodes)')
+    .requiredOption(
+      '--spec <keySpec>',
+      'FROST_ED25519 | FROST_SECP256K1_TR | FROST_SECP256K1 | FROST_P256 | FROST_RISTRETTO255 | FROST_ED448',
+    )
+    .requiredOption('-t, --threshold <t>', 'signers needed', parseIntOpt('--threshold'))
+    .option('-p, --participants <n|ids>', 'a node count or node-1,node-2,... (default: every node)')
+    .option('--alias <alias>', 'friendly name')
+    .option('--description <text>', 'free text')
+    .action(async (o) => {
+      const body: Record<string, unknown> = { keySpec: o.spec, threshold: o.threshold };
+      const participants = parseParticipants(o.participants);
+      if (participants !== undefined) body.participants = participants;
+      if (o.alias !== undefined) body.alias = o.alias;
+      if (o.description !== undefined) body.description = o.description;
+      const k = await withProgress(io, 'creating key (DKG)', () => client().call('POST', 'v1/keys', body));
+      print(k, () => keyLines(k));
+    });
+  keys
+    .command('list')
+    .description('list keys')
+    .option('--limit <n>', 'page size', parseIntOpt('--limit'))
+    .action(async (o) => {
+      const all: any[] = [];
+      let next: string | undefined;
+      do {
+        const q = new URLSearchParams();
+        if (o.limit) q.set('limit', String(o.limit));
+        if (next) q.set('nextToken', next);
+        const page = await client().call('GET', `v1/keys${q.size ? `?${q}` : ''}`);
+        all.push(...page.keys);
+        next = page.nextToken;
+      } while (next);
+      print({ keys: all }, () =>
+        table([
+          ['KEY ID', 'ALIAS', 'SPEC', 'STATE', 'T/N', 'EPOCH'],
+          ...all.map((k) => [
+            k.keyId,
+            k.alias ?? '-',
+            k.keySpec,
+            k.state,
+            `${k.threshold}/${k.participants.length}`,
+            String(k.epoch ?? '-'),
+          ]),
+        ]),
+      );
+    });
+  keys
+    .command('get <key>')
+    .description('describe a key (id or alias)')
+    .action(async (key: string) => {
+      const k = await client().call('GET', `v1/keys/${encodeURIComponent(key)}`);
+      print(k, () => keyLines(k));
+    });
+  keys
+    .command('public-key <key>')
+    .description('print the public key (hex, or PEM with --pem)')
+    .option('--pem', 'PEM SubjectPublicKeyInfo')
+    .action(async (key: string, o) => {
+      if (o.pem) {
+        io.out(
+          await client().call(
+            'GET',
+            `v1/keys/${encodeURIComponent(key)}/public-key`,
+            undefined,
+            'application/x-pem-file',
+          ),
+        );
+        return;
+      }
+      const r = await client().call('GET', `v1/keys/${encodeURIComponent(key)}/public-key`);
+      print(r, () => `${r.publicKey}\n`);
+    });
+  const msgOpts = (c: Command) =>
+    c
+      .option('-m, --message <text>', 'message as UTF-8 text')
+      .option('--message-hex <hex>', 'message as hex')
+      .option('-f, --file <path>', 'message from a file');
+  msgOpts(keys.command('sign <key>').description('sign a message')).action(async (key: string, o) => {
+    const message = messageHex(o);
+    const r = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/sign`, { message });
+    print(r, () => {
+      const ex = (r.excluded ?? []).map((b: any) => `${b.participant} (${b.reason})`).join(', ');
+      return `${r.signature}\n` + (json() ? '' : '') + (ex ? `excluded: ${ex}\n` : '');
+    });
+    if (!json() && (r.excluded ?? []).length > 0)
+      io.err(`note: signed by ${r.signers.join(', ')} at epoch ${r.epoch}\n`);
+  });
+  msgOpts(keys.command('verify <key>').description('verify a signature'))
+    .requiredOption('-s, --signature <hex>', 'signature, hex')
+    .action(async (key: string, o) => {
+      const message = messageHex(o);
+      const r = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/verify`, {
+        message,
+        signature: o.signature,
+      });
+      print(r, () => (r.valid ? 'valid\n' : 'INVALID\n'));
+      if (!r.valid) process.exitCode = EXIT_SERVER;
+    });
+  keys
+    .command('refresh <key>')
+    .description('fresh shares, same committee (next epoch, same public key)')
+    .action(async (key: string) => {
+      const k = await withProgress(io, 'refreshing shares', () =>
+        client().call('POST', `v1/keys/${encodeURIComponent(key)}/refresh`, {}),
+      );
+      print(k, () => keyLines(k));
+    });
+  keys
+    .command('reshare <key>')
+    .description('new committee and/or threshold (next epoch, same public key)')
+    .option('-t, --threshold <t>', 'new threshold', parseIntOpt('--threshold'))
+    .option('-p, --participants <n|ids>', 'a node count or node-1,node-2,...')
+    .action(async (key: string, o) => {
+      const body: Record<string, unknown> = {};
+      if (o.threshold !== undefined) body.threshold = o.threshold;
+      const participants = parseParticipants(o.participants);
+      if (participants !== undefined) body.participants = participants;
+      const k = await withProgress(io, 'resharing', () =>
+        client().call('POST', `v1/keys/${encodeURIComponent(key)}/reshare`, body),
+      );
+      print(k, () => keyLines(k));
+    });
+  keys
+    .command('repair <key>')
+    .description("rebuild a member's lost share")
+    .requiredOption('--participant <node>', 'the node whose share is rebuilt, e.g. node-2')
+    .action(async (key: string, o) => {
+      const k = await withProgress(io, `repairing ${o.participant}`, () =>
+        client().call('POST', `v1/keys/${encodeURIComponent(key)}/repair`, { participant: o.participant }),
+      );
+      print(k, () => keyLines(k));
+    });
+  for (const [name, path, desc] of [
+    ['disable', 'disable', 'disable a key (no signing)'],
+    ['enable', 'enable', 'enable a disabled key'],
+    ['cancel-deletion', 'cancel-deletion', 'cancel a scheduled deletion (the key becomes Disabled)'],
+  ] as const) {
+    keys
+      .command(`${name} <key>`)
+      .description(desc)
+      .action(async (key: string) => {
+        const k = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/${path}`, {});
+        print(k, () => keyLines(k));
+      });
+  }
+  keys
+    .command('delete <key>')
+    .description('schedule destruction of every share after a pending window')
+    .option('--days <n>', 'pending window, 7-30 days (default 30)', parseIntOpt('--days'))
+    .action(async (key: string, o) => {
+      const body = o.days === undefined ? {} : { pendingWindowDays: o.days };
+      const k = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/schedule-deletion`, body);
+      print(k, () => keyLines(k));
+    });
+
+  const tokens = program.command('tokens').description('API tokens (admin)').exitOverride();
+  tokens
+    .command('create')
+    .description('create a token (printed once)')
+    .requiredOption('--role <role>', 'admin | operator | signer | auditor')
+    .requiredOption('--name <name>', 'who or what uses it')
+    .option('--keys <ids>', 'signer tokens: comma-separated key ids it may use')
+    .action(async (o) => {
+      const body: Record<string, unknown> = { role: o.role, name: o.name };
+      if (o.keys !== undefined)
+        body.keyIds = String(o.keys)
+          .split(',')
+          .map((s: string) => s.trim());
+      const r = await client().call('POST', 'v1/tokens', body);
+      print(r, () => `tokenId ${r.tokenId}\ntoken   ${r.token}\n(store it now: it is not shown again)\n`);
+    });
+  tokens
+    .command('list')
+    .description('list tokens')
+    .action(async () => {
+      const r = await client().call('GET', 'v1/tokens');
+      print(r, () =>
+        table([
+          ['TOKEN ID', 'ROLE', 'NAME', 'KEYS', 'CREATED'],
+          ...r.tokens.map((t: any) => [
+            t.tokenId,
+            t.role,
+            t.name,
+            t.keyIds ? t.keyIds.join(',') : '*',
+            t.createdAt,
+          ]),
+        ]),
+      );
+    });
+  tokens
+    .command('revoke <tokenId>')
+    .description('revoke a token')
+    .action(async (id: string) => {
+      const r = await client().call('DELETE', `v1/tokens/${encodeURIComponent(id)}`);
+      print(r, () => `revoked ${r.tokenId} (${r.name})\n`);
+    });
+
+  program
+    .command('nodes')
+    .description('list nodes and their reachability')
+    .action(async () => {
+      const r = await client().call('GET', 'v1/nodes');
+      print(r, () =>
+        table([
+          ['NODE', 'REACHABLE', 'KEYS', 'PEER ID', 'ADDRESS'],
+          ...r.nodes.map((n: any) => [
+            n.id,
+            n.reachable ? 'yes' : 'NO',
+            String(n.keys.length),
+            n.peerId,
+            n.address,
+          ]),
+        ]),
+      );
+    });
+
+  const fetchAudit = async (keyId?: string, after?: number, limit?: number) => {
+    const out: any[] = [];
+    let cursor = after ?? 0;
+    for (;;) {
+      const q = new URLSearchParams({ after: String(cursor), limit: String(Math.min(limit ?? 1000, 1000)) });
+      if (keyId) q.set('keyId', keyId);
+      const page = await client().call('GET', `v1/audit?${q}`);
+      out.push(...page.records);
+      if (page.nextAfter === undefined || (limit !== undefined && out.length >= limit)) break;
+      cursor = page.nextAfter;
+    }
+    return limit === undefined ? out : out.slice(0, limit);
+  };
+  const audit = program
+    .command('audit')
+    .description('read the audit log')
+    .option('--key <keyId>', 'only records about this key')
+    .option('--after <seq>', 'records after this sequence number', parseIntOpt('--after'))
+    .option('--limit <n>', 'at most n records', parseIntOpt('--limit'))
+    .exitOverride()
+    .action(async (o) => {
+      const records = await fetchAudit(o.key, o.after, o.limit);
+      print({ records }, () =>
+        table([
+          ['SEQ', 'TIME', 'TYPE', 'ACTION', 'STATUS', 'CALLER', 'KEY'],
+          ...records.map((r: any) => [
+            String(r.seq),
+            r.time,
+            String(r.entry.type ?? ''),
+            String(r.entry.action ?? r.entry.route ?? ''),
+            String(r.entry.status ?? r.entry.decision ?? r.entry.outcome ?? ''),
+            String(r.entry.caller?.name ?? '-'),
+            String(r.entry.keyId ?? '-'),
+          ]),
+        ]),
+      );
+    });
+  audit
+    .command('verify')
+    .description('fetch the whole log and check its hash chain here, not on the server')
+    .action(async () => {
+      const records = await fetchAudit();
+      const r = verifyAuditChain(records);
+      print(r, () =>
+        r.ok
+          ? `audit chain ok: ${r.count} records, head ${records.at(-1)?.hash ?? GENESIS_HASH}\n`
+          : `audit chain BROKEN at seq ${r.brokenAt} (${r.count} records verified before it)\n`,
+      );
+      if (!r.ok) throw new ServerError(`audit chain broken at seq ${r.brokenAt}`);
+    });
+
+  // ---- extension point --------------------------------------------------------------------
+  // The `devnet` command group is registered here by scripts/devnet.ts (the lead's module):
+  //   const program = buildProgram(); registerDevnet(program); await runProgram(program, argv);
+  // ------------------------------------------------------------------------------------------
+  return program;
+}
+
+/** Parses and runs; resolves with the exit code (0 ok, 1 usage, 2 server). Never throws. */
+export async function runProgram(program: Command, argv: readonly string[], io: Io = stdio): Promise<number> {
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+        ? EXIT_OK
+        : EXIT_USAGE;
+    }
+    if (e instanceof UsageError) {
+      io.err(`kms: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof ServerError) {
+      const json = program.opts<GlobalOpts>().json === true;
+      if (json && e.problem) io.err(`${JSON.stringify(e.problem)}\n`);
+      else io.err(`kms: error: ${e.message}\n`);
+      const culprits = e.problem?.culprits;
+      if (!json && Array.isArray(culprits)) {
+        for (const c of culprits)
+          io.err(`  culprit: ${c.participant} (${c.reason}${c.round ? `, round ${c.round}` : ''})\n`);
+      }
+      return EXIT_SERVER;
+    }
+    io.err(`kms: ${(e as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+}
+
+/** Run when executed directly, also through a symlinked bin (npx kms) whose argv[1] is the link. */
+function isMain(): boolean {
+  const arg = process.argv[1];
+  if (arg === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(arg)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  const code = await runProgram(buildProgram(), process.argv.slice(2));
+  process.exit(code);
+}
