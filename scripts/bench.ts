@@ -20,13 +20,16 @@ export async function benchProtocol(
 ): Promise<ProtocolResults> {
   const machine = machineInfo();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const results = await runProtocolBench(opts.quick ? quickPlan() : fullPlan(), (l) => log(`  ${l}`));
+  const c1 = process.cpuUsage(c0);
   const durationS = (performance.now() - t0) / 1000;
   const file = {
     name: 'protocol',
     machine,
     loadAverageAtEnd: os.loadavg()[0] ?? 0,
     durationS,
+    cpuShare: (c1.user + c1.system) / 1e6 / durationS,
     data: results,
   };
   const written = writeResults(file, protocolMarkdown(results, durationS), protocolCharts(results), opts.out);
