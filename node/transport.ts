@@ -120,7 +120,8 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
   const timeoutMs = cfg.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const handlerTimeoutMs = cfg.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS;
   const maxInboundStreams = cfg.maxInboundStreamsPerPeer ?? DEFAULT_MAX_INBOUND_STREAMS_PER_PEER;
-  const maxConcurrent = cfg.maxConcurrentPerPeer ?? DEFAULT_MAX_CONCURRENT_PER_PEER;
+  const maxConcurrent =
+    cfg.maxConcurrentPerPeer ?? Math.min(DEFAULT_MAX_CONCURRENT_PER_PEER, maxInboundStreams);
   for (const [name, v] of [
     ['maxMessageBytes', maxMessageBytes],
     ['timeoutMs', timeoutMs],
@@ -130,6 +131,10 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
   ] as const) {
     if (!Number.isSafeInteger(v) || v <= 0)
       throw new KmsError('ValidationError', `${name} must be a positive integer`);
+  }
+  if (maxConcurrent > maxInboundStreams) {
+    // Our outbound queue admits maxConcurrent streams per peer; libp2p would reset the excess.
+    throw new KmsError('ValidationError', 'maxConcurrentPerPeer must not exceed maxInboundStreamsPerPeer');
   }
   const log = cfg.logger?.child({ component: 'transport' });
 
