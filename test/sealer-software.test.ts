@@ -156,3 +156,25 @@ describe('SoftwareSealer', () => {
     for (const b of blobs) expect(await s2.unseal(ctx, b)).toEqual(secret);
   });
 });
+
+describe('PinGuard persistence', () => {
+  it('keeps the failure count across restarts and refuses a corrupt counter file', async () => {
+    const { dir } = await freshDb();
+    const statePath = join(dir, 'pin-guard.json');
+    let now = 1_000;
+    const g1 = await PinGuard.open({ statePath, maxAttempts: 2, baseDelayMs: 5_000, now: () => now });
+    await g1.recordFailure();
+    await g1.recordFailure();
+    // A "restarted" node sees the lockout.
+    const g2 = await PinGuard.open({ statePath, maxAttempts: 2, baseDelayMs: 5_000, now: () => now });
+    expect(g2.state()).toEqual({ failures: 2, lockedUntil: 6_000 });
+    expect(() => g2.check()).toThrow(/try again in 5 s/);
+    now = 6_001;
+    g2.check();
+    await g2.recordSuccess();
+    expect((await PinGuard.open({ statePath })).state()).toEqual({ failures: 0, lockedUntil: 0 });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(statePath, '{"failures": -1}');
+    await expect(PinGuard.open({ statePath })).rejects.toMatchObject({ code: 'StorageError' });
+  });
+});

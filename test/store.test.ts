@@ -317,6 +317,48 @@ describe('NodeStore', () => {
     }
   });
 
+  it('kill -9 after a synced write: the restarted store holds exactly the old or the new epoch', async () => {
+    const storeUrl = new URL('../node/store.ts', import.meta.url).href;
+    const rec = (e: number) => JSON.stringify(epochRecord('k', e));
+    for (const stage of ['pending', 'activated'] as const) {
+      const dir = await tempDir();
+      const script = `import { NodeStore } from ${JSON.stringify(storeUrl)};
+        const s = await NodeStore.open(${JSON.stringify(dir)});
+        await s.putPendingEpoch(${rec(0)}, Uint8Array.of(10));
+        await s.activateEpoch('k', 0);
+        await s.putPendingEpoch(${rec(1)}, Uint8Array.of(11));
+        if (${JSON.stringify(stage)} === 'activated') await s.activateEpoch('k', 1);
+        process.kill(process.pid, 'SIGKILL');`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(r.signal).toBe('SIGKILL');
+      const s = await openStore(dir); // the lock died with the process
+      if (stage === 'pending') {
+        expect(await s.getKey('k')).toEqual({
+          keyId: 'k',
+          keySpec: 'FROST_ED25519',
+          state: 'Enabled',
+          activeEpoch: 0,
+          pendingEpoch: 1,
+        });
+        expect(await s.getSealedShare('k', 0)).toEqual(Uint8Array.of(10));
+        expect(await s.getSealedShare('k', 1)).toEqual(Uint8Array.of(11));
+      } else {
+        expect(await s.getKey('k')).toEqual({
+          keyId: 'k',
+          keySpec: 'FROST_ED25519',
+          state: 'Enabled',
+          activeEpoch: 1,
+        });
+        expect(await s.getSealedShare('k', 0)).toBeUndefined();
+        expect(await s.getSealedShare('k', 1)).toEqual(Uint8Array.of(11));
+      }
+      await s.close();
+    }
+  });
+
   it('reports errors as typed KmsErrors', async () => {
     const s = await openStore(await tempDir());
     const e = await s.activateEpoch('missing', 1).catch((x: unknown) => x);
