@@ -118,7 +118,15 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     return503OnClosing: true,
     requestIdHeader: false,
     genReqId: () => randomUUID(),
+    // Errors raised before routing (e.g. a malformed percent-encoding) are problems too.
+    frameworkErrors: (err, req, reply) => {
+      const p = problemOf(fromFastifyError(err));
+      req.log.info({ code: p.code }, 'request refused before routing');
+      void reply.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
+    },
   });
+  // JSON only: fastify's default text/plain parser would turn a text body into a string.
+  app.removeContentTypeParser('text/plain');
 
   app.decorateRequest('caller', null);
   app.decorateRequest('audit', null as never);

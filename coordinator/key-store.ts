@@ -61,12 +61,14 @@ export const KEY_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 type Db = AbstractLevel<any, string, any>;
 
 export class KeyStore {
+  readonly #db: Db;
   readonly #keys: AbstractLevel<any, string, KeyRecord>;
   readonly #aliases: AbstractLevel<any, string, string>;
   /** Alias claims are check-then-write: one at a time. */
   #aliasLock: Promise<unknown> = Promise.resolve();
 
   constructor(db: Db) {
+    this.#db = db;
     this.#keys = db.sublevel<string, KeyRecord>('keys', { valueEncoding: 'json' }) as any;
     this.#aliases = db.sublevel<string, string>('aliases', { valueEncoding: 'utf8' }) as any;
   }
@@ -96,11 +98,11 @@ export class KeyStore {
         if (holder !== undefined)
           throw new StateError('AliasExists', `alias ${JSON.stringify(rec.alias)} is taken`);
       }
-      await storage(async () => {
-        const batch = this.#keys.batch().put(rec.keyId, rec);
-        if (rec.alias !== null) batch.put(rec.alias, rec.keyId, { sublevel: this.#aliases as any });
-        await batch.write();
-      });
+      // One atomic batch on the root db: the key and its alias appear together or not at all.
+      const ops: any[] = [{ type: 'put', sublevel: this.#keys, key: rec.keyId, value: rec }];
+      if (rec.alias !== null)
+        ops.push({ type: 'put', sublevel: this.#aliases, key: rec.alias, value: rec.keyId });
+      await storage(() => this.#db.batch(ops));
     });
   }
 
@@ -112,11 +114,13 @@ export class KeyStore {
   async releaseAlias(rec: KeyRecord, next: KeyRecord | null): Promise<void> {
     await this.#withAliasLock(() =>
       storage(async () => {
-        const batch = this.#keys.batch();
-        if (next) batch.put(rec.keyId, next);
-        else batch.del(rec.keyId);
-        if (rec.alias !== null) batch.del(rec.alias, { sublevel: this.#aliases as any });
-        await batch.write();
+        const ops: any[] = [
+          next
+            ? { type: 'put', sublevel: this.#keys, key: rec.keyId, value: next }
+            : { type: 'del', sublevel: this.#keys, key: rec.keyId },
+        ];
+        if (rec.alias !== null) ops.push({ type: 'del', sublevel: this.#aliases, key: rec.alias });
+        await this.#db.batch(ops);
       }),
     );
   }
