@@ -122,7 +122,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     frameworkErrors: (err, req, reply) => {
       const p = problemOf(fromFastifyError(err));
       req.log.info({ code: p.code }, 'request refused before routing');
-      void reply.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
+      const r = reply as unknown as { code(n: number): { type(t: string): { send(b: string): void } } };
+      r.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
     },
   });
   // JSON only: fastify's default text/plain parser would turn a text body into a string.
