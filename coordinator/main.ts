@@ -92,9 +92,10 @@ async function run(configFile: string): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
-const program = new Command()
-  .name('coordinator')
-  .description('threshold KMS coordinator: HTTP API, auth, audit, session orchestration')
+const program = new Command().name('coordinator').description('threshold KMS coordinator: HTTP API, auth, audit, session orchestration');
+program
+  .command('run', { isDefault: true })
+  .description('run the coordinator (the default command)')
   .requiredOption('-c, --config <file>', 'coordinator config file (JSON)')
   .action(async (opts: { config: string }) => run(opts.config));
 program

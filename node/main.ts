@@ -33,9 +33,10 @@ async function run(configFile: string): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
-const program = new Command()
-  .name('node')
-  .description('threshold KMS node daemon: one custodian holding HSM-sealed key shares')
+const program = new Command().name('node').description('threshold KMS node daemon: one custodian holding HSM-sealed key shares');
+program
+  .command('run', { isDefault: true })
+  .description('run the node (the default command)')
   .requiredOption('-c, --config <file>', 'node config file (JSON)')
   .action(async (opts: { config: string }) => run(opts.config));
 program

@@ -33,12 +33,29 @@ Options:
   --software       use the software sealer even if SoftHSM2 is installed (env KMS_SEALER=software)
   --reset          wipe the state directory first
   --detach         start the processes and exit (stop them with \`npx kms devnet stop\`)
+  --init-only      create the state (identities, tokens, allow-list) and exit
+  --docker         container layout of docker-compose.yml (host names, port 7000 everywhere)
   -h, --help       this help
 
 Env KMS_ADMIN_TOKEN sets the admin token; otherwise one is generated into <dir>/admin-token.
 `;
 
-type Layout = { dir: string; nodes: number; port: number; p2pBase: number; sealer: 'pkcs11' | 'software' };
+type Layout = {
+  dir: string;
+  nodes: number;
+  port: number;
+  p2pBase: number;
+  sealer: 'pkcs11' | 'software';
+  /** Container layout (docker-compose.yml): every process on port 7000 of its own host name. */
+  docker: boolean;
+};
+
+/** Where a process listens and how the others dial it, in the local or the container layout. */
+function endpoint(l: Layout, name: string, k: number): { listen: string; dial: string } {
+  if (l.docker) return { listen: '/ip4/0.0.0.0/tcp/7000', dial: `/dns4/${name}/tcp/7000` };
+  const a = `/ip4/127.0.0.1/tcp/${l.p2pBase + k}`;
+  return { listen: a, dial: a };
+}
 
 function softhsmInstalled(): boolean {
   try {
@@ -89,32 +106,32 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
       writeSecret(join(nd, 'passphrase'), randomBytes(24).toString('hex'));
       sealer = { kind: 'software', passphraseFile: 'passphrase' };
     }
-    const address = `/ip4/127.0.0.1/tcp/${l.p2pBase + k}`;
+    const ep = endpoint(l, name, k);
     writeFileSync(
       join(nd, 'node.json'),
-      `${JSON.stringify({ nodeId: name, listen: [address], dataDir: 'data', cluster: '../cluster.json', sealer }, null, 2)}\n`,
+      `${JSON.stringify({ nodeId: name, listen: [ep.listen], dataDir: 'data', cluster: '../cluster.json', sealer }, null, 2)}\n`,
     );
     log(`initializing ${name} (${l.sealer} sealer)`);
     const { peerId } = JSON.parse(run(['node/main.ts', 'init', '--config', join(nd, 'node.json')], env)) as {
       peerId: string;
     };
-    peers.push({ id: name, peerId, addresses: [`${address}/p2p/${peerId}`] });
+    peers.push({ id: name, peerId, addresses: [`${ep.dial}/p2p/${peerId}`] });
     procs.push({ name, args: ['node/main.ts', '--config', join(nd, 'node.json')], env });
   }
   const cd = join(l.dir, 'coordinator');
   mkdirSync(cd, { recursive: true });
   const token = adminToken ?? randomBytes(24).toString('hex');
   if (!adminToken) writeSecret(join(l.dir, 'admin-token'), token);
-  const coordAddress = `/ip4/127.0.0.1/tcp/${l.p2pBase}`;
+  const coordEp = endpoint(l, 'coordinator', 0);
   writeFileSync(
     join(cd, 'coordinator.json'),
     `${JSON.stringify(
       {
-        host: '127.0.0.1',
+        host: l.docker ? '0.0.0.0' : '127.0.0.1',
         port: l.port,
         dataDir: join(cd, 'data'),
         readyMinNodes: l.nodes,
-        cluster: { clusterFile: join(l.dir, 'cluster.json'), identityFile: join(cd, 'identity.key'), listen: [coordAddress] },
+        cluster: { clusterFile: join(l.dir, 'cluster.json'), identityFile: join(cd, 'identity.key'), listen: [coordEp.listen] },
       },
       null,
       2,
@@ -126,7 +143,7 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
   };
   writeFileSync(
     join(l.dir, 'cluster.json'),
-    `${JSON.stringify({ nodes: peers, coordinators: [{ id: 'coordinator', peerId, addresses: [`${coordAddress}/p2p/${peerId}`] }] }, null, 2)}\n`,
+    `${JSON.stringify({ nodes: peers, coordinators: [{ id: 'coordinator', peerId, addresses: [`${coordEp.dial}/p2p/${peerId}`] }] }, null, 2)}\n`,
   );
   procs.push({
     name: 'coordinator',
@@ -169,6 +186,8 @@ async function main(): Promise<void> {
       software: { type: 'boolean' },
       reset: { type: 'boolean' },
       detach: { type: 'boolean' },
+      docker: { type: 'boolean' },
+      'init-only': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -197,9 +216,13 @@ async function main(): Promise<void> {
         : 'SoftHSM2 is not installed: using the SOFTWARE sealer (apt-get install -y softhsm2 for per-node HSM tokens)',
     );
   }
-  const layout: Layout = { dir, nodes, port, p2pBase, sealer };
+  const layout: Layout = { dir, nodes, port, p2pBase, sealer, docker: values.docker ?? false };
   if (!existsSync(join(dir, 'processes.json'))) await create(layout, env.KMS_ADMIN_TOKEN);
   else log(`reusing the state in ${dir} (--reset to start afresh)`);
+  if (values['init-only']) {
+    log(`initialized ${dir}`);
+    return;
+  }
   const procs = readProcesses(dir);
   const token = env.KMS_ADMIN_TOKEN ?? readFileSync(join(dir, 'admin-token'), 'utf8').trim();
   const coordCfg = JSON.parse(readFileSync(join(dir, 'coordinator', 'coordinator.json'), 'utf8')) as { port: number };

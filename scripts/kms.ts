@@ -565,6 +565,9 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  const code = await runProgram(buildProgram(), process.argv.slice(2));
+  const { registerDevnet } = await import('./devnet-commands.ts');
+  const program = buildProgram();
+  registerDevnet(program, stdio);
+  const code = await runProgram(program, process.argv.slice(2));
   process.exit(code);
 }

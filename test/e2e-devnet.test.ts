@@ -1,0 +1,121 @@
+/**
+ * End to end: the real devnet processes (coordinator + 5 nodes, each with its own SoftHSM2 token),
+ * started as `npm run devnet` starts them, driven through the HTTP API and the `kms` CLI. Runs the
+ * README walkthrough: Ed25519 and BIP340 keys, signatures checked with `openssl` and noble's
+ * schnorr, a reshare to a new threshold under the same public key, a stopped node, a restarted
+ * node, and a restart of the whole devnet that keeps every key.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { schnorr } from '@noble/curves/secp256k1.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Devnet, createDevnet } from './helpers/devnet-process.ts';
+
+const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
+
+/** Verifies an Ed25519 signature with OpenSSL, as the README shows. */
+function opensslVerify(pem: string, message: Buffer, signatureHex: string): boolean {
+  const d = mkdtempSync(join(tmpdir(), 'tkms-openssl-'));
+  writeFileSync(join(d, 'pub.pem'), pem);
+  writeFileSync(join(d, 'msg'), message);
+  writeFileSync(join(d, 'sig'), Buffer.from(signatureHex, 'hex'));
+  try {
+    execFileSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', join(d, 'pub.pem'), '-rawin', '-in', join(d, 'msg'), '-sigfile', join(d, 'sig')], {
+      stdio: 'pipe',
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitReachable(d: Devnet, count: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const r = await d.api('GET', '/v1/nodes');
+    const list = (Array.isArray(r.body) ? r.body : r.body?.nodes) as { reachable: boolean }[] | undefined;
+    if (list && list.filter((n) => n.reachable).length >= count) return;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`fewer than ${count} nodes reachable`);
+}
+
+describe('devnet end to end (real processes, SoftHSM2)', () => {
+  let d: Devnet;
+  beforeAll(async () => {
+    d = await createDevnet(5);
+    await d.start();
+  }, 180_000);
+  afterAll(async () => {
+    await d?.cleanup();
+  });
+
+  it('runs the README walkthrough through the API and the CLI', async () => {
+    // Ed25519 key through the API.
+    const created = await d.api('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 3, alias: 'e2e-ed' });
+    expect(created.status).toBe(201);
+    const ed = created.body;
+    expect(ed).toMatchObject({ keySpec: 'FROST_ED25519', threshold: 3, epoch: 0, state: 'Enabled' });
+    expect(ed.participants).toHaveLength(5);
+
+    // BIP340 key through the CLI.
+    const btcOut = await d.kms(['--json', 'keys', 'create', '--spec', 'FROST_SECP256K1_TR', '--threshold', '2', '--alias', 'e2e-btc']);
+    expect(btcOut.code, btcOut.stderr).toBe(0);
+    const btc = JSON.parse(btcOut.stdout);
+    expect(btc.publicKey).toHaveLength(64);
+
+    // Sign with both; verify Ed25519 with OpenSSL and BIP340 with noble's schnorr.
+    const msg = 'pay 1 BTC to bob';
+    const s1 = await d.api('POST', `/v1/keys/${ed.keyId}/sign`, { message: hex(msg) });
+    expect(s1.status).toBe(200);
+    expect(s1.body.signers).toHaveLength(3);
+    const pem = await fetch(`${d.url}/v1/keys/${ed.keyId}/public-key`, {
+      headers: { authorization: `Bearer ${d.token}`, accept: 'application/x-pem-file' },
+    }).then((r) => r.text());
+    expect(pem).toContain('BEGIN PUBLIC KEY');
+    expect(opensslVerify(pem, Buffer.from(msg), s1.body.signature)).toBe(true);
+    expect(opensslVerify(pem, Buffer.from(`${msg}!`), s1.body.signature)).toBe(false);
+
+    const s2 = await d.kms(['--json', 'keys', 'sign', 'e2e-btc', '--message-hex', hex(msg)]);
+    expect(s2.code, s2.stderr).toBe(0);
+    const sig2 = JSON.parse(s2.stdout).signature as string;
+    expect(schnorr.verify(Buffer.from(sig2, 'hex'), Buffer.from(msg), Buffer.from(btc.publicKey, 'hex'))).toBe(true);
+
+    // Reshare the Ed25519 key to threshold 4 with the CLI; same public key, next epoch.
+    const rs = await d.kms(['--json', 'keys', 'reshare', 'e2e-ed', '--threshold', '4']);
+    expect(rs.code, rs.stderr).toBe(0);
+    const reshared = JSON.parse(rs.stdout);
+    expect(reshared).toMatchObject({ publicKey: ed.publicKey, threshold: 4, epoch: 1 });
+    const s3 = await d.api('POST', `/v1/keys/${ed.keyId}/sign`, { message: hex('after reshare') });
+    expect(s3.status).toBe(200);
+    expect(s3.body).toMatchObject({ epoch: 1 });
+    expect(s3.body.signers).toHaveLength(4);
+    expect(opensslVerify(pem, Buffer.from('after reshare'), s3.body.signature)).toBe(true);
+
+    // Stop a node: 4 of 5 still sign; it rejoins with its old state.
+    const stop = await d.kms(['devnet', 'stop', 'node-3']);
+    expect(stop.code, stop.stderr).toBe(0);
+    const s4 = await d.api('POST', `/v1/keys/${ed.keyId}/sign`, { message: hex('node-3 is down') });
+    expect(s4.status).toBe(200);
+    expect(s4.body.signers).not.toContain('node-3');
+    expect(opensslVerify(pem, Buffer.from('node-3 is down'), s4.body.signature)).toBe(true);
+    const start = await d.kms(['devnet', 'start', 'node-3']);
+    expect(start.code, start.stderr).toBe(0);
+    await waitReachable(d, 5);
+    const status = await d.kms(['--json', 'devnet', 'status']);
+    expect(JSON.parse(status.stdout).every((p: { running: boolean }) => p.running)).toBe(true);
+
+    // Restart the whole devnet: the keys created before still sign.
+    await d.stopAll();
+    await d.start();
+    const s5 = await d.api('POST', `/v1/keys/${ed.keyId}/sign`, { message: hex('after restart') });
+    expect(s5.status).toBe(200);
+    expect(opensslVerify(pem, Buffer.from('after restart'), s5.body.signature)).toBe(true);
+    const s6 = await d.kms(['--json', 'keys', 'sign', 'e2e-btc', '--message-hex', hex('after restart')]);
+    expect(s6.code, s6.stderr).toBe(0);
+    expect(
+      schnorr.verify(Buffer.from(JSON.parse(s6.stdout).signature, 'hex'), Buffer.from('after restart'), Buffer.from(btc.publicKey, 'hex')),
+    ).toBe(true);
+  }, 240_000);
+});
