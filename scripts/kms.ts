@@ -235,7 +235,7 @@ export function buildProgram(io: Io = stdio): Command {
 
   const client = () => {
     const o = program.opts<GlobalOpts>();
-    const token = o.token ?? defaultToken();
+    const token = o.token || defaultToken();
     return new Client({ url: o.url, json: o.json === true, ...(token === undefined ? {} : { token }) });
   };
   const json = () => program.opts<GlobalOpts>().json === true;
