@@ -3,7 +3,7 @@
  * LocalCluster standing in for the nodes (tests against real node processes live elsewhere).
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { schnorr } from '@noble/curves/secp256k1.js';
@@ -12,7 +12,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../coordinator/app.ts';
-import { parseConfig } from '../coordinator/config.ts';
+import { loadConfig, parseConfig } from '../coordinator/config.ts';
 import { LIFECYCLE } from '../coordinator/lifecycle.ts';
 import { LocalCluster } from '../coordinator/local-cluster.ts';
 import type { AuditDb } from '../node/audit-log.ts';
@@ -739,5 +739,40 @@ describe('probes, metrics, OpenAPI', () => {
     expect(r.body.nodes).toHaveLength(4);
     expect(Object.keys(r.body.nodes[0]).sort()).toEqual(['address', 'id', 'keys', 'peerId', 'reachable']);
     expect(r.body.nodes[0].id).toBe('node-1');
+  });
+});
+
+describe('config', () => {
+  it('file < env; unknown fields and bad values fail without echoing secrets', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kms-cfg-'));
+    try {
+      const file = join(dir, 'c.json');
+      writeFileSync(
+        file,
+        JSON.stringify({ port: 9000, dataDir: '/tmp/x', limits: { maxListLimit: 50 }, cluster: { a: 1 } }),
+      );
+      const cfg = loadConfig({
+        file,
+        env: { KMS_PORT: '9100', KMS_MAX_MESSAGE_BYTES: '1024', KMS_LOG_LEVEL: 'warn' },
+      });
+      expect(cfg).toMatchObject({ port: 9100, dataDir: '/tmp/x', logLevel: 'warn', cluster: { a: 1 } });
+      expect(cfg.limits).toEqual({ bodyLimitBytes: 192 * 1024, maxMessageBytes: 1024, maxListLimit: 50 });
+      expect(loadConfig({ env: {} }).port).toBe(8080);
+      expect(() => loadConfig({ env: { KMS_PORT: '70000' } })).toThrow(/port/);
+      expect(() => parseConfig({ prot: 1 })).toThrow(/"prot" is not a known field/);
+      expect(() => parseConfig({ limits: { bodyLimitBytes: 2048 } })).toThrow(/bodyLimitBytes/);
+      let msg = '';
+      try {
+        parseConfig({ adminToken: 'short secret' });
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      expect(msg).toMatch(/adminToken/);
+      expect(msg).not.toContain('short secret');
+      writeFileSync(file, '{not json');
+      expect(() => loadConfig({ file, env: {} })).toThrow(/not valid JSON/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
