@@ -175,7 +175,13 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
         },
       ]);
     }
-    for (const [i, c] of commitment.entries()) decodeElement(spec, c, `body.commitment[${i}]`);
+    // Only the constant term is decoded here (the proof below needs it); noble's round2 validates
+    // the others, and on failure `round2` decodes them one by one to name the sender.
+    for (const [i, c] of commitment.entries()) {
+      if (!(c instanceof Uint8Array) || c.length !== spec.elementLength)
+        decodeElement(spec, c, `body.commitment[${i}]`);
+    }
+    decodeElement(spec, commitment[0]!, 'body.commitment[0]');
     // noble's PoK is a signature in the suite's encoding (BIP340: x-only R, even Y implied).
     const pok = readBytes(env.body, 'pok', spec.signatureLength);
     const pokR = pok.subarray(0, spec.signatureLength - spec.scalarLength);
@@ -219,6 +225,19 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
     try {
       return frost.DKG.round2(state.secret, pkgs);
     } catch (e) {
+      for (const p of others) {
+        for (const [i, c] of state.r1.get(p)!.pkg.commitment.entries()) {
+          try {
+            decodeElement(spec, c, `body.commitment[${i}]`);
+          } catch (d) {
+            throw misbehaved(
+              `dkg.r1: malformed message (${(d as Error).message})`,
+              [{ participant: p, reason: 'invalid-element', round: 'dkg.r1' }],
+              { decodeCode: 'InvalidElement' },
+            );
+          }
+        }
+      }
       const culprits = others.filter((p) => !nobleR1Valid(state.r1.get(p)!.pkg));
       if (culprits.length === 0)
         throw new ProtocolError('ProtocolAborted', 'dkg.r2: noble round2 failed', { cause: e });
