@@ -203,3 +203,9 @@ export function belowThresholdFails(spec: KeySpec, keys: readonly Key[], group: 
   }));
   return !canSign(spec, lowered, group);
 }
+
+/** A t-of-n key from noble's trusted dealer: cheaper than DKG for large n (untweaked for secp256k1-tr). */
+export function dealt(spec: KeySpec, t: number, ids: readonly ParticipantId[]): Map<ParticipantId, Key> {
+  const d = spec.frost.trustedDealer({ min: t, max: ids.length }, [...ids]);
+  return new Map(ids.map((id) => [id, { public: d.public, secret: d.secretShares[id]! }]));
+}
