@@ -3,12 +3,19 @@
  * `npm run bench -- protocol|service|all [--quick] [--out DIR]`: runs the benchmarks and writes
  * bench/results/ (JSON per benchmark, SUMMARY.md, SVG charts). See bench/results/SUMMARY.md.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { fullPlan, type ProtocolResults, quickPlan, runProtocolBench } from './bench/protocol.ts';
-import { machineInfo, protocolCharts, protocolMarkdown, RESULTS_DIR, writeResults } from './bench/report.ts';
+import {
+  type BenchFile,
+  machineInfo,
+  protocolCharts,
+  protocolMarkdown,
+  RESULTS_DIR,
+  writeResults,
+} from './bench/report.ts';
 import { fmtMs } from './bench/stats.ts';
 
 type Opts = { quick: boolean; out: string };
@@ -38,6 +45,21 @@ export async function benchProtocol(
   log('');
   for (const w of written) log(`wrote ${w}`);
   return results;
+}
+
+/** Rewrites protocol.md, the charts and SUMMARY.md from a saved protocol.json (no measuring). */
+export function renderProtocol(opts: Opts, log: (line: string) => void = console.log): void {
+  const file = JSON.parse(
+    readFileSync(join(opts.out, 'protocol.json'), 'utf8'),
+  ) as BenchFile<ProtocolResults>;
+  const written = writeResults(
+    file,
+    protocolMarkdown(file.data, file.durationS),
+    protocolCharts(file.data),
+    opts.out,
+  );
+  log(keyTable(file.data));
+  for (const w of written) log(`wrote ${w}`);
 }
 
 /** The table printed at the end: every row up to n = 10, by key spec (larger n in SUMMARY.md). */
@@ -126,12 +148,23 @@ async function main(argv: string[]): Promise<void> {
       ),
     )
     .addOption(new Option('--out <dir>', 'where to write results').default(RESULTS_DIR))
+    .addOption(
+      new Option(
+        '--render-only',
+        're-render the .md, SVG and SUMMARY.md from the saved protocol.json; measures nothing',
+      ).default(false),
+    )
     .argument('<which>', 'protocol | service | all')
     .showHelpAfterError()
-    .action(async (which: string, o: { quick: boolean; out: string }) => {
+    .action(async (which: string, o: { quick: boolean; out: string; renderOnly: boolean }) => {
       if (!['protocol', 'service', 'all'].includes(which))
         program.error(`unknown benchmark ${JSON.stringify(which)}: protocol | service | all`);
       const opts: Opts = { quick: o.quick, out: o.out };
+      if (o.renderOnly) {
+        if (which !== 'protocol') program.error('--render-only applies to the protocol benchmark');
+        renderProtocol(opts);
+        return;
+      }
       if (which === 'protocol' || which === 'all') {
         console.log(`protocol benchmark${opts.quick ? ' (--quick)' : ''}...`);
         await benchProtocol(opts);

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchProtocol } from '../scripts/bench.ts';
+import { benchProtocol, renderProtocol } from '../scripts/bench.ts';
 import { OUR_OPERATIONS, type ProtocolResults, runMachines } from '../scripts/bench/protocol.ts';
 import { lineChart } from '../scripts/bench/report.ts';
 import { percentile, summarize } from '../scripts/bench/stats.ts';
@@ -116,6 +116,15 @@ describe('protocol benchmark (--quick)', () => {
       expect(svg).not.toMatch(/NaN|Infinity/);
     }
     expect(logged.join('\n')).toContain('key spec');
+  });
+
+  it('re-renders the summary from the saved JSON alone', async () => {
+    const before = await readFile(join(out, 'protocol.md'), 'utf8');
+    await rm(join(out, 'protocol.md'));
+    await rm(join(out, 'SUMMARY.md'));
+    renderProtocol({ quick: true, out }, () => {});
+    expect(await readFile(join(out, 'protocol.md'), 'utf8')).toBe(before);
+    expect(await readFile(join(out, 'SUMMARY.md'), 'utf8')).toContain('## Protocol, in one process');
   });
 });
 

@@ -211,11 +211,9 @@ export function protocolMarkdown(r: ProtocolResults, durationS: number): string 
         out.push(`| ${line.join(' | ')} |`);
       }
     }
-    out.push(
-      '',
-      '`*` only some parties of DKG rounds 2-3 were timed; the sum is extrapolated (see Skipped).',
-      '',
-    );
+    out.push('');
+    if (op === 'dkg')
+      out.push('`*` only some parties of rounds 2-3 were timed; the sum is extrapolated (see Skipped).', '');
   }
   const events = r.rows.filter(
     (x) => x.operation === 'refresh' || x.operation === 'reshare' || x.operation === 'repair',
