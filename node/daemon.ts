@@ -95,12 +95,15 @@ export async function initNode(cfg: NodeConfig): Promise<string> {
   return peerIdOf(identity);
 }
 
-export async function startNode(cfg: NodeConfig, logger?: Logger): Promise<NodeHandle> {
+/** Test-only knobs: bounds of the in-memory signing nonce table (defaults in node/nonces.ts). */
+export type StartNodeOptions = { nonces?: { max?: number; ttlMs?: number } };
+
+export async function startNode(cfg: NodeConfig, logger?: Logger, opts: StartNodeOptions = {}): Promise<NodeHandle> {
   const log = (logger ?? pino({ level: cfg.logLevel })).child({ node: cfg.nodeId });
   const { store, sealer, identity } = await openLocal(cfg, log, false);
   const cluster = loadClusterFile(cfg.cluster);
   const audit = await AuditLog.open(store.auditDb());
-  const node = new NodeDaemon(cfg, cluster, store, sealer, audit, log);
+  const node = new NodeDaemon(cfg, cluster, store, sealer, audit, log, opts.nonces);
   let transport: Transport;
   try {
     transport = await createTransport({
@@ -146,14 +149,23 @@ class NodeDaemon {
   readonly #nodeByPeer: Map<string, string>;
   readonly #peerByNode: Map<string, string>;
   readonly #coordinators: Set<string>;
-  readonly #nonces = new NonceTable();
+  readonly #nonces: NonceTable;
   /** Unsealed active key packages by keyId (memory only; dropped on epoch change). */
   readonly #keys = new Map<string, { epoch: number; key: Key }>();
   #transport: Transport | undefined;
   #runner: SessionRunner | undefined;
 
-  constructor(cfg: NodeConfig, cluster: ClusterFile, store: NodeStore, sealer: Sealer, audit: AuditLog, log: Logger) {
+  constructor(
+    cfg: NodeConfig,
+    cluster: ClusterFile,
+    store: NodeStore,
+    sealer: Sealer,
+    audit: AuditLog,
+    log: Logger,
+    nonces: StartNodeOptions['nonces'] = {},
+  ) {
     this.#cfg = cfg;
+    this.#nonces = new NonceTable(nonces);
     this.#store = store;
     this.#sealer = sealer;
     this.#audit = audit;
@@ -197,7 +209,8 @@ class NodeDaemon {
   async #dispatch(req: RpcRequest): Promise<unknown> {
     switch (req.op) {
       case 'status':
-        return { nodeId: this.#cfg.nodeId, keys: await this.#store.listKeys() };
+        // signingSessions: open (committed, not yet signed) nonce entries, to watch their bound.
+        return { nodeId: this.#cfg.nodeId, keys: await this.#store.listKeys(), signingSessions: this.#nonces.size };
       case 'public': {
         const { record } = await this.#active(req.keyId);
         return { epoch: record.epoch, public: record.public, threshold: record.threshold };
@@ -312,10 +325,9 @@ class NodeDaemon {
       return result;
     } catch (e) {
       const err = isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e });
-      // An aborted run leaves the previous epoch untouched: drop whatever is pending.
-      if (s.kind !== 'repair') {
-        await this.#store.discardPendingEpoch(s.keyId, s.epoch).catch(() => {});
-      }
+      // An aborted run leaves the active epoch untouched. A pending share stays until the
+      // coordinator says `abort-epoch` (nobody holds a certificate) or `commit-epoch` (someone
+      // does: e.g. only this node saw a tampered confirmation); a later event overwrites it.
       await this.#record({
         event: 'session.failed',
         kind: s.kind,
@@ -334,7 +346,10 @@ class NodeDaemon {
     const common = { spec, keyId: s.keyId as KeyId, sessionId: s.sessionId as SessionId, self };
     const runner = this.#runner!;
     const persistBeforeConfirm = (pending: () => { key: Key } | undefined) => async (step: Step<any, any, any>) => {
-      if (!step.out.some((e) => e.header.round.endsWith('.confirm'))) return;
+      if (!step.out.some((e) => e.header.round.endsWith('.confirm'))) {
+        for (const r of new Set(step.out.map((e) => e.header.round))) crashPoint(`${r}.sending`);
+        return;
+      }
       const p = pending();
       if (p) await this.#persistPending(spec, s, p.key);
       crashPoint(`${s.kind}.confirm.sending`);
@@ -396,6 +411,7 @@ class NodeDaemon {
         if (!s.participants.includes(this.#cfg.nodeId)) {
           // A dealer leaving the committee: its old share is retired when the coordinator says the
           // event is committed everywhere (`retire`).
+          crashPoint('reshare.dealt');
           return { dealt: true };
         }
         return this.#activate(spec, s, res.certificate, res.public);
@@ -476,6 +492,7 @@ class NodeDaemon {
   /** Complete certificate in hand: make the pending epoch active and destroy the old one. */
   async #activate(spec: KeySpec, s: SessionSpec, cert: Certificate, pub: FrostPublic): Promise<unknown> {
     const certificate = certToHex(cert);
+    crashPoint(`${s.kind}.cert.complete`);
     const destroyed = await this.#store.activateEpoch(s.keyId, s.epoch, {
       transcriptHash: toHex(cert.transcriptHash),
       certificate,
@@ -528,7 +545,8 @@ class NodeDaemon {
     const gaps = certificateGaps(rec.keySpec, { epoch: req.epoch as Epoch, public: pub }, pub.commitments[0]!, cert);
     if (gaps.length > 0) throw new StateError('ProtocolAborted', `certificate incomplete: ${gaps.join(', ')}`);
     // The new committee holds a complete, verified certificate: this member's share is no longer needed.
-    const epochs = await this.#store.destroyKey(req.keyId);
+    // No tombstone: a later reshare may bring this node back into the committee.
+    const epochs = await this.#store.destroyKey(req.keyId, { keepTombstone: false });
     for (const e of epochs) await this.#sealer.destroyScope(`${req.keyId}/${e}`).catch(() => {});
     this.#keys.delete(req.keyId);
     await this.#record({ event: 'share.retired', keyId: req.keyId, epoch: rec.epoch, newEpoch: req.epoch });

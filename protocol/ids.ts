@@ -16,7 +16,7 @@ export type NodeId = Brand<string, 'NodeId'>;
  * Node `node-k` has participant identifier `Identifier.fromNumber(k)`.
  */
 export type ParticipantId = Brand<string, 'ParticipantId'>;
-/** Key epoch: 0 after DKG, +1 for each committed refresh, reshare or repair. */
+/** Key epoch: 0 after DKG, +1 for each committed refresh or reshare (a repair rebuilds a share of the current epoch). */
 export type Epoch = Brand<number, 'Epoch'>;
 
 export const asKeyId = (s: string): KeyId => s as KeyId;
