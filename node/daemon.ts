@@ -152,7 +152,6 @@ class NodeDaemon {
   readonly #nonces: NonceTable;
   /** Unsealed active key packages by keyId (memory only; dropped on epoch change). */
   readonly #keys = new Map<string, { epoch: number; key: Key }>();
-  #transport: Transport | undefined;
   #runner: SessionRunner | undefined;
 
   constructor(
@@ -176,7 +175,6 @@ class NodeDaemon {
   }
 
   attach(t: Transport): void {
-    this.#transport = t;
     this.#runner = new SessionRunner({
       send: async (nodeId, frame) => {
         const peer = this.#peerByNode.get(nodeId);
@@ -481,6 +479,7 @@ class NodeDaemon {
         participants: s.participants,
         participant: key.secret.identifier,
         public: publicToHex(key.public),
+        sessionId: s.sessionId,
         transcriptHash: '',
         status: 'pending',
       },
