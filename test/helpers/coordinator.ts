@@ -1,10 +1,21 @@
-/** Starts a real coordinator (fastify on 127.0.0.1:0, LevelDB in a temp dir) over a LocalCluster. */
-import { mkdtempSync, rmSync } from 'node:fs';
+/**
+ * Test coordinators: `startTestCoordinator` (fastify on 127.0.0.1:0, LevelDB in a temp dir) over a
+ * LocalCluster, and `startClusterCoordinator` over real node daemons and a real Libp2pCluster.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { type RunningCoordinator, startCoordinator } from '../../coordinator/app.ts';
+import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
 import { parseConfig } from '../../coordinator/config.ts';
 import { LocalCluster } from '../../coordinator/local-cluster.ts';
+import { type ClusterPeer, loadNodeConfig } from '../../node/config.ts';
+import { type StartNodeOptions, startNode } from '../../node/daemon.ts';
+import { generateIdentityKey, peerIdOf } from '../../node/identity.ts';
+import { decodeJsonFrame, encodeRpc, type RpcRequest } from '../../node/rpc.ts';
+import { createTransport, RPC_PROTOCOL, type Transport } from '../../node/transport.ts';
+import { startTestCluster, type TestCluster } from './cluster.ts';
 
 export const ADMIN_TOKEN = `test-admin-${'x'.repeat(32)}`;
 
@@ -68,6 +79,180 @@ export async function startTestCoordinator(
     stop: async () => {
       await c.close();
       await cluster.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- the real coordinator over real node daemons -------------------------------------------
+
+export type HttpAnswer = { status: number; headers: Headers; body: any; text: string };
+
+/** fetch against a coordinator URL with a bearer token (admin by default; `null`: none). */
+export async function httpCall(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  o: { token?: string | null; headers?: Record<string, string>; raw?: string } = {},
+): Promise<HttpAnswer> {
+  const headers: Record<string, string> = { ...(o.headers ?? {}) };
+  const token = o.token === undefined ? ADMIN_TOKEN : o.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  let payload: string | undefined = o.raw;
+  if (body !== undefined) payload = JSON.stringify(body);
+  if (payload !== undefined && headers['content-type'] === undefined)
+    headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    ...(payload === undefined ? {} : { body: payload }),
+  });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}
+
+/** One coordinator -> node RPC seen by the tapping transport (decoded request and answer). */
+export type TappedRpc = {
+  node: string;
+  req: any;
+  res?: any;
+  err?: unknown;
+  /** performance.now() when the request was handed to the transport and when it settled. */
+  sentAt: number;
+  doneAt: number;
+};
+
+export type ClusterCoordinator = RunningCoordinator & {
+  tc: TestCluster;
+  /** The Libp2pCluster the coordinator drives (over the tapping transport). */
+  cluster: Libp2pCluster;
+  /** The coordinator's own libp2p identity's transport (a peer on every node's allow-list). */
+  transport: Transport;
+  peers: ClusterPeer[];
+  /** Every RPC the coordinator's cluster sends, while `tap.on` (off by default). */
+  tap: { on: boolean; records: TappedRpc[] };
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts?: Parameters<typeof httpCall>[4],
+  ): Promise<HttpAnswer>;
+  /** Sends one RPC straight to a node with the coordinator identity (untapped); decoded answer. */
+  rpc(nodeId: string, req: RpcRequest, timeoutMs?: number): Promise<any>;
+  /** Restarts a node daemon in this process, optionally with test-only nonce-table bounds. */
+  restartNode(nodeId: string, opts?: StartNodeOptions): Promise<void>;
+  stop(): Promise<void>;
+};
+
+/**
+ * The real coordinator (coordinator/app.ts startCoordinator: fastify on 127.0.0.1:0, LevelDB in a
+ * temp dir, bootstrap admin token ADMIN_TOKEN) over startTestCluster's real node daemons. The
+ * nodes are restarted once with a second coordinator identity on their allow-list, owned by this
+ * fixture, so that its transport can be tapped (to see commitments and epochs on the wire) and
+ * used for raw RPCs; the Libp2pCluster itself is the unmodified product class.
+ */
+export async function startClusterCoordinator(
+  n: number,
+  opts: { config?: Record<string, unknown>; sessionTimeoutMs?: number } = {},
+): Promise<ClusterCoordinator> {
+  const tc = await startTestCluster(
+    n,
+    opts.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: opts.sessionTimeoutMs },
+  );
+  const clusterPath = join(tc.dir, 'cluster.json');
+  const file = JSON.parse(readFileSync(clusterPath, 'utf8')) as {
+    nodes: ClusterPeer[];
+    coordinators: ClusterPeer[];
+  };
+  const key = await generateIdentityKey();
+  file.coordinators.push({ id: 'coordinator-test', peerId: peerIdOf(key), addresses: [] });
+  writeFileSync(clusterPath, JSON.stringify(file));
+  const logger = pino({ level: 'silent' });
+  const restartNode = async (id: string, o: StartNodeOptions = {}) => {
+    await tc.stopNode(id);
+    tc.nodes.set(id, await startNode(loadNodeConfig(tc.configPath(id)), logger, o));
+  };
+  for (const p of file.nodes) await restartNode(p.id);
+  // The fixture's cluster replaces startTestCluster's (whose identity stays allowed but unused).
+  await tc.cluster.close();
+  const transport = await createTransport({
+    privateKey: key,
+    listen: [],
+    allow: file.nodes.map((p) => ({ peerId: p.peerId, addresses: p.addresses })),
+  });
+  const nodeOf = new Map(file.nodes.map((p) => [p.peerId, p.id]));
+  const tap: ClusterCoordinator['tap'] = { on: false, records: [] };
+  const dec = new TextDecoder();
+  const tapped: Transport = {
+    ...transport,
+    peerId: transport.peerId,
+    addresses: () => transport.addresses(),
+    setAllowList: (a) => transport.setAllowList(a),
+    handle: (p, h) => transport.handle(p, h),
+    isReachable: (p, t) => transport.isReachable(p, t),
+    stop: () => transport.stop(),
+    request: async (peerId, protocol, body, ro) => {
+      if (!tap.on || protocol !== RPC_PROTOCOL) return transport.request(peerId, protocol, body, ro);
+      const rec: TappedRpc = {
+        node: nodeOf.get(peerId) ?? peerId,
+        req: JSON.parse(dec.decode(body)),
+        sentAt: performance.now(),
+        doneAt: 0,
+      };
+      tap.records.push(rec);
+      try {
+        const out = await transport.request(peerId, protocol, body, ro);
+        rec.res = JSON.parse(dec.decode(out));
+        return out;
+      } catch (e) {
+        rec.err = e;
+        throw e;
+      } finally {
+        rec.doneAt = performance.now();
+      }
+    },
+  };
+  const cluster = new Libp2pCluster({
+    transport: tapped,
+    nodes: file.nodes,
+    signTimeoutMs: 5_000,
+    statusTimeoutMs: 2_000,
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'kms-coord-'));
+  const config = parseConfig({
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: dir,
+    adminToken: ADMIN_TOKEN,
+    logLevel: 'silent',
+    ...opts.config,
+  });
+  const c = await startCoordinator({ config, cluster });
+  const peerOf = new Map(file.nodes.map((p) => [p.id, p.peerId]));
+  return {
+    ...c,
+    tc,
+    cluster,
+    transport,
+    peers: file.nodes,
+    tap,
+    call: (method, path, body, o) => httpCall(c.url, method, path, body, o),
+    rpc: async (nodeId, req, timeoutMs = 5_000) =>
+      decodeJsonFrame(
+        await transport.request(peerOf.get(nodeId)!, RPC_PROTOCOL, encodeRpc(req), { timeoutMs }),
+      ),
+    restartNode,
+    stop: async () => {
+      await c.close();
+      await cluster.close();
+      await tc.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
