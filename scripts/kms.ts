@@ -11,7 +11,7 @@
  * program without running it.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -323,16 +323,19 @@ export function buildProgram(io: Io = stdio): Command {
       .option('-m, --message <text>', 'message as UTF-8 text')
       .option('--message-hex <hex>', 'message as hex')
       .option('-f, --file <path>', 'message from a file');
-  msgOpts(keys.command('sign <key>').description('sign a message')).action(async (key: string, o) => {
-    const message = messageHex(o);
-    const r = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/sign`, { message });
-    print(r, () => {
-      const ex = (r.excluded ?? []).map((b: any) => `${b.participant} (${b.reason})`).join(', ');
-      return `${r.signature}\n` + (json() ? '' : '') + (ex ? `excluded: ${ex}\n` : '');
+  msgOpts(keys.command('sign <key>').description('sign a message'))
+    .option('-o, --out <file>', 'also write the raw signature bytes to a file (e.g. for openssl)')
+    .action(async (key: string, o) => {
+      const message = messageHex(o);
+      const r = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/sign`, { message });
+      if (o.out) writeFileSync(o.out, Buffer.from(r.signature, 'hex'));
+      print(r, () => {
+        const ex = (r.excluded ?? []).map((b: any) => `${b.participant} (${b.reason})`).join(', ');
+        return `${r.signature}\n` + (json() ? '' : '') + (ex ? `excluded: ${ex}\n` : '');
+      });
+      if (!json() && (r.excluded ?? []).length > 0)
+        io.err(`note: signed by ${r.signers.join(', ')} at epoch ${r.epoch}\n`);
     });
-    if (!json() && (r.excluded ?? []).length > 0)
-      io.err(`note: signed by ${r.signers.join(', ')} at epoch ${r.epoch}\n`);
-  });
   msgOpts(keys.command('verify <key>').description('verify a signature'))
     .requiredOption('-s, --signature <hex>', 'signature, hex')
     .action(async (key: string, o) => {
