@@ -16,8 +16,10 @@ import type { FrostPublic, Key, NonceCommitments, Nonces, RNG } from '@noble/cur
 import { equalBytes, toHex } from './bytes.ts';
 import { readBytes, readInt, readString } from './codec.ts';
 import { sortIds } from './dkg.ts';
-import { decodeElement, decodeIdentifier, decodeScalar } from './elements.ts';
+import { decodeIdentifier, decodeScalar } from './elements.ts';
 import { type Blame, DecodeError, KmsError, ProtocolError, misbehaved } from './errors.ts';
+// Fast backends where a suite has one (protocol/fast-sign.ts), noble's FROST otherwise.
+import { checkElement, signingFrost } from './fast-sign.ts';
 import type { Epoch, ParticipantId } from './ids.ts';
 import type { KeySpec } from './suites.ts';
 
@@ -52,8 +54,8 @@ export function signerCommit(args: { spec: KeySpec; key: Key; epoch: Epoch; rng?
 } {
   const { spec, key, epoch } = args;
   const { nonces, commitments } = args.rng
-    ? spec.frost.commit(key.secret, args.rng)
-    : spec.frost.commit(key.secret);
+    ? signingFrost(spec).commit(key.secret, args.rng)
+    : signingFrost(spec).commit(key.secret);
   const commitment: SigningCommitment = {
     identifier: commitments.identifier as ParticipantId,
     hiding: commitments.hiding,
@@ -95,8 +97,8 @@ export function checkCommitmentList(
         `commitments: ${id} committed for epoch ${c.epoch}, not ${epoch}`,
       );
     }
-    decodeElement(spec, c.hiding, `commitment ${id} hiding`);
-    decodeElement(spec, c.binding, `commitment ${id} binding`);
+    checkElement(spec, c.hiding, `commitment ${id} hiding`);
+    checkElement(spec, c.binding, `commitment ${id} binding`);
   }
   const ids = commitments.map((c) => c.identifier);
   const sorted = sortIds(spec, ids);
@@ -144,7 +146,7 @@ export function signerSign(
     }
     let share: Uint8Array;
     try {
-      share = spec.frost.signShare(key.secret, key.public, state.nonces, list, req.message);
+      share = signingFrost(spec).signShare(key.secret, key.public, state.nonces, list, req.message);
     } catch (e) {
       throw new ProtocolError('ProtocolAborted', 'signShare failed', { cause: e });
     }
@@ -208,7 +210,7 @@ export function aggregate(args: {
   }
   let sig: Uint8Array;
   try {
-    sig = spec.frost.aggregate(pub, list, message, byId);
+    sig = signingFrost(spec).aggregate(pub, list, message, byId);
   } catch (e) {
     const cheaters = (e as { cheaters?: unknown }).cheaters;
     if (Array.isArray(cheaters) && cheaters.length > 0) {
@@ -252,8 +254,8 @@ export function parseCommitmentBody(spec: KeySpec, body: unknown): SigningCommit
   );
   const hiding = readBytes(body, 'hiding', spec.elementLength);
   const binding = readBytes(body, 'binding', spec.elementLength);
-  decodeElement(spec, hiding, 'body.hiding');
-  decodeElement(spec, binding, 'body.binding');
+  checkElement(spec, hiding, 'body.hiding');
+  checkElement(spec, binding, 'body.binding');
   return { identifier: identifier as ParticipantId, hiding, binding, epoch: readInt(body, 'epoch') as Epoch };
 }
 

@@ -1,0 +1,62 @@
+/**
+ * The small prime-order group interface that the fast FROST signing path (protocol/fast-sign.ts)
+ * runs on. Elements travel as their canonical RFC 9591 §3.1 encodings (SerializeElement), scalars
+ * as bigints below the group order. A backend implements it with a native library; noble stays
+ * the reference every backend is checked against (test/fast-sign.test.ts).
+ */
+import type { IField } from '@noble/curves/abstract/modular.js';
+
+export type FastGroup = {
+  /** Byte length of a serialized element (Ne, RFC 9591 §6). */
+  readonly elementLength: number;
+  /** The scalar field (noble's, so scalar encoding is the suite's). */
+  readonly Fn: IField<bigint>;
+  /**
+   * RFC 9591 §3.1 DeserializeElement acceptance: a canonical encoding of a point on the curve, in
+   * the prime-order subgroup, not the identity. Pure function of the bytes.
+   */
+  isValidElement(bytes: Uint8Array): boolean;
+  /** ScalarBaseMult(k), k in [1, order). */
+  baseMul(k: bigint): Uint8Array;
+  /** ScalarMult(P, k) for a valid element P and k in [1, order). */
+  mul(p: Uint8Array, k: bigint): Uint8Array;
+  /** P + Q (the result may be the identity). */
+  add(p: Uint8Array, q: Uint8Array): Uint8Array;
+};
+
+/**
+ * Remembers which encodings were found valid, so that a point received once per session (and the
+ * group key and verifying shares, on every signature) is decoded and subgroup-checked once. Keyed
+ * by content, not by array identity: validity is a pure function of the bytes, so a hit is exact
+ * even if the caller's array is later reused. Bounded (oldest entries dropped first).
+ */
+export class ValidElementCache {
+  readonly #valid = new Map<string, true>();
+  readonly #max: number;
+
+  constructor(max = 8192) {
+    this.#max = max;
+  }
+
+  check(bytes: Uint8Array, isValid: (b: Uint8Array) => boolean): boolean {
+    const key = latin1(bytes);
+    if (this.#valid.has(key)) return true;
+    if (!isValid(bytes)) return false;
+    if (this.#valid.size >= this.#max) {
+      const oldest = this.#valid.keys().next().value;
+      if (oldest !== undefined) this.#valid.delete(oldest);
+    }
+    this.#valid.set(key, true);
+    return true;
+  }
+
+  clear(): void {
+    this.#valid.clear();
+  }
+}
+
+function latin1(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i] as number);
+  return s;
+}
