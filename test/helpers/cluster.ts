@@ -1,8 +1,8 @@
 /**
  * Test fixture: a real cluster in one process — N node daemons and a coordinator-side
  * Libp2pCluster, over real TCP on 127.0.0.1 with Noise and yamux, each node with its own LevelDB
- * data directory and the software sealer (one process can only use one SoftHSM2 config, so the
- * HSM-backed topology runs as separate processes in the end-to-end tests).
+ * data directory and either the software sealer or its own SoftHSM2 token (`sealer: 'pkcs11'`:
+ * one token per node, all in one token directory, since one process uses one SoftHSM2 config).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -14,6 +14,7 @@ import { loadClusterFile, loadNodeConfig } from '../../node/config.ts';
 import { type NodeHandle, initNode, startNode } from '../../node/daemon.ts';
 import { generateIdentityKey, peerIdOf } from '../../node/identity.ts';
 import { createTransport } from '../../node/transport.ts';
+import { type TestToken, createTestTokens } from './softhsm.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,15 +30,26 @@ export type TestCluster = {
   dir: string;
   cluster: Libp2pCluster;
   nodes: Map<string, NodeHandle>;
+  /** SoftHSM2 tokens by node id (pkcs11 sealer only). */
+  tokens: Map<string, TestToken>;
   configPath: (nodeId: string) => string;
   stopNode(id: string): Promise<void>;
   startNode(id: string): Promise<void>;
   close(): Promise<void>;
 };
 
-export async function startTestCluster(n: number, opts: { sessionTimeoutMs?: number } = {}): Promise<TestCluster> {
+export async function startTestCluster(
+  n: number,
+  opts: { sessionTimeoutMs?: number; sealer?: 'software' | 'pkcs11' } = {},
+): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tkms-cluster-'));
   process.env.KMS_PASSPHRASE = 'test passphrase for the software sealer';
+  const tokens = new Map<string, TestToken>();
+  if (opts.sealer === 'pkcs11') {
+    const ids = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
+    const made = await createTestTokens(ids);
+    ids.forEach((id, i) => tokens.set(id, made[i]!));
+  }
   const coordKey = await generateIdentityKey();
   const peers: { id: string; peerId: string; addresses: string[] }[] = [];
   const configs = new Map<string, string>();
@@ -45,6 +57,11 @@ export async function startTestCluster(n: number, opts: { sessionTimeoutMs?: num
     const id = `node-${k}`;
     const port = await freePort();
     const cfgPath = join(dir, `${id}.json`);
+    const token = tokens.get(id);
+    if (token) writeFileSync(join(dir, `${id}.pin`), token.pin, { mode: 0o600 });
+    const sealer = token
+      ? { kind: 'pkcs11', library: token.library, tokenLabel: token.label, pinFile: join(dir, `${id}.pin`), softhsmConf: token.confPath }
+      : { kind: 'software' };
     writeFileSync(
       cfgPath,
       JSON.stringify({
@@ -52,7 +69,7 @@ export async function startTestCluster(n: number, opts: { sessionTimeoutMs?: num
         listen: [`/ip4/127.0.0.1/tcp/${port}`],
         dataDir: join(dir, id),
         cluster: join(dir, 'cluster.json'),
-        sealer: { kind: 'software' },
+        sealer,
         sessionTimeoutMs: opts.sessionTimeoutMs ?? 20_000,
         logLevel: 'silent',
       }),
@@ -81,6 +98,7 @@ export async function startTestCluster(n: number, opts: { sessionTimeoutMs?: num
     dir,
     cluster,
     nodes,
+    tokens,
     configPath: (id) => configs.get(id)!,
     stopNode: async (id) => {
       await nodes.get(id)?.stop();
