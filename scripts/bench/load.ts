@@ -1,0 +1,191 @@
+/**
+ * The load generator of the service benchmark: one in-process client over node:http with a
+ * keep-alive Agent (one socket per concurrent client, reused), so connection setup is not in the
+ * measured latency. Closed loop: each client sends its next request when the previous one answers.
+ * The same generator drives the devnet and the single-key baseline.
+ */
+import { Agent, request } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { type Summary, summarize } from './stats.ts';
+
+export type HttpTarget = { readonly url: string; readonly token: string };
+
+export type Answer = { readonly status: number; readonly body: unknown; readonly ms: number };
+
+/** A client with its own keep-alive pool of `sockets` connections. */
+export class LoadClient {
+  readonly #agent: Agent;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #token: string;
+
+  constructor(target: HttpTarget, sockets = 1) {
+    const u = new URL(target.url);
+    this.#host = u.hostname;
+    this.#port = Number(u.port);
+    this.#token = target.token;
+    this.#agent = new Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets });
+  }
+
+  /** One request; resolves with the status, the parsed JSON body (or the text) and its wall time. */
+  call(method: string, path: string, body?: unknown): Promise<Answer> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(payload));
+    }
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { host: this.#host, port: this.#port, method, path, headers, agent: this.#agent },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const ms = performance.now() - t0;
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = text;
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              // not JSON: keep the text
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed, ms });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      if (payload !== undefined) req.write(payload);
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+export type LoadResult = {
+  readonly concurrency: number;
+  /** Requests answered 2xx inside the measured window. */
+  readonly ok: number;
+  /** Answers that were not 2xx (or transport errors), with the first few codes seen. */
+  readonly errors: number;
+  readonly errorSamples: readonly string[];
+  readonly windowS: number;
+  /** ok / windowS. */
+  readonly perSecond: number;
+  /** Latency of the 2xx answers, ms. */
+  readonly latencyMs: Summary;
+};
+
+/** What one request is: method, path and a fresh body per call. */
+export type RequestSpec = { readonly method: string; readonly path: string; readonly body: () => unknown };
+
+/** A sign request for `keyId` with a fresh random 32-byte message each time. */
+export function signRequest(keyId: string): RequestSpec {
+  return {
+    method: 'POST',
+    path: `/v1/keys/${keyId}/sign`,
+    body: () => ({ message: randomBytes(32).toString('hex') }),
+  };
+}
+
+const describeFailure = (a: Answer | Error): string =>
+  a instanceof Error
+    ? `transport: ${a.message}`
+    : `${a.status} ${(a.body as { code?: string } | null)?.code ?? String(a.body).slice(0, 80)}`;
+
+/**
+ * Closed-loop load: `concurrency` clients for `warmupMs` (not counted), then `durationMs` measured.
+ * A request counts in the window when it completes inside it.
+ */
+export async function closedLoop(
+  target: HttpTarget,
+  spec: RequestSpec,
+  opts: { concurrency: number; durationMs: number; warmupMs?: number },
+): Promise<LoadResult> {
+  const client = new LoadClient(target, opts.concurrency);
+  const warmupMs = opts.warmupMs ?? 0;
+  const t0 = performance.now();
+  const start = t0 + warmupMs;
+  const end = start + opts.durationMs;
+  const lat: number[] = [];
+  let errors = 0;
+  const samples: string[] = [];
+  const worker = async () => {
+    while (performance.now() < end) {
+      let a: Answer | Error;
+      try {
+        a = await client.call(spec.method, spec.path, spec.body());
+      } catch (e) {
+        a = e as Error;
+      }
+      const now = performance.now();
+      if (now < start || now > end) continue;
+      if (!(a instanceof Error) && a.status >= 200 && a.status < 300) lat.push(a.ms);
+      else {
+        errors++;
+        if (samples.length < 5) samples.push(describeFailure(a));
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  } finally {
+    client.close();
+  }
+  const windowS = opts.durationMs / 1000;
+  return {
+    concurrency: opts.concurrency,
+    ok: lat.length,
+    errors,
+    errorSamples: samples,
+    windowS,
+    perSecond: lat.length / windowS,
+    latencyMs: summarize(lat),
+  };
+}
+
+/** `count` requests one after another on one kept-alive connection, after `warmup` untimed ones. */
+export async function sequential(
+  target: HttpTarget,
+  spec: RequestSpec,
+  opts: { count: number; warmup?: number },
+): Promise<LoadResult> {
+  const client = new LoadClient(target, 1);
+  const lat: number[] = [];
+  let errors = 0;
+  const samples: string[] = [];
+  const t0 = performance.now();
+  try {
+    for (let i = 0; i < (opts.warmup ?? 0) + opts.count; i++) {
+      let a: Answer | Error;
+      try {
+        a = await client.call(spec.method, spec.path, spec.body());
+      } catch (e) {
+        a = e as Error;
+      }
+      if (i < (opts.warmup ?? 0)) continue;
+      if (!(a instanceof Error) && a.status >= 200 && a.status < 300) lat.push(a.ms);
+      else {
+        errors++;
+        if (samples.length < 5) samples.push(describeFailure(a));
+      }
+    }
+  } finally {
+    client.close();
+  }
+  const windowS = (performance.now() - t0) / 1000;
+  return {
+    concurrency: 1,
+    ok: lat.length,
+    errors,
+    errorSamples: samples,
+    windowS,
+    perSecond: lat.length / windowS,
+    latencyMs: summarize(lat),
+  };
+}

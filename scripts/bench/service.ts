@@ -1,0 +1,655 @@
+/**
+ * The service benchmark (issue 8, "Service, end to end on the local devnet"): real processes on
+ * this machine (scripts/devnet.ts: a coordinator and N nodes, SoftHSM2 tokens), driven through the
+ * HTTP API by one in-process load generator (load.ts). In the same run, the single-key baseline
+ * (baseline-server.ts: the same HTTP app over LocalCluster, one process holding whole keys) is
+ * driven by the same generator, so the ratios compare like with like on the same machine state.
+ *
+ * Phases (5-node devnet): per key spec and size, sequential sign latency and closed-loop
+ * throughput at 1/8/32/128 clients, each followed by the baseline for that key spec; DKG and
+ * reshare latency for n = 3, 5; sign latency with 100 / 1000 / 10 000 keys stored (bulk-keys.ts);
+ * a CPU profile of one load phase (coordinator and node-1 restarted under `--cpu-prof`). Then a
+ * 15-node devnet for DKG and reshare at n = 9, 15 and reshare 3-of-5 -> 4-of-7.
+ */
+import { fork } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { KeySpecName } from '../../protocol/suites.ts';
+import { readPid } from '../devnet-lib.ts';
+import { cloneKeys } from './bulk-keys.ts';
+import { type ProfileSummary, summarizeProfileFile } from './cpuprofile.ts';
+import { type BenchDevnet, createBenchDevnet } from './devnet-run.ts';
+import { type HttpTarget, LoadClient, type LoadResult, closedLoop, sequential, signRequest } from './load.ts';
+import { type BenchFile, type Series, lineChart, machineInfo, writeResults } from './report.ts';
+import { type Summary, fmtMs, summarize } from './stats.ts';
+
+type Size = { readonly t: number; readonly n: number };
+
+export type ServicePlan = {
+  readonly quick: boolean;
+  readonly keySpecs: readonly KeySpecName[];
+  readonly sizes: readonly Size[];
+  readonly sequentialCount: number;
+  readonly warmup: number;
+  readonly concurrency: readonly number[];
+  readonly loadMs: number;
+  readonly loadWarmupMs: number;
+  /** Key-event sizes on the 5-node devnet, and on the big devnet (null: skipped). */
+  readonly keyEventN: readonly number[];
+  readonly bigDevnet: { readonly nodes: number; readonly keyEventN: readonly number[] } | null;
+  readonly keyEventReps: (n: number) => number;
+  readonly keyCounts: readonly number[];
+  readonly keyCountSigns: number;
+  readonly profileMs: number;
+};
+
+export function fullPlan(): ServicePlan {
+  return {
+    quick: false,
+    keySpecs: ['FROST_ED25519', 'FROST_SECP256K1_TR'],
+    sizes: [
+      { t: 2, n: 3 },
+      { t: 3, n: 5 },
+    ],
+    sequentialCount: 300,
+    warmup: 30,
+    concurrency: [1, 8, 32, 128],
+    loadMs: 5_000,
+    loadWarmupMs: 1_000,
+    keyEventN: [3, 5],
+    bigDevnet: { nodes: 15, keyEventN: [9, 15] },
+    keyEventReps: (n) => (n <= 5 ? 10 : n <= 9 ? 5 : 3),
+    keyCounts: [100, 1_000, 10_000],
+    keyCountSigns: 200,
+    profileMs: 10_000,
+  };
+}
+
+/** Tiny counts: checks the harness end to end in well under 2 minutes; measures nothing. */
+export function quickPlan(): ServicePlan {
+  return {
+    quick: true,
+    keySpecs: ['FROST_ED25519'],
+    sizes: [{ t: 3, n: 5 }],
+    sequentialCount: 10,
+    warmup: 3,
+    concurrency: [1, 8],
+    loadMs: 1_000,
+    loadWarmupMs: 200,
+    keyEventN: [3],
+    bigDevnet: null,
+    keyEventReps: () => 1,
+    keyCounts: [50],
+    keyCountSigns: 10,
+    profileMs: 1_500,
+  };
+}
+
+export type SignRow = {
+  readonly system: 'devnet' | 'baseline';
+  readonly keySpec: KeySpecName;
+  readonly size: Size;
+  readonly sequential: LoadResult;
+  readonly load: readonly LoadResult[];
+};
+
+export type KeyEventRow = {
+  readonly operation: 'dkg' | 'reshare';
+  readonly keySpec: KeySpecName;
+  readonly from: Size;
+  readonly to?: Size;
+  readonly devnetNodes: number;
+  readonly reps: number;
+  readonly latencyMs: Summary;
+};
+
+export type KeyCountRow = {
+  readonly keysStored: number;
+  readonly latencyMs: Summary;
+  readonly errors: number;
+};
+
+export type ServiceResults = {
+  readonly plan: Omit<ServicePlan, 'keyEventReps'> & { keyEventReps: Record<string, number> };
+  readonly sign: SignRow[];
+  readonly keyEvents: KeyEventRow[];
+  readonly keyCount: KeyCountRow[];
+  readonly profiles: ProfileSummary[];
+  readonly notes: string[];
+};
+
+const nodesOf = (n: number) => Array.from({ length: n }, (_, i) => `node-${i + 1}`);
+
+async function mustOk(c: LoadClient, method: string, path: string, body?: unknown): Promise<any> {
+  const a = await c.call(method, path, body);
+  if (a.status < 200 || a.status >= 300) {
+    throw new Error(`${method} ${path}: ${a.status} ${JSON.stringify(a.body).slice(0, 300)}`);
+  }
+  return a.body;
+}
+
+async function createKey(
+  target: HttpTarget,
+  keySpec: KeySpecName,
+  size: Size,
+): Promise<{ keyId: string; ms: number }> {
+  const c = new LoadClient(target);
+  try {
+    const t0 = performance.now();
+    const body = await mustOk(c, 'POST', '/v1/keys', {
+      keySpec,
+      threshold: size.t,
+      participants: nodesOf(size.n),
+    });
+    return { keyId: body.keyId as string, ms: performance.now() - t0 };
+  } finally {
+    c.close();
+  }
+}
+
+async function reshare(target: HttpTarget, keyId: string, to: Size): Promise<number> {
+  const c = new LoadClient(target);
+  try {
+    const t0 = performance.now();
+    await mustOk(c, 'POST', `/v1/keys/${keyId}/reshare`, { threshold: to.t, participants: nodesOf(to.n) });
+    return performance.now() - t0;
+  } finally {
+    c.close();
+  }
+}
+
+async function signPhase(
+  target: HttpTarget,
+  system: SignRow['system'],
+  keySpec: KeySpecName,
+  size: Size,
+  keyId: string,
+  plan: ServicePlan,
+  log: (l: string) => void,
+): Promise<SignRow> {
+  const spec = signRequest(keyId);
+  const seq = await sequential(target, spec, { count: plan.sequentialCount, warmup: plan.warmup });
+  const load: LoadResult[] = [];
+  for (const concurrency of plan.concurrency) {
+    load.push(
+      await closedLoop(target, spec, { concurrency, durationMs: plan.loadMs, warmupMs: plan.loadWarmupMs }),
+    );
+  }
+  const errs = seq.errors + load.reduce((a, r) => a + r.errors, 0);
+  log(
+    `${system.padEnd(8)} ${keySpec.padEnd(18)} ${size.t}-of-${size.n}: p50 ${fmtMs(seq.latencyMs.p50)} ms, ` +
+      `sig/s ${load.map((r) => `${r.concurrency}:${r.perSecond.toFixed(0)}`).join(' ')}${errs ? `, ${errs} errors (${[...seq.errorSamples, ...load.flatMap((r) => r.errorSamples)][0]})` : ''}`,
+  );
+  return { system, keySpec, size, sequential: seq, load };
+}
+
+/** Starts the baseline server as a child process; resolves with its target and a stop function. */
+async function startBaseline(): Promise<{ target: HttpTarget; stop: () => Promise<void>; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tkms-baseline-'));
+  const token = randomBytes(24).toString('hex');
+  const child = fork(join(import.meta.dirname, 'baseline-server.ts'), [], {
+    env: {
+      ...process.env,
+      BENCH_BASELINE_DIR: join(dir, 'data'),
+      BENCH_BASELINE_TOKEN: token,
+      BENCH_BASELINE_NODES: '5',
+    },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('message', (m) => resolve((m as { url: string }).url));
+    child.once('exit', (code) => reject(new Error(`baseline server exited (${code})`)));
+  });
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { target: { url, token }, stop, dir };
+}
+
+const target = (d: BenchDevnet): HttpTarget => ({ url: d.url, token: d.token });
+
+async function keyEventsOn(
+  d: BenchDevnet,
+  ns: readonly number[],
+  plan: ServicePlan,
+  log: (l: string) => void,
+): Promise<{ rows: KeyEventRow[]; created: number }> {
+  const rows: KeyEventRow[] = [];
+  let created = 0;
+  const ks: KeySpecName = 'FROST_ED25519';
+  for (const n of ns) {
+    const size = { t: Math.floor(n / 2) + 1, n };
+    const reps = plan.keyEventReps(n);
+    const dkg: number[] = [];
+    let keyId = '';
+    for (let i = 0; i < reps; i++) {
+      const r = await createKey(target(d), ks, size);
+      created++;
+      dkg.push(r.ms);
+      keyId = r.keyId;
+    }
+    rows.push({
+      operation: 'dkg',
+      keySpec: ks,
+      from: size,
+      devnetNodes: d.nodes,
+      reps,
+      latencyMs: summarize(dkg),
+    });
+    const rs: number[] = [];
+    for (let i = 0; i < reps; i++) rs.push(await reshare(target(d), keyId, size));
+    rows.push({
+      operation: 'reshare',
+      keySpec: ks,
+      from: size,
+      to: size,
+      devnetNodes: d.nodes,
+      reps,
+      latencyMs: summarize(rs),
+    });
+    log(
+      `key events n=${n} (${size.t}-of-${n}, ${reps} reps): DKG p50 ${fmtMs(summarize(dkg).p50)} ms, reshare p50 ${fmtMs(summarize(rs).p50)} ms`,
+    );
+  }
+  return { rows, created };
+}
+
+async function reshareFiveToSeven(
+  d: BenchDevnet,
+  plan: ServicePlan,
+  log: (l: string) => void,
+): Promise<KeyEventRow> {
+  const reps = plan.keyEventReps(7);
+  const ms: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const { keyId } = await createKey(target(d), 'FROST_ED25519', { t: 3, n: 5 });
+    ms.push(await reshare(target(d), keyId, { t: 4, n: 7 }));
+  }
+  const latencyMs = summarize(ms);
+  log(`reshare 3-of-5 -> 4-of-7 (${reps} reps): p50 ${fmtMs(latencyMs.p50)} ms`);
+  return {
+    operation: 'reshare',
+    keySpec: 'FROST_ED25519',
+    from: { t: 3, n: 5 },
+    to: { t: 4, n: 7 },
+    devnetNodes: d.nodes,
+    reps,
+    latencyMs,
+  };
+}
+
+/** Restarts coordinator and node-1 under --cpu-prof, runs one load phase, stops, summarizes. */
+async function profilePhase(
+  d: BenchDevnet,
+  keyId: string,
+  plan: ServicePlan,
+  outDir: string,
+  log: (l: string) => void,
+): Promise<ProfileSummary[]> {
+  const profDir = join(d.dir, 'cpu-prof');
+  mkdirSync(profDir, { recursive: true });
+  await d.stop();
+  d.setEnv(['coordinator', 'node-1'], { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` });
+  await d.start();
+  const pids = new Map<number, string>();
+  for (const name of ['coordinator', 'node-1']) {
+    const pid = readPid(d.dir, name);
+    if (pid !== undefined) pids.set(pid, name);
+  }
+  const r = await closedLoop(target(d), signRequest(keyId), {
+    concurrency: 32,
+    durationMs: plan.profileMs,
+    warmupMs: 500,
+  });
+  log(
+    `profile load phase: 32 clients, ${(plan.profileMs / 1000).toFixed(0)} s, ${r.perSecond.toFixed(0)} sig/s (under the profiler)`,
+  );
+  await d.stop();
+  const dest = join(outDir, 'profile');
+  rmSync(dest, { recursive: true, force: true });
+  mkdirSync(dest, { recursive: true });
+  const out: ProfileSummary[] = [];
+  for (const f of readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'))) {
+    // CPU.<yyyymmdd>.<hhmmss>.<pid>.<tid>.<seq>.cpuprofile
+    const pid = Number(f.split('.')[3]);
+    const name = pids.get(pid) ?? `pid-${pid}`;
+    const src = join(profDir, f);
+    const s = summarizeProfileFile(src, 25, plan.profileMs);
+    const size = statSync(src).size;
+    const kept = `${name}.cpuprofile`;
+    if (size <= 5 * 2 ** 20) copyFileSync(src, join(dest, kept));
+    out.push({
+      ...s,
+      file:
+        size <= 5 * 2 ** 20
+          ? `profile/${kept}`
+          : `(${(size / 2 ** 20).toFixed(1)} MB, not kept: see profile/${name}-top.json)`,
+    });
+    writeFileSync(join(dest, `${name}-top.json`), `${JSON.stringify({ ...s, file: name }, null, 2)}\n`);
+  }
+  return out.sort((a, b) => a.file.localeCompare(b.file));
+}
+
+export async function runServiceBench(
+  plan: ServicePlan,
+  outDir: string,
+  log: (l: string) => void,
+): Promise<ServiceResults> {
+  const sign: SignRow[] = [];
+  const keyEvents: KeyEventRow[] = [];
+  const keyCount: KeyCountRow[] = [];
+  let profiles: ProfileSummary[] = [];
+  const notes: string[] = [];
+
+  const d = await createBenchDevnet(5);
+  const baseline = await startBaseline();
+  try {
+    log('starting the 5-node devnet (SoftHSM2 tokens)...');
+    await d.start();
+    let keysStored = 0;
+    let refKey = '';
+    for (const keySpec of plan.keySpecs) {
+      for (const size of plan.sizes) {
+        const { keyId } = await createKey(target(d), keySpec, size);
+        keysStored++;
+        if (keySpec === 'FROST_ED25519' && size.t === 3 && size.n === 5) refKey = keyId;
+        sign.push(await signPhase(target(d), 'devnet', keySpec, size, keyId, plan, log));
+      }
+      const { keyId } = await createKey(baseline.target, keySpec, { t: 3, n: 5 });
+      sign.push(await signPhase(baseline.target, 'baseline', keySpec, { t: 3, n: 5 }, keyId, plan, log));
+    }
+    await baseline.stop();
+
+    const small = await keyEventsOn(d, plan.keyEventN, plan, log);
+    keyEvents.push(...small.rows);
+    keysStored += small.created;
+
+    if (!refKey) refKey = (await createKey(target(d), 'FROST_ED25519', { t: 3, n: 5 })).keyId;
+    for (const count of plan.keyCounts) {
+      if (count > keysStored) {
+        await d.stop();
+        const t0 = performance.now();
+        await cloneKeys(d.dir, d.nodes, refKey, count - keysStored);
+        log(
+          `bulk path: ${count - keysStored} cloned key records written in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+        );
+        keysStored = count;
+        await d.start();
+      }
+      const r = await sequential(target(d), signRequest(refKey), {
+        count: plan.keyCountSigns,
+        warmup: plan.warmup,
+      });
+      keyCount.push({ keysStored, latencyMs: r.latencyMs, errors: r.errors });
+      log(
+        `${keysStored} keys stored: sign p50 ${fmtMs(r.latencyMs.p50)} ms, p99 ${fmtMs(r.latencyMs.p99)} ms`,
+      );
+    }
+
+    profiles = await profilePhase(d, refKey, plan, outDir, log);
+  } finally {
+    await baseline.stop();
+    await d.dispose();
+  }
+
+  if (plan.bigDevnet) {
+    const big = await createBenchDevnet(plan.bigDevnet.nodes);
+    try {
+      log(`starting the ${plan.bigDevnet.nodes}-node devnet...`);
+      await big.start();
+      keyEvents.push(...(await keyEventsOn(big, plan.bigDevnet.keyEventN, plan, log)).rows);
+      keyEvents.push(await reshareFiveToSeven(big, plan, log));
+    } finally {
+      await big.dispose();
+    }
+  } else {
+    notes.push('--quick: no big devnet (n = 9, 15 and the 3-of-5 -> 4-of-7 reshare are skipped).');
+  }
+  const reps: Record<string, number> = {};
+  for (const n of [3, 5, 7, 9, 15]) reps[String(n)] = plan.keyEventReps(n);
+  return { plan: { ...plan, keyEventReps: reps }, sign, keyEvents, keyCount, profiles, notes };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const find = (r: ServiceResults, system: SignRow['system'], ks: string, t: number, n: number) =>
+  r.sign.find((s) => s.system === system && s.keySpec === ks && s.size.t === t && s.size.n === n);
+const at = (row: SignRow | undefined, c: number) =>
+  row?.load.find((l) => l.concurrency === c)?.perSecond ?? Number.NaN;
+const best = (row: SignRow | undefined) => Math.max(...(row?.load.map((l) => l.perSecond) ?? [Number.NaN]));
+
+export type TargetCheck = {
+  readonly what: string;
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean | null;
+};
+
+export function targetChecks(r: ServiceResults): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const minSigs: Record<string, number> = { FROST_ED25519: 400, FROST_SECP256K1_TR: 250 };
+  for (const ks of r.plan.keySpecs) {
+    const d = find(r, 'devnet', ks, 3, 5);
+    const b = find(r, 'baseline', ks, 3, 5);
+    const tp = at(d, 32) / at(b, 32);
+    const p50 = (d?.sequential.latencyMs.p50 ?? Number.NaN) / (b?.sequential.latencyMs.p50 ?? Number.NaN);
+    const ok = (x: number, f: (x: number) => boolean) => (Number.isFinite(x) ? f(x) : null);
+    out.push({
+      what: `${ks} 3-of-5 throughput at 32 clients / baseline`,
+      target: '>= 0.5x',
+      measured: `${tp.toFixed(3)}x (${at(d, 32).toFixed(0)} vs ${at(b, 32).toFixed(0)} sig/s)`,
+      met: ok(tp, (x) => x >= 0.5),
+    });
+    out.push({
+      what: `${ks} 3-of-5 sequential p50 / baseline`,
+      target: '<= 3x',
+      measured: `${p50.toFixed(1)}x (${fmtMs(d?.sequential.latencyMs.p50 ?? Number.NaN)} vs ${fmtMs(b?.sequential.latencyMs.p50 ?? Number.NaN)} ms)`,
+      met: ok(p50, (x) => x <= 3),
+    });
+    const abs = d?.sequential.latencyMs.p50 ?? Number.NaN;
+    out.push({
+      what: `${ks} 3-of-5 sequential p50`,
+      target: '<= 5 ms',
+      measured: `${fmtMs(abs)} ms`,
+      met: ok(abs, (x) => x <= 5),
+    });
+    const sigs = best(d);
+    out.push({
+      what: `${ks} 3-of-5 signatures/s (best concurrency)`,
+      target: `>= ${minSigs[ks] ?? '?'}`,
+      measured: sigs.toFixed(0),
+      met: ok(sigs, (x) => x >= (minSigs[ks] ?? Number.POSITIVE_INFINITY)),
+    });
+  }
+  const dkg = r.keyEvents.find((e) => e.operation === 'dkg' && e.from.t === 3 && e.from.n === 5);
+  const rs = r.keyEvents.find((e) => e.operation === 'reshare' && e.from.n === 5 && e.to?.n === 7);
+  out.push({
+    what: 'DKG 3-of-5 (FROST_ED25519), p50',
+    target: '<= 100 ms',
+    measured: dkg ? `${fmtMs(dkg.latencyMs.p50)} ms` : 'not measured',
+    met: dkg ? dkg.latencyMs.p50 <= 100 : null,
+  });
+  out.push({
+    what: 'reshare 3-of-5 -> 4-of-7 (FROST_ED25519), p50',
+    target: '<= 150 ms',
+    measured: rs ? `${fmtMs(rs.latencyMs.p50)} ms` : 'not measured',
+    met: rs ? rs.latencyMs.p50 <= 150 : null,
+  });
+  return out;
+}
+
+export function serviceMarkdown(r: ServiceResults, durationS: number, analysis: string[] = []): string {
+  const out: string[] = [];
+  out.push('## Service, end to end on the local devnet', '');
+  if (r.plan.quick)
+    out.push('**QUICK RUN (--quick): tiny counts; the numbers below check the harness only.**', '');
+  out.push(
+    `Real processes on this machine: the coordinator and 5 nodes (\`scripts/devnet.ts\`, one SoftHSM2 token per node), driven through the HTTP API by one in-process closed-loop load generator (node:http, keep-alive, one socket per client; random 32-byte messages). Baseline, in the same run and by the same generator: the same HTTP app (\`coordinator/app.ts\`) over \`LocalCluster\`, one process holding each key whole (bench-only). Sequential: ${r.plan.sequentialCount} signatures after ${r.plan.warmup} warm-up; throughput: ${r.plan.loadMs / 1000} s per concurrency level after ${r.plan.loadWarmupMs / 1000} s warm-up. The load generator shares the 2 cores with every process it measures. Run time ${durationS.toFixed(0)} s.`,
+    '',
+  );
+  out.push('### Signing: latency (sequential) and throughput (concurrent clients)', '');
+  out.push(
+    `| Key spec | system | size | p50 ms | p95 ms | p99 ms | ${r.plan.concurrency.map((c) => `sig/s @${c}`).join(' | ')} | p50 ms @32 | errors |`,
+    `|---|---|---|---|---|---|${r.plan.concurrency.map(() => '---|').join('')}---|---|`,
+  );
+  for (const s of r.sign) {
+    const l = s.sequential.latencyMs;
+    const errors = s.sequential.errors + s.load.reduce((a, x) => a + x.errors, 0);
+    const c32 = s.load.find((x) => x.concurrency === 32);
+    out.push(
+      `| ${s.keySpec} | ${s.system === 'baseline' ? 'baseline (1 process, whole key)' : 'devnet'} | ${s.system === 'baseline' ? 'whole key' : `${s.size.t}-of-${s.size.n}`} | ${fmtMs(l.p50)} | ${fmtMs(l.p95)} | ${fmtMs(l.p99)} | ${s.load.map((x) => x.perSecond.toFixed(0)).join(' | ')} | ${c32 ? fmtMs(c32.latencyMs.p50) : '-'} | ${errors} |`,
+    );
+  }
+  out.push('');
+  out.push('### Targets of issue 8 (service)', '');
+  out.push('| | target | measured | met |', '|---|---|---|---|');
+  for (const c of targetChecks(r))
+    out.push(
+      `| ${c.what} | ${c.target} | ${c.measured} | ${c.met === null ? 'n/a' : c.met ? 'yes' : '**no**'} |`,
+    );
+  out.push('');
+  out.push('### DKG and reshare latency (FROST_ED25519, through the API)', '');
+  out.push(
+    't = floor(n/2) + 1; reshare keeps the committee and threshold (fresh shares, next epoch) except the 3-of-5 -> 4-of-7 row. Repetitions per size: ' +
+      Object.entries(r.plan.keyEventReps)
+        .map(([n, k]) => `n=${n}: ${k}`)
+        .join(', ') +
+      ' (fewer for large n to bound the run time).',
+    '',
+  );
+  out.push(
+    '| operation | size | devnet nodes | reps | p50 ms | min ms | max ms |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const e of r.keyEvents) {
+    const size = `${e.from.t}-of-${e.from.n}${e.to ? ` -> ${e.to.t}-of-${e.to.n}` : ''}`;
+    out.push(
+      `| ${e.operation} | ${size} | ${e.devnetNodes} | ${e.reps} | ${fmtMs(e.latencyMs.p50)} | ${fmtMs(e.latencyMs.min)} | ${fmtMs(e.latencyMs.max)} |`,
+    );
+  }
+  out.push('');
+  out.push('### Sign latency vs keys stored (FROST_ED25519 3-of-5, sequential)', '');
+  out.push(
+    "How: a handful of keys are real (DKG through the API); the rest are clones of one real key written straight into the stopped devnet's stores by a bench-only bulk path (`scripts/bench/bulk-keys.ts`): the coordinator's key record and, on every node, the key record, epoch record and sealed share blob, with fresh key ids. The stores hold that many full-size records; the clones are never signed with. The devnet is restarted after each bulk write and warmed up before measuring.",
+    '',
+  );
+  out.push('| keys stored | p50 ms | p95 ms | p99 ms | errors |', '|---|---|---|---|---|');
+  for (const k of r.keyCount)
+    out.push(
+      `| ${k.keysStored} | ${fmtMs(k.latencyMs.p50)} | ${fmtMs(k.latencyMs.p95)} | ${fmtMs(k.latencyMs.p99)} | ${k.errors} |`,
+    );
+  out.push('');
+  out.push('### CPU profile of one load phase (FROST_ED25519 3-of-5, 32 clients)', '');
+  out.push(
+    `The coordinator and node-1 were restarted with \`NODE_OPTIONS=--cpu-prof\` and profiled over ${r.plan.profileMs / 1000} s of load; the tables count only the last ${r.plan.profileMs / 1000} s of each profile (the load phase and the clean shutdown after it, not the start-up; the .cpuprofile files hold everything). Self time by package and by function, as shares of the sampled non-idle time (\`scripts/bench/cpuprofile.ts\`); files under \`profile/\`.`,
+    '',
+  );
+  for (const p of r.profiles) {
+    out.push(
+      `**${p.file}**: ${(p.busyMs / 1000).toFixed(1)} s busy, ${(p.idleMs / 1000).toFixed(1)} s idle of ${(p.wallMs / 1000).toFixed(1)} s.`,
+      '',
+    );
+    out.push('| package / area | self ms | share |', '|---|---|---|');
+    for (const a of p.packages.slice(0, 10))
+      out.push(`| ${a.name} | ${a.ms.toFixed(0)} | ${(a.share * 100).toFixed(1)}% |`);
+    out.push('', '| function | where | self ms | share |', '|---|---|---|---|');
+    for (const f of p.functions.slice(0, 12))
+      out.push(`| \`${f.name}\` | ${f.where} | ${f.ms.toFixed(0)} | ${(f.share * 100).toFixed(1)}% |`);
+    out.push('');
+  }
+  if (analysis.length) out.push('### What dominates, and what would close the gap', '', ...analysis, '');
+  if (r.notes.length) out.push('### Notes', '', ...r.notes.map((n) => `- ${n}`), '');
+  out.push(
+    'Charts: `service-throughput-vs-concurrency.svg`, `service-latency-vs-concurrency.svg`, `service-keyevents-vs-n.svg`.',
+    '',
+  );
+  return out.join('\n');
+}
+
+export function serviceCharts(r: ServiceResults): Record<string, string> {
+  const label = (s: SignRow) =>
+    `${s.keySpec.replace('FROST_', '')} ${s.system === 'baseline' ? 'baseline' : `${s.size.t}-of-${s.size.n}`}`;
+  const tp: Series[] = r.sign.map((s) => ({
+    label: label(s),
+    dashed: s.system === 'baseline',
+    points: s.load.map((l) => ({ x: l.concurrency, y: l.perSecond })),
+  }));
+  const lat: Series[] = r.sign.map((s) => ({
+    label: label(s),
+    dashed: s.system === 'baseline',
+    points: s.load.map((l) => ({ x: l.concurrency, y: l.latencyMs.p50 })),
+  }));
+  const ev: Series[] = (['dkg', 'reshare'] as const).map((op) => ({
+    label: op === 'dkg' ? 'DKG' : 'reshare (same committee)',
+    points: r.keyEvents
+      .filter((e) => e.operation === op && (!e.to || e.to.n === e.from.n))
+      .map((e) => ({ x: e.from.n, y: e.latencyMs.p50 }))
+      .sort((a, b) => a.x - b.x),
+  }));
+  return {
+    'service-throughput-vs-concurrency.svg': lineChart({
+      title: 'Signatures/s through the API vs concurrent clients',
+      xLabel: 'concurrent clients',
+      yLabel: 'signatures/s',
+      series: tp.filter((s) => s.points.length),
+    }),
+    'service-latency-vs-concurrency.svg': lineChart({
+      title: 'Sign latency (p50) vs concurrent clients',
+      xLabel: 'concurrent clients',
+      yLabel: 'ms',
+      series: lat.filter((s) => s.points.length),
+    }),
+    'service-keyevents-vs-n.svg': lineChart({
+      title: 'DKG and reshare latency through the API (FROST_ED25519)',
+      xLabel: 'n (committee size)',
+      yLabel: 'ms (p50)',
+      series: ev.filter((s) => s.points.length),
+    }),
+  };
+}
+
+/** Runs the service benchmark and writes service.json, service.md, the charts and SUMMARY.md. */
+export async function benchService(
+  opts: { quick: boolean; out: string; analysis?: string[] },
+  log: (line: string) => void = console.log,
+): Promise<ServiceResults> {
+  const machine = machineInfo();
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  log(`service benchmark${opts.quick ? ' (--quick)' : ''}...`);
+  const results = await runServiceBench(opts.quick ? quickPlan() : fullPlan(), opts.out, (l) =>
+    log(`  ${l}`),
+  );
+  const c1 = process.cpuUsage(c0);
+  const durationS = (performance.now() - t0) / 1000;
+  const file: BenchFile<ServiceResults> = {
+    name: 'service',
+    machine,
+    loadAverageAtEnd: os.loadavg()[0] ?? 0,
+    durationS,
+    cpuShare: (c1.user + c1.system) / 1e6 / durationS,
+    data: results,
+  };
+  const written = writeResults(
+    file,
+    serviceMarkdown(results, durationS, opts.analysis),
+    serviceCharts(results),
+    opts.out,
+  );
+  log('');
+  for (const c of targetChecks(results))
+    log(
+      `  ${c.met === null ? 'n/a' : c.met ? 'MET ' : 'MISS'}  ${c.what}: ${c.measured} (target ${c.target})`,
+    );
+  for (const w of written) log(`wrote ${w}`);
+  return results;
+}
