@@ -107,7 +107,7 @@ export async function visibleKey(
 }
 
 /**
- * Runs `fn` under the key's queue after re-reading the record there (another operation may have
+ * Runs `fn` under the key's lock (shared for `sign`, exclusive otherwise) after re-reading the record there (another operation may have
  * changed it while this one waited) and checking the lifecycle table for `op`.
  */
 export async function underKey<T>(
@@ -118,16 +118,21 @@ export async function underKey<T>(
   fn: (rec: KeyRecord) => Promise<T>,
 ): Promise<T> {
   const first = await visibleKey(ctx, req, keyIdOrAlias);
-  return ctx.queue.run(first.keyId, async () => {
-    const rec = await ctx.keys.get(first.keyId);
-    if (!rec) throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
-    transition(rec.state, op);
-    if (rec.epochInfo) {
-      req.audit.epoch = rec.epochInfo.epoch;
-      req.audit.participants = rec.epochInfo.participants;
-    }
-    return fn(rec);
-  });
+  // Signs share the key's lock (they may overlap); every other operation holds it alone.
+  return ctx.queue.run(
+    first.keyId,
+    async () => {
+      const rec = await ctx.keys.get(first.keyId);
+      if (!rec) throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
+      transition(rec.state, op);
+      if (rec.epochInfo) {
+        req.audit.epoch = rec.epochInfo.epoch;
+        req.audit.participants = rec.epochInfo.participants;
+      }
+      return fn(rec);
+    },
+    op === 'sign' ? 'shared' : 'exclusive',
+  );
 }
 
 /** Audits the decision to run a state-changing operation; throws AuditWriteFailed before any change. */
