@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { type Blame, KmsError, ProtocolError, isKmsError } from '../protocol/errors.ts';
-import { participantIdOf } from '../protocol/elements.ts';
+import { decodeElement, participantIdOf } from '../protocol/elements.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { aggregateSignature } from '../protocol/sign.ts';
@@ -285,8 +285,18 @@ export class Libp2pCluster implements Cluster {
     for (const f of failed) {
       if (isKmsError(f.err) && f.err.culprits.length > 0) culprits.push(...f.err.culprits);
     }
+    // A member that aborted on proof of misbehaviour stops answering the others, who then name it
+    // unresponsive: that blame is a consequence, not a fault of its own.
+    const aborted = new Set(
+      failed.filter((f) => isKmsError(f.err) && f.err.culprits.some((c) => c.reason !== 'unresponsive')).map((f) => f.node),
+    );
     // Several honest members name the same culprit; report each (participant, reason) once.
-    const unique = [...new Map(culprits.map((c) => [`${c.participant}/${c.reason}`, c])).values()];
+    const unique = [
+      ...new Map(
+        culprits.filter((c) => !(c.reason === 'unresponsive' && aborted.has(c.participant))).map((c) => [`${c.participant}/${c.reason}`, c]),
+      ).values(),
+    ];
+
     const misbehaved = unique.some((c) => c.reason !== 'unresponsive');
     const unreachable = failed.filter((f) => isKmsError(f.err) && ['Timeout', 'QuorumUnavailable'].includes(f.err.code));
     const code = misbehaved ? 'ParticipantMisbehaved' : unreachable.length > 0 ? 'QuorumUnavailable' : 'ProtocolAborted';
@@ -376,16 +386,14 @@ export class Libp2pCluster implements Cluster {
     );
     const blame = unresponsive(signers, commits, 'sign.commit');
     if (blame.length > 0) return { blame };
-    const commitments = commits.map((c, i) => {
-      const v = (c as PromiseFulfilledResult<{ identifier: string; hiding: string; binding: string }>).value;
-      // The node's identifier must be the one its place in the committee gives it.
-      if (v.identifier !== participantIdOf(spec, nodeIndex(signers[i]!)!)) {
-        throw new ProtocolError('ParticipantMisbehaved', `${signers[i]} answered with a foreign identifier`, {
-          culprits: [{ participant: signers[i]!, reason: 'malformed-message', round: 'sign.commit' }],
-        });
-      }
-      return v;
-    });
+    const commitments = commits.map((c) => (c as PromiseFulfilledResult<{ identifier: string; hiding: string; binding: string }>).value);
+    // Checked here, so a bad commitment is blamed on the node that sent it: forwarded unchecked, it
+    // would make every honest co-signer refuse round two and be excluded instead (RFC 9591 §3.1).
+    const badCommit = signers.flatMap((n, i) => (commitmentOk(spec, n, commitments[i]) ? [] : [n]));
+    if (badCommit.length > 0) {
+      return { blame: badCommit.map((n) => ({ participant: n, reason: 'malformed-message', round: 'sign.commit' }) as Blame) };
+    }
+
     const shares = await Promise.allSettled(
       signers.map((n) =>
         this.#rpc<{ share: string }>(
@@ -449,6 +457,18 @@ export class Libp2pCluster implements Cluster {
 
   async close(): Promise<void> {
     await this.#t.stop();
+  }
+}
+
+/** A round-one answer: the identifier the node's place gives it, and two valid group elements. */
+function commitmentOk(spec: KeySpec, node: string, c: { identifier: string; hiding: string; binding: string } | undefined): boolean {
+  if (!c || c.identifier !== participantIdOf(spec, nodeIndex(node)!)) return false;
+  try {
+    decodeElement(spec, fromHex(c.hiding), 'hiding commitment');
+    decodeElement(spec, fromHex(c.binding), 'binding commitment');
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -200,7 +200,13 @@ export class SessionRunner {
             }
             round.add(h.from);
             lastRound = h.round;
-            await emit(machine.receive(state, env));
+            let step: Step<any, any, R>;
+            try {
+              step = machine.receive(state, env);
+            } catch (e) {
+              throw blameSender(e, fromNodeId, h.round, byParticipant);
+            }
+            await emit(step);
           })
           .catch((e: unknown) => finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })));
       };
@@ -224,4 +230,23 @@ export class SessionRunner {
       if (oldest !== undefined) this.#finished.delete(oldest);
     }
   }
+}
+
+/**
+ * A machine's verdict on one message, in node ids: its culprits are FROST identifiers, which the
+ * coordinator and operators cannot map back to nodes. A DecodeError carries no culprit, but the
+ * message came over an authenticated channel from `fromNodeId`, so the malformed message is that
+ * node's (threats F-20: inside a session, abort naming the culprit).
+ */
+function blameSender(e: unknown, fromNodeId: string, round: string, byParticipant: Map<string, SessionMember>): KmsError {
+  if (!isKmsError(e)) return new KmsError('Internal', 'session failed', { cause: e });
+  if (e.culprits.length === 0) {
+    return new ProtocolError('ParticipantMisbehaved', `malformed ${round} message from ${fromNodeId}: ${e.message}`, {
+      culprits: [{ participant: fromNodeId, reason: 'malformed-message', round }],
+      cause: e,
+    });
+  }
+  const culprits = e.culprits.map((b) => ({ ...b, participant: byParticipant.get(b.participant)?.nodeId ?? b.participant }));
+  const Cls = e.constructor as new (...a: ConstructorParameters<typeof KmsError>) => KmsError;
+  return new Cls(e.code, e.message, { culprits, ...(e.details ? { details: { ...e.details } } : {}), cause: e });
 }

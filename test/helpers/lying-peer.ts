@@ -1,0 +1,220 @@
+/**
+ * Test double: a Byzantine node. It takes over a real node's place in a running test cluster
+ * (helpers/cluster.ts): the real daemon is stopped, and this peer comes up on the same address with
+ * the same sealed libp2p identity (unsealed with the software sealer and the fixture's
+ * KMS_PASSPHRASE), so honest nodes and the coordinator authenticate it over Noise as that node and
+ * its allow-list entry lets it in. From there it speaks the real wire protocols
+ * (`/tkms/session/1.0.0` envelopes, `/tkms/rpc/1.0.0` answers), and lies as told:
+ * - `signCommit` / `signShare`: its answers to the coordinator's signing round trips;
+ * - `dkg`: it runs an honest DKG machine through the real SessionRunner and rewrites each outgoing
+ *   envelope per recipient (drop, alter, add spoofed or replayed copies) before it leaves;
+ * - `sendRaw`: arbitrary bytes on the session protocol (garbage, oversized frames, replays).
+ * Every frame it sends is kept in `sent`, so a later test can replay them.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { decodeEnvelope, encodeEnvelope } from '../../protocol/codec.ts';
+import { dkgMachine } from '../../protocol/dkg.ts';
+import { participantIdOf } from '../../protocol/elements.ts';
+import { KmsError, isKmsError } from '../../protocol/errors.ts';
+import { type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../../protocol/ids.ts';
+import type { Envelope } from '../../protocol/machine.ts';
+import { type KeySpec, keySpec } from '../../protocol/suites.ts';
+import { loadClusterFile } from '../../node/config.ts';
+import { identityKeyFromBytes } from '../../node/identity.ts';
+import { type RpcRequest, decodeRpcRequest, encodeRpc } from '../../node/rpc.ts';
+import { SoftwareSealer, levelSealerKeyStore } from '../../node/sealer-software.ts';
+import { SessionRunner } from '../../node/session-runner.ts';
+import { NodeStore } from '../../node/store.ts';
+import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../../node/transport.ts';
+import type { TestCluster } from './cluster.ts';
+
+export type Env = Envelope<Record<string, unknown>>;
+
+/** Rewrites one outgoing DKG envelope for one recipient: the envelopes (or raw frames) to send instead. */
+export type DkgLie = (env: Env, to: string) => (Env | Uint8Array)[];
+
+export type Lies = {
+  keySpec: KeySpec['name'];
+  /** Answer to sign-commit; default: well-formed but random commitments (no nonce behind them). */
+  signCommit?: (req: Extract<RpcRequest, { op: 'sign-commit' }>) => unknown;
+  /** Answer to sign-share; default: a random scalar (an invalid signature share). */
+  signShare?: (req: Extract<RpcRequest, { op: 'sign-share' }>) => unknown;
+  /** Outgoing DKG traffic; without it the peer accepts the session and then stays silent. */
+  dkg?: DkgLie;
+};
+
+export type LyingPeer = {
+  readonly nodeId: string;
+  readonly peerId: string;
+  readonly participant: ParticipantId;
+  lies: Lies;
+  /** Every session frame sent, in order, with its recipient. */
+  readonly sent: { to: string; frame: Uint8Array }[];
+  /** Session ids the coordinator asked this peer to run. */
+  readonly sessions: string[];
+  /** Sends raw bytes on the session protocol; resolves 'ok' or the error code the node answered. */
+  sendRaw(to: string, bytes: Uint8Array): Promise<string>;
+  /** Sends raw bytes on the RPC protocol (only coordinators may use it). */
+  rpcRaw(to: string, bytes: Uint8Array): Promise<string>;
+  stop(): Promise<void>;
+};
+
+const identityCtx = (nodeId: string) => ({ scope: 'identity', nodeId, purpose: 'identity' }) as const;
+
+/** Stops `nodeId`'s daemon in `c` and brings up a lying peer in its place. */
+export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies): Promise<LyingPeer> {
+  await c.stopNode(nodeId);
+  const store = await NodeStore.open(join(c.dir, nodeId));
+  let identity: ReturnType<typeof identityKeyFromBytes>;
+  try {
+    const sealer = await SoftwareSealer.open({
+      passphrase: process.env.KMS_PASSPHRASE ?? '',
+      keyStore: levelSealerKeyStore(store.sealerDb()),
+    });
+    const sealed = await store.getIdentity();
+    if (!sealed) throw new Error(`${nodeId} has no identity`);
+    identity = identityKeyFromBytes(await sealer.unseal(identityCtx(nodeId), sealed));
+    await sealer.close();
+  } finally {
+    await store.close();
+  }
+  const cluster = loadClusterFile(join(c.dir, 'cluster.json'));
+  const me = cluster.nodes.find((n) => n.id === nodeId);
+  if (!me) throw new Error(`${nodeId} is not in the cluster file`);
+  const listen = me.addresses.map((a) => a.replace(/\/p2p\/.*$/, ''));
+  const nodeByPeer = new Map(cluster.nodes.map((n) => [n.peerId, n.id]));
+  const peerByNode = new Map(cluster.nodes.map((n) => [n.id, n.peerId]));
+  const transport: Transport = await createTransport({
+    privateKey: identity,
+    listen,
+    // Larger than the honest nodes' limit, so oversized frames reach them and are refused there.
+    maxMessageBytes: 4 * 1024 * 1024,
+    allow: [...cluster.nodes, ...cluster.coordinators]
+      .filter((p) => p.id !== nodeId)
+      .map((p) => ({ peerId: p.peerId, addresses: p.addresses })),
+  });
+  const sent: { to: string; frame: Uint8Array }[] = [];
+  const sessions: string[] = [];
+  const rawSend = async (to: string, frame: Uint8Array) => {
+    sent.push({ to, frame });
+    await transport.request(peerByNode.get(to)!, SESSION_PROTOCOL, frame, { timeoutMs: 5_000 });
+  };
+  const silent = { warn: () => {}, debug: () => {} };
+  let lying: { lies: Lies } = { lies };
+  const runner = new SessionRunner({
+    log: silent,
+    send: async (to, frame) => {
+      const lie = lying.lies.dkg;
+      if (!lie) return;
+      for (const out of lie(decodeEnvelope(frame), to)) {
+        let bytes: Uint8Array;
+        try {
+          bytes = out instanceof Uint8Array ? out : encodeEnvelope(out);
+        } catch {
+          continue; // a lie our own codec cannot even encode would not get past the honest one either
+        }
+        // A rejected lie is the honest node's business, not the liar's: keep going.
+        await rawSend(to, bytes).catch(() => {});
+      }
+    },
+  });
+  await transport.handle(SESSION_PROTOCOL, async (from, frame) => {
+    const n = nodeByPeer.get(from);
+    if (n) runner.onFrame(n, frame);
+    return new Uint8Array(0);
+  });
+  const spec = () => keySpec(lying.lies.keySpec);
+  const self = () => participantIdOf(spec(), nodeIndex(nodeId)!) as ParticipantId;
+  const randomScalar = () =>
+    spec().Point.Fn.toBytes(spec().Point.Fn.create(BigInt(`0x${randomBytes(32).toString('hex')}`)) || 1n);
+  const randomPoint = () =>
+    spec()
+      .Point.BASE.multiply(BigInt(`0x${randomBytes(16).toString('hex')}`) + 1n)
+      .toBytes();
+  await transport.handle(RPC_PROTOCOL, async (_from, bytes) => {
+    const req = decodeRpcRequest(bytes);
+    switch (req.op) {
+      case 'status':
+        return encodeRpc({ nodeId, keys: [] });
+      case 'sign-commit':
+        return encodeRpc(
+          lying.lies.signCommit?.(req) ?? {
+            identifier: self(),
+            hiding: Buffer.from(randomPoint()).toString('hex'),
+            binding: Buffer.from(randomPoint()).toString('hex'),
+          },
+        );
+      case 'sign-share':
+        return encodeRpc(
+          lying.lies.signShare?.(req) ?? { share: Buffer.from(randomScalar()).toString('hex') },
+        );
+      case 'session': {
+        const s = req.session;
+        sessions.push(s.sessionId);
+        if (s.kind !== 'dkg') throw new KmsError('Conflict', 'the lying peer only runs DKG');
+        const sp = keySpec(s.keySpec);
+        const members = s.participants.map((m) => ({
+          nodeId: m,
+          participant: participantIdOf(sp, nodeIndex(m)!) as ParticipantId,
+        }));
+        const machine = dkgMachine({
+          spec: sp,
+          keyId: s.keyId as KeyId,
+          sessionId: s.sessionId as SessionId,
+          self: participantIdOf(sp, nodeIndex(nodeId)!) as ParticipantId,
+          participants: members.map((m) => m.participant),
+          threshold: s.threshold,
+        });
+        try {
+          await runner.run(
+            {
+              sessionId: s.sessionId,
+              keyId: s.keyId,
+              keySpec: s.keySpec,
+              protocol: 'dkg',
+              members,
+              self: members.find((m) => m.nodeId === nodeId)!,
+              // As short as the honest nodes' deadline: the coordinator waits for every member's answer.
+              timeoutMs: 3_000,
+            },
+            machine,
+          );
+        } catch (e) {
+          if (!isKmsError(e)) throw e;
+        }
+        // Whatever happened, it never hands the coordinator a result.
+        throw new KmsError('Internal', 'lying peer');
+      }
+      default:
+        return encodeRpc({ ok: true });
+    }
+  });
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: unknown) => (isKmsError(e) ? e.code : `raw:${String(e)}`),
+    );
+  return {
+    nodeId,
+    peerId: transport.peerId,
+    get participant() {
+      return self();
+    },
+    get lies() {
+      return lying.lies;
+    },
+    set lies(l: Lies) {
+      lying = { lies: l };
+    },
+    sent,
+    sessions,
+    sendRaw: (to, bytes) =>
+      code(transport.request(peerByNode.get(to)!, SESSION_PROTOCOL, bytes, { timeoutMs: 5_000 })),
+    rpcRaw: (to, bytes) =>
+      code(transport.request(peerByNode.get(to)!, RPC_PROTOCOL, bytes, { timeoutMs: 5_000 })),
+    stop: async () => {
+      await transport.stop();
+    },
+  };
+}
