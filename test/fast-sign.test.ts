@@ -17,7 +17,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeElement } from '../protocol/elements.ts';
+import { decodeElement, decodeElementNoble } from '../protocol/elements.ts';
 import { DecodeError } from '../protocol/errors.ts';
 import { checkElement, fastFrost, type FrostSigning, signingFrost } from '../protocol/fast-sign.ts';
 import { keySpec } from '../protocol/suites.ts';
@@ -314,9 +314,19 @@ function candidates(): { what: string; bytes: Uint8Array }[] {
 
 const nobleAccepts = (b: Uint8Array) => {
   try {
-    decodeElement(spec, b);
+    decodeElementNoble(spec, b);
     return true;
   } catch {
+    return false;
+  }
+};
+/** protocol/elements.ts decodeElement, which takes the libsodium fast path for Ed25519. */
+const decodeAccepts = (b: Uint8Array) => {
+  try {
+    decodeElement(spec, b);
+    return true;
+  } catch (e) {
+    if (!(e instanceof DecodeError) || e.code !== 'InvalidElement') throw e;
     return false;
   }
 };
@@ -340,6 +350,7 @@ describe('FROST_ED25519 fast path: invalid elements rejected exactly where noble
     expect(all.length - accepted.length).toBeGreaterThan(60);
     for (let pass = 0; pass < 2; pass++) {
       for (const c of all) expect([c.what, fastAccepts(c.bytes)]).toEqual([c.what, nobleAccepts(c.bytes)]);
+      for (const c of all) expect([c.what, decodeAccepts(c.bytes)]).toEqual([c.what, nobleAccepts(c.bytes)]);
     }
   });
 
