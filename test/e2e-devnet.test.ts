@@ -3,14 +3,17 @@
  * started as `npm run devnet` starts them, driven through the HTTP API and the `kms` CLI. Runs the
  * README walkthrough: Ed25519 and BIP340 keys, signatures checked with `openssl` and noble's
  * schnorr, a reshare to a new threshold under the same public key, a stopped node, a restarted
- * node, and a restart of the whole devnet that keeps every key.
+ * node, and a restart of the whole devnet that keeps every key; then searches every node file
+ * and process log for the (unsealed) shares.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Pkcs11Sealer } from '../node/sealer-pkcs11.ts';
+import { NodeStore } from '../node/store.ts';
 import { type Devnet, createDevnet } from './helpers/devnet-process.ts';
 
 const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
@@ -117,5 +120,47 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
     expect(
       schnorr.verify(Buffer.from(JSON.parse(s6.stdout).signature, 'hex'), Buffer.from('after restart'), Buffer.from(btc.publicKey, 'hex')),
     ).toBe(true);
+
+    // Finally, with every process stopped: no share appears in any node's LevelDB files or in any
+    // process log. Unseal node-1's shares through its own SoftHSM2 token to know what to look for.
+    await d.stopAll();
+    const nodeDir = join(d.dir, 'node-1');
+    const cfg = JSON.parse(readFileSync(join(nodeDir, 'node.json'), 'utf8'));
+    const store = await NodeStore.open(join(nodeDir, cfg.dataDir));
+    const sealer = await Pkcs11Sealer.open({
+      library: cfg.sealer.library,
+      tokenLabel: cfg.sealer.tokenLabel,
+      pin: readFileSync(join(nodeDir, cfg.sealer.pinFile), 'utf8').trim(),
+      softhsmConf: cfg.sealer.softhsmConf,
+    });
+    const shares: Buffer[] = [];
+    try {
+      for (const k of await store.listKeys()) {
+        if (k.activeEpoch === undefined) continue;
+        const sealed = await store.getSealedShare(k.keyId, k.activeEpoch);
+        const ctx = { scope: `${k.keyId}/${k.activeEpoch}`, nodeId: 'node-1', purpose: 'share' };
+        shares.push(Buffer.from(await sealer.unseal(ctx, sealed!)));
+      }
+    } finally {
+      await sealer.close();
+      await store.close();
+    }
+    expect(shares).toHaveLength(2);
+    const files = [...filesUnder(join(d.dir, 'logs')), ...filesUnder(join(nodeDir, cfg.dataDir))];
+    expect(files.length).toBeGreaterThan(3);
+    for (const f of files) {
+      const raw = readFileSync(f);
+      for (const share of shares) {
+        expect(raw.includes(share), `${f} holds a share`).toBe(false);
+        expect(raw.includes(Buffer.from(share.toString('hex'))), `${f} holds a share in hex`).toBe(false);
+      }
+    }
   }, 240_000);
 });
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
