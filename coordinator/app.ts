@@ -9,6 +9,7 @@
  * change, per-key queue) -> onSend (request audit record, idempotency store) -> onResponse (metrics).
  */
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import swagger from '@fastify/swagger';
@@ -118,16 +119,79 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     return503OnClosing: true,
     requestIdHeader: false,
     genReqId: () => randomUUID(),
-    // Errors raised before routing (e.g. a malformed percent-encoding) are problems too.
+    // Slow senders (slowloris) are cut off: the whole request, headers included, within the limit;
+    // Node checks open connections against it every second (default: every 30 s).
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      headersTimeout: config.requestTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
+    },
+    // Requests Node refuses before fastify sees them (timeouts, oversized headers, garbage) get a
+    // problem document too, not fastify's default JSON.
+    clientErrorHandler: (err, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, e] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, new KmsError('Timeout', 'the request was not received in time')]
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, new KmsError('MessageTooLarge', 'request headers are larger than the limit')]
+            : [400, new KmsError('ValidationError', 'malformed HTTP request')];
+      const body = JSON.stringify({ ...problemOf(e), status });
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
+    // Errors raised before routing (e.g. a malformed percent-encoding) are problems too. No hook
+    // runs for them, so the caller is authenticated and the request audited here.
     frameworkErrors: (err, req, reply) => {
       const p = problemOf(fromFastifyError(err));
       req.log.info({ code: p.code }, 'request refused before routing');
       const r = reply as unknown as { code(n: number): { type(t: string): { send(b: string): void } } };
-      r.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
+      void (async () => {
+        const caller = await ctx.tokens.authenticate(req.headers.authorization).catch(() => null);
+        let out = p;
+        try {
+          await ctx.audit.append(
+            plain({
+              type: 'request',
+              requestId: req.id,
+              method: req.method,
+              route: null,
+              status: p.status,
+              code: p.code,
+              caller: callerEntry(caller),
+            }),
+          );
+        } catch {
+          ctx.metrics.auditFailures.inc();
+          out = problemOf(
+            new InfraError('AuditWriteFailed', 'the audit record of this request could not be written'),
+          );
+        }
+        r.code(out.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(out));
+      })();
     },
   });
   // JSON only: fastify's default text/plain parser would turn a text body into a string.
   app.removeContentTypeParser('text/plain');
+  // RFC 8259 §8.1: JSON text is UTF-8. Invalid bytes are refused, not replaced with U+FFFD.
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      done(new KmsError('ValidationError', 'body is not valid UTF-8'), undefined);
+      return;
+    }
+    jsonParser(req, text, done);
+  });
 
   app.decorateRequest('caller', null);
   app.decorateRequest('audit', null as never);
@@ -183,9 +247,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     }
   });
 
-  // A POST without a body means "no options" (curl -X POST ...): validate it as {}.
+  // A POST without a body means "no options" (curl -X POST ...): validate it as {}. A JSON `null`
+  // body is a wrong type, not an absent body.
   app.addHook('preValidation', async (req) => {
-    if (req.method === 'POST' && (req.body === undefined || req.body === null)) req.body = {};
+    if (req.method === 'POST' && req.body === undefined) req.body = {};
   });
 
   app.addHook('preHandler', async (req, reply) => {

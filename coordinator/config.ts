@@ -7,13 +7,13 @@
  *   "host": "127.0.0.1", "port": 8080, "dataDir": "./data/coordinator",
  *   "adminToken": "<bootstrap admin bearer token, >= 32 chars>",
  *   "limits": { "bodyLimitBytes": 196608, "maxMessageBytes": 65536, "maxListLimit": 1000 },
- *   "deletionSweepIntervalMs": 60000, "readyMinNodes": 1, "logLevel": "info",
+ *   "deletionSweepIntervalMs": 60000, "readyMinNodes": 1, "logLevel": "info", "requestTimeoutMs": 30000,
  *   "cluster": { ...passed through untouched to the Cluster implementation... }
  * }
  * ```
  * Environment: KMS_CONFIG (path of the file), KMS_HOST, KMS_PORT, KMS_DATA_DIR, KMS_ADMIN_TOKEN,
  * KMS_BODY_LIMIT_BYTES, KMS_MAX_MESSAGE_BYTES, KMS_MAX_LIST_LIMIT, KMS_DELETION_SWEEP_INTERVAL_MS,
- * KMS_READY_MIN_NODES, KMS_LOG_LEVEL. (KMS_URL and KMS_TOKEN belong to the CLI.)
+ * KMS_READY_MIN_NODES, KMS_LOG_LEVEL, KMS_REQUEST_TIMEOUT_MS. (KMS_URL and KMS_TOKEN belong to the CLI.)
  * Invalid values fail start-up with a ValidationError naming the field, never a secret.
  */
 import { readFileSync } from 'node:fs';
@@ -40,6 +40,8 @@ export type CoordinatorConfig = {
   /** `/readyz` needs at least this many reachable nodes. */
   readonly readyMinNodes: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Longest time a client may take to send a whole request (headers and body): slow senders are cut off. */
+  readonly requestTimeoutMs: number;
   /** Opaque to the HTTP layer: the Cluster implementation's own settings (node list, peer ids...). */
   readonly cluster?: Record<string, unknown>;
 };
@@ -58,6 +60,7 @@ export const DEFAULT_CONFIG: CoordinatorConfig = {
   deletionSweepIntervalMs: 60_000,
   readyMinNodes: 1,
   logLevel: 'info',
+  requestTimeoutMs: 30_000,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -71,6 +74,7 @@ const TOP_KEYS = new Set([
   'readyMinNodes',
   'logLevel',
   'cluster',
+  'requestTimeoutMs',
 ]);
 const LIMIT_KEYS = new Set(['bodyLimitBytes', 'maxMessageBytes', 'maxListLimit']);
 
@@ -143,6 +147,12 @@ export function parseConfig(raw: unknown): CoordinatorConfig {
     ),
     readyMinNodes: int('readyMinNodes', raw['readyMinNodes'] ?? DEFAULT_CONFIG.readyMinNodes, 0, 10_000),
     logLevel: logLevel as CoordinatorConfig['logLevel'],
+    requestTimeoutMs: int(
+      'requestTimeoutMs',
+      raw['requestTimeoutMs'] ?? DEFAULT_CONFIG.requestTimeoutMs,
+      100,
+      600_000,
+    ),
   };
   const adminToken = raw['adminToken'];
   const cluster = raw['cluster'];
@@ -170,6 +180,7 @@ const ENV: readonly [string, (o: Record<string, unknown>, v: string) => void][] 
   ['KMS_DELETION_SWEEP_INTERVAL_MS', (o, v) => (o['deletionSweepIntervalMs'] = v)],
   ['KMS_READY_MIN_NODES', (o, v) => (o['readyMinNodes'] = v)],
   ['KMS_LOG_LEVEL', (o, v) => (o['logLevel'] = v)],
+  ['KMS_REQUEST_TIMEOUT_MS', (o, v) => (o['requestTimeoutMs'] = v)],
   ['KMS_BODY_LIMIT_BYTES', (o, v) => (limitsOf(o)['bodyLimitBytes'] = v)],
   ['KMS_MAX_MESSAGE_BYTES', (o, v) => (limitsOf(o)['maxMessageBytes'] = v)],
   ['KMS_MAX_LIST_LIMIT', (o, v) => (limitsOf(o)['maxListLimit'] = v)],

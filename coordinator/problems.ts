@@ -133,6 +133,8 @@ export function fromFastifyError(err: unknown): KmsError {
       return new KmsError('ValidationError', 'body must be a JSON object, not empty');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new KmsError('ValidationError', 'body is not valid JSON');
+    case 'FST_ERR_BAD_URL':
+      return new KmsError('ValidationError', 'the URL is not valid percent-encoded UTF-8');
   }
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
   if (err instanceof SyntaxError || status === 400) {
