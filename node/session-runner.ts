@@ -162,8 +162,17 @@ export class SessionRunner {
             sends.push(next);
           }
         }
-        await Promise.all(sends);
-        if (step.done !== undefined) finish(undefined, step.done);
+        if (step.done !== undefined) {
+          await Promise.all(sends);
+          finish(undefined, step.done);
+          return;
+        }
+        // Not awaited: one slow or frozen peer must not hold up the messages of the others (head
+        // of line), or the deadline would find nothing processed and blame every member. A failed
+        // delivery still aborts the session, naming that peer.
+        Promise.all(sends).catch((e: unknown) =>
+          finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })),
+        );
       };
 
       const deliver = (fromNodeId: string, env: Envelope<any>) => {
