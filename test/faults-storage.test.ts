@@ -1,0 +1,199 @@
+/**
+ * Storage and HSM faults at the daemon level: `node node/main.ts` of a real devnet (coordinator + 3
+ * nodes, SoftHSM2 tokens) started against a broken store or HSM (threats I6, F-13/F-14, F-16,
+ * F-17, F-18 at start, F-19/T-04). Each start must exit 1 with `node: <Code>: <message>` on stderr
+ * (typed, no secret), and the broken variants run on COPIES of node-3's data dir, so afterwards the
+ * untouched node-3 comes back and the key signs with every node: nothing was half-written.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Level } from 'level';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NODE_BIN, ROOT, readProcesses, startProcess, stopProcess } from '../scripts/devnet-lib.ts';
+import { type Devnet, createDevnet } from './helpers/devnet-process.ts';
+
+const run = promisify(execFile);
+const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
+
+describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () => {
+  let d: Devnet;
+  let keyId: string;
+  let tmpfs: string | undefined;
+  const nodeDir = (n: string) => join(d.dir, n);
+  const spec = (n: string) => readProcesses(d.dir).find((p) => p.name === n)!;
+
+  /** Runs node-<n>'s daemon with extra env; resolves with exit code and stderr (kills it after `ms`). */
+  const startNode = async (n: string, env: Record<string, string>, ms = 20_000) => {
+    const p = spec(n);
+    try {
+      await run(NODE_BIN, p.args, { cwd: ROOT, env: { ...process.env, ...p.env, ...env }, timeout: ms });
+      return { code: 0, stderr: '' };
+    } catch (e) {
+      const err = e as { code?: number | string; stderr?: string; killed?: boolean };
+      return { code: err.killed ? 'killed' : err.code, stderr: err.stderr ?? '' };
+    }
+  };
+  /** A copy of node-3's data dir (node-3 stopped), for a destructive variant. */
+  const copyData = (name: string) => {
+    const dst = join(d.dir, `copy-${name}`);
+    cpSync(join(nodeDir('node-3'), 'data'), dst, { recursive: true });
+    return dst;
+  };
+  const sign = (msg: string) => d.api('POST', `/v1/keys/${keyId}/sign`, { message: hex(msg) });
+  const waitReachable = async (count: number) => {
+    for (let i = 0; i < 100; i++) {
+      const r = await d.api('GET', '/v1/nodes');
+      const list = (Array.isArray(r.body) ? r.body : r.body?.nodes) as { reachable: boolean }[] | undefined;
+      if (list && list.filter((x) => x.reachable).length >= count) return;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`fewer than ${count} nodes reachable`);
+  };
+
+  beforeAll(async () => {
+    d = await createDevnet(3);
+    await d.start();
+    const k = await d.api('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2, alias: 'store' });
+    expect(k.status, JSON.stringify(k.body)).toBe(201);
+    keyId = k.body.keyId;
+    await stopProcess(d.dir, 'node-3');
+  }, 180_000);
+  afterAll(async () => {
+    if (tmpfs && existsSync(tmpfs)) execFileSync('umount', [tmpfs], { stdio: 'ignore' });
+    await d?.cleanup();
+  });
+
+  it('wrong PIN: exit 1, SealerUnavailable, the PIN never printed (F-17)', async () => {
+    const pinFile = join(d.dir, 'wrong-pin');
+    writeFileSync(pinFile, 'wrong-pin-7319\n', { mode: 0o600 });
+    const r = await startNode('node-3', { KMS_HSM_PIN_FILE: pinFile, KMS_DATA_DIR: copyData('pin') });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^node: SealerUnavailable: wrong PIN/m);
+    expect(r.stderr).not.toContain('wrong-pin-7319');
+    expect(r.stderr).not.toContain(readFileSync(join(nodeDir('node-3'), 'pin'), 'utf8').trim());
+  });
+
+  it('missing token and missing PKCS#11 library: exit 1, SealerUnavailable, no fallback (F-18)', async () => {
+    const token = await startNode('node-3', {
+      KMS_PKCS11_TOKEN: 'no-such-token',
+      KMS_DATA_DIR: copyData('token'),
+    });
+    expect(token.code).toBe(1);
+    expect(token.stderr).toMatch(/^node: SealerUnavailable: .*no-such-token/m);
+    const lib = await startNode('node-3', {
+      KMS_PKCS11_LIBRARY: '/nonexistent/libpkcs11.so',
+      KMS_DATA_DIR: copyData('lib'),
+    });
+    expect(lib.code).toBe(1);
+    expect(lib.stderr).toMatch(
+      /^node: SealerUnavailable: PKCS#11 library not found: \/nonexistent\/libpkcs11.so/m,
+    );
+  });
+
+  it('a second process on a running node’s data dir: exit 1, StoreLocked (F-16)', async () => {
+    const r = await startNode('node-2', {});
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^node: StoreLocked: /m);
+    const s = await sign('node-2 still serves');
+    expect(s.status, JSON.stringify(s.body)).toBe(200);
+  });
+
+  it('corrupt LevelDB files: exit 1, StorageError, never repaired silently (F-14)', async () => {
+    const dir = copyData('corrupt');
+    const manifest = readdirSync(dir).find((f) => f.startsWith('MANIFEST-'))!;
+    const bytes = readFileSync(join(dir, manifest));
+    for (let i = 0; i < bytes.length; i += 7) bytes[i] = bytes[i]! ^ 0xff;
+    writeFileSync(join(dir, manifest), bytes);
+    const r = await startNode('node-3', { KMS_DATA_DIR: dir });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^node: StorageError: /m);
+    // Not repaired behind our back: the manifest is still the damaged one.
+    expect(readFileSync(join(dir, manifest)).equals(bytes)).toBe(true);
+  });
+
+  it('full disk (tmpfs with a size limit): the node refuses to start or its writes fail, typed (I6, F-13)', async () => {
+    tmpfs = join(d.dir, 'tmpfs');
+    mkdirSync(tmpfs);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', tmpfs], { stdio: 'pipe' });
+    } catch (e) {
+      throw new Error(
+        `full-disk test needs root to mount a tmpfs (mount -t tmpfs -o size=2m tmpfs DIR): ${String(e)}`,
+      );
+    }
+    cpSync(join(nodeDir('node-3'), 'data'), join(tmpfs, 'data'), { recursive: true });
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${join(tmpfs, 'fill')}`, 'bs=64k'], { stdio: 'ignore' });
+    } catch {
+      /* ENOSPC: the disk is full, as wanted */
+    }
+    const r = await startNode('node-3', { KMS_DATA_DIR: join(tmpfs, 'data') }, 15_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^node: (StorageError|StoreLocked|AuditWriteFailed): /m);
+    execFileSync('umount', [tmpfs]);
+    tmpfs = undefined;
+  });
+
+  it('a sealed share copied into another node’s store does not open; signing excludes that node; restoring its own share heals it (F-19, T-04)', async () => {
+    const shareKey = (epoch: number) => `${keyId}!${String(epoch).padStart(12, '0')}`;
+    const readShare = async (dataDir: string) => {
+      const db = new Level<string, Uint8Array>(dataDir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+      try {
+        return await db
+          .sublevel<string, Uint8Array>('shares', { keyEncoding: 'utf8', valueEncoding: 'view' })
+          .get(shareKey(0));
+      } finally {
+        await db.close();
+      }
+    };
+    const writeShare = async (dataDir: string, v: Uint8Array) => {
+      const db = new Level<string, Uint8Array>(dataDir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+      try {
+        await db
+          .sublevel<string, Uint8Array>('shares', { keyEncoding: 'utf8', valueEncoding: 'view' })
+          .put(shareKey(0), v);
+      } finally {
+        await db.close();
+      }
+    };
+    // node-1's blob, read from a copy of its (running) store.
+    const n1copy = join(d.dir, 'copy-node-1');
+    cpSync(join(nodeDir('node-1'), 'data'), n1copy, { recursive: true });
+    rmSync(join(n1copy, 'LOCK'), { force: true });
+    const foreign = await readShare(n1copy);
+    const own = await readShare(join(nodeDir('node-3'), 'data'));
+    expect(foreign).toBeDefined();
+    expect(own).toBeDefined();
+    await writeShare(join(nodeDir('node-3'), 'data'), foreign!);
+    startProcess(d.dir, spec('node-3'));
+    try {
+      await waitReachable(3);
+      const named: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const s = await sign(`foreign blob ${i}`);
+        expect(s.status, JSON.stringify(s.body)).toBe(200);
+        expect(s.body.signers).not.toContain('node-3');
+        for (const b of s.body.excluded) named.push(b.participant);
+      }
+      expect(named).toContain('node-3');
+    } finally {
+      await stopProcess(d.dir, 'node-3');
+    }
+    await writeShare(join(nodeDir('node-3'), 'data'), own!);
+  });
+
+  it('the untouched node-3 comes back and the key signs with every node', async () => {
+    startProcess(d.dir, spec('node-3'));
+    await waitReachable(3);
+    const signers = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const s = await sign(`healed ${i}`);
+      expect(s.status, JSON.stringify(s.body)).toBe(200);
+      expect(s.body.excluded).toEqual([]);
+      for (const n of s.body.signers) signers.add(n);
+    }
+    expect(signers.has('node-3')).toBe(true);
+  });
+});
