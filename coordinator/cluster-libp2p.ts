@@ -16,12 +16,25 @@ import { type Blame, KmsError, ProtocolError, isKmsError } from '../protocol/err
 import { decodeElement, participantIdOf } from '../protocol/elements.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
+import { type Certificate, type EpochRecord, certificateGaps } from '../protocol/epoch.ts';
+import type { Epoch, KeyId, SessionId } from '../protocol/ids.ts';
 import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
 import type { ClusterPeer } from '../node/config.ts';
+import { crashPoint } from '../node/crash-points.ts';
 import { type Confirmations, type RpcRequest, type SessionSpec, decodeJsonFrame, encodeRpc } from '../node/rpc.ts';
 import { RPC_PROTOCOL, type Transport } from '../node/transport.ts';
 import type { Cluster, EpochInfo, KeyState, NodeStatus, ProgressFn, SignResult } from './cluster.ts';
+
+/** A member's `public` answer: its active epoch and the certificate that made it. */
+type PublicAnswer = {
+  epoch: number;
+  public: PublicPackageHex;
+  threshold: number;
+  transcriptHash?: string;
+  certificate?: Confirmations;
+  sessionId?: string;
+};
 
 type SessionResult = {
   epoch: number;
@@ -52,6 +65,8 @@ export class Libp2pCluster implements Cluster {
   readonly #log: NonNullable<Libp2pClusterOptions['log']>;
   /** Public packages by `keyId/epoch`: fetched from the committee once, then reused. */
   readonly #publics = new Map<string, FrostPublic>();
+  /** Epochs found on the members that are newer than the caller's record (see #sync). */
+  readonly #newer = new Map<string, EpochInfo>();
   /** Rotates the first signer so load spreads over the committee. */
   #rotation = 0;
 
@@ -113,7 +128,7 @@ export class Libp2pCluster implements Cluster {
   }
 
   async refresh(req: { key: EpochInfo; progress?: ProgressFn }): Promise<EpochInfo> {
-    const k = req.key;
+    const { k } = await this.#sync(req.key, true);
     const session: SessionSpec = {
       kind: 'refresh',
       sessionId: randomUUID(),
@@ -131,7 +146,7 @@ export class Libp2pCluster implements Cluster {
   }
 
   async reshare(req: Parameters<Cluster['reshare']>[0]): Promise<EpochInfo> {
-    const k = req.key;
+    const { k } = await this.#sync(req.key, true);
     this.#checkMembers(req.participants);
     const newMembers = [...req.participants].sort(byNodeIndex);
     // Only t members of the old committee deal (the old threshold is explicit: never inferred).
@@ -156,7 +171,7 @@ export class Libp2pCluster implements Cluster {
   }
 
   async repair(req: { key: EpochInfo; participant: string; progress?: ProgressFn }): Promise<EpochInfo> {
-    const k = req.key;
+    const { k } = await this.#sync(req.key, true);
     if (!k.participants.includes(req.participant)) {
       throw new KmsError('ValidationError', `${req.participant} is not in the committee of key ${k.keyId}`);
     }
@@ -184,7 +199,10 @@ export class Libp2pCluster implements Cluster {
     );
     const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ node: members[i]!, err: r.reason }] : []));
     if (failed.length > 0) throw this.#eventError('repair', failed);
-    return k;
+    // Repair keeps the epoch; a refresh right after moves the whole committee to the next one (the
+    // Cluster contract), so copies of the old shares (a restored backup, F-34) are useless.
+    this.#publics.delete(`${k.keyId}/${k.epoch}`);
+    return this.refresh({ key: k, ...(req.progress ? { progress: req.progress } : {}) });
   }
 
   async #pickReachable(candidates: readonly string[], count: number): Promise<string[]> {
@@ -232,8 +250,10 @@ export class Libp2pCluster implements Cluster {
         });
       }
     }
+    crashPoint('coordinator.event.before-commit');
     progress?.({ phase: 'commit', detail: `epoch ${session.epoch}` });
     const lagging = session.participants.filter((p) => !finished.includes(p));
+    let undelivered = false;
     await Promise.allSettled(
       lagging.map((m) =>
         this.#rpc(
@@ -246,7 +266,10 @@ export class Libp2pCluster implements Cluster {
             transcriptHash: first.transcriptHash,
           },
           5_000,
-        ).catch((e: unknown) => this.#log.warn({ node: m, keyId: session.keyId, err: String(e) }, 'commit lagging')),
+        ).catch((e: unknown) => {
+          undelivered = true;
+          this.#log.warn({ node: m, keyId: session.keyId, err: String(e) }, 'commit lagging');
+        }),
       ),
     );
     await Promise.allSettled(
@@ -263,11 +286,16 @@ export class Libp2pCluster implements Cluster {
             sessionId: session.sessionId,
           },
           5_000,
-        ).catch((e: unknown) => this.#log.warn({ node: m, keyId: session.keyId, err: String(e) }, 'retire failed')),
+        ).catch((e: unknown) => {
+          undelivered = true;
+          this.#log.warn({ node: m, keyId: session.keyId, err: String(e) }, 'retire failed');
+        }),
       ),
     );
+    crashPoint('coordinator.event.after-commit');
     const spec = keySpec(session.keySpec);
-    this.#publics.set(`${session.keyId}/${session.epoch}`, publicFromHex(spec, first.public));
+    // Not cached while a member missed its commit-epoch or retire: the next operation syncs (#sync).
+    if (!undelivered) this.#publics.set(`${session.keyId}/${session.epoch}`, publicFromHex(spec, first.public));
     return {
       keyId: session.keyId,
       keySpec: session.keySpec,
@@ -296,7 +324,6 @@ export class Libp2pCluster implements Cluster {
         culprits.filter((c) => !(c.reason === 'unresponsive' && aborted.has(c.participant))).map((c) => [`${c.participant}/${c.reason}`, c]),
       ).values(),
     ];
-
     const misbehaved = unique.some((c) => c.reason !== 'unresponsive');
     const unreachable = failed.filter((f) => isKmsError(f.err) && ['Timeout', 'QuorumUnavailable'].includes(f.err.code));
     const code = misbehaved ? 'ParticipantMisbehaved' : unreachable.length > 0 ? 'QuorumUnavailable' : 'ProtocolAborted';
@@ -333,18 +360,101 @@ export class Libp2pCluster implements Cluster {
     throw new KmsError('QuorumUnavailable', `no committee member of ${k.keyId} answered with epoch ${k.epoch}`);
   }
 
+  /**
+   * The key's epoch as its members hold it, and its public package (F-06, I5). A coordinator that
+   * crashed between the members' commit and its own store write passes the older epoch: a newer
+   * epoch of the same group key wins if its certificate (every member's confirmation) verifies.
+   * Members left behind by a crash are then sent `commit-epoch`, and members that left the
+   * committee but still hold a share are sent `retire`; each node checks the certificate itself.
+   * Asks every node once per epoch seen by this process (or when `force`d).
+   */
+  async #sync(given: EpochInfo, force = false): Promise<{ k: EpochInfo; pub: FrostPublic }> {
+    const newer = this.#newer.get(given.keyId);
+    const k0 = newer && newer.epoch > given.epoch ? newer : given;
+    const cached = this.#publics.get(`${k0.keyId}/${k0.epoch}`);
+    if (cached && !force) return { k: k0, pub: cached };
+    const spec = keySpec(k0.keySpec);
+    const ids = [...this.#nodes.keys()];
+    const answers = await Promise.all(
+      ids.map((n) =>
+        this.#rpc<PublicAnswer>(n, { op: 'public', keyId: k0.keyId }, this.#statusTimeoutMs).then(
+          (r) => ({ n, r }),
+          () => ({ n, r: undefined }),
+        ),
+      ),
+    );
+    let best: { epoch: number; pub: FrostPublic; proof?: PublicAnswer } | undefined;
+    for (const { n, r } of answers) {
+      if (!r || r.epoch < k0.epoch || (best && r.epoch < best.epoch) || (best?.proof && r.epoch === best.epoch)) continue;
+      try {
+        const pub = publicFromHex(spec, r.public);
+        if (toHex(pub.commitments[0]!) !== k0.groupElement) continue; // a lying member; ignore it
+        const ok = proven(spec, k0.keyId, r, pub);
+        if (r.epoch > k0.epoch ? !ok : !k0.participants.includes(n)) continue;
+        best = { epoch: r.epoch, pub, ...(ok ? { proof: r } : {}) };
+      } catch {
+        /* a malformed answer: ignore it */
+      }
+    }
+    if (!best) throw new KmsError('QuorumUnavailable', `no committee member of ${k0.keyId} answered with epoch ${k0.epoch}`);
+    const pub = best.pub;
+    const k: EpochInfo =
+      best.epoch === k0.epoch
+        ? k0
+        : {
+            ...k0,
+            epoch: best.epoch,
+            threshold: pub.signers.min,
+            participants: ids.filter((n) => participantIdOf(spec, nodeIndex(n)!) in pub.verifyingShares).sort(byNodeIndex),
+            transcriptHash: best.proof!.transcriptHash!,
+          };
+    if (k.epoch > given.epoch) {
+      this.#log.warn({ keyId: k.keyId, epoch: k.epoch, recorded: given.epoch }, 'members hold a newer certified epoch');
+      this.#newer.set(k.keyId, k);
+    }
+    const proof = best.proof;
+    if (proof) {
+      await Promise.all(
+        answers.map(async ({ n, r }) => {
+          const member = k.participants.includes(n);
+          if ((r?.epoch ?? -1) >= k.epoch || (!member && !r)) return;
+          const req: RpcRequest = member
+            ? { op: 'commit-epoch', keyId: k.keyId, epoch: k.epoch, certificate: proof.certificate!, transcriptHash: proof.transcriptHash! }
+            : {
+                op: 'retire',
+                keyId: k.keyId,
+                epoch: k.epoch,
+                public: proof.public,
+                certificate: proof.certificate!,
+                transcriptHash: proof.transcriptHash!,
+                sessionId: proof.sessionId ?? '',
+              };
+          await this.#rpc(n, req, this.#statusTimeoutMs).catch((e: unknown) =>
+            this.#log.warn({ node: n, keyId: k.keyId, op: req.op, err: String(e) }, 'member not brought to the epoch'),
+          );
+        }),
+      );
+    }
+    this.#publics.set(`${k.keyId}/${k.epoch}`, pub);
+    return { k, pub };
+  }
+
   async #publicHex(k: EpochInfo): Promise<PublicPackageHex> {
     return publicToHex(await this.#public(k));
   }
 
   async sign(req: { key: EpochInfo; message: Uint8Array }): Promise<SignResult> {
-    const k = req.key;
+    let { k, pub } = await this.#sync(req.key);
     const spec = keySpec(k.keySpec);
-    const pub = await this.#public(k);
     const excluded: Blame[] = [];
     const out = new Set<string>();
-    const start = this.#rotation++ % k.participants.length;
-    const order = [...k.participants.slice(start), ...k.participants.slice(0, start)];
+    const rotation = this.#rotation++;
+    const orderOf = (ps: readonly string[]) => {
+      const start = rotation % ps.length;
+      return [...ps.slice(start), ...ps.slice(0, start)];
+    };
+    let order = orderOf(k.participants);
+    let resynced = false;
     // Each attempt uses fresh nonces and a new session; a node that timed out or sent an invalid
     // share is left out of the next attempt (RFC 9591 §5.4 identifiable abort).
     for (;;) {
@@ -360,6 +470,15 @@ export class Libp2pCluster implements Cluster {
       const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
       const attempt = await this.#signOnce(spec, k, pub, signers, req.message);
       if ('signature' in attempt) return { signature: attempt.signature, signers, excluded };
+      if (!resynced && attempt.blame.some((b) => b.evidence === 'EpochMismatch' || b.evidence === 'KeyNotFound')) {
+        // A member answered as if the epoch were not committed (it crashed before activating, or
+        // this coordinator's record lags): sync once, then retry without excluding it.
+        resynced = true;
+        this.#publics.delete(`${k.keyId}/${k.epoch}`);
+        ({ k, pub } = await this.#sync(k, true));
+        order = orderOf(k.participants);
+        continue;
+      }
       for (const b of attempt.blame) {
         out.add(b.participant);
         excluded.push(b);
@@ -386,6 +505,7 @@ export class Libp2pCluster implements Cluster {
     );
     const blame = unresponsive(signers, commits, 'sign.commit');
     if (blame.length > 0) return { blame };
+    crashPoint('coordinator.sign.after-commit');
     const commitments = commits.map((c) => (c as PromiseFulfilledResult<{ identifier: string; hiding: string; binding: string }>).value);
     // Checked here, so a bad commitment is blamed on the node that sent it: forwarded unchecked, it
     // would make every honest co-signer refuse round two and be excluded instead (RFC 9591 §3.1).
@@ -393,7 +513,6 @@ export class Libp2pCluster implements Cluster {
     if (badCommit.length > 0) {
       return { blame: badCommit.map((n) => ({ participant: n, reason: 'malformed-message', round: 'sign.commit' }) as Blame) };
     }
-
     const shares = await Promise.allSettled(
       signers.map((n) =>
         this.#rpc<{ share: string }>(
@@ -405,6 +524,7 @@ export class Libp2pCluster implements Cluster {
     );
     const blame2 = unresponsive(signers, shares, 'sign.share');
     if (blame2.length > 0) return { blame: blame2 };
+    crashPoint('coordinator.sign.after-share');
     try {
       const signature = aggregateSignature({
         spec,
@@ -470,6 +590,24 @@ function commitmentOk(spec: KeySpec, node: string, c: { identifier: string; hidi
   } catch {
     return false;
   }
+}
+
+/** Whether a member's `public` answer carries a complete certificate for its epoch (I5). */
+function proven(spec: KeySpec, keyId: string, r: PublicAnswer, pub: FrostPublic): boolean {
+  if (!r.certificate || !r.transcriptHash || Object.keys(r.certificate).length === 0) return false;
+  const cert = {
+    protocol: 'reshare',
+    keyId: keyId as KeyId,
+    sessionId: (r.sessionId ?? '') as SessionId,
+    epoch: r.epoch as Epoch,
+    transcriptHash: fromHex(r.transcriptHash),
+    groupElement: pub.commitments[0]!,
+    confirmations: Object.fromEntries(
+      Object.entries(r.certificate).map(([p, v]) => [p, { R: fromHex(v.R), z: fromHex(v.z) }]),
+    ),
+  } as Certificate;
+  const rec: EpochRecord = { epoch: r.epoch as Epoch, public: pub };
+  return certificateGaps(spec.name, rec, pub.commitments[0]!, cert).length === 0;
 }
 
 function byNodeIndex(a: string, b: string): number {

@@ -211,7 +211,16 @@ class NodeDaemon {
         return { nodeId: this.#cfg.nodeId, keys: await this.#store.listKeys(), signingSessions: this.#nonces.size };
       case 'public': {
         const { record } = await this.#active(req.keyId);
-        return { epoch: record.epoch, public: record.public, threshold: record.threshold };
+        // The certificate lets the coordinator prove this epoch to itself and to lagging members.
+        return {
+          epoch: record.epoch,
+          public: record.public,
+          threshold: record.threshold,
+          participants: record.participants,
+          transcriptHash: record.transcriptHash,
+          certificate: record.certificate ?? {},
+          sessionId: record.sessionId ?? '',
+        };
       }
       case 'session':
         return this.#session(req.session);
@@ -558,6 +567,11 @@ class NodeDaemon {
     const k = await this.#store.getKey(keyId);
     if (!k) throw new KmsError('KeyNotFound', `no share of ${keyId} on ${this.#cfg.nodeId}`);
     if (k.state !== 'Enabled') throw new StateError('InvalidKeyState', `key ${keyId} is ${k.state}`);
+    // Checked before unsealing: a node restored from an old backup refuses without touching a
+    // share whose HSM key may be gone (F-34).
+    if (k.activeEpoch !== undefined && k.activeEpoch !== epoch) {
+      throw new StateError('EpochMismatch', `signing asked for epoch ${epoch}, active epoch is ${k.activeEpoch}`);
+    }
     const a = await this.#active(keyId);
     if (a.record.epoch !== epoch) {
       throw new StateError('EpochMismatch', `signing asked for epoch ${epoch}, active epoch is ${a.record.epoch}`);
