@@ -199,10 +199,7 @@ export class Libp2pCluster implements Cluster {
     );
     const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ node: members[i]!, err: r.reason }] : []));
     if (failed.length > 0) throw this.#eventError('repair', failed);
-    // Repair keeps the epoch; a refresh right after moves the whole committee to the next one (the
-    // Cluster contract), so copies of the old shares (a restored backup, F-34) are useless.
-    this.#publics.delete(`${k.keyId}/${k.epoch}`);
-    return this.refresh({ key: k, ...(req.progress ? { progress: req.progress } : {}) });
+    return k;
   }
 
   async #pickReachable(candidates: readonly string[], count: number): Promise<string[]> {

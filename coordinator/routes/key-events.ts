@@ -39,7 +39,9 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
         ctx.metrics.sessions.inc({ operation: op, outcome: e instanceof KmsError ? e.code : 'Internal' });
         throw e;
       }
-      if (next.publicKey !== info.publicKey || next.keyId !== info.keyId || next.epoch <= info.epoch) {
+      // Repair rebuilds one member's share of the same epoch; the other events make the next one.
+      const stale = op === 'repair' ? next.epoch < info.epoch : next.epoch <= info.epoch;
+      if (next.publicKey !== info.publicKey || next.keyId !== info.keyId || stale) {
         ctx.metrics.sessions.inc({ operation: op, outcome: 'ProtocolAborted' });
         throw new ProtocolError(
           'ProtocolAborted',
