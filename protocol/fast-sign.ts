@@ -25,9 +25,12 @@ import type {
   Nonces,
   RNG,
 } from '@noble/curves/abstract/frost.js';
-import { bytesToNumberLE } from '@noble/curves/utils.js';
+import { schnorr, secp256k1_hasher } from '@noble/curves/secp256k1.js';
+import { bytesToNumberBE, bytesToNumberLE } from '@noble/curves/utils.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { ed25519Sodium, ed25519VerifySodium, sha512Sodium } from './backend-ed25519-sodium.ts';
+import { bip340Equation, hasOddY, negateElement, secp256k1Native } from './backend-secp256k1-native.ts';
 import { bytesToHex, concatBytes, equalBytes, utf8ToBytes } from './bytes.ts';
 import { decodeElement } from './elements.ts';
 import { DecodeError, ProtocolError } from './errors.ts';
@@ -80,8 +83,49 @@ function ed25519Suite(): FastSuite {
   };
 }
 
+/**
+ * FROST(secp256k1, SHA-256)-TR, the BIP340/Taproot variant (noble's `schnorr_FROST`, compatible with
+ * ZF frost-secp256k1-tr): RFC 9591 §6.5 hashes with the "-TR-v1" context string, the BIP340 tagged
+ * challenge over x-only R and PK, signatures x(R) || z. Its even-y rules are in taprootSigning.
+ */
+function secp256k1TrSuite(): FastSuite {
+  const ctx = 'FROST-secp256k1-SHA256-TR-v1';
+  const group = secp256k1Native;
+  const Fn = group.Fn;
+  // RFC 9591 §6.5: H1/H3 = hash_to_field(m, 1) with expand_message_xmd(SHA-256), DST = ctx || tag.
+  const toScalar = (tag: string) => {
+    const DST = utf8ToBytes(ctx + tag);
+    return (m: Uint8Array) => secp256k1_hasher.hashToScalar(m, { DST });
+  };
+  const toBytes = (tag: string) => {
+    const dst = utf8ToBytes(ctx + tag);
+    return (m: Uint8Array) => sha256(concatBytes(dst, m));
+  };
+  // BIP340: e = int(hash_BIP0340/challenge(x(R) || x(PK) || m)) mod n.
+  const challenge = (R: Uint8Array, PK: Uint8Array, msg: Uint8Array) =>
+    Fn.create(
+      bytesToNumberBE(schnorr.utils.taggedHash('BIP0340/challenge', R.subarray(1), PK.subarray(1), msg)),
+    );
+  return {
+    group,
+    cache: new ValidElementCache(),
+    H1: toScalar('rho'),
+    H3: toScalar('nonce'),
+    H4: toBytes('msg'),
+    H5: toBytes('com'),
+    challenge,
+    encodeSignature: (R, z) => concatBytes(R.subarray(1), Fn.toBytes(z)),
+    // BIP340 verification of x(R) || z under the even-y key (33-byte compressed, prefix 0x02).
+    quickVerify: (sig, msg, PK) =>
+      sig.length === 64 &&
+      !hasOddY(PK) &&
+      bip340Equation(sig, PK, challenge(concatBytes(Uint8Array.of(0x02), sig.subarray(0, 32)), PK, msg)),
+  };
+}
+
 const SUITES: Partial<Record<KeySpecName, () => FastSuite>> = {
   FROST_ED25519: ed25519Suite,
+  FROST_SECP256K1_TR: secp256k1TrSuite,
 };
 const built = new Map<KeySpecName, FastSuite>();
 
@@ -346,6 +390,153 @@ function makeSigning(suite: FastSuite): FrostSigning {
   };
 }
 
+// ---- the BIP340/Taproot variant (noble's schnorr_FROST hooks, secp256k1.ts) ----
+
+/** The key package as schnorr_FROST signs with it: group key and verifying shares with even y. */
+type EvenView = {
+  /** The group key had odd y: shares, the key and verifying shares are used negated. */
+  readonly odd: boolean;
+  /** The even-y group key (0x02 || x); binding factors hash it (§4.4) and BIP340 keys are x-only. */
+  readonly PK: Uint8Array;
+  /** `pub` with commitments[0] replaced by PK, for session(). */
+  readonly pub: FrostPublic;
+};
+
+/**
+ * noble's adjustPublic (frostPubToEvenY): if the group key Y has odd y, sign for -Y, so negate the
+ * key and every verifying share. A negated element is valid iff the element is, so only parities
+ * change here. noble decodes every commitment and verifying share of an odd-y package to negate
+ * it; they are checked here too (cached), so exactly the same packages are refused. DKG-output
+ * packages already carry the Taproot tweak (noble's adjustDKG): it is not applied again.
+ */
+function evenView(suite: FastSuite, pub: FrostPublic): EvenView {
+  const VK = element(suite, pub.commitments[0], 'group public key');
+  const odd = hasOddY(VK);
+  if (odd) {
+    for (const [i, c] of pub.commitments.entries()) element(suite, c, `key commitment ${i}`);
+    for (const [id, y] of Object.entries(pub.verifyingShares)) element(suite, y, `verifying share ${id}`);
+  }
+  const PK = odd ? negateElement(VK) : VK;
+  return { odd, PK, pub: { ...pub, commitments: [PK] } as FrostPublic };
+}
+
+/**
+ * §5.4 with the Taproot adjustments: the verifying share negated with an odd-y key (here: its
+ * multiplier negated), and the commitment share negated when the group commitment R has odd y
+ * (noble's adjustGroupCommitmentShare: the signer then signed with negated nonces).
+ */
+function taprootShareValid(
+  suite: FastSuite,
+  pub: FrostPublic,
+  v: EvenView,
+  s: Session,
+  id: string,
+  z: bigint,
+) {
+  const { group } = suite;
+  const Fn = group.Fn;
+  const e = s.entries.find((x) => x.id === id);
+  if (e === undefined) throw new DecodeError('InvalidIdentifier', `${id} is not in the commitment list`);
+  const Y = element(suite, pub.verifyingShares[id], `verifying share ${id}`);
+  const lhs = baseMulOrIdentity(suite, z);
+  let commShare = group.add(e.hiding, group.mul(e.binding, e.rho));
+  if (hasOddY(s.R)) commShare = negateElement(commShare);
+  const k = Fn.mul(s.c, lambda(suite, s.entries, e.x));
+  const rhs = group.add(commShare, group.mul(Y, v.odd ? Fn.neg(k) : k));
+  return lhs !== undefined && equalBytes(lhs, rhs);
+}
+
+function taprootSigning(suite: FastSuite): FrostSigning {
+  const { group } = suite;
+  const Fn = group.Fn;
+  // Round one is the plain RFC 9591 §5.1 commit: the even-y rules only apply once R is known.
+  const { commit } = makeSigning(suite);
+  return {
+    commit,
+
+    // §5.2 with noble's adjustSecret (share negated with an odd-y key) and adjustNonces (nonces
+    // negated when R has odd y, so that the aggregate signs for the even-y R of BIP340).
+    signShare(
+      secret: FrostSecret,
+      pub: FrostPublic,
+      nonces: Nonces,
+      list: NonceCommitments[],
+      msg: Uint8Array,
+    ) {
+      checkPublic(pub);
+      if (!Array.isArray(list)) throw new DecodeError('DecodeError', 'commitment list: must be an array');
+      checkCount(pub, list.length);
+      const sk = scalar(suite, secret.signingShare, 'signing share');
+      const d = scalar(suite, nonces.hiding, 'hiding nonce');
+      const e = scalar(suite, nonces.binding, 'binding nonce');
+      if (d === 0n || e === 0n) throw new ProtocolError('NonceReused', 'signing nonces already used');
+      const own = list.find((c) => c.identifier === secret.identifier);
+      if (own === undefined) throw new ProtocolError('ProtocolAborted', 'missing signer commitment');
+      // Checked against the nonces as committed, before any negation (as noble does).
+      if (!equalBytes(own.hiding, group.baseMul(d)) || !equalBytes(own.binding, group.baseMul(e))) {
+        throw new ProtocolError('ProtocolAborted', 'incorrect signer commitment');
+      }
+      const v = evenView(suite, pub);
+      const s = session(suite, v.pub, list, msg);
+      const self = s.entries.find((x) => x.id === secret.identifier)!;
+      const oddR = hasOddY(s.R);
+      const dA = oddR ? Fn.neg(d) : d;
+      const eA = oddR ? Fn.neg(e) : e;
+      const skA = v.odd ? Fn.neg(sk) : sk;
+      // z_i = d_i + e_i·ρ_i + λ_i·s_i·c
+      const z = Fn.add(
+        Fn.add(dA, Fn.mul(eA, self.rho)),
+        Fn.mul(Fn.mul(lambda(suite, s.entries, self.x), skA), s.c),
+      );
+      nonces.hiding.fill(0);
+      nonces.binding.fill(0);
+      return Fn.toBytes(z) as ReturnType<FROST['signShare']>;
+    },
+
+    verifyShare(pub: FrostPublic, list: NonceCommitments[], msg: Uint8Array, id: string, share: Uint8Array) {
+      checkPublic(pub);
+      identifier(suite, id);
+      const z = scalar(suite, share, 'signature share');
+      const v = evenView(suite, pub);
+      return taprootShareValid(suite, pub, v, session(suite, v.pub, list, msg), id, z);
+    },
+
+    // §5.3: the aggregate x(R) || z is checked as a BIP340 signature under the even-y key; only if
+    // that fails is every share checked (§5.4) and the invalid ones named (`cheaters`).
+    aggregate(
+      pub: FrostPublic,
+      list: NonceCommitments[],
+      msg: Uint8Array,
+      shares: Record<string, Uint8Array>,
+    ) {
+      checkPublic(pub);
+      const fail = (cheaters: string[]) =>
+        Object.assign(new ProtocolError('InvalidSignature', 'aggregation failed'), { cheaters });
+      if (!Array.isArray(list) || typeof shares !== 'object' || shares === null) throw fail([]);
+      const v = evenView(suite, pub);
+      if (list.length < pub.signers.min || list.length > pub.signers.max) throw fail([]);
+      const ids = list.map((c) => c.identifier);
+      if (new Set(ids).size !== ids.length || ids.length !== Object.keys(shares).length) throw fail([]);
+      for (const id of ids) {
+        if (!Object.hasOwn(shares, id) || !Object.hasOwn(pub.verifyingShares, id)) throw fail([]);
+      }
+      const s = session(suite, v.pub, list, msg);
+      const zs = new Map<string, bigint>();
+      let z = Fn.ZERO;
+      for (const id of ids) {
+        const zi = scalar(suite, shares[id], `signature share ${id}`);
+        zs.set(id, zi);
+        z = Fn.add(z, zi);
+      }
+      const sig = suite.encodeSignature(s.R, z);
+      // The challenge of this session is BIP340's for (x(R), x(PK), msg): no need to hash again.
+      if (bip340Equation(sig, v.PK, s.c)) return sig as ReturnType<FROST['aggregate']>;
+      const cheaters = ids.filter((id) => !taprootShareValid(suite, pub, v, s, id, zs.get(id)!));
+      throw fail(cheaters);
+    },
+  };
+}
+
 const signing = new Map<KeySpecName, FrostSigning>();
 
 /** The fast implementation of `spec`'s signing operations, or undefined if the suite has none. */
@@ -354,7 +545,7 @@ export function fastFrost(spec: KeySpec): FrostSigning | undefined {
   if (f === undefined) {
     const suite = suiteOf(spec);
     if (suite === undefined) return undefined;
-    f = makeSigning(suite);
+    f = spec.name === 'FROST_SECP256K1_TR' ? taprootSigning(suite) : makeSigning(suite);
     signing.set(spec.name, f);
   }
   return f;
