@@ -11,6 +11,17 @@ import { benchProtocol, renderProtocol } from '../scripts/bench.ts';
 import { OUR_OPERATIONS, type ProtocolResults, runMachines } from '../scripts/bench/protocol.ts';
 import { lineChart } from '../scripts/bench/report.ts';
 import { percentile, summarize } from '../scripts/bench/stats.ts';
+import { createServer, type Server } from 'node:http';
+import { type CpuProfile, summarizeProfile } from '../scripts/bench/cpuprofile.ts';
+import { closedLoop, LoadClient, sequential, signRequest } from '../scripts/bench/load.ts';
+import {
+  quickPlan,
+  type ServiceResults,
+  serviceCharts,
+  serviceMarkdown,
+  startBaseline,
+  targetChecks,
+} from '../scripts/bench/service.ts';
 import { KEY_SPECS } from '../protocol/suites.ts';
 import { asEpoch, asKeyId, asParticipantId, asSessionId, type ParticipantId } from '../protocol/ids.ts';
 import type { Envelope, Machine, Step } from '../protocol/machine.ts';
@@ -193,5 +204,186 @@ describe('stats', () => {
     });
     expect(svg.match(/<path /g)?.length).toBe(2);
     expect(svg).toContain('b&lt;c');
+  });
+});
+
+// ---- service benchmark pieces (the devnet run itself is `npm run bench -- service --quick`) -----
+
+describe('service benchmark: load generator', () => {
+  let server: Server;
+  let url: string;
+  const sockets = new Set<unknown>();
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        const ok = req.url !== '/fail' && req.headers.authorization === 'Bearer t';
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+        setTimeout(
+          () => res.end(JSON.stringify(ok ? { echo: JSON.parse(body || '{}') } : { code: 'Busy' })),
+          2,
+        );
+      });
+    });
+    server.on('connection', (s) => sockets.add(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server.close(r));
+  });
+
+  it('keeps one connection per client and counts answers in the window', async () => {
+    sockets.clear();
+    const r = await closedLoop({ url, token: 't' }, signRequest('k'), {
+      concurrency: 4,
+      durationMs: 300,
+      warmupMs: 50,
+    });
+    expect(r.errors).toBe(0);
+    expect(r.ok).toBeGreaterThan(10);
+    expect(r.perSecond).toBeCloseTo(r.ok / 0.3, 6);
+    expect(r.latencyMs.p50).toBeGreaterThanOrEqual(2);
+    expect(sockets.size).toBeLessThanOrEqual(4);
+  });
+
+  it('sends a fresh 32-byte message per request, and counts failures with their code', async () => {
+    const c = new LoadClient({ url, token: 't' });
+    const spec = signRequest('k');
+    const a = await c.call(spec.method, spec.path, spec.body());
+    const b = await c.call(spec.method, spec.path, spec.body());
+    c.close();
+    const msg = (x: { body: unknown }) => (x.body as { echo: { message: string } }).echo.message;
+    expect(msg(a)).toMatch(/^[0-9a-f]{64}$/);
+    expect(msg(a)).not.toBe(msg(b));
+    const bad = await sequential(
+      { url, token: 't' },
+      { method: 'POST', path: '/fail', body: () => ({}) },
+      { count: 3 },
+    );
+    expect(bad.ok).toBe(0);
+    expect(bad.errors).toBe(3);
+    expect(bad.errorSamples[0]).toBe('503 Busy');
+  });
+
+  it('signs through the single-key baseline server (real coordinator app over LocalCluster)', async () => {
+    const b = await startBaseline();
+    try {
+      const c = new LoadClient(b.target);
+      const created = await c.call('POST', '/v1/keys', {
+        keySpec: 'FROST_ED25519',
+        threshold: 3,
+        participants: 5,
+      });
+      c.close();
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const keyId = (created.body as { keyId: string }).keyId;
+      const r = await sequential(b.target, signRequest(keyId), { count: 3 });
+      expect(r.errors).toBe(0);
+      expect(r.ok).toBe(3);
+    } finally {
+      await b.stop();
+    }
+  }, 30_000);
+});
+
+describe('service benchmark: profile summary and report', () => {
+  it('sums self time by function and package, apart from idle, and can keep only the last part', () => {
+    const frame = (functionName: string, url: string) => ({
+      functionName,
+      url,
+      lineNumber: 0,
+      columnNumber: 0,
+    });
+    const profile: CpuProfile = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)', ''), children: [2, 3, 4] },
+        { id: 2, callFrame: frame('(idle)', '') },
+        {
+          id: 3,
+          callFrame: frame('mod', 'file:///x/node_modules/@noble/curves/abstract/modular.js'),
+          children: [],
+        },
+        { id: 4, callFrame: frame('signShare', 'file:///work/main/protocol/sign.ts') },
+      ],
+      startTime: 0,
+      endTime: 10_000,
+      samples: [3, 3, 4, 2, 3],
+      timeDeltas: [0, 1000, 1000, 1000, 1000],
+    };
+    const s = summarizeProfile(profile, 'p');
+    expect(s.idleMs).toBe(1);
+    expect(s.busyMs).toBe(3);
+    expect(s.functions.map((f) => [f.name, f.ms])).toEqual([
+      ['mod', 2],
+      ['signShare', 1],
+    ]);
+    expect(s.packages.map((p) => p.name)).toEqual(['@noble/curves', 'ours: protocol/']);
+    // Samples at t = 0, 1, 2, 3, 4 ms; the last 7.5 ms of a 10 ms profile start at 2.5 ms.
+    const tail = summarizeProfile(profile, 'p', 25, 7.5);
+    expect(tail.busyMs).toBe(0);
+    expect(tail.idleMs).toBe(1);
+  });
+
+  it('renders the section, the targets and the charts from results', () => {
+    const lat = summarize([1, 2, 3]);
+    const load = (c: number, ps: number) => ({
+      concurrency: c,
+      ok: ps,
+      errors: 0,
+      errorSamples: [],
+      windowS: 1,
+      perSecond: ps,
+      latencyMs: lat,
+    });
+    const row = (system: 'devnet' | 'baseline', ps: number) => ({
+      system,
+      keySpec: 'FROST_ED25519' as const,
+      size: { t: 3, n: 5 },
+      sequential: load(1, 100),
+      load: [load(1, ps), load(8, ps * 2)],
+    });
+    const plan = quickPlan();
+    const r: ServiceResults = {
+      plan: { ...plan, concurrency: [1, 8], keyEventReps: { 3: 1 } },
+      sign: [row('devnet', 50), row('baseline', 200)],
+      keyEvents: [
+        {
+          operation: 'dkg',
+          keySpec: 'FROST_ED25519',
+          from: { t: 3, n: 5 },
+          devnetNodes: 5,
+          reps: 1,
+          latencyMs: lat,
+        },
+      ],
+      keyCount: [{ keysStored: 100, latencyMs: lat, errors: 0 }],
+      profiles: [],
+      notes: ['n'],
+    };
+    const checks = targetChecks(r);
+    const dkg = checks.find((c) => c.what.startsWith('DKG 3-of-5'));
+    expect(dkg?.met).toBe(true);
+    expect(checks.find((c) => c.what.includes('sequential p50 / baseline'))?.measured).toMatch(/^1\.0x/);
+    expect(checks.find((c) => c.what.startsWith('reshare'))?.met).toBeNull();
+    const md = serviceMarkdown(r, 1);
+    for (const s of [
+      '## Service, end to end',
+      'QUICK RUN',
+      '| FROST_ED25519 | devnet | 3-of-5 |',
+      'keys stored',
+      'bulk path',
+    ])
+      expect(md).toContain(s);
+    const charts = serviceCharts(r);
+    expect(Object.keys(charts).sort()).toEqual([
+      'service-keyevents-vs-n.svg',
+      'service-latency-vs-concurrency.svg',
+      'service-throughput-vs-concurrency.svg',
+    ]);
+    for (const svg of Object.values(charts)) expect(svg).not.toMatch(/NaN|Infinity/);
   });
 });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { findSoftHsmLibrary, SOFTHSM_INSTALL_HINT } from '../../node/softhsm.ts';
-import { NODE_BIN, type ProcessSpec, ROOT, readProcesses, stopProcess } from '../devnet-lib.ts';
+import { NODE_BIN, type ProcessSpec, ROOT, readProcesses, startProcess, stopProcess } from '../devnet-lib.ts';
 
 const run = promisify(execFile);
 
@@ -40,6 +40,12 @@ export type BenchDevnet = {
   token: string;
   /** Starts every process (again) with the state in `dir`; resolves when all nodes are reachable. */
   start(): Promise<void>;
+  /**
+   * Starts every process directly (no `/v1/nodes` readiness check) and waits until `ready()` is
+   * true: with many keys stored the node status RPC outgrows the transport's message limit, so
+   * the devnet script's readiness check cannot pass (see the key-count notes in service.md).
+   */
+  startProcesses(ready: () => Promise<boolean>, timeoutMs?: number): Promise<void>;
   /** SIGTERM to every process (a clean exit, so `--cpu-prof` files are written), then SIGKILL. */
   stop(): Promise<void>;
   /** Adds env to the named processes for their next start (e.g. NODE_OPTIONS=--cpu-prof). */
@@ -79,6 +85,15 @@ export async function createBenchDevnet(nodes: number): Promise<BenchDevnet> {
         throw new Error(`devnet did not start: ${err.stderr ?? String(e)}`);
       }
       d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+    },
+    startProcesses: async (ready, timeoutMs = 120_000) => {
+      for (const p of readProcesses(dir)) startProcess(dir, p, { detached: true });
+      const until = Date.now() + timeoutMs;
+      while (Date.now() < until) {
+        if (await ready().catch(() => false)) return;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      throw new Error(`devnet in ${dir} not ready after ${timeoutMs} ms`);
     },
     stop: async () => {
       let procs: ProcessSpec[] = [];

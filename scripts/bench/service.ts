@@ -12,7 +12,17 @@
  * 15-node devnet for DKG and reshare at n = 9, 15 and reshare 3-of-5 -> 4-of-7.
  */
 import { fork } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -53,10 +63,10 @@ export function fullPlan(): ServicePlan {
       { t: 2, n: 3 },
       { t: 3, n: 5 },
     ],
-    sequentialCount: 300,
+    sequentialCount: 200,
     warmup: 30,
     concurrency: [1, 8, 32, 128],
-    loadMs: 5_000,
+    loadMs: 4_000,
     loadWarmupMs: 1_000,
     keyEventN: [3, 5],
     bigDevnet: { nodes: 15, keyEventN: [9, 15] },
@@ -186,7 +196,11 @@ async function signPhase(
 }
 
 /** Starts the baseline server as a child process; resolves with its target and a stop function. */
-async function startBaseline(): Promise<{ target: HttpTarget; stop: () => Promise<void>; dir: string }> {
+export async function startBaseline(): Promise<{
+  target: HttpTarget;
+  stop: () => Promise<void>;
+  dir: string;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'tkms-baseline-'));
   const token = randomBytes(24).toString('hex');
   const child = fork(join(import.meta.dirname, 'baseline-server.ts'), [], {
@@ -215,6 +229,17 @@ async function startBaseline(): Promise<{ target: HttpTarget; stop: () => Promis
 }
 
 const target = (d: BenchDevnet): HttpTarget => ({ url: d.url, token: d.token });
+
+/** Readiness for the restarts: one signature with `keyId` answers 200. */
+async function signsOk(t: HttpTarget, keyId: string): Promise<boolean> {
+  const c = new LoadClient(t);
+  try {
+    const spec = signRequest(keyId);
+    return (await c.call(spec.method, spec.path, spec.body())).status === 200;
+  } finally {
+    c.close();
+  }
+}
 
 async function keyEventsOn(
   d: BenchDevnet,
@@ -298,7 +323,7 @@ async function profilePhase(
   mkdirSync(profDir, { recursive: true });
   await d.stop();
   d.setEnv(['coordinator', 'node-1'], { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` });
-  await d.start();
+  await d.startProcesses(() => signsOk(target(d), keyId));
   const pids = new Map<number, string>();
   for (const name of ['coordinator', 'node-1']) {
     const pid = readPid(d.dir, name);
@@ -382,7 +407,7 @@ export async function runServiceBench(
           `bulk path: ${count - keysStored} cloned key records written in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
         );
         keysStored = count;
-        await d.start();
+        await d.startProcesses(() => signsOk(target(d), refKey));
       }
       const r = await sequential(target(d), signRequest(refKey), {
         count: plan.keyCountSigns,
@@ -617,9 +642,31 @@ export function serviceCharts(r: ServiceResults): Record<string, string> {
   };
 }
 
+/** The hand-written reading of the profile (profile/ANALYSIS.md), when present: quoted in service.md. */
+function analysisOf(out: string): string[] {
+  const f = join(out, 'profile', 'ANALYSIS.md');
+  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n') : [];
+}
+
+/** Rewrites service.md, the charts and SUMMARY.md from a saved service.json (no measuring). */
+export function renderService(opts: { out: string }, log: (line: string) => void = console.log): void {
+  const file = JSON.parse(readFileSync(join(opts.out, 'service.json'), 'utf8')) as BenchFile<ServiceResults>;
+  const written = writeResults(
+    file,
+    serviceMarkdown(file.data, file.durationS, analysisOf(opts.out)),
+    serviceCharts(file.data),
+    opts.out,
+  );
+  for (const c of targetChecks(file.data))
+    log(
+      `  ${c.met === null ? 'n/a ' : c.met ? 'MET ' : 'MISS'}  ${c.what}: ${c.measured} (target ${c.target})`,
+    );
+  for (const w of written) log(`wrote ${w}`);
+}
+
 /** Runs the service benchmark and writes service.json, service.md, the charts and SUMMARY.md. */
 export async function benchService(
-  opts: { quick: boolean; out: string; analysis?: string[] },
+  opts: { quick: boolean; out: string },
   log: (line: string) => void = console.log,
 ): Promise<ServiceResults> {
   const machine = machineInfo();
@@ -641,7 +688,7 @@ export async function benchService(
   };
   const written = writeResults(
     file,
-    serviceMarkdown(results, durationS, opts.analysis),
+    serviceMarkdown(results, durationS, analysisOf(opts.out)),
     serviceCharts(results),
     opts.out,
   );
