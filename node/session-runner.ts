@@ -163,7 +163,9 @@ export class SessionRunner {
           }
         }
         if (step.done !== undefined) {
-          await Promise.all(sends);
+          // Done means delivered: every message this member ever sent in the session (e.g. its
+          // confirmation) has reached its peers before the caller sees success.
+          await Promise.all([...sends, ...sendChains.values()]);
           finish(undefined, step.done);
           return;
         }

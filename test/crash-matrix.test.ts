@@ -171,7 +171,7 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
   let counter = 0;
 
   beforeAll(async () => {
-    net = await createCrashNet(3, { sessionTimeoutMs: 2_500, signTimeoutMs: 2_500 });
+    net = await createCrashNet(3, { sessionTimeoutMs: 5_000, signTimeoutMs: 4_000 });
   }, 120_000);
   afterAll(async () => {
     await net?.close();

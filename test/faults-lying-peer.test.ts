@@ -69,7 +69,7 @@ describe('lying peer with a valid node identity (real libp2p, in-process daemons
   };
 
   beforeAll(async () => {
-    c = await startTestCluster(4, { sessionTimeoutMs: 3_000 });
+    c = await startTestCluster(4, { sessionTimeoutMs: 5_000 });
     // Made while every node is honest: the state the liar must not disturb.
     k0 = await c.cluster.createKey({ keyId: 'k0', keySpec: SPEC, threshold: 2, participants: ALL });
     liar = await startLyingPeer(c, 'node-4', { keySpec: SPEC });

@@ -16,7 +16,7 @@ import { type Devnet, createDevnet } from './helpers/devnet-process.ts';
 
 const run = promisify(execFile);
 const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
-const DEADLINE_MS = 3_000;
+const DEADLINE_MS = 5_000;
 
 async function waitReachable(d: Devnet, count: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
@@ -77,7 +77,7 @@ describe('partitions: a node paused with SIGSTOP past the deadline (real process
         const s = await d.api('POST', `/v1/keys/${key.keyId}/sign`, { message: hex(`frozen ${i}`) });
         expect(s.status, JSON.stringify(s.body)).toBe(200);
         expect(s.body.signers).not.toContain('node-3');
-        expect(performance.now() - t0).toBeLessThan(10_000);
+        expect(performance.now() - t0).toBeLessThan(30_000);
         for (const b of s.body.excluded) named.push(`${b.participant}/${b.reason}`);
       }
       expect(named).toContain('node-3/unresponsive');
@@ -90,7 +90,7 @@ describe('partitions: a node paused with SIGSTOP past the deadline (real process
         threshold: 2,
         alias: 'net-dkg',
       });
-      expect(performance.now() - t1).toBeLessThan(20_000);
+      expect(performance.now() - t1).toBeLessThan(40_000);
       expect(dkg.status).toBeGreaterThanOrEqual(500);
       expect(
         dkg.body.culprits?.map(

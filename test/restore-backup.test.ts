@@ -21,7 +21,7 @@ const codeOf = (e: unknown) => (isKmsError(e) ? e.code : String(e));
 describe('restore a node from an old backup (F-34)', () => {
   let net: CrashNet;
   beforeAll(async () => {
-    net = await createCrashNet(3, { sessionTimeoutMs: 2_500, signTimeoutMs: 2_500 });
+    net = await createCrashNet(3, { sessionTimeoutMs: 5_000, signTimeoutMs: 4_000 });
   }, 120_000);
   afterAll(async () => {
     await net?.close();
