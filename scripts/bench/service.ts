@@ -432,6 +432,15 @@ export async function runServiceBench(
       await big.start();
       keyEvents.push(...(await keyEventsOn(big, plan.bigDevnet.keyEventN, plan, log)).rows);
       keyEvents.push(await reshareFiveToSeven(big, plan, log));
+    } catch (e) {
+      // Best effort: a big devnet that does not come up must not lose the rest of the run.
+      const msg = `the ${plan.bigDevnet.nodes}-node devnet phase failed: ${
+        String((e as Error).message)
+          .split('\n')
+          .slice(-1)[0]
+      }`;
+      notes.push(msg);
+      log(msg);
     } finally {
       await big.dispose();
     }
