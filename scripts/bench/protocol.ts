@@ -606,6 +606,10 @@ export const OUR_OPERATIONS: readonly OurOperation[] = [
       const signerSign = fn<SignModule['signerSign']>(mod, 'signerSign');
       const aggregate = fn<SignModule['aggregate']>(mod, 'aggregate');
       if (!signerCommit || !signerSign || !aggregate) return null;
+      // Every party runs in its own process in production: forget the points another party
+      // already checked, so each party is charged its own checks (protocol/fast-sign.ts cache).
+      const fast = await optionalModule('../../protocol/fast-sign.ts');
+      const forget = fn<() => void>(fast, 'forgetValidatedElements') ?? (() => {});
       // Not a message machine but lock-step functions: every signer commits (RFC 9591 §5.1), checks
       // the commitment list and signs (§5.2); the coordinator aggregates (§5.3/5.4). Keys come from
       // noble's trusted dealer, as in the noble rows.
@@ -618,16 +622,19 @@ export const OUR_OPERATIONS: readonly OurOperation[] = [
           const secret = dealt.secretShares[id];
           if (!secret) throw new Error(`no share for ${id}`);
           const key: Key = { public: dealt.public, secret };
+          forget();
           const { value, sample } = timed(() => signerCommit({ spec, key, epoch }));
           logRound(log, 'sign.commit', size.t, sample);
           return value;
         });
         const commitments = states.map((s) => s.commitment);
         const shares = states.map((s) => {
+          forget();
           const { value, sample } = timed(() => signerSign(s.state, { message: MESSAGE, commitments }));
           logRound(log, 'sign.share', size.t, sample);
           return value;
         });
+        forget();
         const { value: sig, sample } = timed(() =>
           aggregate({ spec, public: dealt.public, epoch, commitments, shares, message: MESSAGE }),
         );
