@@ -403,8 +403,26 @@ export async function startCoordinator(opts: {
     });
   }
   built.sweeper.start();
+  await recoverInterruptedCreates(built.context, built.app.log);
   const addr = built.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : opts.config.port;
   const host = opts.config.host.includes(':') ? `[${opts.config.host}]` : opts.config.host;
   return { ...built, url: `http://${host}:${port}` };
+}
+
+/**
+ * A key still `Creating` at start-up belongs to a DKG this coordinator never finished answering
+ * (it crashed mid-DKG, threats F-04). Its creator never got the key, so it is not adopted: the
+ * nodes are told to destroy whatever they hold of it (best effort: an unreachable node keeps an
+ * orphaned share that no key record points to), the alias is freed, and the outcome is audited.
+ */
+export async function recoverInterruptedCreates(ctx: AppContext, log: { warn: (o: object, m: string) => void }): Promise<number> {
+  const stuck = await ctx.keys.inState('Creating');
+  for (const rec of stuck) {
+    await ctx.cluster.destroyKey({ keyId: rec.keyId }).catch(() => undefined);
+    await ctx.keys.releaseAlias(rec, null);
+    await ctx.audit.append({ kind: 'recovery', event: 'key.create.interrupted', keyId: rec.keyId, outcome: 'discarded' });
+    log.warn({ keyId: rec.keyId }, 'discarded a key left Creating by an interrupted DKG');
+  }
+  return stuck.length;
 }
