@@ -115,6 +115,25 @@ describe('node daemons over real libp2p', () => {
     expect(back.signature).toHaveLength(64);
   });
 
+  it('nodes enforce the key state themselves: a disabled or pending-deletion key does not sign', async () => {
+    const k = await c.cluster.createKey({
+      keyId: 'key-states',
+      keySpec: 'FROST_SECP256K1_TR',
+      threshold: 2,
+      participants: ['node-1', 'node-2', 'node-3'],
+    });
+    const m = enc('state check');
+    for (const state of ['Disabled', 'PendingDeletion'] as const) {
+      await c.cluster.setKeyState({ keyId: k.keyId, state });
+      // Straight to the nodes, past the coordinator's own state check: every member refuses.
+      const err = await c.cluster.sign({ key: k, message: m }).catch((e: unknown) => e);
+      expect(isKmsError(err) && err.code).toBe('QuorumUnavailable');
+      expect(JSON.stringify((err as { culprits: unknown }).culprits)).toContain('InvalidKeyState');
+    }
+    await c.cluster.setKeyState({ keyId: k.keyId, state: 'Enabled' });
+    expect(independentVerify(k, m, (await c.cluster.sign({ key: k, message: m })).signature)).toBe(true);
+  });
+
   it('keeps no unsealed share in the LevelDB files', async () => {
     await c.stopNode('node-2');
     try {
