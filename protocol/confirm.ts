@@ -11,7 +11,8 @@
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
 import { concatBytes, utf8ToBytes } from './bytes.ts';
-import { decodeElement, decodeScalar, encodeScalar } from './elements.ts';
+import { decodeScalar, encodeScalar } from './elements.ts';
+import { type Group, groupOf, randomScalar as drawScalar } from './group.ts';
 import type { KeySpec } from './suites.ts';
 
 /** Length-prefixed concatenation so that no two different item lists hash alike. */
@@ -39,18 +40,20 @@ export type Confirmation = {
 /**
  * Proves knowledge of `share` (whose public point is `verifyingShare`) bound to `context`
  * (callers pass session id, participant id, transcript hash and group element, framed).
- * `randomScalar` comes from the suite (`spec.frost.utils.randomScalar`) unless a test injects one.
+ * `randomScalar` is noble's sampler (protocol/group.ts) unless a test injects one. The nonce only
+ * meets a constant-time fixed-base multiply (protocol/group.ts).
  */
 export function confirm(
   spec: KeySpec,
   share: bigint,
   verifyingShare: Uint8Array,
   context: Uint8Array,
-  randomScalar: () => Uint8Array = () => spec.frost.utils.randomScalar(),
+  randomScalar: () => Uint8Array = () => spec.Point.Fn.toBytes(drawScalar(spec)),
+  g: Group = groupOf(spec),
 ): Confirmation {
   const Fn = spec.Point.Fn;
   const k = decodeScalar(spec, randomScalar(), 'nonce');
-  const R = spec.Point.BASE.multiply(k).toBytes();
+  const R = g.baseMul(k).toBytes();
   const c = challenge(spec, context, R, verifyingShare);
   const z = Fn.add(k, Fn.mul(c, share));
   return { R, z: encodeScalar(spec, z) };
@@ -62,14 +65,15 @@ export function verifyConfirmation(
   verifyingShare: Uint8Array,
   context: Uint8Array,
   c: Confirmation,
+  g: Group = groupOf(spec),
 ): boolean {
   try {
-    const Y = decodeElement(spec, verifyingShare, 'verifying share');
-    const R = decodeElement(spec, c.R, 'confirmation R');
+    const Y = g.decode(verifyingShare, 'verifying share');
+    const R = g.decode(c.R, 'confirmation R');
     const z = decodeScalar(spec, c.z, 'confirmation z', false);
     const ch = challenge(spec, context, c.R, verifyingShare);
     // Public inputs only: the variable-time multiply is safe here and several times faster.
-    return spec.Point.BASE.multiplyUnsafe(z).equals(R.add(Y.multiplyUnsafe(ch)));
+    return g.baseMul(z).equals(R.add(Y.multiplyUnsafe(ch)));
   } catch {
     return false;
   }

@@ -18,7 +18,7 @@
  * Messages that arrive for a later round are buffered. The state object is owned by the machine:
  * `receive` updates it in place and returns it (noble's DKG secret package is mutable anyway).
  */
-import type { DKG_Round1, DKG_Secret, Key } from '@noble/curves/abstract/frost.js';
+import type { DKG_Round1, DKG_Secret, Key, RNG } from '@noble/curves/abstract/frost.js';
 import { numberToBytesBE } from '@noble/curves/utils.js';
 import { concatBytes, equalBytes, fromHex, toHex, utf8ToBytes } from './bytes.ts';
 import { assertBinding, encodeEnvelope, readBytes, readBytesArray, readMap } from './codec.ts';
@@ -31,6 +31,8 @@ import {
 } from './confirm.ts';
 import { decodeElement, decodeIdentifier, decodeScalar } from './elements.ts';
 import { type Blame, type BlameReason, DecodeError, KmsError, ProtocolError, misbehaved } from './errors.ts';
+import { dkgRounds } from './fast-dkg.ts';
+import { type Backend, groupOf, randomScalar } from './group.ts';
 import { asEpoch, type KeyId, type ParticipantId, type SessionId } from './ids.ts';
 import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
 import { type KeySpec, publicKeyFromGroupElement } from './suites.ts';
@@ -47,6 +49,13 @@ export type DkgConfig = {
   /** The whole committee, including `self`. */
   readonly participants: readonly ParticipantId[];
   readonly threshold: number;
+  /**
+   * Group arithmetic: 'native' (default; protocol/fast-dkg.ts where the suite has a fast backend)
+   * or 'noble' (noble's own DKG, the reference the equality tests run beside it).
+   */
+  readonly backend?: Backend;
+  /** Randomness source (tests inject a seeded one to compare backends); default CSPRNG. */
+  readonly rng?: RNG;
 };
 
 export type DkgResult = {
@@ -138,6 +147,9 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
   validateConfig(cfg);
   const { spec, self, threshold } = cfg;
   const frost = spec.frost;
+  const g = groupOf(spec, cfg.backend);
+  const DKG = dkgRounds(spec, cfg.backend);
+  const nonce = () => spec.Point.Fn.toBytes(randomScalar(spec, cfg.rng));
   const n = cfg.participants.length;
   const others = cfg.participants.filter((p) => p !== self);
   const members = new Set<string>(cfg.participants);
@@ -175,31 +187,28 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
         },
       ]);
     }
-    // Only the constant term is decoded here (the proof below needs it); noble's round2 validates
-    // the others, and on failure `round2` decodes them one by one to name the sender.
+    // Only the constant term is decoded here (the proof below needs it); round2 validates the
+    // others (each encoding once: group.ts caches), and on failure `round2` decodes them one by one
+    // to name the sender.
     for (const [i, c] of commitment.entries()) {
       if (!(c instanceof Uint8Array) || c.length !== spec.elementLength)
         decodeElement(spec, c, `body.commitment[${i}]`);
     }
-    decodeElement(spec, commitment[0]!, 'body.commitment[0]');
+    g.decode(commitment[0]!, 'body.commitment[0]');
     // noble's PoK is a signature in the suite's encoding (BIP340: x-only R, even Y implied).
     const pok = readBytes(env.body, 'pok', spec.signatureLength);
     const pokR = pok.subarray(0, spec.signatureLength - spec.scalarLength);
-    decodeElement(
-      spec,
-      spec.signatureEncoding === 'bip340' ? concatBytes(Uint8Array.of(2), pokR) : pokR,
-      'body.pok.R',
-    );
+    g.decode(spec.signatureEncoding === 'bip340' ? concatBytes(Uint8Array.of(2), pokR) : pokR, 'body.pok.R');
     decodeScalar(spec, pok.subarray(spec.signatureLength - spec.scalarLength), 'body.pok.z', false);
     const proofMap = readMap(env.body, 'proof');
     const proof = {
       R: readBytes(proofMap, 'R', spec.elementLength),
       z: readBytes(proofMap, 'z', spec.scalarLength),
     };
-    decodeElement(spec, proof.R, 'body.proof.R');
+    g.decode(proof.R, 'body.proof.R');
     decodeScalar(spec, proof.z, 'body.proof.z', false);
     const { encoded, digest } = digestOf(env);
-    if (!verifyConfirmation(spec, commitment[0]!, r1ProofContext(cfg, from, commitment[0]!), proof)) {
+    if (!verifyConfirmation(spec, commitment[0]!, r1ProofContext(cfg, from, commitment[0]!), proof, g)) {
       throw misbehaved('dkg.r1: session-bound proof of knowledge does not verify', [
         { participant: from, reason: 'bad-proof-of-knowledge', round: 'dkg.r1', evidence: toHex(encoded) },
       ]);
@@ -223,7 +232,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
   const round2 = (state: DkgState) => {
     const pkgs = others.map((p) => state.r1.get(p)!.pkg);
     try {
-      return frost.DKG.round2(state.secret, pkgs);
+      return DKG.round2(state.secret, pkgs);
     } catch (e) {
       for (const p of others) {
         for (const [i, c] of state.r1.get(p)!.pkg.commitment.entries()) {
@@ -324,7 +333,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
     const round2 = others.map((p) => ({ identifier: p, signingShare: state.r2.get(p)! }));
     let key: Key;
     try {
-      key = frost.DKG.round3(state.secret, round1, round2);
+      key = DKG.round3(state.secret, round1, round2);
     } catch (e) {
       // noble checks every share but its error does not say whose: find the culprit share by share.
       checkShares(state);
@@ -332,7 +341,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
     }
     const groupElement = key.public.commitments[0]!;
     try {
-      decodeElement(spec, groupElement, 'group key'); // S-04 (d): never accept the identity
+      g.decode(groupElement, 'group key'); // S-04 (d): never accept the identity
     } catch (e) {
       throw new ProtocolError('ProtocolAborted', 'dkg: the group key is not a valid element', { cause: e });
     }
@@ -357,6 +366,8 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
         groupElement,
         epoch: 0,
       }),
+      nonce,
+      g,
     );
     state.confirm.set(self, proof);
     state.phase = 'confirm';
@@ -377,7 +388,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
         groupElement,
         epoch: 0,
       });
-      if (!verifyConfirmation(spec, key.public.verifyingShares[p]!, ctx, c)) {
+      if (!verifyConfirmation(spec, key.public.verifyingShares[p]!, ctx, c, g)) {
         bad.push({
           participant: p,
           reason: 'bad-confirmation',
@@ -476,7 +487,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
           R: readBytes(env.body, 'R', spec.elementLength),
           z: readBytes(env.body, 'z', spec.scalarLength),
         };
-        decodeElement(spec, c.R, 'body.R');
+        g.decode(c.R, 'body.R');
         decodeScalar(spec, c.z, 'body.z', false);
         state.confirm.set(from, c);
         break;
@@ -488,9 +499,9 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
   return {
     self,
     start() {
-      const { public: pub, secret } = frost.DKG.round1(self, signers);
+      const { public: pub, secret } = DKG.round1(self, signers, undefined, cfg.rng);
       const c0 = pub.commitment[0]!;
-      const proof = confirm(spec, secret.coefficients![0]!, c0, r1ProofContext(cfg, self, c0));
+      const proof = confirm(spec, secret.coefficients![0]!, c0, r1ProofContext(cfg, self, c0), nonce, g);
       const env: Envelope<DkgBody> = {
         header: header('dkg.r1', '*'),
         body: { commitment: pub.commitment, pok: pub.proofOfKnowledge, proof: { R: proof.R, z: proof.z } },
@@ -524,7 +535,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
               : new ProtocolError('ProtocolAborted', 'dkg: unexpected failure', { cause: e });
         if (err instanceof ProtocolError && state.phase !== 'done') {
           state.phase = 'done';
-          frost.DKG.clean(state.secret);
+          DKG.clean(state.secret);
         }
         throw err;
       }
