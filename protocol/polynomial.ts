@@ -1,12 +1,15 @@
 /**
  * Shamir/Feldman arithmetic shared by the key events (refresh, reshare, repair): Lagrange
  * coefficients, polynomial evaluation, and checks of a share against Feldman commitments.
- * Sampling and commitment of polynomials is noble's (`frost.utils.generateSecretPolynomial`);
- * noble keeps its interpolation and VSS evaluation internal, so the few lines here restate them
- * (RFC 9591 §4.2 derive_interpolating_value, Appendix C.2 vss_verify).
+ * noble keeps its sampling, interpolation and VSS evaluation internal, so the few lines here restate
+ * them (RFC 9591 §4.2 derive_interpolating_value, Appendix C.2 vss_verify) on protocol/group.ts:
+ * native backends where the suite has one (commitments and checks were ~75% of a key event's CPU
+ * in noble), noble otherwise. Coefficients are drawn as noble draws them (group.ts randomScalar).
  */
+import type { RNG } from '@noble/curves/abstract/frost.js';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { ProtocolError } from './errors.ts';
+import { type Elem, type Group, groupOf, randomScalar } from './group.ts';
 import type { KeySpec } from './suites.ts';
 
 /** A participant identifier (noble's canonical hex) as a field element. */
@@ -50,37 +53,57 @@ export function evaluatePolynomial(spec: KeySpec, coefficients: readonly bigint[
 /**
  * Σ_k x^k·C_k for public commitments (variable-time is fine: all inputs are public).
  * `first` is the power of x of commitments[0]: 1 for zero-sharings that omit the identity C_0.
+ * The commitments are elements of `g` (decoded once by the caller).
  */
-export function evaluateCommitments(spec: KeySpec, commitments: readonly any[], x: bigint, first = 0): any {
-  let acc = spec.Point.ZERO;
-  for (let k = commitments.length - 1; k >= 0; k--) acc = acc.multiplyUnsafe(x).add(commitments[k]);
+export function evaluateCommitments(
+  spec: KeySpec,
+  commitments: readonly Elem[],
+  x: bigint,
+  first = 0,
+  g: Group = groupOf(spec),
+): Elem {
+  let acc = g.ZERO;
+  for (let k = commitments.length - 1; k >= 0; k--) acc = acc.multiplyUnsafe(x).add(commitments[k]!);
   // Horner above treats commitments[0] as the x^0 term; shift when the vector starts at x^first.
   for (let k = 0; k < first; k++) acc = acc.multiplyUnsafe(x);
   return acc;
 }
 
-/** Feldman check (RFC 9591 Appendix C.2 vss_verify): share·G == Σ x^k·C_k. */
+/**
+ * Feldman check (RFC 9591 Appendix C.2 vss_verify): share·G == Σ x^k·C_k. The share is secret:
+ * it only meets the constant-time fixed-base multiply.
+ */
 export function verifyFeldman(
   spec: KeySpec,
   x: bigint,
   share: bigint,
-  commitments: readonly any[],
+  commitments: readonly Elem[],
   first = 0,
+  g: Group = groupOf(spec),
 ): boolean {
-  return spec.Point.BASE.multiply(share).equals(evaluateCommitments(spec, commitments, x, first));
+  return g.baseMul(share).equals(evaluateCommitments(spec, commitments, x, first, g));
 }
 
-/** A fresh random polynomial of degree `threshold - 1` with constant term `constant`, committed (noble). */
+/** Committed random polynomial [constant, a_1..a_{t-1}] (noble's generateSecretPolynomial draws). */
+function committed(
+  g: Group,
+  coefficients: bigint[],
+  threshold: number,
+  rng: RNG | undefined,
+): { coefficients: bigint[]; commitments: Elem[] } {
+  for (let i = 0; i < threshold - 1; i++) coefficients.push(randomScalar(g.spec, rng));
+  return { coefficients, commitments: coefficients.map((a) => g.baseMul(a)) };
+}
+
+/** A fresh random polynomial of degree `threshold - 1` with constant term `constant`, committed. */
 export function dealingPolynomial(
   spec: KeySpec,
   threshold: number,
   constant: bigint,
-): { coefficients: bigint[]; commitments: any[] } {
-  const { coefficients, commitment } = spec.frost.utils.generateSecretPolynomial(
-    { min: threshold, max: threshold },
-    spec.Point.Fn.toBytes(constant),
-  );
-  return { coefficients, commitments: commitment.map((c) => spec.Point.fromBytes(c)) };
+  g: Group = groupOf(spec),
+  rng?: RNG,
+): { coefficients: bigint[]; commitments: Elem[] } {
+  return committed(g, [constant], threshold, rng);
 }
 
 /**
@@ -91,15 +114,12 @@ export function dealingPolynomial(
 export function zeroPolynomial(
   spec: KeySpec,
   threshold: number,
-): { coefficients: bigint[]; commitments: any[] } {
-  const { coefficients, commitment } = spec.frost.utils.generateSecretPolynomial({
-    min: threshold,
-    max: threshold,
-  });
-  return {
-    coefficients: [spec.Point.Fn.ZERO, ...coefficients.slice(1)],
-    commitments: commitment.slice(1).map((c) => spec.Point.fromBytes(c)),
-  };
+  g: Group = groupOf(spec),
+  rng?: RNG,
+): { coefficients: bigint[]; commitments: Elem[] } {
+  const coefficients: bigint[] = [spec.Point.Fn.ZERO];
+  for (let i = 0; i < threshold - 1; i++) coefficients.push(randomScalar(spec, rng));
+  return { coefficients, commitments: coefficients.slice(1).map((a) => g.baseMul(a)) };
 }
 
 /** Σ scalars mod the group order. */

@@ -11,11 +11,11 @@
  * threshold is an explicit input that must equal the stored package's (S-06; ZF FROST 2.2.0 fix:
  * a refresh never changes min_signers). Rounds and messages are reshare.ts's dealing engine.
  */
-import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
+import type { FrostPublic, Key, RNG } from '@noble/curves/abstract/frost.js';
 import { numberToBytesBE } from '@noble/curves/utils.js';
 import { utf8ToBytes } from './bytes.ts';
-import { decodeElement } from './elements.ts';
 import { ProtocolError, StateError } from './errors.ts';
+import { type Backend, groupOf } from './group.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
 import type { Machine } from './machine.ts';
 import { zeroPolynomial } from './polynomial.ts';
@@ -41,6 +41,10 @@ export type RefreshConfig = {
   readonly threshold: number;
   /** Own share of the old epoch; its public package defines the committee (every member takes part). */
   readonly key: Key;
+  /** 'noble' runs the reference arithmetic (equality tests); default native where available. */
+  readonly backend?: Backend;
+  /** Randomness (tests inject a seeded one to compare backends); default CSPRNG. */
+  readonly rng?: RNG;
 };
 
 export function refreshMachine(cfg: RefreshConfig): Machine<KeyEventState, KeyEventBody, KeyEventResult> {
@@ -61,11 +65,14 @@ export function refreshMachine(cfg: RefreshConfig): Machine<KeyEventState, KeyEv
   if (committee.length !== pub.signers.max || !committee.includes(cfg.self)) {
     throw new StateError('ValidationError', 'stored public package does not list this committee');
   }
-  const oldCommitments = pub.commitments.map((c, k) => decodeElement(spec, c, `commitment ${k}`));
+  const g = groupOf(spec, cfg.backend);
+  const oldCommitments = pub.commitments.map((c, k) => g.decode(c, `commitment ${k}`));
   const t = cfg.threshold;
   const plan: DealingPlan = {
     protocol: 'refresh',
     spec,
+    group: g,
+    ...(cfg.rng ? { rng: cfg.rng } : {}),
     keyId: cfg.keyId,
     sessionId: cfg.sessionId,
     self: cfg.self,
@@ -81,7 +88,7 @@ export function refreshMachine(cfg: RefreshConfig): Machine<KeyEventState, KeyEv
       numberToBytesBE(t, 4),
       ...publicItems(pub),
     ],
-    deal: () => zeroPolynomial(spec, t),
+    deal: () => zeroPolynomial(spec, t, g, cfg.rng),
     checkDealer: () => undefined,
     combineShare: (sub) => {
       let s = Fn.fromBytes(key.secret.signingShare);
@@ -93,15 +100,15 @@ export function refreshMachine(cfg: RefreshConfig): Machine<KeyEventState, KeyEv
       const commitments = oldCommitments.map((c, k) => {
         if (k === 0) return c;
         let acc = c;
-        for (const d of committee) acc = acc.add(byDealer.get(d)![k - 1]);
+        for (const d of committee) acc = acc.add(byDealer.get(d)![k - 1]!);
         return acc;
       });
       if (commitments.some((c) => c.is0()))
         throw new ProtocolError('ProtocolAborted', 'combined commitment is the identity');
       return {
         signers: { min: t, max: committee.length },
-        commitments: commitments.map((c) => c.toBytes() as Uint8Array),
-        verifyingShares: verifyingSharesFrom(spec, commitments, committee),
+        commitments: commitments.map((c) => c.toBytes()),
+        verifyingShares: verifyingSharesFrom(spec, commitments, committee, g),
       } as FrostPublic;
     },
   };

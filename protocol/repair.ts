@@ -15,11 +15,11 @@
  * The share is the one of the current epoch: envelopes carry that epoch, and no epoch change follows
  * (the other members' shares are unchanged). Rounds: `repair.delta`, `repair.sigma`.
  */
-import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
+import type { FrostPublic, Key, RNG } from '@noble/curves/abstract/frost.js';
 import { equalBytes, toHex, utf8ToBytes } from './bytes.ts';
 import { assertBinding, readBytes, readBytesArray } from './codec.ts';
 import { hashTranscript } from './confirm.ts';
-import { decodeElement, decodeScalar } from './elements.ts';
+import { decodeScalar } from './elements.ts';
 import {
   asKmsError,
   type Blame,
@@ -29,6 +29,7 @@ import {
   ProtocolError,
   StateError,
 } from './errors.ts';
+import { type Backend, type Elem, groupOf, randomScalar } from './group.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
 import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
 import { identifierScalar, lagrangeCoefficient, sumScalars } from './polynomial.ts';
@@ -49,6 +50,10 @@ export type RepairConfig = {
   readonly target: ParticipantId;
   /** Own share: required for a helper. */
   readonly key?: Key;
+  /** 'noble' runs the reference arithmetic (equality tests); default native where available. */
+  readonly backend?: Backend;
+  /** Randomness of the deltas (tests inject a seeded one to compare backends); default CSPRNG. */
+  readonly rng?: RNG;
 };
 
 export type RepairDeltaBroadcast = { readonly commitments: readonly Uint8Array[] };
@@ -62,7 +67,7 @@ export type RepairResult = { readonly role: 'helper' } | { readonly role: 'targe
 export type RepairState = {
   readonly phase: 'collect' | 'done';
   readonly ownDeltas?: ReadonlyMap<ParticipantId, bigint>;
-  readonly commitments: ReadonlyMap<ParticipantId, readonly any[]>;
+  readonly commitments: ReadonlyMap<ParticipantId, readonly Elem[]>;
   readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
   readonly deltas: ReadonlyMap<ParticipantId, bigint>;
   readonly sigmas: ReadonlyMap<ParticipantId, { sigma: bigint; digests: readonly Uint8Array[] }>;
@@ -70,7 +75,7 @@ export type RepairState = {
 
 /**
  * Step 1 (ZF `repair_share_step_1`): split λ_i·s_i into one random delta per helper. The last
- * delta makes them add up; the others come from noble's scalar sampler.
+ * delta makes them add up; the others come from noble's scalar sampler (protocol/group.ts).
  */
 export function repairDeltas(
   spec: KeySpec,
@@ -78,6 +83,7 @@ export function repairDeltas(
   self: string,
   target: string,
   share: bigint,
+  rng?: RNG,
 ): Map<string, bigint> {
   const Fn = spec.Point.Fn;
   const lambda = lagrangeCoefficient(spec, helpers, self, identifierScalar(spec, target));
@@ -88,7 +94,7 @@ export function repairDeltas(
     if (i === sorted.length - 1) {
       out.set(h, rest);
     } else {
-      const r = Fn.fromBytes(spec.frost.utils.randomScalar());
+      const r = randomScalar(spec, rng);
       out.set(h, r);
       rest = Fn.sub(rest, r);
     }
@@ -114,6 +120,8 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
   const { spec, self, target } = cfg;
   const pub = cfg.public;
   const Fn = spec.Point.Fn;
+  // Deltas, sigmas and shares (secret) only meet the constant-time baseMul; the rest is public.
+  const g = groupOf(spec, cfg.backend);
   const helpers = [...cfg.helpers].sort() as ParticipantId[];
   if (new Set(helpers).size !== helpers.length || helpers.length !== pub.signers.min) {
     throw new StateError('ValidationError', `repair needs exactly ${pub.signers.min} distinct helpers`);
@@ -154,23 +162,23 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
   const digestOf = (from: string, raw: readonly Uint8Array[]) =>
     hashTranscript('repair.delta', [utf8ToBytes(cfg.sessionId), utf8ToBytes(from), ...raw]);
 
-  const readBroadcast = (from: ParticipantId, body: unknown): { points: any[]; digest: Uint8Array } => {
+  const readBroadcast = (from: ParticipantId, body: unknown): { points: Elem[]; digest: Uint8Array } => {
     const raw = readBytesArray(body, 'commitments');
     if (raw.length !== helpers.length) {
       throw misbehaved(`helper ${from} sent ${raw.length} delta commitments`, [
         blame(from, 'wrong-vector-length', ROUND_DELTA, String(raw.length)),
       ]);
     }
-    let points: any[];
+    let points: Elem[];
     try {
-      points = raw.map((c) => decodeElement(spec, c, 'delta commitment'));
+      points = raw.map((c) => g.decode(c, 'delta commitment'));
     } catch {
       throw misbehaved(`helper ${from} sent an invalid delta commitment`, [
         blame(from, 'invalid-element', ROUND_DELTA),
       ]);
     }
-    const sum = points.reduce((a, p) => a.add(p), spec.Point.ZERO);
-    const want = spec.Point.fromBytes(pub.verifyingShares[from]!).multiply(lambda.get(from)!);
+    const sum = points.reduce((a, p) => a.add(p), g.ZERO);
+    const want = g.trusted(pub.verifyingShares[from]!).multiplyUnsafe(lambda.get(from)!);
     if (!sum.equals(want)) {
       throw misbehaved(`helper ${from}'s deltas do not add up to its weighted verifying share`, [
         blame(from, 'wrong-group-key', ROUND_DELTA, toHex(sum.toBytes())),
@@ -190,7 +198,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
       if (!helpers.every((h) => s.deltas.has(h))) return { state: s, out };
       const j = idx.get(self)!;
       for (const h of helpers) {
-        if (!spec.Point.BASE.multiply(s.deltas.get(h)!).equals(s.commitments.get(h)![j])) {
+        if (!g.baseMul(s.deltas.get(h)!).equals(s.commitments.get(h)![j]!)) {
           throw misbehaved(`helper ${h} sent ${self} a delta that does not match its commitment`, [
             blame(h, 'bad-share', ROUND_DELTA, toHex(s.digests.get(h)!)),
           ]);
@@ -225,8 +233,8 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         }
       });
       const j = idx.get(from)!;
-      const want = helpers.reduce((a, h) => a.add(s.commitments.get(h)![j]), spec.Point.ZERO);
-      if (!spec.Point.BASE.multiply(got.sigma).equals(want)) {
+      const want = helpers.reduce((a, h) => a.add(s.commitments.get(h)![j]!), g.ZERO);
+      if (!g.baseMul(got.sigma).equals(want)) {
         throw misbehaved(`helper ${from} sent a sigma that does not match the delta commitments`, [
           blame(from, 'bad-share', ROUND_SIGMA),
         ]);
@@ -237,7 +245,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
       spec,
       helpers.map((h) => s.sigmas.get(h)!.sigma),
     );
-    if (!spec.Point.BASE.multiply(share).equals(spec.Point.fromBytes(pub.verifyingShares[target]!))) {
+    if (!g.baseMul(share).equals(g.trusted(pub.verifyingShares[target]!))) {
       throw new ProtocolError('ProtocolAborted', 'recovered share does not match the verifying share');
     }
     const key = { public: pub, secret: { identifier: target, signingShare: Fn.toBytes(share) } } as Key;
@@ -314,8 +322,8 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
       const out: Envelope<RepairBody>[] = [];
       if (isHelper) {
         const share = Fn.fromBytes(cfg.key!.secret.signingShare);
-        const deltas = repairDeltas(spec, helpers, self, target, share);
-        const raw = helpers.map((h) => spec.Point.BASE.multiply(deltas.get(h)!).toBytes() as Uint8Array);
+        const deltas = repairDeltas(spec, helpers, self, target, share, cfg.rng);
+        const raw = helpers.map((h) => g.baseMul(deltas.get(h)!).toBytes());
         out.push({ header: header(ROUND_DELTA, '*'), body: { commitments: raw } });
         for (const h of helpers) {
           if (h !== self)
@@ -323,7 +331,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         }
         st = {
           ...st,
-          commitments: new Map([[self, raw.map((r) => spec.Point.fromBytes(r))]]),
+          commitments: new Map([[self, raw.map((r) => g.trusted(r))]]),
           digests: new Map([[self, digestOf(self, raw)]]),
           deltas: new Map([[self, deltas.get(self)!]]),
         };

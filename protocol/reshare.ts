@@ -20,8 +20,7 @@
  *                 the unchanged group element (protocol/confirm.ts); all of them form the certificate
  *                 that protocol/epoch.ts needs to activate the epoch (I5).
  */
-import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
-import { mulAddUnsafe } from '@noble/curves/abstract/curve.js';
+import type { FrostPublic, Key, RNG } from '@noble/curves/abstract/frost.js';
 import { numberToBytesBE } from '@noble/curves/utils.js';
 import { equalBytes, toHex, utf8ToBytes } from './bytes.ts';
 import { assertBinding, readBytes, readBytesArray } from './codec.ts';
@@ -32,7 +31,7 @@ import {
   hashTranscript,
   verifyConfirmation,
 } from './confirm.ts';
-import { decodeElement, decodeScalar } from './elements.ts';
+import { decodeScalar } from './elements.ts';
 import {
   type Blame,
   type BlameReason,
@@ -43,6 +42,7 @@ import {
   StateError,
 } from './errors.ts';
 import type { Certificate } from './epoch.ts';
+import { type Backend, type Elem, type Group, groupOf, linearCombination, randomScalar } from './group.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
 import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
 import {
@@ -89,6 +89,10 @@ export type KeyEventResult = {
 export type DealingPlan = {
   readonly protocol: 'refresh' | 'reshare';
   readonly spec: KeySpec;
+  /** Group arithmetic (protocol/group.ts): native where the suite has a backend, else noble. */
+  readonly group: Group;
+  /** Randomness of the confirmation nonce (tests inject a seeded one); default CSPRNG. */
+  readonly rng?: RNG;
   readonly keyId: KeyId;
   readonly sessionId: SessionId;
   readonly self: ParticipantId;
@@ -102,13 +106,13 @@ export type DealingPlan = {
   /** Public parameters every party must agree on (hashed into the context digest and transcript). */
   readonly context: readonly Uint8Array[];
   /** Our dealing: coefficients (secret) and commitments; undefined when self is not a dealer. */
-  readonly deal?: () => { coefficients: bigint[]; commitments: any[] };
+  readonly deal?: () => { coefficients: bigint[]; commitments: Elem[] };
   /** Extra per-dealer check on its commitments (e.g. constant term vs old verifying share). */
-  readonly checkDealer: (dealer: ParticipantId, commitments: readonly any[]) => Blame | undefined;
+  readonly checkDealer: (dealer: ParticipantId, commitments: readonly Elem[]) => Blame | undefined;
   /** New share of self from the verified sub-shares (dealer -> f_dealer(self)). */
   readonly combineShare: (subShares: ReadonlyMap<ParticipantId, bigint>) => bigint;
   /** New public package from every dealer's commitments; throws ProtocolError if the key would change. */
-  readonly combinePublic: (commitments: ReadonlyMap<ParticipantId, readonly any[]>) => FrostPublic;
+  readonly combinePublic: (commitments: ReadonlyMap<ParticipantId, readonly Elem[]>) => FrostPublic;
 };
 
 type Phase = 'deal' | 'echo' | 'confirm' | 'done';
@@ -117,7 +121,7 @@ export type KeyEventState = {
   readonly phase: Phase;
   readonly coefficients?: readonly bigint[];
   /** dealer -> decoded commitments, and the digest of their broadcast. */
-  readonly commitments: ReadonlyMap<ParticipantId, readonly any[]>;
+  readonly commitments: ReadonlyMap<ParticipantId, readonly Elem[]>;
   readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
   readonly subShares: ReadonlyMap<ParticipantId, bigint>;
   readonly verified: boolean;
@@ -153,7 +157,7 @@ export function dealDigest(
 
 /** The dealing engine as a Machine. */
 export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEventBody, KeyEventResult> {
-  const { spec, self, protocol } = plan;
+  const { spec, self, protocol, group: grp } = plan;
   const dealers = sortIds(plan.dealers);
   const receivers = sortIds(plan.receivers);
   const parties = sortIds([...new Set([...dealers, ...receivers])]);
@@ -200,7 +204,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
   };
 
   /** Commitments and digest of a dealer's broadcast, fully validated, or the blame. */
-  const readDeal = (from: ParticipantId, body: unknown): { points: any[]; digest: Uint8Array } => {
+  const readDeal = (from: ParticipantId, body: unknown): { points: Elem[]; digest: Uint8Array } => {
     const raw = readBytesArray(body, 'commitments');
     // Exact length: a longer vector raises the threshold, a shorter one lowers it (S-06).
     if (raw.length !== plan.commitmentLength) {
@@ -208,9 +212,9 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         blame(from, 'wrong-vector-length', R.deal, String(raw.length)),
       ]);
     }
-    let points: any[];
+    let points: Elem[];
     try {
-      points = raw.map((c, k) => decodeElement(spec, c, `commitment ${k}`));
+      points = raw.map((c, k) => grp.decode(c, `commitment ${k}`));
     } catch (e) {
       throw misbehaved(
         `dealer ${from} sent an invalid commitment`,
@@ -236,7 +240,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
       if (isReceiver) {
         const x = identifierScalar(spec, self);
         for (const d of dealers) {
-          if (!verifyFeldman(spec, x, st.subShares.get(d)!, st.commitments.get(d)!, plan.firstPower)) {
+          if (!verifyFeldman(spec, x, st.subShares.get(d)!, st.commitments.get(d)!, plan.firstPower, grp)) {
             throw misbehaved(`dealer ${d} sent ${self} a sub-share that does not match its commitments`, [
               blame(d, 'bad-share', R.deal, toHex(st.digests.get(d)!)),
             ]);
@@ -284,7 +288,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
       if (isReceiver) {
         const share = plan.combineShare(st.subShares);
         const vs = newPublic.verifyingShares[self]!;
-        if (!spec.Point.BASE.multiply(share).equals(spec.Point.fromBytes(vs))) {
+        if (!grp.baseMul(share).equals(grp.trusted(vs))) {
           throw new ProtocolError('ProtocolAborted', 'new share does not match the new verifying share');
         }
         const ctx = confirmationContext({
@@ -294,7 +298,8 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
           groupElement,
           epoch: plan.newEpoch,
         });
-        const c = confirm(spec, share, vs, ctx);
+        const nonce = () => spec.Point.Fn.toBytes(randomScalar(spec, plan.rng));
+        const c = confirm(spec, share, vs, ctx, nonce, grp);
         const body: ConfirmBody = { transcriptHash, groupElement, R: c.R, z: c.z };
         out.push({ header: header(R.confirm, '*'), body });
         const confirmations = new Map(st.confirmations);
@@ -321,7 +326,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         const ok =
           equalBytes(c.transcriptHash, th) &&
           equalBytes(c.groupElement, g) &&
-          verifyConfirmation(spec, pub.verifyingShares[from]!, ctx, { R: c.R, z: c.z });
+          verifyConfirmation(spec, pub.verifyingShares[from]!, ctx, { R: c.R, z: c.z }, grp);
         if (!ok) {
           throw misbehaved(`confirmation from ${from} is invalid`, [
             blame(from, 'bad-confirmation', R.confirm, `${toHex(c.transcriptHash)}/${toHex(c.R)}`),
@@ -466,7 +471,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
       const out: Envelope<KeyEventBody>[] = [];
       if (isDealer) {
         const { coefficients, commitments } = plan.deal!();
-        const raw = commitments.map((p) => p.toBytes() as Uint8Array);
+        const raw = commitments.map((p) => p.toBytes());
         out.push({ header: header(R.deal, '*'), body: { commitments: raw } });
         for (const r of receivers) {
           const v = evaluatePolynomial(spec, coefficients, identifierScalar(spec, r));
@@ -518,6 +523,10 @@ export type ReshareConfig = {
   readonly newThreshold: number;
   /** Own share of the old epoch: required for a dealer, checked against `oldPublic` when given. */
   readonly oldKey?: Key;
+  /** 'noble' runs the reference arithmetic (equality tests); default native where available. */
+  readonly backend?: Backend;
+  /** Randomness (tests inject a seeded one to compare backends); default CSPRNG. */
+  readonly rng?: RNG;
 };
 
 export function samePublic(a: FrostPublic, b: FrostPublic): boolean {
@@ -547,12 +556,13 @@ export function publicItems(pub: FrostPublic): Uint8Array[] {
 /** Verifying shares of `members` from the commitments of a polynomial. */
 export function verifyingSharesFrom(
   spec: KeySpec,
-  commitments: readonly any[],
+  commitments: readonly Elem[],
   members: readonly string[],
+  g: Group = groupOf(spec),
 ): Record<string, Uint8Array> {
   const out: Record<string, Uint8Array> = {};
   for (const m of members) {
-    const Y = evaluateCommitments(spec, commitments, identifierScalar(spec, m));
+    const Y = evaluateCommitments(spec, commitments, identifierScalar(spec, m), 0, g);
     if (Y.is0()) throw new ProtocolError('ProtocolAborted', `verifying share of ${m} would be the identity`);
     out[m] = Y.toBytes();
   }
@@ -572,7 +582,7 @@ function validateIds(spec: KeySpec, ids: readonly string[], what: string): void 
 }
 
 /** Checks a reshare config before anything is sent (coordinator input, not peer messages). */
-function validateReshare(cfg: ReshareConfig): void {
+function validateReshare(cfg: ReshareConfig, g: Group): void {
   const { spec, oldPublic: op } = cfg;
   // S-06: the old threshold must be given and must agree with the old package everywhere.
   if (!Number.isSafeInteger(cfg.oldThreshold) || cfg.oldThreshold < 2) {
@@ -613,25 +623,27 @@ function validateReshare(cfg: ReshareConfig): void {
       throw new StateError('ValidationError', 'oldKey belongs to another participant');
   }
   // The old package itself must interpolate to its group element at the dealer set.
-  const Q = decodeElement(spec, op.commitments[0]!, 'group element');
-  let acc = spec.Point.ZERO;
+  // Public data: one variable-time multiply per dealer.
+  const Q = g.decode(op.commitments[0]!, 'group element');
+  let acc = g.ZERO;
   for (const d of cfg.dealers) {
-    const Y = decodeElement(spec, op.verifyingShares[d]!, 'old verifying share');
-    acc = acc.add(Y.multiply(lagrangeCoefficient(spec, cfg.dealers, d)));
+    const Y = g.decode(op.verifyingShares[d]!, 'old verifying share');
+    acc = acc.add(Y.multiplyUnsafe(lagrangeCoefficient(spec, cfg.dealers, d)));
   }
   if (!acc.equals(Q))
     throw new StateError('ContextMismatch', 'old verifying shares do not interpolate to the group element');
 }
 
 export function reshareMachine(cfg: ReshareConfig): Machine<KeyEventState, KeyEventBody, KeyEventResult> {
-  validateReshare(cfg);
+  const g = groupOf(cfg.spec, cfg.backend);
+  validateReshare(cfg, g);
   const { spec } = cfg;
   const Fn = spec.Point.Fn;
   const dealers = sortIds(cfg.dealers);
   const receivers = sortIds(cfg.newParticipants);
   const lambda = new Map(dealers.map((d) => [d, lagrangeCoefficient(spec, dealers, d)] as const));
   const groupElement = cfg.oldPublic.commitments[0]!;
-  const Q = spec.Point.fromBytes(groupElement);
+  const Q = g.decode(groupElement, 'group element');
   const oldKey = cfg.oldKey;
   const context = [
     utf8ToBytes(`reshare/${spec.name}/${cfg.keyId}/${cfg.sessionId}`),
@@ -646,6 +658,8 @@ export function reshareMachine(cfg: ReshareConfig): Machine<KeyEventState, KeyEv
   const plan: DealingPlan = {
     protocol: 'reshare',
     spec,
+    group: g,
+    ...(cfg.rng ? { rng: cfg.rng } : {}),
     keyId: cfg.keyId,
     sessionId: cfg.sessionId,
     self: cfg.self,
@@ -656,40 +670,44 @@ export function reshareMachine(cfg: ReshareConfig): Machine<KeyEventState, KeyEv
     firstPower: 0,
     context,
     ...(oldKey && dealers.includes(cfg.self)
-      ? { deal: () => dealingPolynomial(spec, cfg.newThreshold, Fn.fromBytes(oldKey.secret.signingShare)) }
+      ? {
+          deal: () =>
+            dealingPolynomial(spec, cfg.newThreshold, Fn.fromBytes(oldKey.secret.signingShare), g, cfg.rng),
+        }
       : {}),
     checkDealer: (d, commitments) => {
       // The dealer shares exactly its old share: C_d[0] must be its old verifying share.
-      const Y = spec.Point.fromBytes(cfg.oldPublic.verifyingShares[d]!);
-      if (!commitments[0].equals(Y)) {
-        return blame(d, 'wrong-group-key', 'reshare.deal', toHex(commitments[0].toBytes()));
+      // Decoded (and cached) by validateReshare: every dealer's old verifying share is valid.
+      const Y = g.decode(cfg.oldPublic.verifyingShares[d]!, 'old verifying share');
+      if (!commitments[0]!.equals(Y)) {
+        return blame(d, 'wrong-group-key', 'reshare.deal', toHex(commitments[0]!.toBytes()));
       }
       return undefined;
     },
     combineShare: (sub) =>
       dealers.reduce((acc, d) => Fn.add(acc, Fn.mul(lambda.get(d)!, sub.get(d)!)), Fn.ZERO),
     combinePublic: (byDealer) => {
-      const commitments: any[] = [];
+      const commitments: Elem[] = [];
       for (let k = 0; k < cfg.newThreshold; k++) {
-        // Public inputs only: noble's variable-time multi-scalar multiplication (as its own VSS code uses).
+        // Public inputs only: variable-time Σ λ_d·C_d,k.
         commitments.push(
-          mulAddUnsafe(
-            spec.Point as any,
-            dealers.map((d) => byDealer.get(d)![k]),
+          linearCombination(
+            g,
+            dealers.map((d) => byDealer.get(d)![k]!),
             dealers.map((d) => lambda.get(d)!),
           ),
         );
       }
       // The combined constant term is the group element, or the key would change (S-11 d).
-      if (!commitments[0].equals(Q)) {
+      if (!commitments[0]!.equals(Q)) {
         throw new ProtocolError('ProtocolAborted', 'dealers’ commitments do not add up to the group element');
       }
       if (commitments.some((c) => c.is0()))
         throw new ProtocolError('ProtocolAborted', 'combined commitment is the identity');
       return {
         signers: { min: cfg.newThreshold, max: receivers.length },
-        commitments: commitments.map((c) => c.toBytes() as Uint8Array),
-        verifyingShares: verifyingSharesFrom(spec, commitments, receivers),
+        commitments: commitments.map((c) => c.toBytes()),
+        verifyingShares: verifyingSharesFrom(spec, commitments, receivers, g),
       } as FrostPublic;
     },
   };
