@@ -14,6 +14,11 @@
  *                          confirmation verifies, so either all honest parties end with the same group
  *                          key or all abort (invariant I5).
  *
+ * The rounds run on protocol/fast-dkg.ts (noble's DKG restated on libsodium / libsecp256k1 for
+ * FROST_ED25519 and FROST_SECP256K1_TR, byte for byte equal: test/fast-dkg.test.ts) and noble's own
+ * `frost.DKG` for the other suites or with `backend: 'noble'`; blame on failure is found with noble.
+ * 3-of-5 summed CPU: ~400 -> ~25 ms (Ed25519), ~115 -> ~17 ms (secp256k1-TR).
+ *
  * Failures are ProtocolError('ParticipantMisbehaved') naming the culprit with public evidence.
  * Messages that arrive for a later round are buffered. The state object is owned by the machine:
  * `receive` updates it in place and returns it (noble's DKG secret package is mutable anyway).
