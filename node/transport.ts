@@ -32,6 +32,7 @@
 
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
+import { StreamState } from '@chainsafe/libp2p-yamux/stream';
 import type {
   Connection,
   MultiaddrConnection,
@@ -211,6 +212,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
    */
   function serveChannel(protocol: string, handler: Handler, stream: Stream, connection: Connection): void {
     const from = connection.remotePeer.toString();
+    lazyWindowUpdates(stream);
     const running = new Map<number, AbortController>();
     const reader = new FrameReader(maxMessageBytes + FRAME_HEADER_BYTES);
     const answer = (id: number, envelope: Uint8Array) => {
@@ -380,6 +382,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
   }
 
   function openChannel(key: string, target: string, stream: Stream): Channel {
+    lazyWindowUpdates(stream);
     const ch: Channel = { stream, pending: new Map(), nextId: 1, closed: false };
     const reader = new FrameReader(maxMessageBytes + FRAME_HEADER_BYTES);
     const end = (err: KmsError) => {
@@ -613,6 +616,34 @@ function coalescingTcp(): (components: Parameters<ReturnType<typeof tcp>>[0]) =>
       createListener: (opts: Parameters<Libp2pTransport['createListener']>[0]) =>
         inner.createListener({ ...opts, upgrader: wrapUpgrader(opts.upgrader) }),
     });
+  };
+}
+
+/**
+ * This yamux answers every data frame it receives with a window update: one more Noise message and
+ * socket write per exchange and side, and on loopback each write also wakes the peer process.
+ * hashicorp/yamux and rust-yamux only send one once half the receive window is consumed; our
+ * channels do the same. Streams being opened or accepted (SYN/ACK) keep the library's behaviour;
+ * if the library's internals change shape, nothing is patched.
+ */
+function lazyWindowUpdates(stream: Stream): void {
+  const s = stream as unknown as {
+    state?: unknown;
+    recvWindow?: unknown;
+    recvWindowCapacity?: unknown;
+    sendWindowUpdate?: () => void;
+  };
+  const send = s.sendWindowUpdate;
+  if (
+    typeof send !== 'function' ||
+    typeof s.recvWindow !== 'number' ||
+    typeof s.recvWindowCapacity !== 'number'
+  )
+    return;
+  s.sendWindowUpdate = () => {
+    const settled = s.state !== StreamState.Init && s.state !== StreamState.SYNReceived;
+    if (settled && (s.recvWindowCapacity as number) * 2 > (s.recvWindow as number)) return;
+    send.call(s);
   };
 }
 
