@@ -13,7 +13,8 @@ import { randomUUID } from 'node:crypto';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { type Blame, KmsError, ProtocolError, isKmsError } from '../protocol/errors.ts';
-import { decodeElement, participantIdOf } from '../protocol/elements.ts';
+import { participantIdOf } from '../protocol/elements.ts';
+import { checkElement } from '../protocol/fast-sign.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { type Certificate, type EpochRecord, certificateGaps } from '../protocol/epoch.ts';
@@ -466,7 +467,8 @@ export class Libp2pCluster implements Cluster {
       // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
       const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
       const attempt = await this.#signOnce(spec, k, pub, signers, req.message);
-      if ('signature' in attempt) return { signature: attempt.signature, signers, excluded };
+      // Verified by the aggregate under pub.commitments[0], which #sync checked against k.groupElement.
+      if ('signature' in attempt) return { signature: attempt.signature, signers, excluded, verified: true };
       if (!resynced && attempt.blame.some((b) => b.evidence === 'EpochMismatch' || b.evidence === 'KeyNotFound')) {
         // A member answered as if the epoch were not committed (it crashed before activating, or
         // this coordinator's record lags): sync once, then retry without excluding it.
@@ -493,7 +495,7 @@ export class Libp2pCluster implements Cluster {
     const sessionId = randomUUID();
     const commits = await Promise.allSettled(
       signers.map((n) =>
-        this.#rpc<{ identifier: string; hiding: string; binding: string }>(
+        this.#rpc<CommitAnswer>(
           n,
           { op: 'sign-commit', sessionId, keyId: k.keyId, epoch: k.epoch },
           this.#signTimeoutMs,
@@ -503,10 +505,13 @@ export class Libp2pCluster implements Cluster {
     const blame = unresponsive(signers, commits, 'sign.commit');
     if (blame.length > 0) return { blame };
     crashPoint('coordinator.sign.after-commit');
-    const commitments = commits.map((c) => (c as PromiseFulfilledResult<{ identifier: string; hiding: string; binding: string }>).value);
+    const commitments = commits.map((c) => (c as PromiseFulfilledResult<CommitAnswer>).value);
     // Checked here, so a bad commitment is blamed on the node that sent it: forwarded unchecked, it
     // would make every honest co-signer refuse round two and be excluded instead (RFC 9591 §3.1).
-    const badCommit = signers.flatMap((n, i) => (commitmentOk(spec, n, commitments[i]) ? [] : [n]));
+    // Decoded once: the aggregate below reuses these bytes, and checkElement remembers the
+    // encodings it accepted (fast-sign.ts), so the aggregate's own §3.1 checks are cache hits.
+    const decoded = signers.map((n, i) => commitmentOf(spec, n, commitments[i]));
+    const badCommit = signers.filter((_, i) => decoded[i] === undefined);
     if (badCommit.length > 0) {
       return { blame: badCommit.map((n) => ({ participant: n, reason: 'malformed-message', round: 'sign.commit' }) as Blame) };
     }
@@ -528,15 +533,12 @@ export class Libp2pCluster implements Cluster {
         public: pub,
         epoch: k.epoch,
         message,
-        commitments: commitments.map((c) => ({
-          identifier: c.identifier,
-          hiding: fromHex(c.hiding),
-          binding: fromHex(c.binding),
-        })),
+        commitments: decoded as DecodedCommitment[],
         shares: Object.fromEntries(
           shares.map((s, i) => [commitments[i]!.identifier, fromHex((s as PromiseFulfilledResult<{ share: string }>).value.share)]),
         ),
       });
+      // The aggregate is returned only if it verifies under the group key (RFC 9591 §5.3).
       return { signature };
     } catch (e) {
       if (isKmsError(e) && e.code === 'ParticipantMisbehaved') {
@@ -577,15 +579,23 @@ export class Libp2pCluster implements Cluster {
   }
 }
 
-/** A round-one answer: the identifier the node's place gives it, and two valid group elements. */
-function commitmentOk(spec: KeySpec, node: string, c: { identifier: string; hiding: string; binding: string } | undefined): boolean {
-  if (!c || c.identifier !== participantIdOf(spec, nodeIndex(node)!)) return false;
+type CommitAnswer = { identifier: string; hiding: string; binding: string };
+type DecodedCommitment = { identifier: string; hiding: Uint8Array; binding: Uint8Array };
+
+/**
+ * A round-one answer, decoded: the identifier the node's place gives it and two valid group
+ * elements (RFC 9591 §3.1, on the suite's fast backend where it has one), or undefined.
+ */
+function commitmentOf(spec: KeySpec, node: string, c: CommitAnswer | undefined): DecodedCommitment | undefined {
+  if (!c || c.identifier !== participantIdOf(spec, nodeIndex(node)!)) return undefined;
   try {
-    decodeElement(spec, fromHex(c.hiding), 'hiding commitment');
-    decodeElement(spec, fromHex(c.binding), 'binding commitment');
-    return true;
+    const hiding = fromHex(c.hiding);
+    const binding = fromHex(c.binding);
+    checkElement(spec, hiding, 'hiding commitment');
+    checkElement(spec, binding, 'binding commitment');
+    return { identifier: c.identifier, hiding, binding };
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -43,6 +43,11 @@ export type SignResult = {
   readonly signers: readonly string[];
   /** Nodes left out after they timed out or sent an invalid share, with the reason. */
   readonly excluded: readonly Blame[];
+  /**
+   * True when the cluster already checked the signature under the key's group element (RFC 9591
+   * §5.3: the aggregate is verified before it is returned), so the API need not verify it again.
+   */
+  readonly verified?: boolean;
 };
 
 export type ProgressFn = (event: { phase: string; detail?: string }) => void;

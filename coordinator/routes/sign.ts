@@ -1,8 +1,9 @@
 /**
  * Sign and verify. Signing runs under the key's queue (never against an epoch a reshare is
  * replacing); the cluster retries around unresponsive or lying members, and the answer and the
- * audit log name the excluded ones. Every signature is checked with the suite's standard verifier
- * before it is returned, so a faulty aggregation can never reach a client.
+ * audit log name the excluded ones. Every signature is verified before it is returned, so a faulty
+ * aggregation can never reach a client: by the cluster's aggregation (RFC 9591 §5.3, `verified`)
+ * or else here with the suite's standard verifier.
  */
 import { KmsError, ProtocolError } from '../../protocol/errors.ts';
 import { KEY_SPEC_REGISTRY, verifySignature } from '../../protocol/suites.ts';
@@ -72,7 +73,12 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
         req.audit.signers = result.signers;
         req.audit.culprits = result.excluded;
         for (const b of result.excluded) ctx.metrics.excludedParticipants.inc({ reason: b.reason });
-        if (!verifySignature(spec, message, result.signature, Buffer.from(info.publicKey, 'hex'))) {
+        // Verified once: the real cluster's aggregation already checked it under the group key
+        // (RFC 9591 §5.3, natively for Ed25519 and secp256k1-TR); any other Cluster is checked here.
+        if (
+          result.verified !== true &&
+          !verifySignature(spec, message, result.signature, Buffer.from(info.publicKey, 'hex'))
+        ) {
           ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'InvalidSignature' });
           throw new ProtocolError(
             'ProtocolAborted',
