@@ -23,7 +23,15 @@ import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
 import type { ClusterPeer } from '../node/config.ts';
 import { crashPoint } from '../node/crash-points.ts';
-import { type Confirmations, type RpcRequest, type SessionSpec, decodeJsonFrame, encodeRpc } from '../node/rpc.ts';
+import {
+  type Confirmations,
+  type RpcRequest,
+  STATUS_PAGE,
+  type SessionSpec,
+  type StatusAnswer,
+  decodeJsonFrame,
+  encodeRpc,
+} from '../node/rpc.ts';
 import { RPC_PROTOCOL, type Transport } from '../node/transport.ts';
 import type { Cluster, EpochInfo, KeyState, NodeStatus, ProgressFn, SignResult } from './cluster.ts';
 
@@ -90,23 +98,46 @@ export class Libp2pCluster implements Cluster {
   async nodes(): Promise<NodeStatus[]> {
     return Promise.all(
       [...this.#nodes.values()].map(async (n) => {
+        const base = { id: n.id, peerId: n.peerId, address: n.addresses[0] ?? '' };
         try {
-          const s = await this.#rpc<{ keys: { keyId: string; state: string }[] }>(
-            n.id,
-            { op: 'status' },
-            this.#statusTimeoutMs,
-          );
-          return {
-            id: n.id,
-            peerId: n.peerId,
-            address: n.addresses[0] ?? '',
-            reachable: true,
-            keys: s.keys.filter((k) => k.state !== 'Destroyed').map((k) => k.keyId),
-          };
+          return { ...base, reachable: true, keys: await this.#keysOf(n.id) };
         } catch {
-          return { id: n.id, peerId: n.peerId, address: n.addresses[0] ?? '', reachable: false, keys: [] };
+          return { ...base, reachable: false, keys: [] };
         }
       }),
+    );
+  }
+
+  /**
+   * A node's key ids (not Destroyed), read a bounded page per RPC (node/rpc.ts STATUS_PAGE): one
+   * answer with every key outgrew the transport's message limit near 10 000 keys.
+   */
+  async #keysOf(nodeId: string): Promise<string[]> {
+    const keys: string[] = [];
+    let after: string | undefined;
+    // Bounded even if a node keeps answering `next`: at most the pages its own count calls for.
+    for (let page = 0, pages = 1; page < pages; page++) {
+      const s = await this.#rpc<StatusAnswer>(
+        nodeId,
+        { op: 'status', limit: STATUS_PAGE, ...(after === undefined ? {} : { after }) },
+        this.#statusTimeoutMs,
+      );
+      if (!Array.isArray(s.keys) || !Number.isSafeInteger(s.keyCount)) {
+        throw new KmsError('DecodeError', `malformed status answer from ${nodeId}`);
+      }
+      pages = Math.ceil(s.keyCount / STATUS_PAGE) + 1;
+      for (const k of s.keys) if (k.state !== 'Destroyed') keys.push(k.keyId);
+      if (s.next === undefined || s.keys.length === 0) break;
+      after = s.next;
+    }
+    return keys;
+  }
+
+  /** Whether a node answers RPCs (a status probe that lists no keys). */
+  async #answers(nodeId: string): Promise<boolean> {
+    return this.#rpc(nodeId, { op: 'status', limit: 0 }, this.#statusTimeoutMs).then(
+      () => true,
+      () => false,
     );
   }
 
@@ -204,8 +235,8 @@ export class Libp2pCluster implements Cluster {
   }
 
   async #pickReachable(candidates: readonly string[], count: number): Promise<string[]> {
-    const status = await this.nodes();
-    const up = new Set(status.filter((s) => s.reachable).map((s) => s.id));
+    const probed = await Promise.all(candidates.map(async (c) => [c, await this.#answers(c)] as const));
+    const up = new Set(probed.filter(([, ok]) => ok).map(([c]) => c));
     const picked = candidates.filter((c) => up.has(c)).slice(0, count);
     if (picked.length < count) {
       throw new KmsError('QuorumUnavailable', `need ${count} reachable members, have ${picked.length}`, {

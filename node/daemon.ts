@@ -35,7 +35,15 @@ import { AuditLog } from './audit-log.ts';
 import { type ClusterFile, type NodeConfig, loadClusterFile } from './config.ts';
 import { crashPoint } from './crash-points.ts';
 import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from './identity.ts';
-import { type Confirmations, type RpcRequest, type SessionSpec, decodeRpcRequest, encodeRpc } from './rpc.ts';
+import {
+  type Confirmations,
+  type RpcRequest,
+  type SessionSpec,
+  STATUS_PAGE,
+  type StatusAnswer,
+  decodeRpcRequest,
+  encodeRpc,
+} from './rpc.ts';
 import type { Sealer, SealContext } from './sealer.ts';
 import { openSealer } from './sealer-open.ts';
 import { SessionRunner, type SessionMember } from './session-runner.ts';
@@ -206,9 +214,20 @@ class NodeDaemon {
 
   async #dispatch(req: RpcRequest): Promise<unknown> {
     switch (req.op) {
-      case 'status':
+      case 'status': {
+        // One bounded page of key states (rpc.ts STATUS_PAGE), never the whole store in one frame.
         // signingSessions: open (committed, not yet signed) nonce entries, to watch their bound.
-        return { nodeId: this.#cfg.nodeId, keys: await this.#store.listKeys(), signingSessions: this.#nonces.size };
+        const page = await this.#store.keyPage({ ...(req.after === undefined ? {} : { after: req.after }), limit: req.limit ?? STATUS_PAGE });
+        const answer: StatusAnswer = {
+          nodeId: this.#cfg.nodeId,
+          keyCount: await this.#store.countKeys(),
+          keys: page.records.map((k) => ({ keyId: k.keyId, state: k.state })),
+          signingSessions: this.#nonces.size,
+        };
+        const last = page.records.at(-1);
+        if (page.more && last) answer.next = last.keyId;
+        return answer;
+      }
       case 'public': {
         const { record } = await this.#active(req.keyId);
         // The certificate lets the coordinator prove this epoch to itself and to lagging members.

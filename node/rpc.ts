@@ -100,8 +100,24 @@ const authorization = {
   properties: { scheme: { type: 'string', maxLength: 64 }, payload: hex(16384), signature: hex(1024) },
 } as const;
 
+/**
+ * The status answer lists key states a page at a time (key-id order, `after` the last id seen), so
+ * it stays far below the transport's message limit however many keys a node holds.
+ */
+export const STATUS_PAGE = 1000;
+export const MAX_STATUS_PAGE = 5000;
+
+/** The `status` answer: the key count, one page of key states, `next` if more follow. */
+export type StatusAnswer = {
+  nodeId: string;
+  keyCount: number;
+  keys: { keyId: string; state: string }[];
+  next?: string;
+  signingSessions: number;
+};
+
 export type RpcRequest =
-  | { op: 'status' }
+  | { op: 'status'; after?: string; limit?: number }
   | { op: 'public'; keyId: string }
   | { op: 'session'; session: SessionSpec }
   | { op: 'commit-epoch'; keyId: string; epoch: number; certificate: Confirmations; transcriptHash: string }
@@ -128,7 +144,7 @@ const req = (op: string, props: Record<string, unknown>, required: string[]) => 
 
 const rpcSchema = {
   oneOf: [
-    req('status', {}, []),
+    req('status', { after: id, limit: { type: 'integer', minimum: 0, maximum: MAX_STATUS_PAGE } }, []),
     req('public', { keyId: id }, ['keyId']),
     req('session', { session: sessionSpec }, ['session']),
     req('commit-epoch', { keyId: id, epoch, certificate: confirmations, transcriptHash: hex(64) }, [

@@ -376,6 +376,41 @@ export class NodeStore {
     });
   }
 
+  /**
+   * One page of key records in key-id order, after `after` (exclusive), at most `limit`; `more`
+   * tells whether records follow. Bounded reads for the status RPC, whatever the key count.
+   */
+  async keyPage(opts: { after?: string; limit: number }): Promise<{ records: KeyRecordStored[]; more: boolean }> {
+    return this.#read('a key list page', async () => {
+      const range = opts.after === undefined ? {} : { gt: opts.after };
+      const rows = await this.#keys.iterator({ ...range, limit: opts.limit + 1, ...UTF8 }).all();
+      const records = rows.slice(0, opts.limit).map(([k, raw]) => {
+        let v: unknown;
+        try {
+          v = JSON.parse(raw as string);
+        } catch {
+          v = undefined;
+        }
+        if (!validKeyRecord(v, k as string)) {
+          throw new InfraError('StorageError', `key record ${String(k)} is corrupt`, {
+            details: { key: `keys!${String(k)}` },
+          });
+        }
+        return v;
+      });
+      return { records, more: rows.length > opts.limit };
+    });
+  }
+
+  /** The number of key records (including Destroyed tombstones); reads keys only. */
+  async countKeys(): Promise<number> {
+    return this.#read('the key count', async () => {
+      let n = 0;
+      for await (const _ of this.#keys.keys()) n++;
+      return n;
+    });
+  }
+
   async setKeyState(keyId: string, state: KeyState): Promise<void> {
     checkId('keyId', keyId);
     if (!KEY_STATES.includes(state) || state === 'Destroyed') {
