@@ -189,6 +189,10 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
         // The default (5 per second per host) is for the open internet; all our peers are
         // allow-listed and several may share one host (tests, devnet).
         inboundConnectionThreshold: 1000,
+        // The default (10 connections in their handshake at once) refused dials when a whole
+        // devnet of 15 nodes first connected for a DKG, and the session named the refused peers
+        // unresponsive. Still bounded: pending handshakes hold memory and CPU.
+        maxIncomingPendingConnections: 128,
       },
     });
   } catch (e) {
