@@ -221,7 +221,12 @@ class NodeDaemon {
         const answer: StatusAnswer = {
           nodeId: this.#cfg.nodeId,
           keyCount: await this.#store.countKeys(),
-          keys: page.records.map((k) => ({ keyId: k.keyId, state: k.state })),
+          keys: page.records.map((k) => ({
+            keyId: k.keyId,
+            state: k.state,
+            ...(k.activeEpoch === undefined ? {} : { activeEpoch: k.activeEpoch }),
+            ...(k.pendingEpoch === undefined ? {} : { pendingEpoch: k.pendingEpoch }),
+          })),
           signingSessions: this.#nonces.size,
         };
         const last = page.records.at(-1);
@@ -377,7 +382,7 @@ class NodeDaemon {
         return;
       }
       const p = pending();
-      if (p) await this.#persistPending(spec, s, p.key);
+      if (p) await this.#persistPending(s, p.key);
       crashPoint(`${s.kind}.confirm.sending`);
     };
     switch (s.kind) {
@@ -496,7 +501,7 @@ class NodeDaemon {
     }
   }
 
-  async #persistPending(spec: KeySpec, s: SessionSpec, key: Key): Promise<void> {
+  async #persistPending(s: SessionSpec, key: Key): Promise<void> {
     const sealed = await this.#sealer.seal(shareCtx(this.#cfg.nodeId, s.keyId, s.epoch), key.secret.signingShare);
     await this.#store.putPendingEpoch(
       {
@@ -544,7 +549,7 @@ class NodeDaemon {
     const k = await this.#store.getKey(keyId);
     if (k?.activeEpoch === epoch) return { ok: true, already: true };
     const rec = await this.#store.getEpoch(keyId, epoch);
-    if (!rec || rec.status !== 'pending') throw new StateError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
+    if (rec?.status !== 'pending') throw new StateError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
     const spec = keySpec(rec.keySpec);
     const pub = publicFromHex(spec, rec.public);
     const cert = certFromHex(keyId, epoch, transcriptHash, pub.commitments[0]!, confirmations, rec.sessionId ?? '');

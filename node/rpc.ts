@@ -111,7 +111,8 @@ export const MAX_STATUS_PAGE = 5000;
 export type StatusAnswer = {
   nodeId: string;
   keyCount: number;
-  keys: { keyId: string; state: string }[];
+  /** One page of keys: state and epochs (a few dozen bytes each, so a page stays far below a frame). */
+  keys: { keyId: string; state: string; activeEpoch?: number; pendingEpoch?: number }[];
   next?: string;
   signingSessions: number;
 };

@@ -41,12 +41,12 @@ describe('HTTP API on real node processes', () => {
 
   it('serves the unauthenticated routes', async () => {
     expect((await fetch(`${d.url}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${d.url}/readyz`).then(async (r) => ({ status: r.status, body: await r.json() }));
+    const ready = await fetch(`${d.url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
     expect(ready.status).toBe(200);
     expect(ready.body.checks.nodes.reachable).toBe(3);
     const metrics = await fetch(`${d.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('# TYPE');
-    const openapi = await fetch(`${d.url}/openapi.json`).then((r) => r.json());
+    const openapi = (await fetch(`${d.url}/openapi.json`).then((r) => r.json())) as { paths: Record<string, unknown> };
     expect(Object.keys(openapi.paths)).toContain('/v1/keys/{keyId}/sign');
   });
 

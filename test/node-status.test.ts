@@ -59,7 +59,7 @@ describe('node status with many keys', () => {
     const first = await cc.rpc('node-1', { op: 'status' });
     expect(first.keyCount).toBe(EXTRA + 1);
     expect(first.keys).toHaveLength(STATUS_PAGE);
-    expect(Object.keys(first.keys[0]).sort()).toEqual(['keyId', 'state']);
+    expect(Object.keys(first.keys[0]).sort()).toEqual(['activeEpoch', 'keyId', 'state']);
     expect(first.next).toBe(first.keys.at(-1).keyId);
     const second = await cc.rpc('node-1', { op: 'status', after: first.next, limit: 10 });
     expect(second.keys).toHaveLength(10);

@@ -48,7 +48,7 @@ export async function startTestCluster(
   if (opts.sealer === 'pkcs11') {
     const ids = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const made = await createTestTokens(ids);
-    ids.forEach((id, i) => tokens.set(id, made[i]!));
+    for (const [i, id] of ids.entries()) tokens.set(id, made[i]!);
   }
   const coordKey = await generateIdentityKey();
   const peers: { id: string; peerId: string; addresses: string[] }[] = [];
