@@ -12,11 +12,11 @@
  * Env KMS_ADMIN_TOKEN_FILE: read the bootstrap admin token from a file.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Command } from 'commander';
 import pino from 'pino';
 import { KmsError } from '../protocol/errors.ts';
 import { loadClusterFile } from '../node/config.ts';
 import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../node/identity.ts';
+import { runCli, stopOnSignals } from '../node/process.ts';
 import { createTransport } from '../node/transport.ts';
 import { startCoordinator } from './app.ts';
 import { Libp2pCluster } from './cluster-libp2p.ts';
@@ -33,7 +33,10 @@ type ClusterSection = {
 function clusterSection(raw: Record<string, unknown> | undefined): ClusterSection {
   const c = raw ?? {};
   if (typeof c.clusterFile !== 'string' || typeof c.identityFile !== 'string') {
-    throw new KmsError('ValidationError', 'config: cluster.clusterFile and cluster.identityFile are required');
+    throw new KmsError(
+      'ValidationError',
+      'config: cluster.clusterFile and cluster.identityFile are required',
+    );
   }
   return c as unknown as ClusterSection;
 }
@@ -52,7 +55,8 @@ async function init(configFile: string): Promise<void> {
 async function run(configFile: string): Promise<void> {
   const tokenFile = process.env.KMS_ADMIN_TOKEN_FILE;
   const overrides: Record<string, unknown> = {};
-  if (tokenFile && !process.env.KMS_ADMIN_TOKEN) overrides.adminToken = readFileSync(tokenFile, 'utf8').trim();
+  if (tokenFile && !process.env.KMS_ADMIN_TOKEN)
+    overrides.adminToken = readFileSync(tokenFile, 'utf8').trim();
   const cfg = loadConfig({ file: configFile, overrides });
   const logger = pino({
     level: cfg.logLevel,
@@ -76,36 +80,22 @@ async function run(configFile: string): Promise<void> {
     log: logger.child({ component: 'cluster' }),
   });
   const server = await startCoordinator({ config: cfg, cluster: libp2pCluster, logger });
-  logger.info({ url: server.url, peerId: transport.peerId, nodes: cluster.nodes.length }, 'coordinator ready');
-  let closing = false;
-  const shutdown = async (signal: string) => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 10_000);
-    force.unref();
+  logger.info(
+    { url: server.url, peerId: transport.peerId, nodes: cluster.nodes.length },
+    'coordinator ready',
+  );
+  stopOnSignals(logger, async () => {
     await server.close();
     await libp2pCluster.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  });
 }
 
-const program = new Command().name('coordinator').description('threshold KMS coordinator: HTTP API, auth, audit, session orchestration');
-program
-  .command('run', { isDefault: true })
-  .description('run the coordinator (the default command)')
-  .requiredOption('-c, --config <file>', 'coordinator config file (JSON)')
-  .action(async (opts: { config: string }) => run(opts.config));
-program
-  .command('init')
-  .description('create the coordinator libp2p identity if missing and print its peer id')
-  .requiredOption('-c, --config <file>', 'coordinator config file (JSON)')
-  .action(async (opts: { config: string }) => init(opts.config));
-
-program.parseAsync(process.argv).catch((e: unknown) => {
-  const code = e instanceof KmsError ? e.code : 'Internal';
-  process.stderr.write(`coordinator: ${code}: ${(e as Error).message}\n`);
-  process.exit(1);
+runCli({
+  name: 'coordinator',
+  description: 'threshold KMS coordinator: HTTP API, auth, audit, session orchestration',
+  run,
+  init: {
+    description: 'create the coordinator libp2p identity if missing and print its peer id',
+    action: init,
+  },
 });

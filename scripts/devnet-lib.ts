@@ -13,6 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -90,6 +91,27 @@ export type DevnetStatus = { name: string; pid?: number; running: boolean }[];
 export function devnetStatus(dir: string): DevnetStatus {
   return readProcesses(dir).map((p) => {
     const pid = readPid(dir, p.name);
-    return pid === undefined ? { name: p.name, running: false } : { name: p.name, pid, running: isAlive(pid) };
+    return pid === undefined
+      ? { name: p.name, running: false }
+      : { name: p.name, pid, running: isAlive(pid) };
   });
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const s = createServer();
+    s.once('error', () => done(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => done(true)));
+  });
+}
+
+/** A base port such that base..base+count-1 are all free on 127.0.0.1 now (tests, benchmarks). */
+export async function freeRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 30000);
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
+    if (ok) return base;
+  }
+  throw new Error('no free port range on 127.0.0.1');
 }

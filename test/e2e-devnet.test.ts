@@ -34,15 +34,6 @@ function opensslVerify(pem: string, message: Buffer, signatureHex: string): bool
   }
 }
 
-async function waitReachable(d: Devnet, count: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const r = await d.api('GET', '/v1/nodes');
-    const list = (Array.isArray(r.body) ? r.body : r.body?.nodes) as { reachable: boolean }[] | undefined;
-    if (list && list.filter((n) => n.reachable).length >= count) return;
-    await new Promise((res) => setTimeout(res, 200));
-  }
-  throw new Error(`fewer than ${count} nodes reachable`);
-}
 
 describe('devnet end to end (real processes, SoftHSM2)', () => {
   let d: Devnet;
@@ -105,7 +96,7 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
     expect(opensslVerify(pem, Buffer.from('node-3 is down'), s4.body.signature)).toBe(true);
     const start = await d.kms(['devnet', 'start', 'node-3']);
     expect(start.code, start.stderr).toBe(0);
-    await waitReachable(d, 5);
+    await d.waitReachable(5);
     const status = await d.kms(['--json', 'devnet', 'status']);
     expect(JSON.parse(status.stdout).every((p: { running: boolean }) => p.running)).toBe(true);
 

@@ -18,15 +18,6 @@ const run = promisify(execFile);
 const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
 const DEADLINE_MS = 5_000;
 
-async function waitReachable(d: Devnet, count: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const r = await d.api('GET', '/v1/nodes');
-    const list = (Array.isArray(r.body) ? r.body : r.body?.nodes) as { reachable: boolean }[] | undefined;
-    if (list && list.filter((n) => n.reachable).length >= count) return;
-    await new Promise((res) => setTimeout(res, 200));
-  }
-  throw new Error(`fewer than ${count} nodes reachable`);
-}
 
 describe('partitions: a node paused with SIGSTOP past the deadline (real processes)', () => {
   let d: Devnet;
@@ -115,7 +106,7 @@ describe('partitions: a node paused with SIGSTOP past the deadline (real process
     }
 
     // Healed: the same reshare succeeds and the new epoch signs with node-3 among the signers.
-    await waitReachable(d, 4);
+    await d.waitReachable(4);
     const rs = await d.api('POST', `/v1/keys/${key.keyId}/reshare`, { threshold: 3 });
     expect(rs.status, JSON.stringify(rs.body)).toBe(200);
     expect(rs.body.epoch).toBe(1);

@@ -42,15 +42,6 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
     return dst;
   };
   const sign = (msg: string) => d.api('POST', `/v1/keys/${keyId}/sign`, { message: hex(msg) });
-  const waitReachable = async (count: number) => {
-    for (let i = 0; i < 100; i++) {
-      const r = await d.api('GET', '/v1/nodes');
-      const list = (Array.isArray(r.body) ? r.body : r.body?.nodes) as { reachable: boolean }[] | undefined;
-      if (list && list.filter((x) => x.reachable).length >= count) return;
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    throw new Error(`fewer than ${count} nodes reachable`);
-  };
 
   beforeAll(async () => {
     d = await createDevnet(3);
@@ -169,7 +160,7 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
     await writeShare(join(nodeDir('node-3'), 'data'), foreign!);
     startProcess(d.dir, spec('node-3'));
     try {
-      await waitReachable(3);
+      await d.waitReachable(3);
       const named: string[] = [];
       for (let i = 0; i < 3; i++) {
         const s = await sign(`foreign blob ${i}`);
@@ -186,7 +177,7 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
 
   it('the untouched node-3 comes back and the key signs with every node', async () => {
     startProcess(d.dir, spec('node-3'));
-    await waitReachable(3);
+    await d.waitReachable(3);
     const signers = new Set<string>();
     for (let i = 0; i < 3; i++) {
       const s = await sign(`healed ${i}`);

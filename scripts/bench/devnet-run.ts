@@ -6,32 +6,15 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { findSoftHsmLibrary, SOFTHSM_INSTALL_HINT } from '../../node/softhsm.ts';
-import { NODE_BIN, type ProcessSpec, ROOT, readProcesses, startProcess, stopProcess } from '../devnet-lib.ts';
+import { NODE_BIN, type ProcessSpec, ROOT, freeRange, readProcesses, startProcess, stopProcess } from '../devnet-lib.ts';
 
 const run = promisify(execFile);
 
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
 
-async function freeRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
-    if (ok) return base;
-  }
-  throw new Error('no free port range on 127.0.0.1');
-}
 
 export type BenchDevnet = {
   readonly dir: string;

@@ -5,33 +5,13 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SOFTHSM_INSTALL_HINT, findSoftHsmLibrary } from '../../node/softhsm.ts';
-import { NODE_BIN, ROOT, readProcesses, stopProcess } from '../../scripts/devnet-lib.ts';
+import { NODE_BIN, ROOT, freeRange, readProcesses, stopProcess } from '../../scripts/devnet-lib.ts';
 
 const run = promisify(execFile);
-
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-/** A base port such that base..base+count-1 are all free now. */
-export async function freeRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
-    if (ok) return base;
-  }
-  throw new Error('no free port range on 127.0.0.1');
-}
 
 export type Devnet = {
   dir: string;
@@ -43,6 +23,8 @@ export type Devnet = {
   api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** Starts (or restarts) the whole devnet with its existing state. */
   start(): Promise<void>;
+  /** Waits (up to 20 s) until the coordinator sees at least `count` nodes reachable. */
+  waitReachable(count: number): Promise<void>;
   stopAll(): Promise<void>;
   cleanup(): Promise<void>;
 };
@@ -78,7 +60,11 @@ export async function createDevnet(nodes = 5): Promise<Devnet> {
         return { code: 0, stdout: r.stdout, stderr: r.stderr };
       } catch (e) {
         const err = e as { code?: number; stdout?: string; stderr?: string };
-        return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+        return {
+          code: typeof err.code === 'number' ? err.code : -1,
+          stdout: err.stdout ?? '',
+          stderr: err.stderr ?? '',
+        };
       }
     },
     api: async (method, path, body) => {
@@ -101,12 +87,25 @@ export async function createDevnet(nodes = 5): Promise<Devnet> {
     },
     start: async () => {
       try {
-        await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 180_000 });
+        await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], {
+          cwd: ROOT,
+          env: { ...process.env, ...env },
+          timeout: 180_000,
+        });
       } catch (e) {
         const err = e as { stderr?: string };
         throw new Error(`devnet did not start: ${err.stderr ?? String(e)}`);
       }
       d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+    },
+    waitReachable: async (count) => {
+      for (let i = 0; i < 100; i++) {
+        const r = await d.api('GET', '/v1/nodes');
+        const list = r.body?.nodes as { reachable: boolean }[] | undefined;
+        if (list && list.filter((n) => n.reachable).length >= count) return;
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      throw new Error(`fewer than ${count} nodes reachable`);
     },
     stopAll: async () => {
       await Promise.all(readProcesses(dir).map((p) => stopProcess(dir, p.name)));
