@@ -24,22 +24,11 @@ import { reshareMachine } from '../protocol/reshare.ts';
 import { simulate } from '../protocol/simulate.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { type DkgParticipantVector, loadDkgVector, loadInvalidElements } from './helpers/vectors.ts';
+import { seeded } from './helpers/rng.ts';
 
 const SUITES = [keySpec('FROST_ED25519'), keySpec('FROST_SECP256K1_TR')];
 const KEY_ID = '00000000-0000-4000-8000-0000000fa57d' as KeyId;
 
-/** A deterministic rng, so noble and the native path draw the same scalars. */
-function seeded(seed: number): RNG {
-  let state = seed >>> 0 || 1;
-  return ((n = 32) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      out[i] = state >>> 24;
-    }
-    return out;
-  }) as RNG;
-}
 
 const idsOf = (spec: KeySpec, n: number) =>
   Array.from({ length: n }, (_, i) => spec.frost.Identifier.fromNumber(i + 1) as ParticipantId);

@@ -21,6 +21,7 @@ import { DecodeError } from '../protocol/errors.ts';
 import { checkElement, fastFrost, type FrostSigning, signingFrost } from '../protocol/fast-sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { loadInvalidElements, loadVectors, suiteHashes } from './helpers/vectors.ts';
+import { replay, seeded } from './helpers/rng.ts';
 
 const spec = keySpec('FROST_SECP256K1_TR');
 const noble = spec.frost;
@@ -28,28 +29,7 @@ const fast = fastFrost(spec) as FrostSigning;
 const Fn = secp256k1.Point.Fn;
 const idOf = (k: number) => noble.Identifier.fromNumber(k);
 
-/** Replays byte chunks as an rng (the vector's nonce randomness). */
-function replay(chunks: Uint8Array[]): RNG {
-  return ((n?: number) => {
-    const c = chunks.shift();
-    if (c === undefined || (n !== undefined && c.length !== n))
-      throw new Error('randomness exhausted or wrong size');
-    return c;
-  }) as RNG;
-}
 
-/** A deterministic rng from a seed, so noble and the fast path draw the same nonces. */
-function seeded(seed: number): RNG {
-  let state = seed >>> 0 || 1;
-  return ((n = 32) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      out[i] = state >>> 24;
-    }
-    return out;
-  }) as RNG;
-}
 
 /** What happens when `f` runs: its result as hex, or 'throws'. */
 function outcome(f: () => Uint8Array | boolean): string {

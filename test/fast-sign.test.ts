@@ -11,7 +11,6 @@ import type {
   FrostPublic,
   FrostSecret,
   NonceCommitments,
-  RNG,
 } from '@noble/curves/abstract/frost.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
@@ -22,6 +21,7 @@ import { DecodeError } from '../protocol/errors.ts';
 import { checkElement, fastFrost, type FrostSigning, signingFrost } from '../protocol/fast-sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { loadInvalidElements, loadVectors } from './helpers/vectors.ts';
+import { replay, seeded } from './helpers/rng.ts';
 
 const spec = keySpec('FROST_ED25519');
 const noble = spec.frost;
@@ -29,28 +29,7 @@ const fast = fastFrost(spec) as FrostSigning;
 const Fn = spec.Point.Fn;
 const idOf = (k: number) => noble.Identifier.fromNumber(k);
 
-/** Replays byte chunks as an rng (the vector's nonce randomness, or a seeded stream). */
-function replay(chunks: Uint8Array[]): RNG {
-  return ((n?: number) => {
-    const c = chunks.shift();
-    if (c === undefined || (n !== undefined && c.length !== n))
-      throw new Error('randomness exhausted or wrong size');
-    return c;
-  }) as RNG;
-}
 
-/** A deterministic rng from a seed, so noble and the fast path draw the same nonces. */
-function seeded(seed: number): RNG {
-  let state = seed >>> 0 || 1;
-  return ((n = 32) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      out[i] = state >>> 24;
-    }
-    return out;
-  }) as RNG;
-}
 
 function opensslVerifies(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   const key = createPublicKey({

@@ -5,7 +5,7 @@
  * entry is rejected; ZF's DKG vector replayed through noble's DKG rounds; independent verifiers.
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import type { FrostPublic, FrostSecret, RNG } from '@noble/curves/abstract/frost.js';
+import type { FrostPublic, FrostSecret } from '@noble/curves/abstract/frost.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToHex, concatBytes, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
@@ -37,6 +37,7 @@ import {
   suiteHashes,
   type DkgParticipantVector,
 } from './helpers/vectors.ts';
+import { replay } from './helpers/rng.ts';
 
 const scalar = (spec: KeySpec, hex: string) => spec.frost.utils.Fn.fromBytes(hexToBytes(hex));
 const sbytes = (spec: KeySpec, n: bigint) => spec.frost.utils.Fn.toBytes(n);
@@ -48,15 +49,6 @@ function evalPoly(spec: KeySpec, coeffs: bigint[], x: bigint): bigint {
   return acc;
 }
 
-/** An rng that replays the vector's randomness, in the order noble's commit draws it. */
-function replay(chunks: Uint8Array[]): RNG {
-  return ((n?: number) => {
-    const c = chunks.shift();
-    if (c === undefined || (n !== undefined && c.length !== n))
-      throw new Error('vector randomness exhausted or wrong size');
-    return c;
-  }) as RNG;
-}
 
 function ed25519VerifiesWithOpenSSL(publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
   const key = createPublicKey({
