@@ -107,7 +107,14 @@ export async function initNode(cfg: NodeConfig): Promise<string> {
 }
 
 /** Test-only knobs: bounds of the in-memory signing nonce table (defaults in node/nonces.ts). */
-export type StartNodeOptions = { nonces?: { max?: number; ttlMs?: number } };
+export type StartNodeOptions = {
+  nonces?: { max?: number; ttlMs?: number };
+  /**
+   * Test-only fault injection on node-to-node session messages (delay, duplicate, reorder, drop):
+   * called instead of delivering `frame` to `to`; `deliver` sends it for real. Never set by main.ts.
+   */
+  linkFault?: (to: string, frame: Uint8Array, deliver: (frame: Uint8Array) => Promise<void>) => Promise<void>;
+};
 
 export async function startNode(cfg: NodeConfig, logger?: Logger, opts: StartNodeOptions = {}): Promise<NodeHandle> {
   const log = (logger ?? pino({ level: cfg.logLevel })).child({ node: cfg.nodeId });
@@ -130,7 +137,7 @@ export async function startNode(cfg: NodeConfig, logger?: Logger, opts: StartNod
     await store.close();
     throw e;
   }
-  node.attach(transport);
+  node.attach(transport, opts.linkFault);
   await transport.handle(RPC_PROTOCOL, (from, req) => node.onRpc(from, req));
   await transport.handle(SESSION_PROTOCOL, async (from, frame) => {
     node.onSessionFrame(from, frame);
@@ -191,13 +198,14 @@ class NodeDaemon {
     this.#coordinators = new Set(cluster.coordinators.map((c) => c.peerId));
   }
 
-  attach(t: Transport): void {
+  attach(t: Transport, linkFault?: StartNodeOptions['linkFault']): void {
+    const send = async (nodeId: string, frame: Uint8Array) => {
+      const peer = this.#peerByNode.get(nodeId);
+      if (!peer) throw new KmsError('ValidationError', `unknown node ${nodeId}`);
+      await t.request(peer, SESSION_PROTOCOL, frame, { timeoutMs: 10_000 });
+    };
     this.#runner = new SessionRunner({
-      send: async (nodeId, frame) => {
-        const peer = this.#peerByNode.get(nodeId);
-        if (!peer) throw new KmsError('ValidationError', `unknown node ${nodeId}`);
-        await t.request(peer, SESSION_PROTOCOL, frame, { timeoutMs: 10_000 });
-      },
+      send: linkFault ? (nodeId, frame) => linkFault(nodeId, frame, (f) => send(nodeId, f)) : send,
       log: this.#log,
     });
   }
@@ -260,8 +268,10 @@ class NodeDaemon {
       case 'commit-epoch':
         return this.#commitEpoch(req.keyId, req.epoch, req.transcriptHash, req.certificate);
       case 'abort-epoch':
+        // The pending record and its sealed share go; the epoch's sealer scope stays, because the
+        // next attempt at this key event seals its share for the same epoch number (a destroyed
+        // scope can never be used again).
         await this.#store.discardPendingEpoch(req.keyId, req.epoch);
-        await this.#sealer.destroyScope(`${req.keyId}/${req.epoch}`).catch(() => {});
         await this.#record({ event: 'epoch.aborted', keyId: req.keyId, epoch: req.epoch });
         return { ok: true };
       case 'retire':
@@ -392,7 +402,10 @@ class NodeDaemon {
         for (const r of new Set(step.out.map((e) => e.header.round))) crashPoint(`${r}.sending`);
         return;
       }
-      const p = pending();
+      // When the last confirmation arrives in the same step as our own (reordered delivery), the
+      // machine finishes in that step and erases the share from its state: take it from the result.
+      const done = step.done as { key?: Key } | undefined;
+      const p = done?.key ? { key: done.key } : pending();
       if (p) await this.#persistPending(s, p.key);
       crashPoint(`${s.kind}.confirm.sending`);
     };
@@ -662,6 +675,8 @@ function tap<S, B, R>(m: Machine<S, B, R>, see: (s: S) => void): Machine<S, B, R
 
 function pendingFromKeyEvent(spec: KeySpec, self: ParticipantId, st: any): { key: Key } | undefined {
   if (!st || st.newShare === undefined || !st.newPublic) return undefined;
+  // A zero share is the machine's erased state, never a real share (RFC 9591 §3.1: non-zero).
+  if (st.newShare === 0n) throw new KmsError('Internal', 'key event state holds no share to persist');
   return {
     key: {
       public: st.newPublic,

@@ -40,7 +40,17 @@ export type TestCluster = {
 
 export async function startTestCluster(
   n: number,
-  opts: { sessionTimeoutMs?: number; sealer?: 'software' | 'pkcs11' } = {},
+  opts: {
+    sessionTimeoutMs?: number;
+    sealer?: 'software' | 'pkcs11';
+    /** Fault injection on node-to-node session messages (see StartNodeOptions.linkFault). */
+    linkFault?: (
+      from: string,
+      to: string,
+      frame: Uint8Array,
+      deliver: (frame: Uint8Array) => Promise<void>,
+    ) => Promise<void>;
+  } = {},
 ): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tkms-cluster-'));
   process.env.KMS_PASSPHRASE = 'test passphrase for the software sealer';
@@ -85,7 +95,15 @@ export async function startTestCluster(
   const nodes = new Map<string, NodeHandle>();
   const logger = pino({ level: 'silent' });
   const start = async (id: string) => {
-    nodes.set(id, await startNode(loadNodeConfig(configs.get(id)!), logger));
+    const fault = opts.linkFault;
+    nodes.set(
+      id,
+      await startNode(
+        loadNodeConfig(configs.get(id)!),
+        logger,
+        fault ? { linkFault: (to, frame, deliver) => fault(id, to, frame, deliver) } : {},
+      ),
+    );
   };
   for (const p of peers) await start(p.id);
   const transport = await createTransport({
