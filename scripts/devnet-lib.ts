@@ -11,10 +11,15 @@
  *   logs/<name>.log          each process's output
  *   <name>.pid               pid of each running process
  */
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { SOFTHSM_INSTALL_HINT, findSoftHsmLibrary } from '../node/softhsm.ts';
+
+const run = promisify(execFile);
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const NODE_BIN = process.execPath;
@@ -105,13 +110,83 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A base port such that base..base+count-1 are all free on 127.0.0.1 now (tests, benchmarks). */
+/**
+ * A base port such that base..base+count-1 are all free on 127.0.0.1 now (tests, benchmarks).
+ * Picked below Linux's ephemeral range (32768-60999), so outgoing connections of other processes
+ * cannot take the port between this probe and the listen.
+ */
 export async function freeRange(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
+    const base = 10000 + Math.floor(Math.random() * (22000 - count));
     let ok = true;
     for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
     if (ok) return base;
   }
   throw new Error('no free port range on 127.0.0.1');
+}
+
+/**
+ * A throwaway devnet for tests and benchmarks: the processes `npm run devnet` starts, in a temp
+ * dir on free ports, each node on its own SoftHSM2 token (an error with the install hint when
+ * SoftHSM2 is missing). `start()` runs `scripts/devnet.ts --detach` (again: the state is kept);
+ * `stopAll()` stops every process; `dispose()` also removes the dir.
+ */
+export type TempDevnet = {
+  readonly dir: string;
+  readonly url: string;
+  readonly nodes: number;
+  /** KMS_* settings of this devnet, for child processes (devnet, kms). */
+  readonly env: Record<string, string>;
+  token: string;
+  start(timeoutMs?: number): Promise<void>;
+  stopAll(): Promise<void>;
+  dispose(): Promise<void>;
+};
+
+export async function createTempDevnet(nodes: number, purpose: string): Promise<TempDevnet> {
+  try {
+    findSoftHsmLibrary();
+  } catch {
+    throw new Error(`${purpose} needs SoftHSM2 for per-node HSM tokens. ${SOFTHSM_INSTALL_HINT}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'tkms-devnet-'));
+  const port = await freeRange(1);
+  const p2p = await freeRange(nodes + 1);
+  const env = {
+    KMS_DEVNET_DIR: dir,
+    KMS_NODES: String(nodes),
+    KMS_PORT: String(port),
+    KMS_P2P_PORT_BASE: String(p2p),
+  };
+  const d: TempDevnet = {
+    dir,
+    nodes,
+    url: `http://127.0.0.1:${port}`,
+    env,
+    token: '',
+    start: async (timeoutMs = 180_000) => {
+      try {
+        await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], {
+          cwd: ROOT,
+          env: { ...process.env, ...env },
+          timeout: timeoutMs,
+        });
+      } catch (e) {
+        throw new Error(`devnet did not start: ${(e as { stderr?: string }).stderr ?? String(e)}`);
+      }
+      d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+    },
+    stopAll: async () => {
+      if (!existsSync(join(dir, 'processes.json'))) return; // never initialized
+      await Promise.all(readProcesses(dir).map((p) => stopProcess(dir, p.name)));
+    },
+    dispose: async () => {
+      try {
+        await d.stopAll();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+  return d;
 }

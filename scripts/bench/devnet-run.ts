@@ -4,17 +4,9 @@
  * dir on free ports. `stop()` stops every process, and `dispose()` also removes the dir; callers
  * run them in `finally` so an error never leaves processes behind.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { findSoftHsmLibrary, SOFTHSM_INSTALL_HINT } from '../../node/softhsm.ts';
-import { NODE_BIN, type ProcessSpec, ROOT, freeRange, readProcesses, startProcess, stopProcess } from '../devnet-lib.ts';
-
-const run = promisify(execFile);
-
-
+import { createTempDevnet, readProcesses, startProcess } from '../devnet-lib.ts';
 
 export type BenchDevnet = {
   readonly dir: string;
@@ -37,38 +29,19 @@ export type BenchDevnet = {
 };
 
 export async function createBenchDevnet(nodes: number): Promise<BenchDevnet> {
-  try {
-    findSoftHsmLibrary();
-  } catch {
-    throw new Error(`the service benchmark needs SoftHSM2 for per-node HSM tokens. ${SOFTHSM_INSTALL_HINT}`);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'tkms-bench-'));
-  const port = await freeRange(1);
-  const p2p = await freeRange(nodes + 1);
-  const env: Record<string, string> = {
-    KMS_DEVNET_DIR: dir,
-    KMS_NODES: String(nodes),
-    KMS_PORT: String(port),
-    KMS_P2P_PORT_BASE: String(p2p),
-  };
+  const t = await createTempDevnet(nodes, 'the service benchmark');
+  const { dir } = t;
   const d: BenchDevnet = {
     dir,
     nodes,
-    url: `http://127.0.0.1:${port}`,
-    token: '',
-    start: async () => {
-      try {
-        await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], {
-          cwd: ROOT,
-          env: { ...process.env, ...env },
-          timeout: 300_000,
-        });
-      } catch (e) {
-        const err = e as { stderr?: string };
-        throw new Error(`devnet did not start: ${err.stderr ?? String(e)}`);
-      }
-      d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+    url: t.url,
+    get token() {
+      return t.token;
     },
+    set token(v: string) {
+      t.token = v;
+    },
+    start: () => t.start(300_000),
     startProcesses: async (ready, timeoutMs = 120_000) => {
       for (const p of readProcesses(dir)) startProcess(dir, p, { detached: true });
       const until = Date.now() + timeoutMs;
@@ -78,28 +51,14 @@ export async function createBenchDevnet(nodes: number): Promise<BenchDevnet> {
       }
       throw new Error(`devnet in ${dir} not ready after ${timeoutMs} ms`);
     },
-    stop: async () => {
-      let procs: ProcessSpec[] = [];
-      try {
-        procs = readProcesses(dir);
-      } catch {
-        return; // never initialized
-      }
-      await Promise.all(procs.map((p) => stopProcess(dir, p.name)));
-    },
+    stop: () => t.stopAll(),
     setEnv: (names, extra) => {
       const procs = readProcesses(dir).map((p) =>
         names.includes(p.name) ? { ...p, env: { ...p.env, ...extra } } : p,
       );
       writeFileSync(join(dir, 'processes.json'), `${JSON.stringify(procs, null, 2)}\n`);
     },
-    dispose: async () => {
-      try {
-        await d.stop();
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
+    dispose: () => t.dispose(),
   };
   return d;
 }

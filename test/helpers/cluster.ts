@@ -5,7 +5,6 @@
  * one token per node, all in one token directory, since one process uses one SoftHSM2 config).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -14,16 +13,12 @@ import { loadClusterFile, loadNodeConfig } from '../../node/config.ts';
 import { type NodeHandle, initNode, startNode } from '../../node/daemon.ts';
 import { generateIdentityKey, peerIdOf } from '../../node/identity.ts';
 import { createTransport } from '../../node/transport.ts';
+import { freeRange } from '../../scripts/devnet-lib.ts';
 import { type TestToken, createTestTokens } from './softhsm.ts';
 
+/** A free port outside the ephemeral range (see scripts/devnet-lib.ts freeRange). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
+  return freeRange(1);
 }
 
 export type TestCluster = {

@@ -4,12 +4,8 @@
  * SoftHSM2 is missing; `.ci/run` installs it). Ports are picked free; state lives in a temp dir.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SOFTHSM_INSTALL_HINT, findSoftHsmLibrary } from '../../node/softhsm.ts';
-import { NODE_BIN, ROOT, freeRange, readProcesses, stopProcess } from '../../scripts/devnet-lib.ts';
+import { NODE_BIN, ROOT, createTempDevnet } from '../../scripts/devnet-lib.ts';
 
 const run = promisify(execFile);
 
@@ -30,25 +26,17 @@ export type Devnet = {
 };
 
 export async function createDevnet(nodes = 5): Promise<Devnet> {
-  try {
-    findSoftHsmLibrary();
-  } catch {
-    throw new Error(`end-to-end tests need SoftHSM2 for per-node HSM tokens. ${SOFTHSM_INSTALL_HINT}`);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'tkms-devnet-'));
-  const port = await freeRange(1);
-  const p2p = await freeRange(nodes + 1);
-  const env: Record<string, string> = {
-    KMS_DEVNET_DIR: dir,
-    KMS_NODES: String(nodes),
-    KMS_PORT: String(port),
-    KMS_P2P_PORT_BASE: String(p2p),
-  };
-  const url = `http://127.0.0.1:${port}`;
+  const t = await createTempDevnet(nodes, 'end-to-end tests');
+  const { dir, url, env } = t;
   const d: Devnet = {
     dir,
     url,
-    token: '',
+    get token() {
+      return t.token;
+    },
+    set token(v: string) {
+      t.token = v;
+    },
     env,
     kms: async (args) => {
       try {
@@ -85,19 +73,7 @@ export async function createDevnet(nodes = 5): Promise<Devnet> {
       }
       return { status: r.status, body: parsed };
     },
-    start: async () => {
-      try {
-        await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], {
-          cwd: ROOT,
-          env: { ...process.env, ...env },
-          timeout: 180_000,
-        });
-      } catch (e) {
-        const err = e as { stderr?: string };
-        throw new Error(`devnet did not start: ${err.stderr ?? String(e)}`);
-      }
-      d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
-    },
+    start: () => t.start(),
     waitReachable: async (count) => {
       for (let i = 0; i < 100; i++) {
         const r = await d.api('GET', '/v1/nodes');
@@ -107,16 +83,8 @@ export async function createDevnet(nodes = 5): Promise<Devnet> {
       }
       throw new Error(`fewer than ${count} nodes reachable`);
     },
-    stopAll: async () => {
-      await Promise.all(readProcesses(dir).map((p) => stopProcess(dir, p.name)));
-    },
-    cleanup: async () => {
-      try {
-        await d.stopAll();
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
+    stopAll: () => t.stopAll(),
+    cleanup: () => t.dispose(),
   };
   return d;
 }
