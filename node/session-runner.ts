@@ -152,6 +152,16 @@ export class SessionRunner {
             const prev = sendChains.get(t.nodeId) ?? Promise.resolve();
             const next = prev.then(() =>
               this.#send(t.nodeId, frame).catch((e: unknown) => {
+                // A peer that already sent us its own message of this round has finished the round
+                // (e.g. it had every confirmation and then went away): our copy only mattered for
+                // its own completion, so this session goes on. Otherwise fail fast, naming it.
+                if (spokeIn.get(env.header.round)?.has(t.participant)) {
+                  this.#log.warn(
+                    { sessionId: ctx.sessionId, to: t.nodeId, round: env.header.round },
+                    'late delivery failure to a peer that had finished the round',
+                  );
+                  return;
+                }
                 throw new ProtocolError('ProtocolAborted', `could not deliver to ${t.nodeId}`, {
                   culprits: [{ participant: t.nodeId, reason: 'unresponsive', round: env.header.round }],
                   cause: e,
