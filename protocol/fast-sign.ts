@@ -209,6 +209,34 @@ function checkCount(pub: FrostPublic, n: number): void {
   }
 }
 
+/**
+ * §5.2 inputs of one signer, checked as noble checks them: the public package, the list size, the
+ * share and both nonces as scalars (zero nonces = already used), and this signer's own commitment in
+ * the list, which the coordinator must hand back exactly as derived from these nonces.
+ */
+function signInputs(
+  suite: FastSuite,
+  secret: FrostSecret,
+  pub: FrostPublic,
+  nonces: Nonces,
+  list: NonceCommitments[],
+): { sk: bigint; d: bigint; e: bigint } {
+  checkPublic(pub);
+  if (!Array.isArray(list)) throw new DecodeError('DecodeError', 'commitment list: must be an array');
+  checkCount(pub, list.length);
+  const sk = scalar(suite, secret.signingShare, 'signing share');
+  const d = scalar(suite, nonces.hiding, 'hiding nonce');
+  const e = scalar(suite, nonces.binding, 'binding nonce');
+  if (d === 0n || e === 0n) throw new ProtocolError('NonceReused', 'signing nonces already used');
+  const own = list.find((c) => c.identifier === secret.identifier);
+  if (own === undefined) throw new ProtocolError('ProtocolAborted', 'missing signer commitment');
+  if (!equalBytes(own.hiding, suite.group.baseMul(d)) || !equalBytes(own.binding, suite.group.baseMul(e))) {
+    throw new ProtocolError('ProtocolAborted', 'incorrect signer commitment');
+  }
+  return { sk, d, e };
+}
+
+
 // ---- RFC 9591 §4.4-§4.6 ----
 
 type Entry = {
@@ -323,19 +351,7 @@ function makeSigning(suite: FastSuite): FrostSigning {
       list: NonceCommitments[],
       msg: Uint8Array,
     ) {
-      checkPublic(pub);
-      if (!Array.isArray(list)) throw new DecodeError('DecodeError', 'commitment list: must be an array');
-      checkCount(pub, list.length);
-      const sk = scalar(suite, secret.signingShare, 'signing share');
-      const d = scalar(suite, nonces.hiding, 'hiding nonce');
-      const e = scalar(suite, nonces.binding, 'binding nonce');
-      if (d === 0n || e === 0n) throw new ProtocolError('NonceReused', 'signing nonces already used');
-      const own = list.find((c) => c.identifier === secret.identifier);
-      if (own === undefined) throw new ProtocolError('ProtocolAborted', 'missing signer commitment');
-      // The coordinator must hand back this signer's own commitment, derived from these nonces.
-      if (!equalBytes(own.hiding, group.baseMul(d)) || !equalBytes(own.binding, group.baseMul(e))) {
-        throw new ProtocolError('ProtocolAborted', 'incorrect signer commitment');
-      }
+      const { sk, d, e } = signInputs(suite, secret, pub, nonces, list);
       const s = session(suite, pub, list, msg);
       const self = s.entries.find((x) => x.id === secret.identifier)!;
       // z_i = d_i + e_i·ρ_i + λ_i·s_i·c
@@ -467,19 +483,8 @@ function taprootSigning(suite: FastSuite): FrostSigning {
       list: NonceCommitments[],
       msg: Uint8Array,
     ) {
-      checkPublic(pub);
-      if (!Array.isArray(list)) throw new DecodeError('DecodeError', 'commitment list: must be an array');
-      checkCount(pub, list.length);
-      const sk = scalar(suite, secret.signingShare, 'signing share');
-      const d = scalar(suite, nonces.hiding, 'hiding nonce');
-      const e = scalar(suite, nonces.binding, 'binding nonce');
-      if (d === 0n || e === 0n) throw new ProtocolError('NonceReused', 'signing nonces already used');
-      const own = list.find((c) => c.identifier === secret.identifier);
-      if (own === undefined) throw new ProtocolError('ProtocolAborted', 'missing signer commitment');
       // Checked against the nonces as committed, before any negation (as noble does).
-      if (!equalBytes(own.hiding, group.baseMul(d)) || !equalBytes(own.binding, group.baseMul(e))) {
-        throw new ProtocolError('ProtocolAborted', 'incorrect signer commitment');
-      }
+      const { sk, d, e } = signInputs(suite, secret, pub, nonces, list);
       const v = evenView(suite, pub);
       const s = session(suite, v.pub, list, msg);
       const self = s.entries.find((x) => x.id === secret.identifier)!;
