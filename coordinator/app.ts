@@ -16,7 +16,7 @@ import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
 import { Level } from 'level';
 import pino, { type Logger } from 'pino';
-import { type AuditDb, AuditLog } from '../node/audit-log.ts';
+import { type AuditDb, AuditLog } from '../common/audit-log.ts';
 import { InfraError, KmsError } from '../protocol/errors.ts';
 import { can, TokenStore } from './auth.ts';
 import type { Cluster } from './cluster.ts';

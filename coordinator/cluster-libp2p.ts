@@ -21,8 +21,8 @@ import { type Certificate, type EpochRecord, certificateGaps } from '../protocol
 import type { Epoch, KeyId, SessionId } from '../protocol/ids.ts';
 import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
-import type { ClusterPeer } from '../node/config.ts';
-import { crashPoint } from '../node/crash-points.ts';
+import type { ClusterPeer } from '../net/cluster-file.ts';
+import { crashPoint } from '../common/crash-points.ts';
 import {
   type Confirmations,
   type RpcRequest,
@@ -31,8 +31,8 @@ import {
   type StatusAnswer,
   decodeJsonFrame,
   encodeRpc,
-} from '../node/rpc.ts';
-import { RPC_PROTOCOL, type Transport } from '../node/transport.ts';
+} from '../net/rpc.ts';
+import { RPC_PROTOCOL, type Transport } from '../net/transport.ts';
 import type { Cluster, EpochInfo, KeyState, NodeStatus, ProgressFn, SignResult } from './cluster.ts';
 
 /** A member's `public` answer: its active epoch and the certificate that made it. */

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { AbstractLevel } from 'abstract-level';
 import { KmsError } from '../protocol/errors.ts';
-import { canonicalJson } from '../node/audit-log.ts';
+import { canonicalJson } from '../common/audit-log.ts';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,255}$/;

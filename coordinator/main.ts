@@ -14,10 +14,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { KmsError } from '../protocol/errors.ts';
-import { loadClusterFile } from '../node/config.ts';
-import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../node/identity.ts';
-import { runCli, stopOnSignals } from '../node/process.ts';
-import { createTransport } from '../node/transport.ts';
+import { loadClusterFile } from '../net/cluster-file.ts';
+import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../net/identity.ts';
+import { runCli, stopOnSignals } from '../common/process.ts';
+import { createTransport } from '../net/transport.ts';
 import { startCoordinator } from './app.ts';
 import { Libp2pCluster } from './cluster-libp2p.ts';
 import { loadConfig } from './config.ts';

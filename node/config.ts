@@ -24,6 +24,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { KmsError } from '../protocol/errors.ts';
+import { readJson, schemaError } from '../net/cluster-file.ts';
+
+export type { ClusterFile, ClusterPeer } from '../net/cluster-file.ts';
 
 export type SealerConfig =
   | {
@@ -35,14 +38,6 @@ export type SealerConfig =
     }
   | { kind: 'software'; passphraseFile?: string };
 
-export type ClusterPeer = { id: string; peerId: string; addresses: string[] };
-
-/** The cluster file: the allow-list shared by every process of a deployment. */
-export type ClusterFile = {
-  nodes: ClusterPeer[];
-  coordinators: ClusterPeer[];
-};
-
 export type NodeConfig = {
   nodeId: string;
   listen: string[];
@@ -52,27 +47,6 @@ export type NodeConfig = {
   sessionTimeoutMs: number;
   logLevel: string;
 };
-
-const peerSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['id', 'peerId', 'addresses'],
-  properties: {
-    id: { type: 'string', pattern: '^(node-[1-9][0-9]{0,3}|coordinator(-[a-z0-9]+)?)$' },
-    peerId: { type: 'string', minLength: 10, maxLength: 128 },
-    addresses: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 256 }, maxItems: 16 },
-  },
-} as const;
-
-export const clusterFileSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['nodes', 'coordinators'],
-  properties: {
-    nodes: { type: 'array', items: peerSchema, minItems: 1, maxItems: 1000 },
-    coordinators: { type: 'array', items: peerSchema, maxItems: 16 },
-  },
-} as const;
 
 const nodeConfigSchema = {
   type: 'object',
@@ -112,21 +86,6 @@ const nodeConfigSchema = {
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validateNode = ajv.compile(nodeConfigSchema);
-const validateCluster = ajv.compile(clusterFileSchema);
-
-function schemaError(what: string, errors: typeof validateNode.errors): KmsError {
-  const first = errors?.[0];
-  const where = first ? `${first.instancePath || '/'} ${first.message}` : 'invalid';
-  return new KmsError('ValidationError', `${what}: ${where}`);
-}
-
-function readJson(path: string, what: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new KmsError('ValidationError', `${what} ${path}: ${(e as Error).message}`);
-  }
-}
 
 /** Reads and validates the node config; relative paths resolve against the config file's folder. */
 export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
@@ -164,19 +123,20 @@ export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.en
   return cfg;
 }
 
-export function loadClusterFile(path: string): ClusterFile {
-  const raw = readJson(path, 'cluster file');
-  if (!validateCluster(raw)) throw schemaError(`cluster file ${path}`, validateCluster.errors);
-  return raw as ClusterFile;
-}
-
 /** A secret from a file (trailing newline trimmed) or an environment variable; never logged. */
-export function readSecret(file: string | undefined, envName: string, env: NodeJS.ProcessEnv = process.env): string {
+export function readSecret(
+  file: string | undefined,
+  envName: string,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   if (file) {
     try {
       return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
     } catch (e) {
-      throw new KmsError('SealerUnavailable', `cannot read secret file ${file}: ${(e as NodeJS.ErrnoException).code}`);
+      throw new KmsError(
+        'SealerUnavailable',
+        `cannot read secret file ${file}: ${(e as NodeJS.ErrnoException).code}`,
+      );
     }
   }
   const v = env[envName];

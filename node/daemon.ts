@@ -31,10 +31,11 @@ import { refreshMachine } from '../protocol/refresh.ts';
 import { repairMachine } from '../protocol/repair.ts';
 import { reshareMachine } from '../protocol/reshare.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
-import { AuditLog } from './audit-log.ts';
-import { type ClusterFile, type NodeConfig, loadClusterFile } from './config.ts';
-import { crashPoint } from './crash-points.ts';
-import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from './identity.ts';
+import { AuditLog } from '../common/audit-log.ts';
+import { type ClusterFile, loadClusterFile } from '../net/cluster-file.ts';
+import type { NodeConfig } from './config.ts';
+import { crashPoint } from '../common/crash-points.ts';
+import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../net/identity.ts';
 import {
   type Confirmations,
   type RpcRequest,
@@ -43,13 +44,13 @@ import {
   type StatusAnswer,
   decodeRpcRequest,
   encodeRpc,
-} from './rpc.ts';
+} from '../net/rpc.ts';
 import type { Sealer, SealContext } from './sealer.ts';
 import { openSealer } from './sealer-open.ts';
 import { SessionRunner, type SessionMember } from './session-runner.ts';
 import { NonceTable } from './nonces.ts';
 import { type EpochRecordStored, NodeStore } from './store.ts';
-import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from './transport.ts';
+import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../net/transport.ts';
 
 export type NodeHandle = {
   readonly nodeId: string;

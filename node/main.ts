@@ -9,7 +9,7 @@
 import pino from 'pino';
 import { loadNodeConfig } from './config.ts';
 import { initNode, startNode } from './daemon.ts';
-import { runCli, stopOnSignals } from './process.ts';
+import { runCli, stopOnSignals } from '../common/process.ts';
 
 /** Paths pino must never print, whatever a caller logs by mistake. */
 export const REDACT = [

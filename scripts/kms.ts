@@ -15,7 +15,7 @@ import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { auditHash, GENESIS_HASH } from '../node/audit-log.ts';
+import { auditHash, GENESIS_HASH } from '../common/audit-log.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 1;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLog, auditHash, canonicalJson, GENESIS_HASH } from '../node/audit-log.ts';
+import { AuditLog, auditHash, canonicalJson, GENESIS_HASH } from '../common/audit-log.ts';
 import { InfraError } from '../protocol/errors.ts';
 
 const dirs: string[] = [];

@@ -15,7 +15,7 @@ import { buildApp } from '../coordinator/app.ts';
 import { loadConfig, parseConfig } from '../coordinator/config.ts';
 import { LIFECYCLE } from '../coordinator/lifecycle.ts';
 import { LocalCluster } from '../coordinator/local-cluster.ts';
-import type { AuditDb } from '../node/audit-log.ts';
+import type { AuditDb } from '../common/audit-log.ts';
 import { KEY_SPEC_REGISTRY, KEY_SPECS, verifySignature } from '../protocol/suites.ts';
 import { verifyAuditChain } from '../scripts/kms.ts';
 import { ADMIN_TOKEN, startTestCoordinator, type TestCoordinator } from './helpers/coordinator.ts';

@@ -16,7 +16,7 @@ import { participantIdOf } from '../protocol/elements.ts';
 import { type KmsError, isKmsError } from '../protocol/errors.ts';
 import type { ParticipantId } from '../protocol/ids.ts';
 import { keySpec } from '../protocol/suites.ts';
-import { encodeRpc } from '../node/rpc.ts';
+import { encodeRpc } from '../net/rpc.ts';
 import { type TestCluster, startTestCluster } from './helpers/cluster.ts';
 import { type Env, type LyingPeer, startLyingPeer } from './helpers/lying-peer.ts';
 

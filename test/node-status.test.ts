@@ -9,7 +9,7 @@
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNodeConfig } from '../node/config.ts';
-import { MAX_STATUS_PAGE, STATUS_PAGE } from '../node/rpc.ts';
+import { MAX_STATUS_PAGE, STATUS_PAGE } from '../net/rpc.ts';
 import { type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
 
 const EXTRA = 12_000;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLog } from '../node/audit-log.ts';
+import { AuditLog } from '../common/audit-log.ts';
 import { SoftwareSealer } from '../node/sealer-software.ts';
 import { type EpochRecordStored, NodeStore } from '../node/store.ts';
 import { InfraError, StateError } from '../protocol/errors.ts';

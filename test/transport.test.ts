@@ -11,7 +11,7 @@ import {
   type IdentityKey,
   parsePeerId,
   peerIdOf,
-} from '../node/identity.ts';
+} from '../net/identity.ts';
 import {
   type AllowedPeer,
   createTransport,
@@ -20,7 +20,7 @@ import {
   type Transport,
   type TransportConfig,
   type TransportLogger,
-} from '../node/transport.ts';
+} from '../net/transport.ts';
 
 const LISTEN = ['/ip4/127.0.0.1/tcp/0'];
 const started: Transport[] = [];

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../../node/audit-log.ts';
+import type { AuditLog } from '../../common/audit-log.ts';
 import { KmsError, StateError } from '../../protocol/errors.ts';
 import type { Blame } from '../../protocol/errors.ts';
 import { nodeIndex } from '../../protocol/ids.ts';

@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
-import { loadClusterFile, loadNodeConfig } from '../../node/config.ts';
+import { loadClusterFile } from '../../net/cluster-file.ts';
+import { loadNodeConfig } from '../../node/config.ts';
 import { type NodeHandle, initNode, startNode } from '../../node/daemon.ts';
-import { generateIdentityKey, peerIdOf } from '../../node/identity.ts';
-import { createTransport } from '../../node/transport.ts';
+import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
+import { createTransport } from '../../net/transport.ts';
 import { freeRange } from '../../scripts/devnet-lib.ts';
 import { type TestToken, createTestTokens } from './softhsm.ts';
 

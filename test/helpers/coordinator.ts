@@ -10,11 +10,12 @@ import { type RunningCoordinator, startCoordinator } from '../../coordinator/app
 import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
 import { parseConfig } from '../../coordinator/config.ts';
 import { LocalCluster } from '../../coordinator/local-cluster.ts';
-import { type ClusterPeer, loadNodeConfig } from '../../node/config.ts';
+import type { ClusterPeer } from '../../net/cluster-file.ts';
+import { loadNodeConfig } from '../../node/config.ts';
 import { type StartNodeOptions, startNode } from '../../node/daemon.ts';
-import { generateIdentityKey, peerIdOf } from '../../node/identity.ts';
-import { decodeJsonFrame, encodeRpc, type RpcRequest } from '../../node/rpc.ts';
-import { createTransport, RPC_PROTOCOL, type Transport } from '../../node/transport.ts';
+import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
+import { decodeJsonFrame, encodeRpc, type RpcRequest } from '../../net/rpc.ts';
+import { createTransport, RPC_PROTOCOL, type Transport } from '../../net/transport.ts';
 import { startTestCluster, type TestCluster } from './cluster.ts';
 
 export const ADMIN_TOKEN = `test-admin-${'x'.repeat(32)}`;

@@ -14,9 +14,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { generateIdentityKey, peerIdOf } from '../../node/identity.ts';
-import { type RpcRequest, decodeJsonFrame, encodeRpc } from '../../node/rpc.ts';
-import { RPC_PROTOCOL, type Transport, createTransport } from '../../node/transport.ts';
+import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
+import { type RpcRequest, decodeJsonFrame, encodeRpc } from '../../net/rpc.ts';
+import { RPC_PROTOCOL, type Transport, createTransport } from '../../net/transport.ts';
 import { NODE_BIN, type ProcessSpec, ROOT, readProcesses, startProcess } from '../../scripts/devnet-lib.ts';
 import { type Devnet, createDevnet } from './devnet-process.ts';
 

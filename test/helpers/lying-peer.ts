@@ -20,13 +20,13 @@ import { KmsError, isKmsError } from '../../protocol/errors.ts';
 import { type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../../protocol/ids.ts';
 import type { Envelope } from '../../protocol/machine.ts';
 import { type KeySpec, keySpec } from '../../protocol/suites.ts';
-import { loadClusterFile } from '../../node/config.ts';
-import { identityKeyFromBytes } from '../../node/identity.ts';
-import { type RpcRequest, decodeRpcRequest, encodeRpc } from '../../node/rpc.ts';
+import { loadClusterFile } from '../../net/cluster-file.ts';
+import { identityKeyFromBytes } from '../../net/identity.ts';
+import { type RpcRequest, decodeRpcRequest, encodeRpc } from '../../net/rpc.ts';
 import { SoftwareSealer, levelSealerKeyStore } from '../../node/sealer-software.ts';
 import { SessionRunner } from '../../node/session-runner.ts';
 import { NodeStore } from '../../node/store.ts';
-import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../../node/transport.ts';
+import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../../net/transport.ts';
 import type { TestCluster } from './cluster.ts';
 
 export type Env = Envelope<Record<string, unknown>>;
