@@ -416,12 +416,20 @@ export async function startCoordinator(opts: {
  * nodes are told to destroy whatever they hold of it (best effort: an unreachable node keeps an
  * orphaned share that no key record points to), the alias is freed, and the outcome is audited.
  */
-export async function recoverInterruptedCreates(ctx: AppContext, log: { warn: (o: object, m: string) => void }): Promise<number> {
+export async function recoverInterruptedCreates(
+  ctx: AppContext,
+  log: { warn: (o: object, m: string) => void },
+): Promise<number> {
   const stuck = await ctx.keys.inState('Creating');
   for (const rec of stuck) {
     await ctx.cluster.destroyKey({ keyId: rec.keyId }).catch(() => undefined);
     await ctx.keys.releaseAlias(rec, null);
-    await ctx.audit.append({ kind: 'recovery', event: 'key.create.interrupted', keyId: rec.keyId, outcome: 'discarded' });
+    await ctx.audit.append({
+      kind: 'recovery',
+      event: 'key.create.interrupted',
+      keyId: rec.keyId,
+      outcome: 'discarded',
+    });
     log.warn({ keyId: rec.keyId }, 'discarded a key left Creating by an interrupted DKG');
   }
   return stuck.length;

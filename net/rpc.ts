@@ -1,8 +1,12 @@
 /**
- * Coordinator -> node requests (`/tkms/rpc/1.0.0`). JSON-shaped objects (binary values as
- * lowercase hex, like the HTTP API) carried in one transport frame, validated by JSON schema on
- * the node before anything else looks at them. Node-to-node protocol messages do not use this:
- * they are binary envelopes (protocol/codec.ts) on `/tkms/session/1.0.0`.
+ * Coordinator -> node requests (`/tkms/rpc/1.0.0`): one table (`RpcAnswers`) types every operation's
+ * request and answer, and both directions are validated by JSON schema: the node validates each
+ * request before anything else looks at it (`decodeRpcRequest`), the coordinator validates each
+ * answer against the schema of the operation it asked (`decodeRpcAnswer`), so a malformed or
+ * padded answer from a node is a DecodeError naming that node, never data passed on.
+ * JSON-shaped objects (binary values as lowercase hex, like the HTTP API) in one transport frame.
+ * Node-to-node protocol messages do not use this: they are binary envelopes (protocol/codec.ts) on
+ * `/tkms/session/1.0.0`.
  */
 import { Ajv } from 'ajv';
 import { KmsError } from '../protocol/errors.ts';
@@ -123,7 +127,15 @@ export type RpcRequest =
   | { op: 'session'; session: SessionSpec }
   | { op: 'commit-epoch'; keyId: string; epoch: number; certificate: Confirmations; transcriptHash: string }
   | { op: 'abort-epoch'; keyId: string; epoch: number }
-  | { op: 'retire'; keyId: string; epoch: number; public: PublicPackageHex; certificate: Confirmations; transcriptHash: string; sessionId: string }
+  | {
+      op: 'retire';
+      keyId: string;
+      epoch: number;
+      public: PublicPackageHex;
+      certificate: Confirmations;
+      transcriptHash: string;
+      sessionId: string;
+    }
   | { op: 'sign-commit'; sessionId: string; keyId: string; epoch: number }
   | {
       op: 'sign-share';
@@ -157,7 +169,14 @@ const rpcSchema = {
     req('abort-epoch', { keyId: id, epoch }, ['keyId', 'epoch']),
     req(
       'retire',
-      { keyId: id, epoch, public: publicPackage, certificate: confirmations, transcriptHash: hex(64), sessionId: id },
+      {
+        keyId: id,
+        epoch,
+        public: publicPackage,
+        certificate: confirmations,
+        transcriptHash: hex(64),
+        sessionId: id,
+      },
       ['keyId', 'epoch', 'public', 'certificate', 'transcriptHash', 'sessionId'],
     ),
     req('sign-commit', { sessionId: id, keyId: id, epoch }, ['sessionId', 'keyId', 'epoch']),
@@ -182,10 +201,135 @@ const rpcSchema = {
       },
       ['sessionId', 'keyId', 'epoch', 'message', 'commitments'],
     ),
-    req('set-state', { keyId: id, state: { enum: ['Enabled', 'Disabled', 'PendingDeletion'] } }, ['keyId', 'state']),
+    req('set-state', { keyId: id, state: { enum: ['Enabled', 'Disabled', 'PendingDeletion'] } }, [
+      'keyId',
+      'state',
+    ]),
     req('destroy', { keyId: id }, ['keyId']),
   ],
 } as const;
+
+// ---- answers ----------------------------------------------------------------------------
+
+/** A member's `public` answer: its active epoch, its package and the certificate that made it. */
+export type PublicAnswer = {
+  epoch: number;
+  public: PublicPackageHex;
+  threshold: number;
+  participants: string[];
+  transcriptHash?: string;
+  certificate?: Confirmations;
+  sessionId?: string;
+};
+
+/** What a member of a key-creating session answers when its part ended. */
+export type SessionAnswer =
+  | {
+      epoch: number;
+      groupElement: string;
+      publicKey: string;
+      transcriptHash: string;
+      public: PublicPackageHex;
+      certificate: Confirmations;
+    }
+  | { dealt: true }
+  | { helped: true }
+  | { repaired: true };
+
+export type CommitAnswer = { identifier: string; hiding: string; binding: string };
+export type ShareAnswer = { share: string };
+export type OkAnswer = { ok: true; already?: boolean };
+
+/** The RPC table: each operation's answer type (requests: `RpcRequest`, by `op`). */
+export type RpcAnswers = {
+  status: StatusAnswer;
+  public: PublicAnswer;
+  session: SessionAnswer;
+  'commit-epoch': OkAnswer;
+  'abort-epoch': OkAnswer;
+  retire: OkAnswer;
+  'sign-commit': CommitAnswer;
+  'sign-share': ShareAnswer;
+  'set-state': OkAnswer;
+  destroy: OkAnswer;
+};
+export type RpcOp = RpcRequest['op'];
+export type RequestOf<O extends RpcOp> = Extract<RpcRequest, { op: O }>;
+/** The node's side of the table: one handler per operation. */
+export type RpcHandlers = { [O in RpcOp]: (req: RequestOf<O>) => Promise<RpcAnswers[O]> };
+
+const obj = (props: Record<string, unknown>, required: string[]) => ({
+  type: 'object',
+  additionalProperties: false,
+  required,
+  properties: props,
+});
+const okAnswer = obj({ ok: { const: true }, already: { type: 'boolean' } }, ['ok']);
+const answerSchemas: { [O in RpcOp]: object } = {
+  status: obj(
+    {
+      nodeId,
+      keyCount: { type: 'integer', minimum: 0 },
+      keys: {
+        type: 'array',
+        maxItems: MAX_STATUS_PAGE,
+        items: obj(
+          {
+            keyId: id,
+            state: { enum: ['Enabled', 'Disabled', 'PendingDeletion', 'Destroyed'] },
+            activeEpoch: epoch,
+            pendingEpoch: epoch,
+          },
+          ['keyId', 'state'],
+        ),
+      },
+      next: id,
+      signingSessions: { type: 'integer', minimum: 0 },
+    },
+    ['nodeId', 'keyCount', 'keys', 'signingSessions'],
+  ),
+  public: obj(
+    {
+      epoch,
+      public: publicPackage,
+      threshold: { type: 'integer', minimum: 1, maximum: 1000 },
+      participants: nodeList,
+      transcriptHash: { type: 'string', pattern: HEX, maxLength: 64 },
+      certificate: confirmations,
+      sessionId: { type: 'string', pattern: '^[A-Za-z0-9._:-]{0,128}$' },
+    },
+    ['epoch', 'public', 'threshold', 'participants'],
+  ),
+  session: {
+    oneOf: [
+      obj(
+        {
+          epoch,
+          groupElement: hex(300),
+          publicKey: hex(300),
+          transcriptHash: hex(64),
+          public: publicPackage,
+          certificate: confirmations,
+        },
+        ['epoch', 'groupElement', 'publicKey', 'transcriptHash', 'public', 'certificate'],
+      ),
+      obj({ dealt: { const: true } }, ['dealt']),
+      obj({ helped: { const: true } }, ['helped']),
+      obj({ repaired: { const: true } }, ['repaired']),
+    ],
+  },
+  'commit-epoch': okAnswer,
+  'abort-epoch': okAnswer,
+  retire: okAnswer,
+  'sign-commit': obj({ identifier: hex(114), hiding: hex(300), binding: hex(300) }, [
+    'identifier',
+    'hiding',
+    'binding',
+  ]),
+  'sign-share': obj({ share: hex(300) }, ['share']),
+  'set-state': okAnswer,
+  destroy: okAnswer,
+};
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 const validate = ajv.compile(rpcSchema);
@@ -210,4 +354,15 @@ export function decodeRpcRequest(bytes: Uint8Array): RpcRequest {
   const v = decodeJsonFrame(bytes);
   if (!validate(v)) throw new KmsError('ValidationError', 'rpc request does not match the schema');
   return v as RpcRequest;
+}
+
+const answerValidators = Object.fromEntries(
+  Object.entries(answerSchemas).map(([op, schema]) => [op, ajv.compile(schema)]),
+) as { [O in RpcOp]: ReturnType<typeof ajv.compile> };
+
+/** Decodes a node's answer to `op` and checks it against that operation's schema (DecodeError otherwise). */
+export function decodeRpcAnswer<O extends RpcOp>(op: O, bytes: Uint8Array): RpcAnswers[O] {
+  const v = decodeJsonFrame(bytes);
+  if (!answerValidators[op](v)) throw new KmsError('DecodeError', `${op} answer does not match the schema`);
+  return v as RpcAnswers[O];
 }

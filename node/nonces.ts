@@ -48,13 +48,19 @@ export class NonceTable {
     keyId: string,
     epoch: number,
     key: Key,
-    req: { message: Uint8Array; commitments: { identifier: string; hiding: Uint8Array; binding: Uint8Array }[] },
+    req: {
+      message: Uint8Array;
+      commitments: { identifier: string; hiding: Uint8Array; binding: Uint8Array }[];
+    },
   ): Uint8Array {
     const e = this.#entries.get(sessionId);
     // Taken out before use: whatever happens next, this nonce never signs again.
     this.#entries.delete(sessionId);
     if (!e || e.expires <= performance.now()) {
-      throw new StateError('NonceReused', `no open signing session ${sessionId} on this node (expired, used or unknown)`);
+      throw new StateError(
+        'NonceReused',
+        `no open signing session ${sessionId} on this node (expired, used or unknown)`,
+      );
     }
     if (e.keyId !== keyId || e.epoch !== epoch) {
       throw new StateError('EpochMismatch', 'signing session belongs to another key or epoch');

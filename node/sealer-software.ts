@@ -266,8 +266,7 @@ export class SoftwareSealer implements Sealer {
         this.#wrapAad(scope),
         stored.subarray(IV_BYTES),
       );
-      if (key?.length !== 32)
-        throw new InfraError('SealError', `sealing key of scope ${scope} is corrupt`);
+      if (key?.length !== 32) throw new InfraError('SealError', `sealing key of scope ${scope} is corrupt`);
       this.#keys.set(scope, key);
       return key;
     });

@@ -94,7 +94,9 @@ export class SessionRunner {
   /** Runs the machine to completion. Rejects with ProtocolError (culprits) or Timeout. */
   run<R>(ctx: SessionContext, machine: Machine<any, any, R>, beforeSend?: BeforeSend): Promise<R> {
     if (this.#active.has(ctx.sessionId) || this.#finished.has(ctx.sessionId)) {
-      return Promise.reject(new KmsError('Conflict', `session ${ctx.sessionId} was already run on this node`));
+      return Promise.reject(
+        new KmsError('Conflict', `session ${ctx.sessionId} was already run on this node`),
+      );
     }
     const byNode = new Map(ctx.members.map((m) => [m.nodeId, m]));
     const byParticipant = new Map(ctx.members.map((m) => [m.participant as string, m]));
@@ -127,7 +129,8 @@ export class SessionRunner {
           }
         } else {
           for (const m of ctx.members) {
-            if (m.nodeId !== ctx.self.nodeId) culprits.push({ participant: m.nodeId, reason: 'unresponsive' });
+            if (m.nodeId !== ctx.self.nodeId)
+              culprits.push({ participant: m.nodeId, reason: 'unresponsive' });
           }
         }
         finish(
@@ -194,12 +197,18 @@ export class SessionRunner {
             const sender = byNode.get(fromNodeId);
             const h = env.header;
             if (!sender) {
-              this.#log.warn({ sessionId: ctx.sessionId, from: fromNodeId }, 'message from a non-member dropped');
+              this.#log.warn(
+                { sessionId: ctx.sessionId, from: fromNodeId },
+                'message from a non-member dropped',
+              );
               return;
             }
             if (h.from !== sender.participant) {
               // The Noise-authenticated peer claims to be someone else: drop, name it.
-              this.#log.warn({ sessionId: ctx.sessionId, from: fromNodeId, claimed: h.from }, 'spoofed sender dropped');
+              this.#log.warn(
+                { sessionId: ctx.sessionId, from: fromNodeId, claimed: h.from },
+                'spoofed sender dropped',
+              );
               return;
             }
             if (
@@ -208,7 +217,10 @@ export class SessionRunner {
               h.protocol !== ctx.protocol ||
               (h.to !== '*' && h.to !== ctx.self.participant)
             ) {
-              this.#log.warn({ sessionId: ctx.sessionId, from: fromNodeId, round: h.round }, 'foreign message dropped');
+              this.#log.warn(
+                { sessionId: ctx.sessionId, from: fromNodeId, round: h.round },
+                'foreign message dropped',
+              );
               return;
             }
             const digest = bytesToHex(sha256(encodeEnvelope(env as Envelope<Record<string, unknown>>)));
@@ -229,7 +241,9 @@ export class SessionRunner {
             }
             await emit(step);
           })
-          .catch((e: unknown) => finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })));
+          .catch((e: unknown) =>
+            finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })),
+          );
       };
 
       this.#active.set(ctx.sessionId, { ctx, deliver });
@@ -240,7 +254,9 @@ export class SessionRunner {
           this.#early.delete(ctx.sessionId);
           for (const m of early) deliver(m.from, m.env);
         })
-        .catch((e: unknown) => finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })));
+        .catch((e: unknown) =>
+          finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })),
+        );
     });
   }
 
@@ -259,15 +275,31 @@ export class SessionRunner {
  * message came over an authenticated channel from `fromNodeId`, so the malformed message is that
  * node's (threats F-20: inside a session, abort naming the culprit).
  */
-function blameSender(e: unknown, fromNodeId: string, round: string, byParticipant: Map<string, SessionMember>): KmsError {
+function blameSender(
+  e: unknown,
+  fromNodeId: string,
+  round: string,
+  byParticipant: Map<string, SessionMember>,
+): KmsError {
   if (!isKmsError(e)) return new KmsError('Internal', 'session failed', { cause: e });
   if (e.culprits.length === 0) {
-    return new ProtocolError('ParticipantMisbehaved', `malformed ${round} message from ${fromNodeId}: ${e.message}`, {
-      culprits: [{ participant: fromNodeId, reason: 'malformed-message', round }],
-      cause: e,
-    });
+    return new ProtocolError(
+      'ParticipantMisbehaved',
+      `malformed ${round} message from ${fromNodeId}: ${e.message}`,
+      {
+        culprits: [{ participant: fromNodeId, reason: 'malformed-message', round }],
+        cause: e,
+      },
+    );
   }
-  const culprits = e.culprits.map((b) => ({ ...b, participant: byParticipant.get(b.participant)?.nodeId ?? b.participant }));
+  const culprits = e.culprits.map((b) => ({
+    ...b,
+    participant: byParticipant.get(b.participant)?.nodeId ?? b.participant,
+  }));
   const Cls = e.constructor as new (...a: ConstructorParameters<typeof KmsError>) => KmsError;
-  return new Cls(e.code, e.message, { culprits, ...(e.details ? { details: { ...e.details } } : {}), cause: e });
+  return new Cls(e.code, e.message, {
+    culprits,
+    ...(e.details ? { details: { ...e.details } } : {}),
+    cause: e,
+  });
 }

@@ -380,7 +380,10 @@ export class NodeStore {
    * One page of key records in key-id order, after `after` (exclusive), at most `limit`; `more`
    * tells whether records follow. Bounded reads for the status RPC, whatever the key count.
    */
-  async keyPage(opts: { after?: string; limit: number }): Promise<{ records: KeyRecordStored[]; more: boolean }> {
+  async keyPage(opts: {
+    after?: string;
+    limit: number;
+  }): Promise<{ records: KeyRecordStored[]; more: boolean }> {
     return this.#read('a key list page', async () => {
       const range = opts.after === undefined ? {} : { gt: opts.after };
       const rows = await this.#keys.iterator({ ...range, limit: opts.limit + 1, ...UTF8 }).all();

@@ -18,7 +18,8 @@ export function decodeElement(spec: KeySpec, bytes: Uint8Array, what = 'element'
   // prime order, not the identity) at ~1/20 of noble's cost (bench/results); then decode only.
   // Invalid input falls through to noble for its precise error. test/fast-sign.test.ts proves
   // both paths accept exactly the same encodings.
-  if (spec.name === 'FROST_ED25519' && ed25519Sodium.isValidElement(bytes)) return spec.Point.fromBytes(bytes);
+  if (spec.name === 'FROST_ED25519' && ed25519Sodium.isValidElement(bytes))
+    return spec.Point.fromBytes(bytes);
   return decodeElementNoble(spec, bytes, what);
 }
 
@@ -37,7 +38,8 @@ export function decodeElementNoble(spec: KeySpec, bytes: Uint8Array, what = 'ele
   if (p.is0()) throw new DecodeError('InvalidElement', `${what}: the identity element is not allowed`);
   if (!p.isTorsionFree()) throw new DecodeError('InvalidElement', `${what}: not in the prime-order subgroup`);
   // Canonical encoding: re-serializing must give the same bytes (rejects non-canonical y / x forms).
-  if (!equalBytes(p.toBytes(), bytes)) throw new DecodeError('InvalidElement', `${what}: non-canonical encoding`);
+  if (!equalBytes(p.toBytes(), bytes))
+    throw new DecodeError('InvalidElement', `${what}: non-canonical encoding`);
   return p;
 }
 
@@ -68,7 +70,10 @@ export function decodeIdentifier(spec: KeySpec, id: unknown, what = 'identifier'
   try {
     bytes = fromHex(id, what, spec.scalarLength);
   } catch {
-    throw new DecodeError('InvalidIdentifier', `${what}: must be ${spec.scalarLength} bytes of lowercase hex`);
+    throw new DecodeError(
+      'InvalidIdentifier',
+      `${what}: must be ${spec.scalarLength} bytes of lowercase hex`,
+    );
   }
   try {
     decodeScalar(spec, bytes, what, true);

@@ -113,6 +113,10 @@ export function asKmsError(e: unknown, code: ErrorCode, message: string): KmsErr
   return new KmsError(code, message, { cause: e });
 }
 
-export function misbehaved(message: string, culprits: readonly Blame[], details?: Record<string, unknown>): ProtocolError {
+export function misbehaved(
+  message: string,
+  culprits: readonly Blame[],
+  details?: Record<string, unknown>,
+): ProtocolError {
   return new ProtocolError('ParticipantMisbehaved', message, details ? { culprits, details } : { culprits });
 }

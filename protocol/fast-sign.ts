@@ -236,7 +236,6 @@ function signInputs(
   return { sk, d, e };
 }
 
-
 // ---- RFC 9591 §4.4-§4.6 ----
 
 type Entry = {

@@ -38,7 +38,8 @@ export function publicFromHex(spec: KeySpec, p: PublicPackageHex): FrostPublic {
     return b;
   });
   const entries = Object.entries(p.verifyingShares ?? {});
-  if (entries.length < p.min) throw new DecodeError('DecodeError', 'public package: too few verifying shares');
+  if (entries.length < p.min)
+    throw new DecodeError('DecodeError', 'public package: too few verifying shares');
   const verifyingShares: Record<string, Uint8Array> = {};
   for (const [id, v] of entries) {
     const pid = decodeIdentifier(spec, id, 'verifying share identifier');

@@ -153,7 +153,10 @@ export function isKeySpecName(s: unknown): s is KeySpecName {
 
 export function keySpec(name: string): KeySpec {
   if (!isKeySpecName(name)) {
-    throw new KmsError('ValidationError', `unknown keySpec ${JSON.stringify(name)}; one of ${KEY_SPECS.join(', ')}`);
+    throw new KmsError(
+      'ValidationError',
+      `unknown keySpec ${JSON.stringify(name)}; one of ${KEY_SPECS.join(', ')}`,
+    );
   }
   return KEY_SPEC_REGISTRY[name];
 }
@@ -170,7 +173,12 @@ export function publicKeyFromGroupElement(spec: KeySpec, element: Uint8Array): U
 }
 
 /** Verifies a signature under the API public key with the suite's standard verifier. Never throws. */
-export function verifySignature(spec: KeySpec, message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+export function verifySignature(
+  spec: KeySpec,
+  message: Uint8Array,
+  signature: Uint8Array,
+  publicKey: Uint8Array,
+): boolean {
   if (signature.length !== spec.signatureLength || publicKey.length !== spec.publicKeyLength) return false;
   try {
     switch (spec.name) {

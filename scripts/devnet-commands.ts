@@ -5,7 +5,15 @@
  */
 import type { Command } from 'commander';
 import type { Io } from './kms.ts';
-import { devnetDir, devnetStatus, readPid, isAlive, readProcesses, startProcess, stopProcess } from './devnet-lib.ts';
+import {
+  devnetDir,
+  devnetStatus,
+  readPid,
+  isAlive,
+  readProcesses,
+  startProcess,
+  stopProcess,
+} from './devnet-lib.ts';
 
 export function registerDevnet(program: Command, io: Io): void {
   const devnet = program
@@ -23,7 +31,9 @@ export function registerDevnet(program: Command, io: Io): void {
     .action(() => {
       const s = devnetStatus(devnetDir());
       if (json()) io.out(`${JSON.stringify(s, null, 2)}\n`);
-      else for (const p of s) io.out(`${p.name.padEnd(12)} ${p.running ? `running (pid ${p.pid})` : 'stopped'}\n`);
+      else
+        for (const p of s)
+          io.out(`${p.name.padEnd(12)} ${p.running ? `running (pid ${p.pid})` : 'stopped'}\n`);
     });
 
   devnet

@@ -100,7 +100,13 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
         pin,
         soPin: randomBytes(8).toString('hex'),
       });
-      sealer = { kind: 'pkcs11', library: token.library, tokenLabel: name, pinFile: 'pin', softhsmConf: token.confPath };
+      sealer = {
+        kind: 'pkcs11',
+        library: token.library,
+        tokenLabel: name,
+        pinFile: 'pin',
+        softhsmConf: token.confPath,
+      };
       env.SOFTHSM2_CONF = token.confPath;
     } else {
       writeSecret(join(nd, 'passphrase'), randomBytes(24).toString('hex'));
@@ -131,14 +137,20 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
         port: l.port,
         dataDir: join(cd, 'data'),
         readyMinNodes: l.nodes,
-        cluster: { clusterFile: join(l.dir, 'cluster.json'), identityFile: join(cd, 'identity.key'), listen: [coordEp.listen] },
+        cluster: {
+          clusterFile: join(l.dir, 'cluster.json'),
+          identityFile: join(cd, 'identity.key'),
+          listen: [coordEp.listen],
+        },
       },
       null,
       2,
     )}\n`,
   );
   log('initializing coordinator');
-  const { peerId } = JSON.parse(run(['coordinator/main.ts', 'init', '--config', join(cd, 'coordinator.json')])) as {
+  const { peerId } = JSON.parse(
+    run(['coordinator/main.ts', 'init', '--config', join(cd, 'coordinator.json')]),
+  ) as {
     peerId: string;
   };
   writeFileSync(
@@ -173,7 +185,9 @@ async function waitReady(url: string, token: string, nodes: number, timeoutMs: n
     }
     await new Promise((r) => setTimeout(r, 300));
   }
-  throw new Error(`devnet not ready after ${timeoutMs} ms (${last || 'coordinator not answering'}); see the logs/ folder`);
+  throw new Error(
+    `devnet not ready after ${timeoutMs} ms (${last || 'coordinator not answering'}); see the logs/ folder`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -204,7 +218,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--port must be a TCP port');
   if (values.reset) {
     log(`--reset: wiping ${dir}`);
-    for (const p of existsSync(join(dir, 'processes.json')) ? readProcesses(dir) : []) await stopProcess(dir, p.name);
+    for (const p of existsSync(join(dir, 'processes.json')) ? readProcesses(dir) : [])
+      await stopProcess(dir, p.name);
     rmSync(dir, { recursive: true, force: true });
   }
   const forceSoftware = values.software || env.KMS_SEALER === 'software';
@@ -225,7 +240,9 @@ async function main(): Promise<void> {
   }
   const procs = readProcesses(dir);
   const token = env.KMS_ADMIN_TOKEN ?? readFileSync(join(dir, 'admin-token'), 'utf8').trim();
-  const coordCfg = JSON.parse(readFileSync(join(dir, 'coordinator', 'coordinator.json'), 'utf8')) as { port: number };
+  const coordCfg = JSON.parse(readFileSync(join(dir, 'coordinator', 'coordinator.json'), 'utf8')) as {
+    port: number;
+  };
   const url = `http://127.0.0.1:${coordCfg.port}`;
 
   for (const p of procs) {
@@ -263,7 +280,9 @@ async function main(): Promise<void> {
       '  npx kms keys create --spec FROST_ED25519 --threshold 3 --alias demo',
       '  npx kms keys sign demo --message hello',
       '',
-      values.detach ? 'Processes run detached; stop them with `npx kms devnet stop`.' : 'Ctrl-C stops every process.',
+      values.detach
+        ? 'Processes run detached; stop them with `npx kms devnet stop`.'
+        : 'Ctrl-C stops every process.',
       '',
     ].join('\n'),
   );

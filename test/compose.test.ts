@@ -32,7 +32,11 @@ describe('docker-compose.yml agrees with the local devnet', () => {
     const init = compose.services.init!;
     const args = init.command!.slice(1).map((a) => (a === '/devnet' ? dir : a));
     // The software sealer keeps this quick; the sealer choice is checked separately below.
-    execFileSync(NODE_BIN, [...args, '--software'], { cwd: ROOT, env: { ...process.env, KMS_DEVNET_DIR: dir }, stdio: 'pipe' });
+    execFileSync(NODE_BIN, [...args, '--software'], {
+      cwd: ROOT,
+      env: { ...process.env, KMS_DEVNET_DIR: dir },
+      stdio: 'pipe',
+    });
   }, 120_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -45,7 +49,10 @@ describe('docker-compose.yml agrees with the local devnet', () => {
   });
 
   it('starts every process with the command the devnet would use', () => {
-    const procs = JSON.parse(readFileSync(join(dir, 'processes.json'), 'utf8')) as { name: string; args: string[] }[];
+    const procs = JSON.parse(readFileSync(join(dir, 'processes.json'), 'utf8')) as {
+      name: string;
+      args: string[];
+    }[];
     for (const p of procs) {
       const svc = compose.services[p.name]!;
       expect(svc.command, p.name).toEqual(['node', ...p.args.map(fromDevnet)]);
@@ -77,7 +84,9 @@ describe('docker-compose.yml agrees with the local devnet', () => {
     }
     // The token config path is where node/softhsm.ts puts it for the devnet layout.
     const nodeDir = join(dir, 'node-1');
-    expect(`${fromDevnet(nodeDir)}/softhsm/softhsm2.conf`).toBe(compose.services['node-1']!.environment?.SOFTHSM2_CONF);
+    expect(`${fromDevnet(nodeDir)}/softhsm/softhsm2.conf`).toBe(
+      compose.services['node-1']!.environment?.SOFTHSM2_CONF,
+    );
   });
 
   it('hands the coordinator the admin token the way the devnet does', () => {
@@ -86,6 +95,8 @@ describe('docker-compose.yml agrees with the local devnet', () => {
       env: Record<string, string>;
     }[];
     const coord = procs.find((p) => p.name === 'coordinator')!;
-    expect(fromDevnet(coord.env.KMS_ADMIN_TOKEN_FILE!)).toBe(compose.services.coordinator!.environment?.KMS_ADMIN_TOKEN_FILE);
+    expect(fromDevnet(coord.env.KMS_ADMIN_TOKEN_FILE!)).toBe(
+      compose.services.coordinator!.environment?.KMS_ADMIN_TOKEN_FILE,
+    );
   });
 });

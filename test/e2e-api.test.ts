@@ -41,12 +41,17 @@ describe('HTTP API on real node processes', () => {
 
   it('serves the unauthenticated routes', async () => {
     expect((await fetch(`${d.url}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${d.url}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+    const ready = await fetch(`${d.url}/readyz`).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as any,
+    }));
     expect(ready.status).toBe(200);
     expect(ready.body.checks.nodes.reachable).toBe(3);
     const metrics = await fetch(`${d.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('# TYPE');
-    const openapi = (await fetch(`${d.url}/openapi.json`).then((r) => r.json())) as { paths: Record<string, unknown> };
+    const openapi = (await fetch(`${d.url}/openapi.json`).then((r) => r.json())) as {
+      paths: Record<string, unknown>;
+    };
     expect(Object.keys(openapi.paths)).toContain('/v1/keys/{keyId}/sign');
   });
 
@@ -87,12 +92,23 @@ describe('HTTP API on real node processes', () => {
       key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(k.publicKey, 'hex').toString('base64url') },
       format: 'jwk',
     });
-    expect(cryptoVerify(null, Buffer.from(msg, 'hex'), spki, Buffer.from(s.body.signature, 'hex'))).toBe(true);
-    expect((await as(d, admin, 'POST', `/v1/keys/${k.keyId}/verify`, { message: msg, signature: s.body.signature })).body).toEqual({
+    expect(cryptoVerify(null, Buffer.from(msg, 'hex'), spki, Buffer.from(s.body.signature, 'hex'))).toBe(
+      true,
+    );
+    expect(
+      (
+        await as(d, admin, 'POST', `/v1/keys/${k.keyId}/verify`, {
+          message: msg,
+          signature: s.body.signature,
+        })
+      ).body,
+    ).toEqual({
       valid: true,
     });
     const bad = `${s.body.signature.slice(0, -2)}00`;
-    expect((await as(d, admin, 'POST', `/v1/keys/${k.keyId}/verify`, { message: msg, signature: bad })).body.valid).toBe(false);
+    expect(
+      (await as(d, admin, 'POST', `/v1/keys/${k.keyId}/verify`, { message: msg, signature: bad })).body.valid,
+    ).toBe(false);
 
     const r1 = await as(d, admin, 'POST', `/v1/keys/${k.keyId}/refresh`, {});
     expect(r1.body).toMatchObject({ epoch: 1, publicKey: k.publicKey });
@@ -120,7 +136,9 @@ describe('HTTP API on real node processes', () => {
     expect(refused.body.code).toBe('InvalidKeyState');
     expect((await as(d, admin, 'POST', `/v1/keys/${k.keyId}/enable`)).body.state).toBe('Enabled');
     expect((await sign()).status).toBe(200);
-    const sched = await as(d, admin, 'POST', `/v1/keys/${k.keyId}/schedule-deletion`, { pendingWindowDays: 7 });
+    const sched = await as(d, admin, 'POST', `/v1/keys/${k.keyId}/schedule-deletion`, {
+      pendingWindowDays: 7,
+    });
     expect(sched.body.state).toBe('PendingDeletion');
     expect(sched.body.deletionDate).toBeDefined();
     expect((await sign()).status).toBe(409);
@@ -134,7 +152,11 @@ describe('HTTP API on real node processes', () => {
     const k1 = (await as(d, admin, 'POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2 })).body;
     const k2 = (await as(d, admin, 'POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2 })).body;
     const mk = async (role: string, keyIds?: string[]) => {
-      const r = await as(d, admin, 'POST', '/v1/tokens', { role, name: `${role}-e2e`, ...(keyIds ? { keyIds } : {}) });
+      const r = await as(d, admin, 'POST', '/v1/tokens', {
+        role,
+        name: `${role}-e2e`,
+        ...(keyIds ? { keyIds } : {}),
+      });
       expect(r.status).toBe(201);
       return r.body as { tokenId: string; token: string };
     };
@@ -142,26 +164,40 @@ describe('HTTP API on real node processes', () => {
     const operator = await mk('operator');
     const auditor = await mk('auditor');
 
-    expect((await as(d, signer.token, 'POST', `/v1/keys/${k1.keyId}/sign`, { message: '01' })).status).toBe(200);
-    expect((await as(d, signer.token, 'POST', `/v1/keys/${k2.keyId}/sign`, { message: '01' })).status).toBe(404);
-    expect((await as(d, signer.token, 'POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2 })).status).toBe(403);
+    expect((await as(d, signer.token, 'POST', `/v1/keys/${k1.keyId}/sign`, { message: '01' })).status).toBe(
+      200,
+    );
+    expect((await as(d, signer.token, 'POST', `/v1/keys/${k2.keyId}/sign`, { message: '01' })).status).toBe(
+      404,
+    );
+    expect(
+      (await as(d, signer.token, 'POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2 })).status,
+    ).toBe(403);
     expect((await as(d, operator.token, 'POST', `/v1/keys/${k2.keyId}/refresh`, {})).status).toBe(200);
-    expect((await as(d, operator.token, 'POST', `/v1/keys/${k2.keyId}/sign`, { message: '01' })).status).toBe(403);
+    expect((await as(d, operator.token, 'POST', `/v1/keys/${k2.keyId}/sign`, { message: '01' })).status).toBe(
+      403,
+    );
     expect((await as(d, operator.token, 'GET', '/v1/tokens')).status).toBe(403);
     expect((await as(d, auditor.token, 'GET', '/v1/keys')).status).toBe(200);
-    expect((await as(d, auditor.token, 'POST', `/v1/keys/${k1.keyId}/sign`, { message: '01' })).status).toBe(403);
+    expect((await as(d, auditor.token, 'POST', `/v1/keys/${k1.keyId}/sign`, { message: '01' })).status).toBe(
+      403,
+    );
 
     const listed = await as(d, admin, 'GET', '/v1/tokens');
     expect(JSON.stringify(listed.body)).not.toContain(signer.token);
     expect((await as(d, admin, 'DELETE', `/v1/tokens/${signer.tokenId}`)).status).toBe(200);
-    expect((await as(d, signer.token, 'POST', `/v1/keys/${k1.keyId}/sign`, { message: '01' })).status).toBe(401);
+    expect((await as(d, signer.token, 'POST', `/v1/keys/${k1.keyId}/sign`, { message: '01' })).status).toBe(
+      401,
+    );
     expect((await as(d, 'not-a-token', 'GET', '/v1/keys')).status).toBe(401);
 
     const byKey = await as(d, auditor.token, 'GET', `/v1/audit?keyId=${k1.keyId}&limit=1000`);
     expect(byKey.status).toBe(200);
     const k1Entries = byKey.body.records.map((r: { entry: any }) => r.entry);
     expect(k1Entries.every((e: any) => e.keyId === k1.keyId)).toBe(true);
-    expect(k1Entries.some((e: any) => e.type === 'request' && e.status === 200 && e.caller?.name === 'signer-e2e')).toBe(true);
+    expect(
+      k1Entries.some((e: any) => e.type === 'request' && e.status === 200 && e.caller?.name === 'signer-e2e'),
+    ).toBe(true);
     // Denied calls are audited too, with the caller (and never the token itself).
     const all = await as(d, auditor.token, 'GET', '/v1/audit?limit=1000');
     const entries = all.body.records.map((r: { entry: any }) => r.entry);
@@ -170,7 +206,10 @@ describe('HTTP API on real node processes', () => {
       ['operator-e2e', 403],
       ['signer-e2e', 404],
     ] as const) {
-      expect(entries.some((e: any) => e.type === 'request' && e.status === status && e.caller?.name === name), `${name} ${status}`).toBe(true);
+      expect(
+        entries.some((e: any) => e.type === 'request' && e.status === status && e.caller?.name === name),
+        `${name} ${status}`,
+      ).toBe(true);
     }
     expect(entries.some((e: any) => e.type === 'request' && e.status === 401)).toBe(true);
     for (const t of [signer, operator, auditor]) expect(JSON.stringify(all.body)).not.toContain(t.token);

@@ -25,15 +25,29 @@ function opensslVerify(pem: string, message: Buffer, signatureHex: string): bool
   writeFileSync(join(d, 'msg'), message);
   writeFileSync(join(d, 'sig'), Buffer.from(signatureHex, 'hex'));
   try {
-    execFileSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', join(d, 'pub.pem'), '-rawin', '-in', join(d, 'msg'), '-sigfile', join(d, 'sig')], {
-      stdio: 'pipe',
-    });
+    execFileSync(
+      'openssl',
+      [
+        'pkeyutl',
+        '-verify',
+        '-pubin',
+        '-inkey',
+        join(d, 'pub.pem'),
+        '-rawin',
+        '-in',
+        join(d, 'msg'),
+        '-sigfile',
+        join(d, 'sig'),
+      ],
+      {
+        stdio: 'pipe',
+      },
+    );
     return true;
   } catch {
     return false;
   }
 }
-
 
 describe('devnet end to end (real processes, SoftHSM2)', () => {
   let d: Devnet;
@@ -47,14 +61,28 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
 
   it('runs the README walkthrough through the API and the CLI', async () => {
     // Ed25519 key through the API.
-    const created = await d.api('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 3, alias: 'e2e-ed' });
+    const created = await d.api('POST', '/v1/keys', {
+      keySpec: 'FROST_ED25519',
+      threshold: 3,
+      alias: 'e2e-ed',
+    });
     expect(created.status).toBe(201);
     const ed = created.body;
     expect(ed).toMatchObject({ keySpec: 'FROST_ED25519', threshold: 3, epoch: 0, state: 'Enabled' });
     expect(ed.participants).toHaveLength(5);
 
     // BIP340 key through the CLI.
-    const btcOut = await d.kms(['--json', 'keys', 'create', '--spec', 'FROST_SECP256K1_TR', '--threshold', '2', '--alias', 'e2e-btc']);
+    const btcOut = await d.kms([
+      '--json',
+      'keys',
+      'create',
+      '--spec',
+      'FROST_SECP256K1_TR',
+      '--threshold',
+      '2',
+      '--alias',
+      'e2e-btc',
+    ]);
     expect(btcOut.code, btcOut.stderr).toBe(0);
     const btc = JSON.parse(btcOut.stdout);
     expect(btc.publicKey).toHaveLength(64);
@@ -74,7 +102,9 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
     const s2 = await d.kms(['--json', 'keys', 'sign', 'e2e-btc', '--message-hex', hex(msg)]);
     expect(s2.code, s2.stderr).toBe(0);
     const sig2 = JSON.parse(s2.stdout).signature as string;
-    expect(schnorr.verify(Buffer.from(sig2, 'hex'), Buffer.from(msg), Buffer.from(btc.publicKey, 'hex'))).toBe(true);
+    expect(
+      schnorr.verify(Buffer.from(sig2, 'hex'), Buffer.from(msg), Buffer.from(btc.publicKey, 'hex')),
+    ).toBe(true);
 
     // Reshare the Ed25519 key to threshold 4 with the CLI; same public key, next epoch.
     const rs = await d.kms(['--json', 'keys', 'reshare', 'e2e-ed', '--threshold', '4']);
@@ -109,7 +139,11 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
     const s6 = await d.kms(['--json', 'keys', 'sign', 'e2e-btc', '--message-hex', hex('after restart')]);
     expect(s6.code, s6.stderr).toBe(0);
     expect(
-      schnorr.verify(Buffer.from(JSON.parse(s6.stdout).signature, 'hex'), Buffer.from('after restart'), Buffer.from(btc.publicKey, 'hex')),
+      schnorr.verify(
+        Buffer.from(JSON.parse(s6.stdout).signature, 'hex'),
+        Buffer.from('after restart'),
+        Buffer.from(btc.publicKey, 'hex'),
+      ),
     ).toBe(true);
 
     // Finally, with every process stopped: no share appears in any node's LevelDB files or in any

@@ -29,7 +29,6 @@ import { seeded } from './helpers/rng.ts';
 const SUITES = [keySpec('FROST_ED25519'), keySpec('FROST_SECP256K1_TR')];
 const KEY_ID = '00000000-0000-4000-8000-0000000fa57d' as KeyId;
 
-
 const idsOf = (spec: KeySpec, n: number) =>
   Array.from({ length: n }, (_, i) => spec.frost.Identifier.fromNumber(i + 1) as ParticipantId);
 

@@ -29,8 +29,6 @@ const fast = fastFrost(spec) as FrostSigning;
 const Fn = secp256k1.Point.Fn;
 const idOf = (k: number) => noble.Identifier.fromNumber(k);
 
-
-
 /** What happens when `f` runs: its result as hex, or 'throws'. */
 function outcome(f: () => Uint8Array | boolean): string {
   try {

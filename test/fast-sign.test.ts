@@ -29,8 +29,6 @@ const fast = fastFrost(spec) as FrostSigning;
 const Fn = spec.Point.Fn;
 const idOf = (k: number) => noble.Identifier.fromNumber(k);
 
-
-
 function opensslVerifies(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   const key = createPublicKey({
     key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pk).toString('base64url') },

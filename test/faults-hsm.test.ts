@@ -37,7 +37,12 @@ describe('HSM lost while the node runs (real processes, SoftHSM2)', () => {
     const sign = async (text: string) => {
       const r = await d.api('POST', `/v1/keys/${k.keyId}/sign`, { message: hex(text) });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      const ok = verifySignature(keySpec('FROST_ED25519'), Buffer.from(text), fromHex(r.body.signature), fromHex(k.publicKey));
+      const ok = verifySignature(
+        keySpec('FROST_ED25519'),
+        Buffer.from(text),
+        fromHex(r.body.signature),
+        fromHex(k.publicKey),
+      );
       expect(ok).toBe(true);
       return r.body;
     };
@@ -59,7 +64,8 @@ describe('HSM lost while the node runs (real processes, SoftHSM2)', () => {
     expect(healed.status, JSON.stringify(healed.body)).toBe(200);
     expect(healed.body).toMatchObject({ epoch: 1, publicKey: k.publicKey });
     const signers = new Set<string>();
-    for (const text of ['after 1', 'after 2', 'after 3']) for (const s of (await sign(text)).signers) signers.add(s);
+    for (const text of ['after 1', 'after 2', 'after 3'])
+      for (const s of (await sign(text)).signers) signers.add(s);
     expect(signers.has('node-2')).toBe(true);
   }, 180_000);
 });

@@ -74,7 +74,11 @@ describe('unreliable node-to-node links (fault-injecting hook, real libp2p)', ()
       await signs(k0, 'chaos 0');
       const k1 = await c.cluster.refresh({ key: k0 });
       await signs(k1, 'chaos 1');
-      const k2 = await c.cluster.reshare({ key: k1, threshold: 3, participants: ['node-1', 'node-2', 'node-3'] });
+      const k2 = await c.cluster.reshare({
+        key: k1,
+        threshold: 3,
+        participants: ['node-1', 'node-2', 'node-3'],
+      });
       expect(k2).toMatchObject({ epoch: 2, threshold: 3, publicKey: k0.publicKey });
       await signs(k2, 'chaos 2');
     }
@@ -94,12 +98,21 @@ describe('unreliable node-to-node links (fault-injecting hook, real libp2p)', ()
     });
     mode = { kind: 'slow', node: 'node-3', delayMs: 6_000 };
     const dkg = await c.cluster
-      .createKey({ keyId: 'slow-dkg', keySpec: 'FROST_ED25519', threshold: 2, participants: ['node-1', 'node-2', 'node-3'] })
+      .createKey({
+        keyId: 'slow-dkg',
+        keySpec: 'FROST_ED25519',
+        threshold: 2,
+        participants: ['node-1', 'node-2', 'node-3'],
+      })
       .catch((e: unknown) => e);
     expect(isKmsError(dkg)).toBe(true);
-    const named = (e: unknown) => [...new Set((e as { culprits: { participant: string }[] }).culprits.map((b) => b.participant))];
+    const named = (e: unknown) => [
+      ...new Set((e as { culprits: { participant: string }[] }).culprits.map((b) => b.participant)),
+    ];
     expect(named(dkg)).toEqual(['node-3']);
-    const rs = await c.cluster.reshare({ key: k, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] }).catch((e: unknown) => e);
+    const rs = await c.cluster
+      .reshare({ key: k, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] })
+      .catch((e: unknown) => e);
     expect(isKmsError(rs)).toBe(true);
     expect(named(rs)).toEqual(['node-3']);
     expect(stats.held).toBeGreaterThan(0);
@@ -108,7 +121,11 @@ describe('unreliable node-to-node links (fault-injecting hook, real libp2p)', ()
     // Heal: the late messages land on finished sessions and are dropped; a new reshare commits.
     mode = { kind: 'clean' };
     await sleep(6_500);
-    const healed = await c.cluster.reshare({ key: k, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] });
+    const healed = await c.cluster.reshare({
+      key: k,
+      threshold: 2,
+      participants: ['node-1', 'node-2', 'node-3'],
+    });
     expect(healed).toMatchObject({ epoch: 1, publicKey: k.publicKey });
     await signs(healed, 'after healing');
   }, 60_000);

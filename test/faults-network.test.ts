@@ -18,7 +18,6 @@ const run = promisify(execFile);
 const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
 const DEADLINE_MS = 5_000;
 
-
 describe('partitions: a node paused with SIGSTOP past the deadline (real processes)', () => {
   let d: Devnet;
   let frozen: number | undefined;

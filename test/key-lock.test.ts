@@ -15,17 +15,15 @@ function tracer() {
   const events: string[] = [];
   let running = 0;
   let peak = 0;
-  const op =
-    (name: string, ms: number) =>
-    async (): Promise<string> => {
-      events.push(`start ${name}`);
-      running++;
-      peak = Math.max(peak, running);
-      await sleep(ms);
-      running--;
-      events.push(`end ${name}`);
-      return name;
-    };
+  const op = (name: string, ms: number) => async (): Promise<string> => {
+    events.push(`start ${name}`);
+    running++;
+    peak = Math.max(peak, running);
+    await sleep(ms);
+    running--;
+    events.push(`end ${name}`);
+    return name;
+  };
   return { events, op, peak: () => peak };
 }
 

@@ -68,7 +68,11 @@ describe('node daemons over real libp2p', () => {
       expect(k1.transcriptHash).not.toBe(k0.transcriptHash);
       expect(independentVerify(k1, m, (await c.cluster.sign({ key: k1, message: m })).signature)).toBe(true);
 
-      const k2 = await c.cluster.reshare({ key: k1, threshold: 3, participants: ['node-1', 'node-2', 'node-3', 'node-4'] });
+      const k2 = await c.cluster.reshare({
+        key: k1,
+        threshold: 3,
+        participants: ['node-1', 'node-2', 'node-3', 'node-4'],
+      });
       expect(k2).toMatchObject({ epoch: 2, threshold: 3, publicKey: k0.publicKey });
       const s2 = await c.cluster.sign({ key: k2, message: m });
       expect(s2.signers).toHaveLength(3);
@@ -148,7 +152,10 @@ describe('node daemons over real libp2p', () => {
       });
       const key = await store.getKey('key-faults');
       const sealed = await store.getSealedShare('key-faults', key!.activeEpoch!);
-      const share = await sealer.unseal({ scope: `key-faults/${key!.activeEpoch}`, nodeId: 'node-2', purpose: 'share' }, sealed!);
+      const share = await sealer.unseal(
+        { scope: `key-faults/${key!.activeEpoch}`, nodeId: 'node-2', purpose: 'share' },
+        sealed!,
+      );
       await sealer.close();
       await store.close();
       expect(share.length).toBe(32);

@@ -49,7 +49,6 @@ function evalPoly(spec: KeySpec, coeffs: bigint[], x: bigint): bigint {
   return acc;
 }
 
-
 function ed25519VerifiesWithOpenSSL(publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
   const key = createPublicKey({
     key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url') },

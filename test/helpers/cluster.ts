@@ -66,7 +66,13 @@ export async function startTestCluster(
     const token = tokens.get(id);
     if (token) writeFileSync(join(dir, `${id}.pin`), token.pin, { mode: 0o600 });
     const sealer = token
-      ? { kind: 'pkcs11', library: token.library, tokenLabel: token.label, pinFile: join(dir, `${id}.pin`), softhsmConf: token.confPath }
+      ? {
+          kind: 'pkcs11',
+          library: token.library,
+          tokenLabel: token.label,
+          pinFile: join(dir, `${id}.pin`),
+          softhsmConf: token.confPath,
+        }
       : { kind: 'software' };
     writeFileSync(
       cfgPath,
@@ -86,7 +92,10 @@ export async function startTestCluster(
   }
   writeFileSync(
     join(dir, 'cluster.json'),
-    JSON.stringify({ nodes: peers, coordinators: [{ id: 'coordinator', peerId: peerIdOf(coordKey), addresses: [] }] }),
+    JSON.stringify({
+      nodes: peers,
+      coordinators: [{ id: 'coordinator', peerId: peerIdOf(coordKey), addresses: [] }],
+    }),
   );
   const nodes = new Map<string, NodeHandle>();
   const logger = pino({ level: 'silent' });
@@ -105,9 +114,17 @@ export async function startTestCluster(
   const transport = await createTransport({
     privateKey: coordKey,
     listen: [],
-    allow: loadClusterFile(join(dir, 'cluster.json')).nodes.map((p) => ({ peerId: p.peerId, addresses: p.addresses })),
+    allow: loadClusterFile(join(dir, 'cluster.json')).nodes.map((p) => ({
+      peerId: p.peerId,
+      addresses: p.addresses,
+    })),
   });
-  const cluster = new Libp2pCluster({ transport, nodes: peers, signTimeoutMs: 3_000, statusTimeoutMs: 1_000 });
+  const cluster = new Libp2pCluster({
+    transport,
+    nodes: peers,
+    signTimeoutMs: 3_000,
+    statusTimeoutMs: 1_000,
+  });
   return {
     dir,
     cluster,

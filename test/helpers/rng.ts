@@ -5,7 +5,8 @@ import type { RNG } from '@noble/curves/abstract/frost.js';
 export function replay(chunks: Uint8Array[]): RNG {
   return ((n?: number) => {
     const c = chunks.shift();
-    if (c === undefined || (n !== undefined && c.length !== n)) throw new Error('randomness exhausted or wrong size');
+    if (c === undefined || (n !== undefined && c.length !== n))
+      throw new Error('randomness exhausted or wrong size');
     return c;
   }) as RNG;
 }

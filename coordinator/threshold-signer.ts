@@ -1,0 +1,194 @@
+/**
+ * Threshold signing driven by the coordinator (RFC 9591 §5): round one (commitments) and round two
+ * (signature shares) on t members of the key's active epoch, aggregated and verified here; a member
+ * that times out or sends an invalid share is left out of the next attempt (§5.4 identifiable abort).
+ */
+import { randomUUID } from 'node:crypto';
+import type { FrostPublic } from '@noble/curves/abstract/frost.js';
+import { fromHex, toHex } from '../protocol/bytes.ts';
+import { participantIdOf } from '../protocol/elements.ts';
+import { type Blame, KmsError, isKmsError } from '../protocol/errors.ts';
+import { checkElement } from '../protocol/fast-sign.ts';
+import { nodeIndex } from '../protocol/ids.ts';
+import { aggregateSignature } from '../protocol/sign.ts';
+import { type KeySpec, keySpec } from '../protocol/suites.ts';
+import { crashPoint } from '../common/crash-points.ts';
+import type { EpochInfo, SignResult } from './cluster.ts';
+import type { EpochSync } from './epoch-sync.ts';
+import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
+
+export class ThresholdSigner {
+  readonly #n: NodeRpc;
+  readonly #sync: EpochSync;
+  /** Rotates the first signer so load spreads over the committee. */
+  #rotation = 0;
+
+  constructor(n: NodeRpc, sync: EpochSync) {
+    this.#n = n;
+    this.#sync = sync;
+  }
+
+  async sign(req: { key: EpochInfo; message: Uint8Array }): Promise<SignResult> {
+    let { k, pub } = await this.#sync.sync(req.key);
+    const spec = keySpec(k.keySpec);
+    const excluded: Blame[] = [];
+    const out = new Set<string>();
+    const rotation = this.#rotation++;
+    const orderOf = (ps: readonly string[]) => {
+      const start = rotation % ps.length;
+      return [...ps.slice(start), ...ps.slice(0, start)];
+    };
+    let order = orderOf(k.participants);
+    let resynced = false;
+    // Each attempt uses fresh nonces and a new session; a node that timed out or sent an invalid
+    // share is left out of the next attempt (RFC 9591 §5.4 identifiable abort).
+    for (;;) {
+      const avail = order.filter((n) => !out.has(n));
+      if (avail.length < k.threshold) {
+        throw new KmsError(
+          'QuorumUnavailable',
+          `key ${k.keyId}: ${avail.length} usable members left, threshold is ${k.threshold}`,
+          { culprits: excluded },
+        );
+      }
+      // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
+      const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
+      const attempt = await this.#once(spec, k, pub, signers, req.message);
+      // Verified by the aggregate under pub.commitments[0], which #sync checked against k.groupElement.
+      if ('signature' in attempt) return { signature: attempt.signature, signers, excluded, verified: true };
+      if (
+        !resynced &&
+        attempt.blame.some((b) => b.evidence === 'EpochMismatch' || b.evidence === 'KeyNotFound')
+      ) {
+        // A member answered as if the epoch were not committed (it crashed before activating, or
+        // this coordinator's record lags): sync once, then retry without excluding it.
+        resynced = true;
+        this.#sync.forget(k.keyId, k.epoch);
+        ({ k, pub } = await this.#sync.sync(k, true));
+        order = orderOf(k.participants);
+        continue;
+      }
+      for (const b of attempt.blame) {
+        out.add(b.participant);
+        excluded.push(b);
+      }
+    }
+  }
+
+  async #once(
+    spec: KeySpec,
+    k: EpochInfo,
+    pub: FrostPublic,
+    signers: string[],
+    message: Uint8Array,
+  ): Promise<{ signature: Uint8Array } | { blame: Blame[] }> {
+    const sessionId = randomUUID();
+    const commits = await Promise.allSettled(
+      signers.map((n) =>
+        this.#n.rpc(
+          n,
+          { op: 'sign-commit', sessionId, keyId: k.keyId, epoch: k.epoch },
+          this.#n.signTimeoutMs,
+        ),
+      ),
+    );
+    const blame = unresponsive(signers, commits, 'sign.commit');
+    if (blame.length > 0) return { blame };
+    crashPoint('coordinator.sign.after-commit');
+    const commitments = commits.map((c) => (c as PromiseFulfilledResult<CommitAnswer>).value);
+    // Checked here, so a bad commitment is blamed on the node that sent it: forwarded unchecked, it
+    // would make every honest co-signer refuse round two and be excluded instead (RFC 9591 §3.1).
+    // Decoded once: the aggregate below reuses these bytes, and checkElement remembers the
+    // encodings it accepted (fast-sign.ts), so the aggregate's own §3.1 checks are cache hits.
+    const decoded = signers.map((n, i) => commitmentOf(spec, n, commitments[i]));
+    const badCommit = signers.filter((_, i) => decoded[i] === undefined);
+    if (badCommit.length > 0) {
+      return {
+        blame: badCommit.map(
+          (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.commit' }) as Blame,
+        ),
+      };
+    }
+    const shares = await Promise.allSettled(
+      signers.map((n) =>
+        this.#n.rpc(
+          n,
+          {
+            op: 'sign-share',
+            sessionId,
+            keyId: k.keyId,
+            epoch: k.epoch,
+            message: toHex(message),
+            commitments,
+          },
+          this.#n.signTimeoutMs,
+        ),
+      ),
+    );
+    const blame2 = unresponsive(signers, shares, 'sign.share');
+    if (blame2.length > 0) return { blame: blame2 };
+    crashPoint('coordinator.sign.after-share');
+    try {
+      const signature = aggregateSignature({
+        spec,
+        public: pub,
+        epoch: k.epoch,
+        message,
+        commitments: decoded as DecodedCommitment[],
+        shares: Object.fromEntries(
+          shares.map((s, i) => [
+            commitments[i]!.identifier,
+            fromHex((s as PromiseFulfilledResult<{ share: string }>).value.share),
+          ]),
+        ),
+      });
+      // The aggregate is returned only if it verifies under the group key (RFC 9591 §5.3).
+      return { signature };
+    } catch (e) {
+      if (isKmsError(e) && e.code === 'ParticipantMisbehaved') {
+        // Map FROST identifiers back to node ids.
+        const byPid = new Map(signers.map((n) => [participantIdOf(spec, nodeIndex(n)!), n]));
+        return {
+          blame: e.culprits.map((c) => ({ ...c, participant: byPid.get(c.participant) ?? c.participant })),
+        };
+      }
+      throw e;
+    }
+  }
+}
+
+type CommitAnswer = { identifier: string; hiding: string; binding: string };
+type DecodedCommitment = { identifier: string; hiding: Uint8Array; binding: Uint8Array };
+
+/**
+ * A round-one answer, decoded: the identifier the node's place gives it and two valid group
+ * elements (RFC 9591 §3.1, on the suite's fast backend where it has one), or undefined.
+ */
+function commitmentOf(
+  spec: KeySpec,
+  node: string,
+  c: CommitAnswer | undefined,
+): DecodedCommitment | undefined {
+  if (!c || c.identifier !== participantIdOf(spec, nodeIndex(node)!)) return undefined;
+  try {
+    const hiding = fromHex(c.hiding);
+    const binding = fromHex(c.binding);
+    checkElement(spec, hiding, 'hiding commitment');
+    checkElement(spec, binding, 'binding commitment');
+    return { identifier: c.identifier, hiding, binding };
+  } catch {
+    return undefined;
+  }
+}
+
+function unresponsive(signers: string[], results: PromiseSettledResult<unknown>[], round: string): Blame[] {
+  return results.flatMap((r, i) => {
+    if (r.status === 'fulfilled') return [];
+    const e = r.reason;
+    const reason =
+      isKmsError(e) && (e.code === 'ParticipantMisbehaved' || e.code === 'DecodeError')
+        ? 'malformed-message'
+        : 'unresponsive';
+    return [{ participant: signers[i]!, reason, round, evidence: isKmsError(e) ? e.code : 'error' } as Blame];
+  });
+}

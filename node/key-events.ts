@@ -1,0 +1,444 @@
+/**
+ * Key-creating sessions on one node: DKG, refresh, reshare and repair, and the commit, abort and
+ * retire requests that end them. A new share is sealed and written (synced) as PENDING before this
+ * node sends its confirmation, and becomes active only with a complete certificate; a session id is
+ * recorded before the session starts, so a node that restarts refuses to resume it.
+ */
+import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
+import { toHex } from '../protocol/bytes.ts';
+import { dkgMachine } from '../protocol/dkg.ts';
+import { type Certificate, certificateGaps } from '../protocol/epoch.ts';
+import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
+import type { Epoch, KeyId, ParticipantId, SessionId } from '../protocol/ids.ts';
+import type { Machine, Step } from '../protocol/machine.ts';
+import { publicFromHex, publicToHex } from '../protocol/packages.ts';
+import { refreshMachine } from '../protocol/refresh.ts';
+import { repairMachine } from '../protocol/repair.ts';
+import { reshareMachine } from '../protocol/reshare.ts';
+import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
+import { crashPoint } from '../common/crash-points.ts';
+import { certFromHex, certToHex } from '../net/certificate.ts';
+import type { Confirmations, OkAnswer, RpcRequest, SessionAnswer, SessionSpec } from '../net/rpc.ts';
+import { type NodeContext, participantOf, shareCtx } from './node-context.ts';
+import type { SessionMember, SessionRunner } from './session-runner.ts';
+
+export class KeyEvents {
+  readonly #c: NodeContext;
+
+  constructor(ctx: NodeContext) {
+    this.#c = ctx;
+  }
+
+  /** `abort-epoch`: the pending record and its sealed share go; the active epoch stays. */
+  async abortEpoch(keyId: string, epoch: number): Promise<OkAnswer> {
+    // The epoch's sealer scope stays, because the next attempt at this key event seals its share
+    // for the same epoch number (a destroyed scope can never be used again).
+    await this.#c.store.discardPendingEpoch(keyId, epoch);
+    await this.#c.record({ event: 'epoch.aborted', keyId, epoch });
+    return { ok: true } as const;
+  }
+
+  async session(s: SessionSpec): Promise<SessionAnswer> {
+    const spec = keySpec(s.keySpec);
+    const self = this.#c.cfg.nodeId;
+    const members = [...new Set([...(s.dealers ?? []), ...s.participants])];
+    if (!members.includes(self))
+      throw new KmsError('ValidationError', `${self} is not a member of this session`);
+    for (const m of members) {
+      if (!this.#c.peerByNode.has(m) && m !== self)
+        throw new KmsError('ValidationError', `unknown member ${m}`);
+    }
+    if (s.threshold > s.participants.length)
+      throw new KmsError('ValidationError', 'threshold exceeds the committee');
+    if (await this.#c.store.wasSessionSeen(s.sessionId)) {
+      // A node that restarted mid-session (or a replayed start) never resumes it.
+      throw new KmsError('Conflict', `session ${s.sessionId} was already started on ${self}`);
+    }
+    const existing = await this.#c.store.getKey(s.keyId);
+    if (s.kind === 'dkg' && existing)
+      throw new KmsError('Conflict', `key ${s.keyId} already exists on ${self}`);
+    if (s.kind !== 'dkg' && s.kind !== 'repair') {
+      if (!existing && (s.dealers ?? []).includes(self))
+        throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
+      if (existing && (existing.state === 'PendingDeletion' || existing.state === 'Destroyed')) {
+        throw new StateError('InvalidKeyState', `key ${s.keyId} is ${existing.state}`);
+      }
+    }
+    await this.#c.store.markSessionSeen(s.sessionId);
+    await this.#c.record({
+      event: 'session.start',
+      kind: s.kind,
+      keyId: s.keyId,
+      sessionId: s.sessionId,
+      epoch: s.epoch,
+    });
+    const sessionMembers: SessionMember[] = members.map((m) => ({
+      nodeId: m,
+      participant: participantOf(spec, m),
+    }));
+    const ctx = {
+      sessionId: s.sessionId,
+      keyId: s.keyId,
+      keySpec: s.keySpec,
+      protocol: s.kind,
+      members: sessionMembers,
+      self: { nodeId: self, participant: participantOf(spec, self) },
+      timeoutMs: this.#c.cfg.sessionTimeoutMs,
+    } as const;
+    try {
+      const result = await this.#runSession(spec, s, ctx);
+      await this.#c.record({
+        event: 'session.done',
+        kind: s.kind,
+        keyId: s.keyId,
+        sessionId: s.sessionId,
+        epoch: s.epoch,
+      });
+      return result;
+    } catch (e) {
+      const err = isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e });
+      // An aborted run leaves the active epoch untouched. A pending share stays until the
+      // coordinator says `abort-epoch` (nobody holds a certificate) or `commit-epoch` (someone
+      // does: e.g. only this node saw a tampered confirmation); a later event overwrites it.
+      await this.#c
+        .record({
+          event: 'session.failed',
+          kind: s.kind,
+          keyId: s.keyId,
+          sessionId: s.sessionId,
+          code: err.code,
+          culprits: err.culprits as unknown as Record<string, unknown>[],
+        })
+        .catch(() => {});
+      this.#c.log.warn(
+        { sessionId: s.sessionId, kind: s.kind, code: err.code, culprits: err.culprits },
+        'session failed',
+      );
+      throw err;
+    }
+  }
+
+  async #runSession(
+    spec: KeySpec,
+    s: SessionSpec,
+    ctx: Parameters<SessionRunner['run']>[0],
+  ): Promise<SessionAnswer> {
+    const self = ctx.self.participant;
+    const common = { spec, keyId: s.keyId as KeyId, sessionId: s.sessionId as SessionId, self };
+    const runner = this.#c.runner();
+    const persistBeforeConfirm =
+      (pending: () => { key: Key } | undefined) => async (step: Step<any, any, any>) => {
+        if (!step.out.some((e) => e.header.round.endsWith('.confirm'))) {
+          for (const r of new Set(step.out.map((e) => e.header.round))) crashPoint(`${r}.sending`);
+          return;
+        }
+        // When the last confirmation arrives in the same step as our own (reordered delivery), the
+        // machine finishes in that step and erases the share from its state: take it from the result.
+        const done = step.done as { key?: Key } | undefined;
+        const p = done?.key ? { key: done.key } : pending();
+        if (p) await this.#persistPending(s, p.key);
+        crashPoint(`${s.kind}.confirm.sending`);
+      };
+    switch (s.kind) {
+      case 'dkg': {
+        const machine = dkgMachine({
+          ...common,
+          participants: ctx.members.map((m) => m.participant),
+          threshold: s.threshold,
+        });
+        let last: any;
+        const res = await runner.run(
+          ctx,
+          tap(machine, (st) => (last = st)),
+          persistBeforeConfirm(() => (last?.key ? { key: last.key } : undefined)),
+        );
+        const cert = toCertificate(spec, 'dkg', s, res.transcriptHash, res.groupElement, res.confirmations);
+        return this.#activate(spec, s, cert, res.key.public);
+      }
+      case 'refresh': {
+        const { key, record } = await this.#c.keys.active(s.keyId);
+        this.#checkOldEpoch(s, record.epoch);
+        const machine = refreshMachine({
+          ...common,
+          oldEpoch: record.epoch as Epoch,
+          newEpoch: s.epoch as Epoch,
+          threshold: s.threshold,
+          key,
+        });
+        let last: any;
+        const res = await runner.run(
+          ctx,
+          tap(machine, (st) => (last = st)),
+          persistBeforeConfirm(() => pendingFromKeyEvent(spec, self, last)),
+        );
+        return this.#activate(spec, s, res.certificate, res.public);
+      }
+      case 'reshare': {
+        const dealer = (s.dealers ?? []).includes(this.#c.cfg.nodeId);
+        const old = dealer ? await this.#c.keys.active(s.keyId) : undefined;
+        if (old) this.#checkOldEpoch(s, old.record.epoch);
+        if (!s.oldPublic || s.oldThreshold === undefined || s.oldEpoch === undefined || !s.dealers) {
+          throw new KmsError(
+            'ValidationError',
+            'reshare needs oldPublic, oldThreshold, oldEpoch and dealers',
+          );
+        }
+        const machine = reshareMachine({
+          ...common,
+          oldEpoch: s.oldEpoch as Epoch,
+          newEpoch: s.epoch as Epoch,
+          oldThreshold: s.oldThreshold,
+          oldPublic: publicFromHex(spec, s.oldPublic),
+          dealers: s.dealers.map((d) => participantOf(spec, d)),
+          newParticipants: s.participants.map((p) => participantOf(spec, p)),
+          newThreshold: s.threshold,
+          ...(old ? { oldKey: old.key } : {}),
+        });
+        let last: any;
+        const res = await runner.run(
+          ctx,
+          tap(machine, (st) => (last = st)),
+          persistBeforeConfirm(() => pendingFromKeyEvent(spec, self, last)),
+        );
+        if (!s.participants.includes(this.#c.cfg.nodeId)) {
+          // A dealer leaving the committee: its old share is retired when the coordinator says the
+          // event is committed everywhere (`retire`).
+          crashPoint('reshare.dealt');
+          return { dealt: true } as const;
+        }
+        return this.#activate(spec, s, res.certificate, res.public);
+      }
+      case 'repair':
+        return this.#repair(spec, s, ctx, common);
+    }
+  }
+
+  async #repair(
+    spec: KeySpec,
+    s: SessionSpec,
+    ctx: Parameters<SessionRunner['run']>[0],
+    common: { spec: KeySpec; keyId: KeyId; sessionId: SessionId; self: ParticipantId },
+  ): Promise<SessionAnswer> {
+    if (!s.target || !s.dealers || !s.oldPublic)
+      throw new KmsError('ValidationError', 'repair needs target, dealers and oldPublic');
+    const isTarget = s.target === this.#c.cfg.nodeId;
+    const pub = publicFromHex(spec, s.oldPublic);
+    const helperKey = isTarget ? undefined : (await this.#c.keys.active(s.keyId)).key;
+    const machine = repairMachine({
+      ...common,
+      epoch: s.epoch as Epoch,
+      helpers: s.dealers.map((d) => participantOf(spec, d)),
+      target: participantOf(spec, s.target),
+      public: pub,
+      ...(helperKey ? { key: helperKey } : {}),
+    });
+    const res: any = await this.#c.runner().run(ctx, machine);
+    if (!isTarget) return { helped: true } as const;
+    const key: Key = res.key;
+    // The rebuilt share is checked against this member's verifying share by the machine; store it
+    // as the active share of the same epoch (repair does not change the epoch).
+    const sealed = await this.#c.sealer.seal(
+      shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch),
+      key.secret.signingShare,
+    );
+    await this.#c.store.putRepairedEpoch(
+      {
+        keyId: s.keyId,
+        keySpec: s.keySpec,
+        epoch: s.epoch,
+        threshold: s.threshold,
+        participants: s.participants,
+        participant: key.secret.identifier,
+        public: s.oldPublic,
+        transcriptHash: '',
+        status: 'active',
+      },
+      sealed,
+    );
+    this.#c.keys.drop(s.keyId);
+    await this.#c.record({ event: 'share.repaired', keyId: s.keyId, epoch: s.epoch });
+    return { repaired: true } as const;
+  }
+
+  #checkOldEpoch(s: SessionSpec, active: number): void {
+    if (s.oldEpoch !== undefined && s.oldEpoch !== active) {
+      throw new StateError('EpochMismatch', `session is for epoch ${s.oldEpoch}, active epoch is ${active}`);
+    }
+  }
+
+  async #persistPending(s: SessionSpec, key: Key): Promise<void> {
+    const sealed = await this.#c.sealer.seal(
+      shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch),
+      key.secret.signingShare,
+    );
+    await this.#c.store.putPendingEpoch(
+      {
+        keyId: s.keyId,
+        keySpec: s.keySpec,
+        epoch: s.epoch,
+        threshold: s.threshold,
+        participants: s.participants,
+        participant: key.secret.identifier,
+        public: publicToHex(key.public),
+        sessionId: s.sessionId,
+        transcriptHash: '',
+        status: 'pending',
+      },
+      sealed,
+    );
+    crashPoint(`${s.kind}.pending.stored`);
+  }
+
+  /** Complete certificate in hand: make the pending epoch active and destroy the old one. */
+  async #activate(
+    spec: KeySpec,
+    s: SessionSpec,
+    cert: Certificate,
+    pub: FrostPublic,
+  ): Promise<SessionAnswer> {
+    const certificate = certToHex(cert);
+    crashPoint(`${s.kind}.cert.complete`);
+    const destroyed = await this.#c.store.activateEpoch(s.keyId, s.epoch, {
+      transcriptHash: toHex(cert.transcriptHash),
+      certificate,
+    });
+    crashPoint(`${s.kind}.activated`);
+    for (const e of destroyed) await this.#c.sealer.destroyScope(`${s.keyId}/${e}`).catch(() => {});
+    crashPoint(`${s.kind}.old.deleted`);
+    this.#c.keys.drop(s.keyId);
+    await this.#c.record({ event: 'epoch.active', keyId: s.keyId, epoch: s.epoch, destroyed });
+    const groupElement = pub.commitments[0]!;
+    return {
+      epoch: s.epoch,
+      groupElement: toHex(groupElement),
+      publicKey: toHex(publicKeyFromGroupElement(spec, groupElement)),
+      transcriptHash: toHex(cert.transcriptHash),
+      public: publicToHex(pub),
+      certificate,
+    };
+  }
+
+  async commitEpoch(
+    keyId: string,
+    epoch: number,
+    transcriptHash: string,
+    confirmations: Confirmations,
+  ): Promise<OkAnswer> {
+    const k = await this.#c.store.getKey(keyId);
+    if (k?.activeEpoch === epoch) return { ok: true, already: true } as const;
+    const rec = await this.#c.store.getEpoch(keyId, epoch);
+    if (rec?.status !== 'pending')
+      throw new StateError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
+    const spec = keySpec(rec.keySpec);
+    const pub = publicFromHex(spec, rec.public);
+    const cert = certFromHex(
+      keyId,
+      epoch,
+      transcriptHash,
+      pub.commitments[0]!,
+      confirmations,
+      rec.sessionId ?? '',
+    );
+    const gaps = certificateGaps(
+      rec.keySpec,
+      { epoch: epoch as Epoch, public: pub },
+      pub.commitments[0]!,
+      cert,
+    );
+    if (gaps.length > 0)
+      throw new StateError('ProtocolAborted', `certificate incomplete: ${gaps.join(', ')}`);
+    const destroyed = await this.#c.store.activateEpoch(keyId, epoch, {
+      transcriptHash,
+      certificate: confirmations,
+    });
+    for (const e of destroyed) await this.#c.sealer.destroyScope(`${keyId}/${e}`).catch(() => {});
+    this.#c.keys.drop(keyId);
+    await this.#c.record({ event: 'epoch.active', keyId, epoch, destroyed, via: 'commit-epoch' });
+    return { ok: true } as const;
+  }
+
+  async retire(req: Extract<RpcRequest, { op: 'retire' }>): Promise<OkAnswer> {
+    const k = await this.#c.store.getKey(req.keyId);
+    if (!k) return { ok: true, already: true } as const;
+    const rec =
+      k.activeEpoch === undefined ? undefined : await this.#c.store.getEpoch(req.keyId, k.activeEpoch);
+    if (!rec) return { ok: true, already: true } as const;
+    const spec = keySpec(rec.keySpec);
+    const pub = publicFromHex(spec, req.public);
+    const mine = publicFromHex(spec, rec.public);
+    if (toHex(pub.commitments[0]!) !== toHex(mine.commitments[0]!)) {
+      throw new StateError('InvalidKeyState', 'the new epoch has a different group key: refusing to retire');
+    }
+    const cert = certFromHex(
+      req.keyId,
+      req.epoch,
+      req.transcriptHash,
+      pub.commitments[0]!,
+      req.certificate,
+      req.sessionId,
+    );
+    const gaps = certificateGaps(
+      rec.keySpec,
+      { epoch: req.epoch as Epoch, public: pub },
+      pub.commitments[0]!,
+      cert,
+    );
+    if (gaps.length > 0)
+      throw new StateError('ProtocolAborted', `certificate incomplete: ${gaps.join(', ')}`);
+    // The new committee holds a complete, verified certificate: this member's share is no longer needed.
+    // No tombstone: a later reshare may bring this node back into the committee.
+    const epochs = await this.#c.store.destroyKey(req.keyId, { keepTombstone: false });
+    for (const e of epochs) await this.#c.sealer.destroyScope(`${req.keyId}/${e}`).catch(() => {});
+    this.#c.keys.drop(req.keyId);
+    await this.#c.record({ event: 'share.retired', keyId: req.keyId, epoch: rec.epoch, newEpoch: req.epoch });
+    return { ok: true } as const;
+  }
+}
+
+/** Wraps a machine so the caller sees each new state (to persist the pending share before confirming). */
+function tap<S, B, R>(m: Machine<S, B, R>, see: (s: S) => void): Machine<S, B, R> {
+  return {
+    self: m.self,
+    start: () => {
+      const st = m.start();
+      see(st.state);
+      return st;
+    },
+    receive: (state, env) => {
+      const st = m.receive(state, env);
+      see(st.state);
+      return st;
+    },
+  };
+}
+
+function pendingFromKeyEvent(spec: KeySpec, self: ParticipantId, st: any): { key: Key } | undefined {
+  if (!st || st.newShare === undefined || !st.newPublic) return undefined;
+  // A zero share is the machine's erased state, never a real share (RFC 9591 §3.1: non-zero).
+  if (st.newShare === 0n) throw new KmsError('Internal', 'key event state holds no share to persist');
+  return {
+    key: {
+      public: st.newPublic,
+      secret: { identifier: self, signingShare: spec.Point.Fn.toBytes(st.newShare) },
+    } as Key,
+  };
+}
+
+function toCertificate(
+  _spec: KeySpec,
+  protocol: 'dkg',
+  s: SessionSpec,
+  transcriptHash: Uint8Array,
+  groupElement: Uint8Array,
+  confirmations: Record<string, { R: Uint8Array; z: Uint8Array }>,
+): Certificate {
+  return {
+    protocol,
+    keyId: s.keyId as KeyId,
+    sessionId: s.sessionId as SessionId,
+    epoch: s.epoch as Epoch,
+    transcriptHash,
+    groupElement,
+    confirmations,
+  } as Certificate;
+}
