@@ -50,7 +50,7 @@ export type KeySpec = {
   readonly publicKeyLength: number;
   readonly signatureEncoding: SignatureEncoding;
   readonly signatureLength: number;
-  /** Folder under `../shared/vectors/frost/` with this suite's vectors. */
+  /** Folder under `test/vectors/frost/` with this suite's vectors. */
   readonly vectorsDir: string;
 };
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Key } from '@noble/curves/abstract/frost.js';
 import { decodeScalar, encodeScalar } from '../protocol/elements.ts';
@@ -14,6 +13,7 @@ import {
 import { simulate, type Tamper } from '../protocol/simulate.ts';
 import { KEY_SPEC_REGISTRY, type KeySpec } from '../protocol/suites.ts';
 import { ALL_SPECS, canSign, dkg, freshSession, KEY_ID, pids } from './key-events-fixture.ts';
+import { loadRepairVector } from './helpers/vectors.ts';
 
 function runRepair(
   spec: KeySpec,
@@ -96,10 +96,9 @@ describe('repair', () => {
     // file, so the delta generation itself cannot be checked against them.
     for (const spec of ALL_SPECS) {
       it(spec.name, () => {
-        const v = JSON.parse(
-          readFileSync(`../shared/vectors/frost/${spec.vectorsDir}/repair-share.json`, 'utf8'),
-        );
-        const sc = (hex: string) => decodeScalar(spec, Buffer.from(hex, 'hex'), 'vector scalar', false);
+        const v = loadRepairVector(spec);
+        const sc = (hex: string | undefined) =>
+          decodeScalar(spec, Buffer.from(hex ?? '', 'hex'), 'vector scalar', false);
         const g = v.scalar_generation;
         const sum = repairSigma(spec, [sc(g.random_scalar_1), sc(g.random_scalar_2), sc(g.random_scalar_3)]);
         expect(Buffer.from(encodeScalar(spec, sum)).toString('hex')).toBe(g.random_scalar_sum);

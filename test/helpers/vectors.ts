@@ -1,7 +1,7 @@
 /**
- * Loads the RFC 9591 / ZF FROST vectors from `../shared/vectors/frost/<suite>/` (beside the project
- * root, see /work/shared/vectors/README.md) and offers the suite hashes H1/H4/H5 (RFC 9591 §4.4,
- * §6) so tests can recompute binding factors, which noble does not expose.
+ * Loads the RFC 9591 / ZF FROST vectors from the repository's own copy, `test/vectors/frost/<suite>/`
+ * (upstream commit and licence in test/vectors/README.md), and offers the suite hashes H1/H4/H5
+ * (RFC 9591 §4.4, §6) so tests can recompute binding factors, which noble does not expose.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { shake256 } from '@noble/hashes/sha3.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import type { KeySpec } from '../../protocol/suites.ts';
 
-export const VECTORS_DIR = fileURLToPath(new URL('../../../shared/vectors/frost/', import.meta.url));
+export const VECTORS_DIR = fileURLToPath(new URL('../vectors/frost/', import.meta.url));
 
 export type Vector = {
   config: { MAX_PARTICIPANTS: string; NUM_PARTICIPANTS: string; MIN_PARTICIPANTS: string; name: string };
@@ -61,7 +61,7 @@ export type DkgVector = {
 function load(path: string): unknown {
   if (!existsSync(path)) {
     throw new Error(
-      `missing vector file ${path}: the shared vectors must sit beside the checkout (../shared/vectors)`,
+      `missing vector file ${path}: the vectors ship with the repository in test/vectors/frost`,
     );
   }
   return JSON.parse(readFileSync(path, 'utf8'));
@@ -76,6 +76,16 @@ export function loadVectors(spec: KeySpec): { name: string; vector: Vector }[] {
 
 export function loadDkgVector(spec: KeySpec): DkgVector {
   return load(`${VECTORS_DIR}${spec.vectorsDir}/vectors_dkg.json`) as DkgVector;
+}
+
+/** ZF FROST's repairable-threshold-scheme run: the sums of its step 2 and step 3. */
+export type RepairVector = {
+  scalar_generation: Record<string, string>;
+  sigma_generation: Record<string, string>;
+};
+
+export function loadRepairVector(spec: KeySpec): RepairVector {
+  return load(`${VECTORS_DIR}${spec.vectorsDir}/repair-share.json`) as RepairVector;
 }
 
 export function loadInvalidElements(spec: KeySpec): string[] {
