@@ -18,7 +18,7 @@ import { Level } from 'level';
 import pino, { type Logger } from 'pino';
 import { type AuditDb, AuditLog } from '../common/audit-log.ts';
 import { InfraError, KmsError } from '../protocol/errors.ts';
-import { can, TokenStore } from './auth.ts';
+import { can, idempotencyScope, TokenStore } from './auth.ts';
 import type { Cluster } from './cluster.ts';
 import type { CoordinatorConfig } from './config.ts';
 import { fingerprint, IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_RE, IdempotencyStore } from './idempotency.ts';
@@ -261,7 +261,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
       throw new KmsError('ValidationError', 'Idempotency-Key must be 1-255 printable ASCII characters');
     }
     const begun = await ctx.idempotency.begin(
-      req.caller!.tokenId,
+      idempotencyScope(req.caller!),
       key,
       fingerprint(req.method, req.url, req.body),
     );

@@ -57,6 +57,12 @@ export type TokenRecord = {
 /** Who is calling, as recorded in the audit log: never the token itself. */
 export type Caller = {
   readonly tokenId: string;
+  /**
+   * Which credential of that token id: a prefix of the token's SHA-256. Idempotency records are
+   * scoped by it, so a rotated bootstrap admin token (same id `bootstrap-admin`) never replays the
+   * previous token's answers (review I-1).
+   */
+  readonly credential: string;
   readonly name: string;
   readonly role: Role;
   readonly keyIds?: readonly string[];
@@ -73,6 +79,11 @@ export function can(caller: Caller, permission: Permission): boolean {
   return PERMISSIONS[caller.role].includes(permission);
 }
 
+/** The scope of a caller's idempotency records: token id and credential. */
+export function idempotencyScope(c: Caller): string {
+  return `${c.tokenId}#${c.credential}`;
+}
+
 /** Whether the caller may see a key at all (signer tokens can be limited to listed keys). */
 export function canSeeKey(caller: Caller, keyId: string): boolean {
   return caller.keyIds === undefined || caller.keyIds.includes(keyId);
@@ -81,6 +92,7 @@ export function canSeeKey(caller: Caller, keyId: string): boolean {
 export function callerOf(r: TokenRecord): Caller {
   return {
     tokenId: r.tokenId,
+    credential: r.hash.slice(0, 16),
     name: r.name,
     role: r.role,
     ...(r.keyIds === undefined ? {} : { keyIds: r.keyIds }),
