@@ -11,6 +11,7 @@ import { type Confirmation, confirmationContext, verifyConfirmation } from './co
 import { ProtocolError, StateError } from './errors.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
 import type { ProtocolKind } from './machine.ts';
+import { packageGaps } from './package-proof.ts';
 import { type KeySpecName, keySpec } from './suites.ts';
 
 /** The success certificate of a key event: one confirmation per new member. */
@@ -85,9 +86,13 @@ export function propose(
 }
 
 /**
- * Checks that `cert` is a complete certificate for `rec`: a valid confirmation from every member
- * of the epoch's public package, all over the record's transcript hash and the key's group element.
- * Returns the members whose confirmation is missing or invalid (empty when complete).
+ * Proves an epoch: `rec.public` is consistent with the group element the caller already trusts
+ * (protocol/package-proof.ts: Feldman-consistent verifying shares, `min` commitments, constant
+ * term equal to `groupElement`), and `cert` is a complete certificate for it: a valid confirmation
+ * from every member of the package, all over the record's transcript hash and that group element.
+ * The package check runs first and always, so no caller can accept a self-made certificate over a
+ * package whose verifying shares the forger chose (security review C-2). Returns the named gaps
+ * (`<...>`) and the members whose confirmation is missing or invalid; empty when proven.
  */
 export function certificateGaps(
   spec: KeySpecName,
@@ -96,6 +101,8 @@ export function certificateGaps(
   cert: Certificate,
 ): string[] {
   const s = keySpec(spec);
+  const inconsistent = packageGaps(spec, rec.public, groupElement);
+  if (inconsistent.length > 0) return inconsistent;
   if (cert.epoch !== rec.epoch) return ['<epoch>'];
   if (rec.transcriptHash && !equalBytes(cert.transcriptHash, rec.transcriptHash)) return ['<transcript>'];
   if (rec.sessionId && cert.sessionId !== rec.sessionId) return ['<session>'];
