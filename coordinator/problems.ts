@@ -35,6 +35,8 @@ const STATUS: Record<ErrorCode, [number, string]> = {
   NotFound: [404, 'Not found'],
   Unauthorized: [401, 'Unauthorized'],
   Forbidden: [403, 'Forbidden'],
+  PolicyDenied: [403, 'Denied by policy'],
+  ApprovalExpired: [410, 'Approval request expired'],
   PeerNotAllowed: [403, 'Peer not allowed'],
   IdempotencyKeyMismatch: [422, 'Idempotency-Key reused with a different request'],
   UnsupportedMediaType: [415, 'Unsupported media type'],

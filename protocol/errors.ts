@@ -31,6 +31,9 @@ export type ErrorCode =
   | 'NotFound'
   | 'Unauthorized'
   | 'Forbidden'
+  // policy (policy/): a signed request the policy refuses; an approval request past its expiry
+  | 'PolicyDenied'
+  | 'ApprovalExpired'
   | 'PeerNotAllowed'
   // peer transport (node/transport.ts)
   | 'TransportError'

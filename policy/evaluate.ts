@@ -1,0 +1,113 @@
+/**
+ * The policy evaluator every node runs on every signed request: one pure, deterministic function
+ * of (governance document, facts about the request) → decision, so all honest nodes decide alike.
+ * Semantics (docs/policies.md): rules in order, first match decides, default deny. A matching
+ * `allow` rule still denies on its message rules and rate limit, and answers `pending` until its
+ * approvals (distinct members of the group, never the initiator) are in. Key-event guards come from
+ * the admin quorum: lowering a key's threshold or changing its committee needs `admins.quorum`
+ * admin approvals whatever the rule says, and no rule lets a threshold go below its floor.
+ */
+import type { Governance } from './governance.ts';
+import type { Operation, PolicyRule } from './policy-rule.ts';
+
+export type RequestFacts = {
+  readonly operation: Operation;
+  readonly keyId: string;
+  /** The verified initiator (policy/request-signature.ts). */
+  readonly initiator: string;
+  /** Principals whose approval signatures over this request verified. */
+  readonly approvers: readonly string[];
+  /** Sign: the message length in bytes. */
+  readonly messageBytes?: number;
+  /** Allowed requests of this initiator on this key inside the rule's window, before this one. */
+  readonly recentCount?: (windowS: number) => number;
+  /** Key events: the key's current and requested threshold and whether the committee changes. */
+  readonly keyEvent?: {
+    readonly oldThreshold: number;
+    readonly newThreshold: number;
+    readonly committeeChanges: boolean;
+  };
+};
+
+export type Decision =
+  | { readonly effect: 'allow'; readonly rule: string }
+  | { readonly effect: 'deny'; readonly rule?: string; readonly reason: string }
+  | {
+      readonly effect: 'pending';
+      readonly rule: string;
+      /** Approvals still missing, per group. */
+      readonly needs: readonly {
+        readonly group: string;
+        readonly needed: number;
+        readonly have: readonly string[];
+      }[];
+    };
+
+function matches(doc: Governance, r: PolicyRule, f: RequestFacts): boolean {
+  if (!r.operations.includes(f.operation)) return false;
+  if (!r.keys.includes('*') && !r.keys.includes(f.keyId)) return false;
+  if (r.principals?.includes(f.initiator)) return true;
+  return (r.groups ?? []).some((g) => doc.groups[g]?.includes(f.initiator));
+}
+
+/** Distinct members of `group` among the approvers, never the initiator. */
+function approvalsIn(doc: Governance, group: string, f: RequestFacts): string[] {
+  const members = new Set(doc.groups[group] ?? []);
+  return [...new Set(f.approvers)].filter((a) => a !== f.initiator && members.has(a)).sort();
+}
+
+export function evaluate(doc: Governance, f: RequestFacts): Decision {
+  const rule = doc.policies.find((r) => matches(doc, r, f));
+  if (!rule)
+    return { effect: 'deny', reason: `no policy allows ${f.initiator} to ${f.operation} key ${f.keyId}` };
+  if (rule.effect === 'deny') return { effect: 'deny', rule: rule.id, reason: `policy ${rule.id} denies it` };
+  if (f.operation === 'Sign' && rule.message) {
+    const n = f.messageBytes ?? 0;
+    if (rule.message.digestOnly && n !== 32) {
+      return { effect: 'deny', rule: rule.id, reason: `policy ${rule.id} signs 32-byte digests only` };
+    }
+    if (rule.message.maxBytes !== undefined && n > rule.message.maxBytes) {
+      return {
+        effect: 'deny',
+        rule: rule.id,
+        reason: `policy ${rule.id} signs at most ${rule.message.maxBytes} bytes`,
+      };
+    }
+  }
+  if (rule.rateLimit && f.recentCount && f.recentCount(rule.rateLimit.windowS) >= rule.rateLimit.count) {
+    return {
+      effect: 'deny',
+      rule: rule.id,
+      reason: `rate limit: ${rule.rateLimit.count} per ${rule.rateLimit.windowS} s for ${f.initiator} on ${f.keyId}`,
+    };
+  }
+  const needs: { group: string; needed: number; have: string[] }[] = [];
+  if (f.keyEvent) {
+    const floor = rule.minThreshold ?? 1;
+    if (f.keyEvent.newThreshold < floor) {
+      return {
+        effect: 'deny',
+        rule: rule.id,
+        reason: `policy ${rule.id}: the threshold may not go below ${floor}`,
+      };
+    }
+    if (f.keyEvent.newThreshold < f.keyEvent.oldThreshold || f.keyEvent.committeeChanges) {
+      // Guard of the admin quorum (review H-3): never decided by a key rule alone.
+      needs.push({
+        group: doc.admins.group,
+        needed: doc.admins.quorum,
+        have: approvalsIn(doc, doc.admins.group, f),
+      });
+    }
+  }
+  if (rule.approvals) {
+    needs.push({
+      group: rule.approvals.group,
+      needed: rule.approvals.count,
+      have: approvalsIn(doc, rule.approvals.group, f),
+    });
+  }
+  const missing = needs.filter((n) => n.have.length < n.needed);
+  if (missing.length > 0) return { effect: 'pending', rule: rule.id, needs: missing };
+  return { effect: 'allow', rule: rule.id };
+}
