@@ -138,6 +138,7 @@ export class Libp2pCluster implements Cluster {
     };
     req.progress?.({ phase: 'repair', detail: `helpers ${helpers.join(', ')}` });
     const members = [...helpers, req.participant];
+    await this.#n.prepare(session, members);
     const results = await Promise.allSettled(
       members.map((m) => this.#n.rpc(m, { op: 'session', session }, this.#n.sessionTimeoutMs + 5_000)),
     );

@@ -30,6 +30,7 @@ export class KeyEventRunner {
   async run(session: SessionSpec, retiring: readonly string[], progress?: ProgressFn): Promise<EpochInfo> {
     const members = [...new Set([...(session.dealers ?? []), ...session.participants])].sort(byNodeIndex);
     progress?.({ phase: session.kind, detail: `session ${session.sessionId} on ${members.join(', ')}` });
+    await this.#n.prepare(session, members);
     const settled = await Promise.allSettled(
       members.map((m) => this.#n.rpc(m, { op: 'session', session }, this.#n.sessionTimeoutMs + 5_000)),
     );

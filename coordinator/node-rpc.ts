@@ -12,6 +12,7 @@ import {
   type RpcAnswers,
   type RpcOp,
   STATUS_PAGE,
+  type SessionSpec,
   decodeRpcAnswer,
   encodeRpc,
 } from '../net/rpc.ts';
@@ -52,6 +53,29 @@ export class NodeRpc {
     if (!peer) throw new KmsError('ValidationError', `unknown node ${nodeId}`);
     const res = await this.#t.request(peer.peerId, RPC_PROTOCOL, encodeRpc(req), { timeoutMs });
     return decodeRpcAnswer(req.op as O, res);
+  }
+
+  /**
+   * Announces a key-creating session to the nodes in `to` before any of them is asked to start it:
+   * a node holds early messages only of announced sessions and only from the members named here,
+   * dealers and participants (node/early-buffer.ts). A node that misses it is only logged: the
+   * `session` request that follows reaches it or fails as before, and is reported there.
+   */
+  async prepare(session: SessionSpec, to: readonly string[]): Promise<void> {
+    const members = [...new Set([...(session.dealers ?? []), ...session.participants])];
+    const results = await Promise.allSettled(
+      to.map((m) =>
+        this.rpc(m, { op: 'prepare', sessionId: session.sessionId, members }, this.statusTimeoutMs),
+      ),
+    );
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        this.log.warn(
+          { node: to[i], sessionId: session.sessionId, err: String(r.reason) },
+          'session not announced',
+        );
+      }
+    });
   }
 
   async statuses(): Promise<NodeStatus[]> {

@@ -125,6 +125,8 @@ export type RpcRequest =
   | { op: 'status'; after?: string; limit?: number }
   | { op: 'public'; keyId: string }
   | { op: 'session'; session: SessionSpec }
+  /** Sent to every member before `session`: hold early messages of this session from these members. */
+  | { op: 'prepare'; sessionId: string; members: string[] }
   | { op: 'commit-epoch'; keyId: string; epoch: number; certificate: Confirmations; transcriptHash: string }
   | { op: 'abort-epoch'; keyId: string; epoch: number }
   | {
@@ -160,6 +162,7 @@ const rpcSchema = {
     req('status', { after: id, limit: { type: 'integer', minimum: 0, maximum: MAX_STATUS_PAGE } }, []),
     req('public', { keyId: id }, ['keyId']),
     req('session', { session: sessionSpec }, ['session']),
+    req('prepare', { sessionId: id, members: nodeList }, ['sessionId', 'members']),
     req('commit-epoch', { keyId: id, epoch, certificate: confirmations, transcriptHash: hex(64) }, [
       'keyId',
       'epoch',
@@ -245,6 +248,7 @@ export type RpcAnswers = {
   status: StatusAnswer;
   public: PublicAnswer;
   session: SessionAnswer;
+  prepare: OkAnswer;
   'commit-epoch': OkAnswer;
   'abort-epoch': OkAnswer;
   retire: OkAnswer;
@@ -318,6 +322,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
       obj({ repaired: { const: true } }, ['repaired']),
     ],
   },
+  prepare: okAnswer,
   'commit-epoch': okAnswer,
   'abort-epoch': okAnswer,
   retire: okAnswer,

@@ -208,6 +208,7 @@ class NodeDaemon {
   }
 
   close(): void {
+    this.#runner?.close();
     this.#nonces.clear();
     this.#keys.clear();
   }
@@ -243,6 +244,11 @@ class NodeDaemon {
       };
     },
     session: (req) => this.#events.session(req.session),
+    // Early messages of an announced session are held until it starts, for one session timeout.
+    prepare: async (req) => {
+      this.#runner!.announce(req.sessionId, req.members, this.#cfg.sessionTimeoutMs);
+      return { ok: true } as const;
+    },
     'commit-epoch': (req) =>
       this.#events.commitEpoch(req.keyId, req.epoch, req.transcriptHash, req.certificate),
     'abort-epoch': (req) => this.#events.abortEpoch(req.keyId, req.epoch),

@@ -1,7 +1,9 @@
 /**
  * Runs one participant's protocol machine (protocol/machine.ts) over the network: the session
  * layer of the node daemon. It provides what the pure machines assume:
- * - a ready barrier: messages that arrive before the local session starts are buffered (bounded);
+ * - a ready barrier: messages that arrive before the local session starts are held only for
+ *   sessions the coordinator announced, only from their members, within byte budgets and a deadline
+ *   (node/early-buffer.ts); anything else is refused with a typed error;
  * - context binding: an envelope is delivered only if its header names this session, key, key spec
  *   and protocol, and its `from` is the participant the Noise-authenticated sender really is
  *   (a spoofed sender is dropped and named);
@@ -17,6 +19,7 @@ import { type Blame, KmsError, ProtocolError, isKmsError } from '../protocol/err
 import type { ParticipantId } from '../protocol/ids.ts';
 import type { Envelope, Machine, ProtocolKind, Step } from '../protocol/machine.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
+import { EarlyBuffer, type EarlyLimits, type EarlyStats } from './early-buffer.ts';
 
 export type SessionMember = { readonly nodeId: string; readonly participant: ParticipantId };
 
@@ -41,23 +44,51 @@ type Active = {
   deliver: (from: string, env: Envelope<any>) => void;
 };
 
-const MAX_EARLY_SESSIONS = 256;
-const MAX_EARLY_PER_SESSION = 4096;
 const FINISHED_MEMORY = 4096;
 
 export class SessionRunner {
   readonly #send: SendFn;
   readonly #log: { warn: (o: object, msg: string) => void; debug: (o: object, msg: string) => void };
   readonly #active = new Map<string, Active>();
-  readonly #early = new Map<string, { from: string; env: Envelope<any>; at: number }[]>();
+  readonly #early: EarlyBuffer;
   readonly #finished = new Set<string>();
 
   constructor(opts: {
     send: SendFn;
     log: { warn: (o: object, msg: string) => void; debug: (o: object, msg: string) => void };
+    /** Bounds of the early-message buffer (defaults: node/early-buffer.ts). */
+    early?: Partial<EarlyLimits>;
+    /** Clock of the early-message buffer (monotonic ms); tests pass their own. */
+    now?: () => number;
   }) {
     this.#send = opts.send;
     this.#log = opts.log;
+    this.#early = new EarlyBuffer({
+      ...(opts.early ? { limits: opts.early } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+  }
+
+  /** What the early-message buffer holds and has refused (to watch its bounds). */
+  get earlyStats(): EarlyStats {
+    return this.#early.stats;
+  }
+
+  /**
+   * The coordinator announces a session before asking any member to start it (`prepare` RPC):
+   * until it starts here, messages for it from `members` (node ids) are held, for at most `ttlMs`.
+   */
+  announce(sessionId: string, members: readonly string[], ttlMs: number): void {
+    if (this.#finished.has(sessionId)) {
+      throw new KmsError('Conflict', `session ${sessionId} was already run on this node`);
+    }
+    if (this.#active.has(sessionId)) return;
+    this.#early.announce(sessionId, members, ttlMs);
+  }
+
+  /** Forgets held early messages and stops the buffer's sweep timer (the node stops). */
+  close(): void {
+    this.#early.clear();
   }
 
   get activeCount(): number {
@@ -77,18 +108,22 @@ export class SessionRunner {
       active.deliver(fromNodeId, env);
       return;
     }
-    // Ready barrier: the local start request may still be on its way. Bounded, so a peer cannot
-    // make the node hold unlimited messages for sessions that never start.
-    let buf = this.#early.get(sid);
-    if (!buf) {
-      if (this.#early.size >= MAX_EARLY_SESSIONS) {
-        const oldest = this.#early.keys().next().value;
-        if (oldest !== undefined) this.#early.delete(oldest);
-      }
-      buf = [];
-      this.#early.set(sid, buf);
+    // Ready barrier: the local start request may still be on its way. Held only if announced and
+    // within budget; a refusal (ContextMismatch, Overloaded) goes back to the sender as a typed error.
+    try {
+      this.#early.hold(sid, fromNodeId, frame);
+    } catch (e) {
+      this.#log.debug(
+        {
+          sessionId: sid,
+          from: fromNodeId,
+          code: isKmsError(e) ? e.code : 'Internal',
+          bytes: frame.byteLength,
+        },
+        'early message refused',
+      );
+      throw e;
     }
-    if (buf.length < MAX_EARLY_PER_SESSION) buf.push({ from: fromNodeId, env, at: performance.now() });
   }
 
   /** Runs the machine to completion. Rejects with ProtocolError (culprits) or Timeout. */
@@ -250,13 +285,13 @@ export class SessionRunner {
       queue = queue
         .then(async () => {
           await emit(machine.start());
-          const early = this.#early.get(ctx.sessionId) ?? [];
-          this.#early.delete(ctx.sessionId);
-          for (const m of early) deliver(m.from, m.env);
         })
         .catch((e: unknown) =>
           finish(isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e })),
         );
+      // Queued now, behind the start and ahead of anything that arrives from here on: held
+      // messages are delivered in arrival order. They decoded when they arrived, so they decode again.
+      for (const m of this.#early.take(ctx.sessionId)) deliver(m.from, decodeEnvelope(m.frame));
     });
   }
 

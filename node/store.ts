@@ -73,6 +73,17 @@ const SYNC = { sync: true };
 const ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const HEX_RE = /^(?:[0-9a-f]{2})*$/;
 const EPOCH_DIGITS = 12;
+/**
+ * Session ids are kept a day: a restarted node must refuse every session that may still run on its
+ * peers, and none runs longer than its timeout (node/config.ts caps it at 10 min), so 144 of the
+ * longest timeouts pass before an id is forgotten. A wall clock stepped forward by more than a day
+ * could forget a live id early; one stepped back only keeps ids longer.
+ */
+export const SESSION_ID_RETENTION_MS = 24 * 3600 * 1000;
+/** Every this many recorded ids, one bounded pass over the oldest-visited ids prunes expired ones. */
+const SESSION_PRUNE_EVERY = 256;
+/** Ids examined by one pass (4 per recorded id: a full round never lags far behind the writes). */
+const SESSION_PRUNE_BATCH = 1024;
 
 function checkId(what: string, id: string): void {
   if (typeof id !== 'string' || !ID_RE.test(id)) {
@@ -719,12 +730,26 @@ export class NodeStore {
 
   // ---- sessions ----------------------------------------------------------------------------
 
-  /** Records a session id (synced) before the session starts, so a restarted node refuses it. */
+  /** Recorded ids since the last prune pass, and where the next pass starts (key order, wraps). */
+  #sessionMarks = 0;
+  #sessionCursor: string | undefined;
+
+  /**
+   * Records a session id (synced) before the session starts, so a restarted node refuses it. Every
+   * SESSION_PRUNE_EVERY ids it also runs one bounded prune pass (SESSION_ID_RETENTION_MS), so the
+   * set holds about a day of ids, not every id ever seen (security review L-5).
+   */
   async markSessionSeen(sessionId: string, now: Date = new Date()): Promise<void> {
     checkId('sessionId', sessionId);
-    return this.#write(`session ${sessionId}`, [
+    await this.#write(`session ${sessionId}`, [
       { type: 'put', sublevel: this.#sessions, key: sessionId, value: now.toISOString(), ...UTF8 },
     ]);
+    if (++this.#sessionMarks >= SESSION_PRUNE_EVERY) {
+      this.#sessionMarks = 0;
+      await this.pruneSessions(new Date(now.getTime() - SESSION_ID_RETENTION_MS), {
+        limit: SESSION_PRUNE_BATCH,
+      });
+    }
   }
 
   async wasSessionSeen(sessionId: string): Promise<boolean> {
@@ -735,14 +760,30 @@ export class NodeStore {
     );
   }
 
-  /** Forgets session ids recorded before `before` (session ids are random, so reuse is not a risk). */
-  async pruneSessions(before: Date): Promise<number> {
+  /**
+   * Forgets session ids recorded before `before` (session ids are random, so reuse is not a risk).
+   * With `limit`, examines at most that many ids, continuing after where the previous limited pass
+   * stopped (wrapping at the end), so each pass is bounded work and every id is visited in turn.
+   * Returns how many it forgot.
+   */
+  async pruneSessions(before: Date, opts: { limit?: number } = {}): Promise<number> {
     return this.#serial(async () => {
       const old: string[] = [];
-      for await (const [k, v] of this.#sessions.iterator(UTF8)) {
+      const limit = opts.limit;
+      const range = {
+        ...UTF8,
+        ...(limit === undefined ? {} : { limit }),
+        ...(limit === undefined || this.#sessionCursor === undefined ? {} : { gt: this.#sessionCursor }),
+      };
+      let seen = 0;
+      let last: string | undefined;
+      for await (const [k, v] of this.#sessions.iterator(range)) {
+        seen++;
+        last = k as string;
         const t = Date.parse(v as string);
         if (!Number.isFinite(t) || t < before.getTime()) old.push(k as string);
       }
+      if (limit !== undefined) this.#sessionCursor = seen < limit ? undefined : last;
       if (old.length > 0) {
         await this.#write(
           'prune sessions',
