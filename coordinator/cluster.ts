@@ -6,10 +6,39 @@
  * Errors are KmsErrors: `QuorumUnavailable` (not enough reachable participants),
  * `ParticipantMisbehaved` (with culprits), `Timeout`, `KeyNotFound`, `InvalidKeyState`.
  */
-import type { Blame } from '../protocol/errors.ts';
+import type { Blame, ErrorCode } from '../protocol/errors.ts';
+import type { KeyState, NodeKeyState, SettableKeyState, StateChange } from '../protocol/key-states.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
 
-export type KeyState = 'Creating' | 'Enabled' | 'Disabled' | 'PendingDeletion' | 'Destroyed';
+export type { KeyState, NodeKeyState, SettableKeyState, StateChange };
+
+/**
+ * What one node answered to a state change or a destroy (M-2: these are never fire-and-forget).
+ * `ok` means the node confirmed; a node that holds nothing of the key confirms with `absent`.
+ */
+export type NodeOutcome = {
+  readonly node: string;
+  readonly ok: boolean;
+  /** The node holds no record of the key (nothing to enforce or destroy there). */
+  readonly absent?: boolean;
+  /** Why the node did not confirm (unreachable, refused): public text only. */
+  readonly error?: { readonly code: ErrorCode; readonly message: string };
+};
+
+/** A node's answer to `destroy`: which epochs it deleted, which sealer scopes it destroyed or still owes. */
+export type DestroyOutcome = NodeOutcome & {
+  readonly epochs?: readonly number[];
+  readonly scopes?: readonly string[];
+  /** Scopes whose HSM key could not be destroyed yet; the node retries them (L-3). */
+  readonly pendingScopes?: readonly string[];
+};
+
+/** One page of a node's key states, in key id order (for reconciling nodes with the records). */
+export type NodeKeyStatesPage = {
+  readonly keys: readonly { readonly keyId: string; readonly state: NodeKeyState }[];
+  /** Pass as `after` for the next page; absent on the last page. */
+  readonly next?: string;
+};
 
 export type NodeStatus = {
   readonly id: string;
@@ -55,6 +84,8 @@ export type ProgressFn = (event: { phase: string; detail?: string }) => void;
 export interface Cluster {
   /** Every configured node, probing reachability. */
   nodes(): Promise<NodeStatus[]>;
+  /** The configured node ids (no probe). */
+  nodeIds(): readonly string[];
   /** Runs a DKG among `participants`; resolves once every member committed epoch 0. */
   createKey(req: {
     keyId: string;
@@ -76,9 +107,37 @@ export interface Cluster {
   }): Promise<EpochInfo>;
   /** Rebuilds the share of `participant` (a committee member that lost it) from t helpers. */
   repair(req: { key: EpochInfo; participant: string; progress?: ProgressFn }): Promise<EpochInfo>;
-  /** Tells every committee member the key's lifecycle state; nodes enforce it too. */
-  setKeyState(req: { keyId: string; state: KeyState }): Promise<void>;
-  /** Destroys every share of the key on every node (end of the deletion window). */
-  destroyKey(req: { keyId: string }): Promise<void>;
+  /**
+   * Tells `members` (default: every configured node) the key's new lifecycle state, reached by
+   * `operation` (default: the plain change to `state`, see protocol/key-states.ts); nodes check it
+   * against the table and enforce it. Never throws for a node that missed it: one outcome per
+   * member, and the caller decides (a change is done only when every member confirmed).
+   */
+  setKeyState(req: {
+    keyId: string;
+    state: SettableKeyState;
+    operation?: StateChange;
+    members?: readonly string[];
+  }): Promise<NodeOutcome[]>;
+  /**
+   * Destroys every share of the key on `nodes` (default: every configured node, since a node outside
+   * the committee may still hold a share of an older epoch); a node not in PendingDeletion is
+   * moved there first. One outcome per node; the caller keeps the key PendingDeletion until
+   * every member confirmed.
+   */
+  destroyKey(req: { keyId: string; nodes?: readonly string[] }): Promise<DestroyOutcome[]>;
+  /** One page of a node's key states (throws when the node cannot be reached). */
+  nodeKeyStates(node: string, page: { after?: string; limit: number }): Promise<NodeKeyStatesPage>;
   close(): Promise<void>;
+}
+
+/** The outcome of a node that did not confirm, from what its request threw (KmsError text is public). */
+export function failedOutcome(node: string, e: unknown): NodeOutcome {
+  const code = (e as { code?: ErrorCode }).code;
+  const isKms = typeof code === 'string' && e instanceof Error;
+  return {
+    node,
+    ok: false,
+    error: isKms ? { code, message: e.message } : { code: 'Internal', message: 'request failed' },
+  };
 }

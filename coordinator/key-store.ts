@@ -6,7 +6,8 @@
 import type { AbstractLevel } from 'abstract-level';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
-import type { EpochInfo, KeyState } from './cluster.ts';
+import type { KeyState } from '../protocol/key-states.ts';
+import type { EpochInfo } from './cluster.ts';
 
 export type KeyRecord = {
   readonly keyId: string;

@@ -1,123 +1,74 @@
 /**
- * Key lifecycle: which operation is allowed in which state, where each transition leads, and the
- * sweeper that destroys the shares when a deletion window ends. States and the deletion window
- * (7-30 days, default 30; cancel returns the key to Disabled) follow AWS KMS key states and
- * ScheduleKeyDeletion. The same table is documented in docs/api.md and enforced on the nodes
- * (the coordinator tells them each state via Cluster.setKeyState).
+ * Key lifecycle on the coordinator: the state table (protocol/key-states.ts, shared with the nodes),
+ * the rule that a state change is done only when every member of the key's committee confirmed it
+ * (M-2), the sweeper that destroys the shares when a deletion window ends, and the reconcile pass
+ * that brings a node that missed changes (it was down) back to the coordinator's records.
  */
 import type { Logger } from 'pino';
-import { StateError } from '../protocol/errors.ts';
-import type { Cluster, KeyState } from './cluster.ts';
+import { type Blame, KmsError } from '../protocol/errors.ts';
+import {
+  type KeyState,
+  LIFECYCLE,
+  type SettableKeyState,
+  type StateChange,
+  pathBetween,
+  transition,
+} from '../protocol/key-states.ts';
+import type { Cluster, NodeKeyStatesPage, NodeOutcome } from './cluster.ts';
 import type { KeyedQueue } from './key-queue.ts';
 import type { KeyRecord, KeyStore } from './key-store.ts';
 
-export const KEY_STATES: readonly KeyState[] = [
-  'Creating',
-  'Enabled',
-  'Disabled',
-  'PendingDeletion',
-  'Destroyed',
-];
+export { KEY_STATES, LIFECYCLE, transition } from '../protocol/key-states.ts';
+export type { KeyOperation, KeyState, StateChange } from '../protocol/key-states.ts';
 
-export type KeyOperation =
-  | 'describe'
-  | 'getPublicKey'
-  | 'sign'
-  | 'verify'
-  | 'refresh'
-  | 'reshare'
-  | 'repair'
-  | 'disable'
-  | 'enable'
-  | 'scheduleDeletion'
-  | 'cancelDeletion'
-  | 'destroy';
+/** The nodes that must confirm a change of this key: its current committee. */
+export function membersOf(rec: KeyRecord): readonly string[] {
+  return rec.epochInfo?.participants ?? rec.participants;
+}
 
 /**
- * state x operation -> the state after the operation, or null when refused (InvalidKeyState).
- * Disable/enable on a key already in the target state succeed without change (as AWS does).
+ * The error for a change that not every member confirmed: 503 QuorumUnavailable (it clears when
+ * the nodes are back; Retry-After), naming each node that missed it and why. Unreachable nodes are
+ * also the `culprits` (`unresponsive`).
  */
-export const LIFECYCLE: Readonly<Record<KeyState, Readonly<Record<KeyOperation, KeyState | null>>>> = {
-  Creating: {
-    describe: 'Creating',
-    getPublicKey: null,
-    sign: null,
-    verify: null,
-    refresh: null,
-    reshare: null,
-    repair: null,
-    disable: null,
-    enable: null,
-    scheduleDeletion: null,
-    cancelDeletion: null,
-    destroy: null,
-  },
-  Enabled: {
-    describe: 'Enabled',
-    getPublicKey: 'Enabled',
-    sign: 'Enabled',
-    verify: 'Enabled',
-    refresh: 'Enabled',
-    reshare: 'Enabled',
-    repair: 'Enabled',
-    disable: 'Disabled',
-    enable: 'Enabled',
-    scheduleDeletion: 'PendingDeletion',
-    cancelDeletion: null,
-    destroy: null,
-  },
-  Disabled: {
-    describe: 'Disabled',
-    getPublicKey: 'Disabled',
-    sign: null,
-    verify: null,
-    refresh: null,
-    reshare: null,
-    repair: null,
-    disable: 'Disabled',
-    enable: 'Enabled',
-    scheduleDeletion: 'PendingDeletion',
-    cancelDeletion: null,
-    destroy: null,
-  },
-  PendingDeletion: {
-    describe: 'PendingDeletion',
-    getPublicKey: null,
-    sign: null,
-    verify: null,
-    refresh: null,
-    reshare: null,
-    repair: null,
-    disable: null,
-    enable: null,
-    scheduleDeletion: null,
-    cancelDeletion: 'Disabled',
-    destroy: 'Destroyed',
-  },
-  Destroyed: {
-    describe: 'Destroyed',
-    getPublicKey: null,
-    sign: null,
-    verify: null,
-    refresh: null,
-    reshare: null,
-    repair: null,
-    disable: null,
-    enable: null,
-    scheduleDeletion: null,
-    cancelDeletion: null,
-    destroy: null,
-  },
-};
+export function notConfirmedError(what: string, keyId: string, outcomes: readonly NodeOutcome[]): KmsError {
+  const missed = outcomes.filter((o) => !o.ok);
+  const named = missed.map((o) => `${o.node} (${o.error?.code ?? 'no answer'})`).join(', ');
+  const culprits: Blame[] = missed
+    .filter((o) => o.error?.code !== 'InvalidKeyState')
+    .map((o) => ({ participant: o.node, reason: 'unresponsive' }));
+  return new KmsError(
+    'QuorumUnavailable',
+    `${what} of key ${keyId} was not confirmed by ${named}; the key keeps its state (retry when the nodes are back)`,
+    {
+      culprits,
+      details: {
+        confirmed: outcomes.filter((o) => o.ok).map((o) => o.node),
+        missed: missed.map((o) => ({ node: o.node, code: o.error?.code ?? 'Internal' })),
+      },
+    },
+  );
+}
 
-/** The state after `op`, or StateError('InvalidKeyState') naming the state and the operation. */
-export function transition(state: KeyState, op: KeyOperation): KeyState {
-  const next = LIFECYCLE[state][op];
-  if (next === null)
-    throw new StateError('InvalidKeyState', `${op} is not allowed while the key is ${state}`, {
-      details: { state, op },
-    });
-  return next;
+/**
+ * Tells every member the key's new state and resolves only when all of them confirmed; otherwise
+ * throws notConfirmedError (the caller keeps the record's state; members that did apply it are
+ * brought back by the reconcile pass).
+ */
+export async function changeStateOnNodes(
+  cluster: Cluster,
+  rec: KeyRecord,
+  operation: StateChange,
+  state: SettableKeyState,
+): Promise<NodeOutcome[]> {
+  const outcomes = await cluster.setKeyState({
+    keyId: rec.keyId,
+    state,
+    operation,
+    members: membersOf(rec),
+  });
+  if (outcomes.some((o) => !o.ok)) throw notConfirmedError(operation, rec.keyId, outcomes);
+  return outcomes;
 }
 
 export const MIN_PENDING_WINDOW_DAYS = 7;
@@ -128,10 +79,21 @@ export const DAY_MS = 24 * 3600 * 1000;
 export type Clock = { now(): number };
 export const systemClock: Clock = { now: () => Date.now() };
 
+/** What one reconcile pass did. */
+export type ReconcileReport = {
+  /** Node ids whose page was read. */
+  readonly read: string[];
+  /** Nodes that could not be asked this pass (retried on the next). */
+  readonly unreachable: string[];
+  /** Re-sent changes, one per node and key. */
+  readonly fixed: { node: string; keyId: string; from: string; to: string; ok: boolean }[];
+};
+
 /**
- * Destroys the shares of keys whose deletion window has ended: cluster.destroyKey on every node,
- * then the record becomes Destroyed (public metadata kept for the audit trail, alias freed).
- * A failure (a node unreachable) leaves the key PendingDeletion and is retried on the next sweep.
+ * Destroys the shares of keys whose deletion window has ended: cluster.destroyKey on every node;
+ * only when every member of the committee confirmed does the record become Destroyed (public
+ * metadata kept for the audit trail, alias freed). Otherwise the key stays PendingDeletion and the
+ * next sweep retries (M-2). Each sweep also runs one bounded reconcile pass (`reconcile`).
  */
 export class DeletionSweeper {
   readonly #store: KeyStore;
@@ -139,8 +101,13 @@ export class DeletionSweeper {
   readonly #queue: KeyedQueue;
   readonly #clock: Clock;
   readonly #intervalMs: number;
+  readonly #pageSize: number;
   readonly #audit: (entry: Record<string, unknown>) => Promise<unknown>;
   readonly #log: Logger | undefined;
+  /** Per node: the last key id its reconcile pages reached (the next pass continues after it). */
+  readonly #cursor = new Map<string, string>();
+  /** Node/key divergences that cannot be fixed (a node destroyed a live key), logged once. */
+  readonly #reported = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<string[]> | undefined;
 
@@ -152,12 +119,15 @@ export class DeletionSweeper {
     intervalMs: number;
     audit: (entry: Record<string, unknown>) => Promise<unknown>;
     logger?: Logger;
+    /** Keys read per node per reconcile pass (bounds the work of one pass). Default 100. */
+    reconcilePageSize?: number;
   }) {
     this.#store = opts.store;
     this.#cluster = opts.cluster;
     this.#queue = opts.queue;
     this.#clock = opts.clock;
     this.#intervalMs = opts.intervalMs;
+    this.#pageSize = opts.reconcilePageSize ?? 100;
     this.#audit = opts.audit;
     this.#log = opts.logger;
   }
@@ -176,9 +146,16 @@ export class DeletionSweeper {
     await this.#running?.catch(() => undefined);
   }
 
-  /** One pass; resolves with the key ids destroyed. Concurrent calls share the pass. */
+  /**
+   * One pass: destroys the keys whose window ended, then one reconcile pass; resolves with the key
+   * ids destroyed. Concurrent calls share the pass.
+   */
   sweep(): Promise<string[]> {
-    this.#running ??= this.#sweep().finally(() => {
+    this.#running ??= (async () => {
+      const destroyed = await this.#sweep();
+      await this.reconcile().catch((e) => this.#log?.warn({ err: e }, 'reconcile pass failed'));
+      return destroyed;
+    })().finally(() => {
       this.#running = undefined;
     });
     return this.#running;
@@ -214,17 +191,39 @@ export class DeletionSweeper {
       decision: 'allow',
       caller: { tokenId: 'system', name: 'deletion-sweeper' },
     });
+    let outcomes: Awaited<ReturnType<Cluster['destroyKey']>>;
     try {
-      await this.#cluster.destroyKey({ keyId });
+      outcomes = await this.#cluster.destroyKey({ keyId });
     } catch (e) {
+      outcomes = this.#cluster.nodeIds().map((node) => ({
+        node,
+        ok: false,
+        error: { code: (e as { code?: 'Internal' }).code ?? 'Internal', message: 'destroy failed' },
+      }));
+    }
+    const members = new Set(membersOf(rec));
+    const missed = outcomes.filter((o) => members.has(o.node) && !o.ok);
+    const nodes = outcomes.map((o) => ({
+      node: o.node,
+      ok: o.ok,
+      ...(o.error ? { code: o.error.code } : {}),
+      ...(o.epochs ? { epochs: o.epochs } : {}),
+      ...(o.pendingScopes?.length ? { pendingScopes: o.pendingScopes } : {}),
+    }));
+    if (missed.length > 0) {
       await this.#audit({
         type: 'session',
         action: 'destroy',
         keyId,
         outcome: 'failed',
-        code: (e as { code?: string }).code ?? 'Internal',
+        code: 'QuorumUnavailable',
+        missed: missed.map((o) => o.node),
+        nodes,
       });
-      this.#log?.warn({ keyId, code: (e as { code?: string }).code }, 'destroying shares failed; will retry');
+      this.#log?.warn(
+        { keyId, missed: missed.map((o) => o.node) },
+        'shares not destroyed on every member; key stays PendingDeletion, will retry',
+      );
       return false;
     }
     const next: KeyRecord = { ...rec, state: transition(rec.state, 'destroy') };
@@ -235,7 +234,102 @@ export class DeletionSweeper {
       keyId,
       outcome: 'ok',
       epoch: rec.epochInfo?.epoch ?? null,
+      nodes,
     });
     return true;
+  }
+
+  /**
+   * One bounded reconcile pass (M-2): for each node, one page of its key states (status RPC,
+   * `reconcilePageSize` keys, continuing where the previous pass stopped) is compared with the
+   * records; where a committee member differs (it was down or its answer was lost) the changes are
+   * re-sent one legal step at a time (pathBetween), and a key Destroyed here but not there is
+   * destroyed there. Each re-send is audited. Keys this coordinator has no record of are left alone
+   * (another coordinator may own them).
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    const report: ReconcileReport = { read: [], unreachable: [], fixed: [] };
+    for (const node of this.#cluster.nodeIds()) {
+      const after = this.#cursor.get(node);
+      let page: NodeKeyStatesPage;
+      try {
+        page = await this.#cluster.nodeKeyStates(node, {
+          limit: this.#pageSize,
+          ...(after === undefined ? {} : { after }),
+        });
+      } catch {
+        report.unreachable.push(node);
+        continue;
+      }
+      report.read.push(node);
+      if (page.next === undefined) this.#cursor.delete(node);
+      else this.#cursor.set(node, page.next);
+      for (const k of page.keys) {
+        const fix = await this.#queue.run(k.keyId, () => this.#reconcileKey(node, k.keyId, k.state));
+        if (fix) report.fixed.push(fix);
+      }
+    }
+    return report;
+  }
+
+  async #reconcileKey(
+    node: string,
+    keyId: string,
+    nodeState: KeyState,
+  ): Promise<ReconcileReport['fixed'][number] | undefined> {
+    const rec = await this.#store.get(keyId).catch(() => undefined);
+    if (!rec || rec.state === 'Creating' || rec.state === nodeState) return undefined;
+    if (rec.state === 'Destroyed') {
+      const [o] = await this.#cluster.destroyKey({ keyId, nodes: [node] });
+      const ok = o?.ok === true;
+      await this.#reconciled(node, keyId, nodeState, 'Destroyed', ['destroy'], ok, o);
+      return { node, keyId, from: nodeState, to: 'Destroyed', ok };
+    }
+    if (!membersOf(rec).includes(node)) return undefined;
+    const path = pathBetween(nodeState, rec.state);
+    if (path === null) {
+      // E.g. a node destroyed a live key's share: nothing to re-send; a repair rebuilds it.
+      const tag = `${node}/${keyId}`;
+      if (!this.#reported.has(tag)) {
+        this.#reported.add(tag);
+        this.#log?.warn({ node, keyId, nodeState, state: rec.state }, 'node state cannot be reconciled');
+      }
+      return undefined;
+    }
+    let state: KeyState = nodeState;
+    let last: NodeOutcome | undefined;
+    for (const op of path) {
+      const to = LIFECYCLE[state][op] as SettableKeyState;
+      [last] = await this.#cluster.setKeyState({ keyId, state: to, operation: op, members: [node] });
+      if (!last?.ok) break;
+      state = to;
+    }
+    const ok = state === rec.state;
+    await this.#reconciled(node, keyId, nodeState, rec.state, path, ok, last);
+    return { node, keyId, from: nodeState, to: rec.state, ok };
+  }
+
+  async #reconciled(
+    node: string,
+    keyId: string,
+    from: string,
+    to: string,
+    operations: readonly string[],
+    ok: boolean,
+    last: NodeOutcome | undefined,
+  ): Promise<void> {
+    await this.#audit({
+      type: 'session',
+      action: 'reconcile',
+      keyId,
+      node,
+      from,
+      to,
+      operations,
+      outcome: ok ? 'ok' : 'failed',
+      ...(ok || !last?.error ? {} : { code: last.error.code }),
+      caller: { tokenId: 'system', name: 'reconcile' },
+    });
+    if (!ok) this.#log?.warn({ node, keyId, from, to, code: last?.error?.code }, 'reconcile step failed');
   }
 }

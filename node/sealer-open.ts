@@ -22,6 +22,8 @@ export async function openSealer(cfg: NodeConfig, store: NodeStore, log: pino.Lo
       pin: readSecret(s.pinFile, 'KMS_HSM_PIN'),
       ...(s.softhsmConf ? { softhsmConf: s.softhsmConf } : {}),
       guard,
+      // Destroyed scopes are recorded in the node store (why there: sealer-pkcs11.ts).
+      tombstones: store.scopeTombstones(),
     });
     log.info({ library: s.library, token: s.tokenLabel }, 'PKCS#11 sealer open');
     return sealer;

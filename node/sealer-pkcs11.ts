@@ -4,7 +4,15 @@
  * CKA_EXTRACTABLE=false, labelled with the scope. Sealing is CKM_AES_GCM (PKCS#11 v2.40 §2.10.7)
  * with a random 96-bit IV and a 128-bit tag; the associated data binds the whole SealContext
  * (sealed-blob.ts). Destroying a scope destroys its HSM key (C_DestroyObject), so that epoch's blobs
- * can never be opened again.
+ * can never be opened again, and leaves a tombstone, so a later `seal` in that scope is refused
+ * instead of silently generating a new key (security review L-3; the software sealer does the same).
+ *
+ * The tombstones live in the node store (`ScopeTombstones`, NodeStore.scopeTombstones), not as token
+ * objects: there is one per destroyed key epoch, forever, and HSM object slots are scarce (many
+ * HSMs hold a few hundred to a few thousand objects; SoftHSM2 keeps one file per object and scans
+ * them on every search), while the store already holds the epoch records they follow and syncs
+ * every write. The tombstone is written (synced) before C_DestroyObject, so a crash between leaves
+ * a tombstoned scope whose key still exists, which the node's start-up sweep destroys.
  *
  * At open the sealer checks every secret key on the token: AES, 256 bits, token object, private,
  * CKA_SENSITIVE and CKA_ALWAYS_SENSITIVE true, CKA_EXTRACTABLE false and CKA_NEVER_EXTRACTABLE true
@@ -33,7 +41,7 @@ import {
   openHeader,
   TAG_BYTES,
 } from './sealed-blob.ts';
-import type { SealContext, Sealer } from './sealer.ts';
+import type { ScopeTombstones, SealContext, Sealer } from './sealer.ts';
 import { SOFTHSM_INSTALL_HINT } from './softhsm.ts';
 
 const pkcs11js = createRequire(import.meta.url)('pkcs11js') as typeof P;
@@ -51,7 +59,23 @@ export type Pkcs11SealerOptions = {
   softhsmConf?: string;
   /** Bounded PIN attempts; default: an in-memory guard per (library, token), 3 attempts, 30 s base backoff. */
   guard?: PinGuard;
+  /**
+   * Where destroyed scopes are recorded (the node passes its store's). Default: in memory, for
+   * tools and tests that open a token directly: their tombstones last as long as the sealer.
+   */
+  tombstones?: ScopeTombstones;
 };
+
+/** Tombstones kept in memory only (see Pkcs11SealerOptions.tombstones). */
+export function memoryTombstones(): ScopeTombstones {
+  const set = new Set<string>();
+  return {
+    has: async (scope) => set.has(scope),
+    add: async (scope) => {
+      set.add(scope);
+    },
+  };
+}
 
 /** One loaded and initialized module per library path, shared by the sealers of a process. */
 type Module = { p: P.PKCS11; library: string; conf: string | undefined; refs: number; tokens: Set<string> };
@@ -154,15 +178,26 @@ export class Pkcs11Sealer implements Sealer {
   #pin: string;
   #session: P.Handle | undefined;
   readonly #keys = new Map<string, P.Handle>();
+  readonly #tombstones: ScopeTombstones;
+  /** Scopes destroyed by this object: checked inside the serial section, where no await can race. */
+  readonly #destroyed = new Set<string>();
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  private constructor(m: Module, slot: P.Handle, tokenLabel: string, pin: string, session: P.Handle) {
+  private constructor(
+    m: Module,
+    slot: P.Handle,
+    tokenLabel: string,
+    pin: string,
+    session: P.Handle,
+    tombstones: ScopeTombstones,
+  ) {
     this.#m = m;
     this.#slot = slot;
     this.#tokenLabel = tokenLabel;
     this.#pin = pin;
     this.#session = session;
+    this.#tombstones = tombstones;
   }
 
   /**
@@ -198,7 +233,14 @@ export class Pkcs11Sealer implements Sealer {
         () => login(m.p, s),
         (e) => e instanceof InfraError && e.details?.['reason'] === 'pin-incorrect',
       );
-      const sealer = new Pkcs11Sealer(m, slot, opts.tokenLabel, opts.pin, session);
+      const sealer = new Pkcs11Sealer(
+        m,
+        slot,
+        opts.tokenLabel,
+        opts.pin,
+        session,
+        opts.tombstones ?? memoryTombstones(),
+      );
       m.tokens.add(opts.tokenLabel);
       owned = true;
       try {
@@ -431,7 +473,10 @@ export class Pkcs11Sealer implements Sealer {
 
   async seal(ctx: SealContext, plaintext: Uint8Array): Promise<Uint8Array> {
     checkContext(ctx);
+    const tombstoned = await this.#tombstones.has(ctx.scope);
     return this.#serial(() => {
+      if (tombstoned || this.#destroyed.has(ctx.scope))
+        throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
       try {
         const s = this.#sess();
         const key = this.#keyFor(s, ctx.scope, true);
@@ -475,7 +520,11 @@ export class Pkcs11Sealer implements Sealer {
     });
   }
 
-  destroyScope(scope: string): Promise<void> {
+  async destroyScope(scope: string): Promise<void> {
+    if (this.#closed) throw new InfraError('SealerUnavailable', 'PKCS#11 sealer is closed');
+    // Tombstone first (synced): from here on no seal re-creates the scope, even after a crash.
+    await this.#tombstones.add(scope);
+    this.#destroyed.add(scope);
     return this.#serial(() => {
       try {
         const s = this.#sess();

@@ -43,6 +43,8 @@ export interface SealerKeyStore {
   putScopeKey(scope: string, wrapped: Uint8Array): Promise<void>;
   /** Deletes the wrapped key and writes the tombstone in one synced batch. */
   destroyScopeKey(scope: string): Promise<void>;
+  /** Scopes with a live wrapped key (tombstones excluded). */
+  listScopes(): Promise<string[]>;
 }
 
 type AnyLevel = AbstractLevel<any, any, any>;
@@ -81,6 +83,15 @@ export function levelSealerKeyStore(db: AnyLevel): SealerKeyStore {
       wrap('destroy a scope key', () =>
         db.batch([{ type: 'put', key: `scope!${scope}`, value: TOMBSTONE }], SYNC),
       ),
+    listScopes: () =>
+      wrap('list scope keys', async () => {
+        const out: string[] = [];
+        for await (const [k, v] of db.iterator({ gt: 'scope!', lt: 'scope!\uffff', ...KEY_ENC })) {
+          const value = v as Uint8Array;
+          if (!(value.length === 1 && value[0] === 0)) out.push((k as string).slice('scope!'.length));
+        }
+        return out;
+      }),
   };
 }
 
@@ -296,6 +307,11 @@ export class SoftwareSealer implements Sealer {
       this.#keys.get(scope)?.fill(0);
       this.#keys.delete(scope);
     });
+  }
+
+  async listScopes(): Promise<string[]> {
+    this.#wrap();
+    return this.#store.listScopes();
   }
 
   async close(): Promise<void> {

@@ -25,7 +25,20 @@ export interface Sealer {
   seal(ctx: SealContext, plaintext: Uint8Array): Promise<Uint8Array>;
   /** Opens a blob sealed with the same context. Throws InfraError('SealError') otherwise. */
   unseal(ctx: SealContext, sealed: Uint8Array): Promise<Uint8Array>;
-  /** Destroys the key of a scope (an epoch's HSM key). Blobs of that scope can never be opened again. */
+  /**
+   * Destroys the key of a scope (an epoch's HSM key) and leaves a tombstone: blobs of that scope
+   * can never be opened again, and a later `seal` in that scope is refused (SealError), never given
+   * a fresh key. Idempotent. A failure is an InfraError; the node records the scope and retries
+   * (node/scope-cleanup.ts).
+   */
   destroyScope(scope: string): Promise<void>;
+  /** The scopes that have a live key (not destroyed), e.g. to find orphaned epochs. */
+  listScopes(): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/** Where a sealer records destroyed scopes (synced before the key is destroyed). */
+export interface ScopeTombstones {
+  has(scope: string): Promise<boolean>;
+  add(scope: string): Promise<void>;
 }

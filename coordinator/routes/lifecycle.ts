@@ -1,19 +1,27 @@
 /**
- * Lifecycle routes: disable, enable, schedule-deletion, cancel-deletion. The nodes are told first
- * (Cluster.setKeyState, they enforce the state too), then the record changes; if the nodes cannot
- * be told, the record keeps its state and the caller gets the error.
+ * Lifecycle routes: disable, enable, schedule-deletion, cancel-deletion. Every member of the key's
+ * committee is told first (Cluster.setKeyState; the nodes check the same table and enforce the
+ * state), then the record changes. If any member did not confirm, the record keeps its state and
+ * the caller gets 503 QuorumUnavailable naming the nodes that missed it (M-2); members that did
+ * apply the change are brought back to the record by the sweeper's reconcile pass.
  */
 import { KmsError } from '../../protocol/errors.ts';
-import type { KeyState } from '../cluster.ts';
+import type { KeyState, SettableKeyState } from '../cluster.ts';
 import { type KeyRecord, keyView } from '../key-store.ts';
-import { DAY_MS, DEFAULT_PENDING_WINDOW_DAYS, type KeyOperation, transition } from '../lifecycle.ts';
+import {
+  DAY_MS,
+  DEFAULT_PENDING_WINDOW_DAYS,
+  type StateChange,
+  changeStateOnNodes,
+  transition,
+} from '../lifecycle.ts';
 import { type AppContext, type KmsApp, auditDecision, underKey } from './context.ts';
 import { bearer, emptyBody, keyIdParam, keyObject, pendingWindowDays, responses } from './schemas.ts';
 
 export function lifecycleRoutes(app: KmsApp, ctx: AppContext): void {
   const routes: {
     path: string;
-    op: KeyOperation;
+    op: StateChange;
     action: string;
     summary: string;
     body: Record<string, unknown>;
@@ -64,7 +72,7 @@ export function lifecycleRoutes(app: KmsApp, ctx: AppContext): void {
           await auditDecision(ctx, req, { from: rec.state, to: next, deletionDate });
           if (next !== rec.state) {
             try {
-              await ctx.cluster.setKeyState({ keyId: rec.keyId, state: next });
+              await changeStateOnNodes(ctx.cluster, rec, r.op, next as SettableKeyState);
               ctx.metrics.sessions.inc({ operation: 'set-state', outcome: 'ok' });
             } catch (e) {
               ctx.metrics.sessions.inc({
