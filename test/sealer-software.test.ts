@@ -51,18 +51,8 @@ async function sealErr(p: Promise<unknown>): Promise<string> {
   return (e as InfraError).code;
 }
 
+// Seal/unseal, AAD binding, tampering, destroyScope, listScopes, reopen: test/sealer-contract.test.ts.
 describe('SoftwareSealer', () => {
-  it('round-trips and produces a self-describing blob without the plaintext', async () => {
-    const { db } = await freshDb();
-    const s = await openSealer(db, 'correct horse');
-    const blob = await s.seal(ctx, secret);
-    expect(blob[0]).toBe(1);
-    expect(Buffer.from(blob).includes(Buffer.from(secret))).toBe(false);
-    expect(await s.unseal(ctx, blob)).toEqual(secret);
-    // Two seals of the same plaintext differ (fresh IV).
-    expect(await s.seal(ctx, secret)).not.toEqual(blob);
-  });
-
   it('survives a restart with the same passphrase (default cost N = 2^15)', async () => {
     const { db } = await freshDb();
     const ks = levelSealerKeyStore(db.sublevel('sealer'));
@@ -106,22 +96,6 @@ describe('SoftwareSealer', () => {
     expect(guard.state()).toEqual({ failures: 0, lockedUntil: 0 });
   });
 
-  it('binds the context: other scope, node or purpose, tampering -> SealError', async () => {
-    const { db } = await freshDb();
-    const s = await openSealer(db, 'pw');
-    const blob = await s.seal(ctx, secret);
-    await s.seal({ ...ctx, scope: 'key-1/2' }, secret); // make the other scope's key exist
-    expect(await sealErr(s.unseal({ ...ctx, scope: 'key-1/2' }, blob))).toBe('SealError');
-    expect(await sealErr(s.unseal({ ...ctx, nodeId: 'node-2' }, blob))).toBe('SealError');
-    expect(await sealErr(s.unseal({ ...ctx, purpose: 'identity' }, blob))).toBe('SealError');
-    for (const i of [0, 1, 5, blob.length - 20, blob.length - 1]) {
-      const t = blob.slice();
-      t[i]! ^= 1;
-      expect(await sealErr(s.unseal(ctx, t))).toBe('SealError');
-    }
-    expect(await sealErr(s.unseal(ctx, blob.subarray(0, 10)))).toBe('SealError');
-  });
-
   it('a blob copied to another node does not open there', async () => {
     const a = await freshDb();
     const b = await freshDb();
@@ -131,20 +105,6 @@ describe('SoftwareSealer', () => {
     await sb.seal(ctx, new Uint8Array(4)); // node b has its own key for the same scope
     expect(await sealErr(sb.unseal(ctx, blob))).toBe('SealError');
     expect(await sealErr(sb.unseal({ ...ctx, nodeId: 'node-2' }, blob))).toBe('SealError');
-  });
-
-  it('destroyScope makes the scope unopenable, also after restart, and never re-keys it', async () => {
-    const { db } = await freshDb();
-    const s = await openSealer(db, 'pw');
-    const blob = await s.seal(ctx, secret);
-    const other = await s.seal({ ...ctx, scope: 'key-1/2' }, secret);
-    await s.destroyScope(ctx.scope);
-    expect(await sealErr(s.unseal(ctx, blob))).toBe('SealError');
-    expect(await sealErr(s.seal(ctx, secret))).toBe('SealError');
-    await s.close();
-    const s2 = await openSealer(db, 'pw');
-    expect(await sealErr(s2.unseal(ctx, blob))).toBe('SealError');
-    expect(await s2.unseal({ ...ctx, scope: 'key-1/2' }, other)).toEqual(secret);
   });
 
   it('concurrent first seals of a scope share one key', async () => {
