@@ -9,6 +9,8 @@ import { p256 } from '@noble/curves/nist.js';
 import { parseDictionary } from 'structured-headers';
 import { describe, expect, it } from 'vitest';
 import { contentDigest, contentDigestMatches } from '../policy/content-digest.ts';
+import { fromWire, requestDigest, toWire } from '../net/signed-request.ts';
+import { verifyApprovals } from '../policy/approvals.ts';
 import type { PrincipalKey } from '../policy/principal-key.ts';
 import {
   type SignedRequest,
@@ -201,5 +203,51 @@ describe('our profile (label sig1, @method @path [@query] content-digest; create
     expect(() =>
       verifyRequest({ ...r, headers: { ...r.headers, 'signature-input': input } }, lookup, NOW),
     ).toThrow(/signs with ed25519/);
+  });
+});
+
+describe('approvals (policy/approvals.ts): signed approvals of one request digest', () => {
+  const alice = edSigner('alice');
+  const bob = p256Signer('bob');
+  const carol = edSigner('carol');
+  const lookup = (id: string) => [alice, bob, carol].find((s) => s.id === id)?.key;
+  const approval = (s: Signer, digest: string, path = '/v1/requests/r1/approvals') =>
+    signed(s, { path, body: enc.encode(JSON.stringify({ requestDigest: digest })) });
+
+  it('counts each valid approval of this digest once; ignores others with a reason', () => {
+    const d = 'ab'.repeat(32);
+    const res = verifyApprovals(
+      [
+        approval(bob, d),
+        approval(carol, d),
+        approval(carol, d),
+        approval(alice, 'cd'.repeat(32)),
+        approval(alice, d, '/v1/keys/k1/sign'),
+        { ...approval(alice, d), body: enc.encode(JSON.stringify({ requestDigest: 'ef'.repeat(32) })) },
+      ],
+      d,
+      lookup,
+      NOW,
+    );
+    expect(res.approvers).toEqual(['bob', 'carol']);
+    expect(res.rejected.map((r) => r.index)).toEqual([3, 4, 5]);
+    expect(res.rejected[0]!.reason).toMatch(/another request/);
+    expect(res.rejected[1]!.reason).toMatch(/not an approval/);
+    expect(res.rejected[2]!.reason).toMatch(/another request|does not match/);
+  });
+});
+
+describe('the wire form the coordinator forwards (net/signed-request.ts)', () => {
+  const alice = edSigner('alice');
+  const lookup = (id: string) => (id === 'alice' ? alice.key : undefined);
+
+  it('round-trips exactly what was signed; the digest names the request and changes with it', () => {
+    const r = signed(alice);
+    const w = toWire(r);
+    expect(verifyRequest(fromWire(w), lookup, NOW).principal).toBe('alice');
+    expect(requestDigest(w)).toMatch(/^[0-9a-f]{64}$/);
+    expect(requestDigest(toWire(signed(alice)))).not.toBe(requestDigest(w));
+    const tampered = { ...w, body: Buffer.from('{"message":"ffff"}').toString('base64') };
+    expect(() => verifyRequest(fromWire(tampered), lookup, NOW)).toThrow(/does not match the body/);
   });
 });
