@@ -1,7 +1,7 @@
 # The threshold KMS image: one image for the coordinator and the nodes (the command picks the role).
 FROM node:24-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends softhsm2 python3 make g++ \
+ && apt-get install -y --no-install-recommends softhsm2 openssl python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./

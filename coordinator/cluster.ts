@@ -4,7 +4,9 @@
  * daemons over libp2p. The coordinator never holds a share: every method returns public data only.
  *
  * Errors are KmsErrors: `QuorumUnavailable` (not enough reachable participants),
- * `ParticipantMisbehaved` (with culprits), `Timeout`, `KeyNotFound`, `InvalidKeyState`.
+ * `ParticipantMisbehaved` (with culprits), `Timeout`, `KeyNotFound`, `InvalidKeyState`, and
+ * `ValidationError` for a node id that is not configured or a repair target outside the committee.
+ * test/cluster-contract.test.ts checks every implementation against what this file documents.
  */
 import type { Blame, ErrorCode } from '../protocol/errors.ts';
 import type { KeyState, NodeKeyState, SettableKeyState, StateChange } from '../protocol/key-states.ts';
@@ -105,7 +107,10 @@ export interface Cluster {
     participants: readonly string[];
     progress?: ProgressFn;
   }): Promise<EpochInfo>;
-  /** Rebuilds the share of `participant` (a committee member that lost it) from t helpers. */
+  /**
+   * Rebuilds the share of `participant` (a committee member that lost it) from t helpers, at the
+   * same epoch: the answer is the key's current EpochInfo, unchanged.
+   */
   repair(req: { key: EpochInfo; participant: string; progress?: ProgressFn }): Promise<EpochInfo>;
   /**
    * Tells `members` (default: every configured node) the key's new lifecycle state, reached by

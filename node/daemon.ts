@@ -27,8 +27,10 @@ import {
 import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../net/transport.ts';
 import { ActiveKeys } from './active-keys.ts';
 import type { NodeConfig } from './config.ts';
+import { readinessProbe, startHealthServer } from './health.ts';
 import { KeyEvents } from './key-events.ts';
 import { KeyLifecycle } from './key-lifecycle.ts';
+import { NodeMetrics } from './metrics.ts';
 import type { NodeContext } from './node-context.ts';
 import { NonceTable } from './nonces.ts';
 import type { SealContext, Sealer } from './sealer.ts';
@@ -41,6 +43,8 @@ export type NodeHandle = {
   readonly nodeId: string;
   readonly peerId: string;
   addresses(): string[];
+  /** The admin server (/healthz, /readyz, /metrics: node/health.ts), when cfg.adminListen is set. */
+  readonly adminUrl?: string;
   stop(): Promise<void>;
 };
 
@@ -105,9 +109,11 @@ export async function startNode(
 ): Promise<NodeHandle> {
   const log = (logger ?? pino({ level: cfg.logLevel })).child({ node: cfg.nodeId });
   const { store, sealer, identity } = await openLocal(cfg, log, false);
+  const metrics = new NodeMetrics();
   const cluster = loadClusterFile(cfg.cluster);
   const audit = await AuditLog.open(store.auditDb());
-  const node = new NodeDaemon(cfg, cluster, store, sealer, audit, log, opts.nonces);
+  const counted = metrics.instrument(sealer); // seal/unseal counts and latency
+  const node = new NodeDaemon(cfg, cluster, store, counted, audit, log, opts.nonces, metrics);
   let transport: Transport;
   try {
     transport = await createTransport({
@@ -126,15 +132,32 @@ export async function startNode(
   node.attach(transport, opts.linkFault);
   await transport.handle(RPC_PROTOCOL, (from, req) => node.onRpc(from, req));
   await transport.handle(SESSION_PROTOCOL, async (from, frame) => {
-    node.onSessionFrame(from, frame);
+    metrics.refusing(() => node.onSessionFrame(from, frame));
     return new Uint8Array(0);
   });
+  let admin: Awaited<ReturnType<typeof startHealthServer>> | undefined;
+  if (cfg.adminListen !== undefined) {
+    // The probe uses the bare sealer: readiness probes are not counted as seal operations.
+    const ready = readinessProbe({ nodeId: cfg.nodeId, sealer, store, transport, cluster });
+    try {
+      admin = await startHealthServer({ listen: cfg.adminListen, metrics, ready, log });
+    } catch (e) {
+      await transport.stop();
+      node.close();
+      await sealer.close();
+      await store.close();
+      throw e;
+    }
+    log.info({ url: admin.url }, 'admin server (/healthz, /readyz, /metrics) listening');
+  }
   log.info({ peerId: transport.peerId, addresses: transport.addresses(), sealer: sealer.kind }, 'node ready');
   return {
     nodeId: cfg.nodeId,
     peerId: transport.peerId,
     addresses: () => transport.addresses(),
+    ...(admin ? { adminUrl: admin.url } : {}),
     stop: async () => {
+      await admin?.close();
       await transport.stop();
       node.close();
       await sealer.close();
@@ -157,6 +180,7 @@ class NodeDaemon {
   readonly #lifecycle: KeyLifecycle;
   #runner: SessionRunner | undefined;
   readonly #log: Logger;
+  readonly #metrics: NodeMetrics;
 
   constructor(
     cfg: NodeConfig,
@@ -166,11 +190,14 @@ class NodeDaemon {
     audit: AuditLog,
     log: Logger,
     nonces: StartNodeOptions['nonces'] = {},
+    metrics: NodeMetrics = new NodeMetrics(),
   ) {
     this.#cfg = cfg;
     this.#store = store;
     this.#log = log;
+    this.#metrics = metrics;
     this.#nonces = new NonceTable(nonces);
+    metrics.watchNonces(() => this.#nonces.size);
     this.#nodeByPeer = new Map(cluster.nodes.map((n) => [n.peerId, n.id]));
     this.#peerByNode = new Map(cluster.nodes.map((n) => [n.id, n.peerId]));
     this.#coordinators = new Set(cluster.coordinators.map((c) => c.peerId));
@@ -181,6 +208,7 @@ class NodeDaemon {
       sealer,
       log,
       keys: this.#keys,
+      metrics,
       peerByNode: this.#peerByNode,
       record: async (entry) => {
         await audit.append({ node: cfg.nodeId, ...entry });
@@ -204,6 +232,7 @@ class NodeDaemon {
     this.#runner = new SessionRunner({
       send: linkFault ? (nodeId, frame) => linkFault(nodeId, frame, (f) => send(nodeId, f)) : send,
       log: this.#log,
+      refusals: this.#metrics,
     });
   }
 
@@ -221,9 +250,10 @@ class NodeDaemon {
 
   async onRpc(fromPeer: string, bytes: Uint8Array): Promise<Uint8Array> {
     if (!this.#coordinators.has(fromPeer)) {
+      this.#metrics.refuse('not-allowed');
       throw new KmsError('PeerNotAllowed', 'requests are accepted from coordinators only');
     }
-    const req = decodeRpcRequest(bytes);
+    const req = this.#metrics.refusing(() => decodeRpcRequest(bytes));
     return encodeRpc(await this.#dispatch(req));
   }
 
@@ -243,7 +273,7 @@ class NodeDaemon {
         sessionId: record.sessionId ?? '',
       };
     },
-    session: (req) => this.#events.session(req.session),
+    session: (req) => this.#metrics.observeSession(req.session.kind, this.#events.session(req.session)),
     // Early messages of an announced session are held until it starts, for one session timeout.
     prepare: async (req) => {
       this.#runner!.announce(req.sessionId, req.members, this.#cfg.sessionTimeoutMs);
@@ -254,7 +284,7 @@ class NodeDaemon {
     'abort-epoch': (req) => this.#events.abortEpoch(req.keyId, req.epoch),
     retire: (req) => this.#events.retire(req),
     'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch),
-    'sign-share': (req) => this.#signing.share(req),
+    'sign-share': (req) => this.#metrics.observeSession('sign', this.#signing.share(req)),
     'set-state': (req) => this.#lifecycle.setState(req),
     destroy: (req) => this.#lifecycle.destroy(req),
   };

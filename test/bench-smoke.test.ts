@@ -269,7 +269,7 @@ describe('service benchmark: load generator', () => {
     expect(bad.errorSamples[0]).toBe('503 Busy');
   });
 
-  it('signs through the single-key baseline server (real coordinator app over LocalCluster)', async () => {
+  it('signs through the single-key baseline server (real coordinator app over WholeKeyCluster: whole keys, one process)', async () => {
     const b = await startBaseline();
     try {
       const c = new LoadClient(b.target);

@@ -1,12 +1,14 @@
 /**
  * The `kms` CLI as users run it: a separate Node 24 process (`node scripts/kms.ts ...`) against a
- * live coordinator (LocalCluster behind it), checking output and exit codes 0 / 1 / 2.
+ * live coordinator over three real node daemons (libp2p, SoftHSM2 tokens), checking output and
+ * exit codes 0 / 1 / 2.
  */
 import { spawn } from 'node:child_process';
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { schnorr } from '@noble/curves/secp256k1.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startTestCoordinator, type TestCoordinator } from './helpers/coordinator.ts';
 
@@ -153,10 +155,20 @@ describe('kms CLI', () => {
     );
     const r = JSON.parse((await kms(['--json', 'keys', 'refresh', k.keyId])).out);
     expect(r).toMatchObject({ epoch: 1, publicKey: k.publicKey });
+    // Repair rebuilds node-2's share of the same epoch from t = 2 helpers (docs/api.md).
+    const rp = JSON.parse((await kms(['--json', 'keys', 'repair', k.keyId, '--participant', 'node-2'])).out);
+    expect(rp).toMatchObject({ epoch: 1, threshold: 2, publicKey: k.publicKey });
     const rs = JSON.parse((await kms(['--json', 'keys', 'reshare', k.keyId, '--threshold', '3'])).out);
     expect(rs).toMatchObject({ epoch: 2, threshold: 3, publicKey: k.publicKey });
-    const rp = JSON.parse((await kms(['--json', 'keys', 'repair', k.keyId, '--participant', 'node-2'])).out);
-    expect(rp.epoch).toBe(3);
+    const signed = JSON.parse((await kms(['--json', 'keys', 'sign', k.keyId, '--message', 'all three'])).out);
+    expect(signed).toMatchObject({ epoch: 2, signers: ['node-1', 'node-2', 'node-3'] });
+    expect(
+      schnorr.verify(
+        Buffer.from(signed.signature, 'hex'),
+        Buffer.from('all three'),
+        Buffer.from(k.publicKey, 'hex'),
+      ),
+    ).toBe(true);
     expect(JSON.parse((await kms(['--json', 'keys', 'disable', k.keyId])).out).state).toBe('Disabled');
     const refused = await kms(['keys', 'sign', k.keyId, '--message', 'x']);
     expect(refused.code).toBe(2);

@@ -1,6 +1,7 @@
 /**
- * The coordinator's HTTP API over a real fastify server and real LevelDB, with the bench-only
- * LocalCluster standing in for the nodes (tests against real node processes live elsewhere).
+ * The coordinator's HTTP API in depth: the real coordinator (fastify, LevelDB) over four real node
+ * daemons in this process (libp2p on 127.0.0.1, each node on its own SoftHSM2 token), one cluster
+ * for the whole file. A node is made unreachable by stopping its daemon.
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,14 +12,14 @@ import { p256 } from '@noble/curves/nist.js';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../coordinator/app.ts';
+import { buildApp, startCoordinator } from '../coordinator/app.ts';
 import { loadConfig, parseConfig } from '../coordinator/config.ts';
 import { LIFECYCLE } from '../coordinator/lifecycle.ts';
-import { LocalCluster } from '../coordinator/local-cluster.ts';
 import type { AuditDb } from '../common/audit-log.ts';
 import { KEY_SPEC_REGISTRY, KEY_SPECS, verifySignature } from '../protocol/suites.ts';
 import { verifyAuditChain } from '../scripts/kms.ts';
-import { ADMIN_TOKEN, startTestCoordinator, type TestCoordinator } from './helpers/coordinator.ts';
+import { ADMIN_TOKEN, httpCall, startTestCoordinator, type TestCoordinator } from './helpers/coordinator.ts';
+import { observeCluster } from './helpers/observed-cluster.ts';
 
 let c: TestCoordinator;
 beforeAll(async () => {
@@ -148,45 +149,61 @@ describe('keys', () => {
 
   it('signing names excluded nodes and audits them as culprits; too few nodes is 503 QuorumUnavailable', async () => {
     const k = await createKey({ threshold: 2, participants: ['node-1', 'node-2', 'node-3'] });
-    c.cluster.setReachable('node-1', false);
+    await c.tc.stopNode('node-1');
     try {
-      const s = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: 'aa' });
-      expect(s.status).toBe(200);
-      expect(s.body.signers).toEqual(['node-2', 'node-3']);
-      expect(s.body.excluded).toEqual([{ participant: 'node-1', reason: 'unresponsive', round: 'commit' }]);
+      // The coordinator rotates which t members it asks first; within one turn of the committee
+      // some signature asks node-1, finds it down, leaves it out and signs with the other two.
+      const answers = [];
+      for (let i = 0; i < 3; i++) {
+        const s = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: 'aa' });
+        expect(s.status, s.text).toBe(200);
+        expect(s.body.signers).not.toContain('node-1');
+        answers.push(s.body);
+      }
+      const s = answers.find((a) => a.excluded.length > 0);
+      expect(s.signers).toEqual(['node-2', 'node-3']);
+      expect(s.excluded).toEqual([
+        expect.objectContaining({ participant: 'node-1', reason: 'unresponsive', round: 'sign.commit' }),
+      ]);
+      expect(
+        verifySignature(
+          KEY_SPEC_REGISTRY.FROST_ED25519,
+          Uint8Array.of(0xaa),
+          Buffer.from(s.signature, 'hex'),
+          Buffer.from(k.publicKey, 'hex'),
+        ),
+      ).toBe(true);
       const audit = await c.call('GET', `/v1/audit?keyId=${k.keyId}&limit=1000`);
       const rec = audit.body.records.find(
-        (r: any) => r.entry.type === 'request' && r.entry.action === 'Sign',
+        (r: any) => r.entry.type === 'request' && r.entry.action === 'Sign' && r.entry.culprits?.length > 0,
       );
-      expect(rec.entry.culprits).toEqual([
-        { participant: 'node-1', reason: 'unresponsive', round: 'commit' },
-      ]);
+      expect(rec.entry.culprits).toEqual(s.excluded);
       expect(rec.entry.signers).toEqual(['node-2', 'node-3']);
-      c.cluster.setReachable('node-2', false);
+      await c.tc.stopNode('node-2');
       const q = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: 'aa' });
       expectProblem(q, 503, 'QuorumUnavailable');
       expect(q.headers.get('retry-after')).toBeTruthy();
     } finally {
-      c.cluster.setReachable('node-1', true);
-      c.cluster.setReachable('node-2', true);
+      await c.restartNode('node-1');
+      await c.restartNode('node-2');
     }
   });
 
   it('participants as a count picks reachable nodes', async () => {
-    c.cluster.setReachable('node-1', false);
+    await c.tc.stopNode('node-1');
     try {
       const k = await createKey({ participants: 3 });
       expect(k.participants).toEqual(['node-2', 'node-3', 'node-4']);
       const q = await c.call('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2, participants: 4 });
       expectProblem(q, 503, 'QuorumUnavailable');
     } finally {
-      c.cluster.setReachable('node-1', true);
+      await c.restartNode('node-1');
     }
   });
 });
 
 describe('key events', () => {
-  it('refresh, reshare and repair move to the next epoch with the same public key', async () => {
+  it('refresh and reshare move to the next epoch, repair keeps it; the public key never changes', async () => {
     const k = await createKey({ keySpec: 'FROST_SECP256K1_TR', threshold: 2, participants: 3 });
     const r1 = await c.call('POST', `/v1/keys/${k.keyId}/refresh`);
     expect(r1.status, r1.text).toBe(200);
@@ -207,45 +224,55 @@ describe('key events', () => {
       threshold: 3,
       participants: ['node-1', 'node-2', 'node-3', 'node-4'],
     });
+    // docs/api.md: repair rebuilds that member's share of the same epoch.
     const r3 = await c.call('POST', `/v1/keys/${k.keyId}/repair`, { participant: 'node-4' });
-    expect(r3.body).toMatchObject({ epoch: 3, publicKey: k.publicKey });
-    const s = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: '01' });
-    expect(s.body.epoch).toBe(3);
-    expect(s.body.signers).toHaveLength(3);
-    expect(
-      schnorr.verify(Buffer.from(s.body.signature, 'hex'), Uint8Array.of(1), Buffer.from(k.publicKey, 'hex')),
-    ).toBe(true);
+    expect(r3.status, r3.text).toBe(200);
+    expect(r3.body).toMatchObject({ epoch: 2, publicKey: k.publicKey, threshold: 3 });
+    for (let i = 0; i < 4; i++) {
+      // Four signatures rotate through the committee, so the repaired share of node-4 signs too.
+      const s = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: '01' });
+      expect(s.status, s.text).toBe(200);
+      expect(s.body.epoch).toBe(2);
+      expect(s.body.signers).toHaveLength(3);
+      expect(
+        schnorr.verify(
+          Buffer.from(s.body.signature, 'hex'),
+          Uint8Array.of(1),
+          Buffer.from(k.publicKey, 'hex'),
+        ),
+      ).toBe(true);
+    }
     // reshare with defaults keeps committee and threshold; a count keeps current members first
     const r4 = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, { participants: 3, threshold: 2 });
-    expect(r4.body).toMatchObject({ epoch: 4, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] });
+    expect(r4.body).toMatchObject({ epoch: 3, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] });
     const bad = await c.call('POST', `/v1/keys/${k.keyId}/repair`, { participant: 'node-4' });
     expectProblem(bad, 400, 'ValidationError');
     const tooHigh = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, { threshold: 4 });
     expectProblem(tooHigh, 400, 'ValidationError');
-    expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.epoch).toBe(4);
+    expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.epoch).toBe(3);
   });
 
   it('operations on one key are serialized, different keys run concurrently', async () => {
     const a = await createKey();
     const b = await createKey();
-    c.cluster.delayMs = 150;
+    c.observed.delayMs = 150;
     try {
-      c.cluster.peakConcurrent = 0;
+      c.observed.peakConcurrent = 0;
       const [s, r] = await Promise.all([
         c.call('POST', `/v1/keys/${a.keyId}/refresh`),
         c.call('POST', `/v1/keys/${a.keyId}/sign`, { message: '' }),
       ]);
-      expect(c.cluster.peakConcurrent).toBe(1);
+      expect(c.observed.peakConcurrent).toBe(1);
       expect(s.status).toBe(200);
       expect(r.body.epoch).toBe(1); // the sign waited for the refresh and used the new epoch
-      c.cluster.peakConcurrent = 0;
+      c.observed.peakConcurrent = 0;
       await Promise.all([
         c.call('POST', `/v1/keys/${a.keyId}/sign`, { message: '' }),
         c.call('POST', `/v1/keys/${b.keyId}/sign`, { message: '' }),
       ]);
-      expect(c.cluster.peakConcurrent).toBe(2);
+      expect(c.observed.peakConcurrent).toBe(2);
     } finally {
-      c.cluster.delayMs = 0;
+      c.observed.delayMs = 0;
     }
   });
 });
@@ -264,8 +291,15 @@ describe('lifecycle', () => {
     cancelDeletion: { path: 'cancel-deletion' },
   };
 
+  const MEMBERS = ['node-1', 'node-2', 'node-3'];
+  /** The key's state on each member, as the nodes report it (status RPC). */
+  const onMembers = async (keyId: string) => {
+    const states = await c.keyStates(keyId);
+    return MEMBERS.map((m) => states[m]);
+  };
+
   async function keyIn(state: string) {
-    const k = await createKey({ participants: ['node-1', 'node-2'] });
+    const k = await createKey({ participants: MEMBERS });
     if (state === 'Disabled') await c.call('POST', `/v1/keys/${k.keyId}/disable`);
     if (state === 'PendingDeletion' || state === 'Destroyed') {
       await c.call('POST', `/v1/keys/${k.keyId}/schedule-deletion`, { pendingWindowDays: 7 });
@@ -280,8 +314,10 @@ describe('lifecycle', () => {
 
   for (const state of ['Enabled', 'Disabled', 'PendingDeletion', 'Destroyed'] as const) {
     it(`state ${state}: every operation follows the table`, async () => {
+      let k: any;
       for (const [op, req] of Object.entries(OPS)) {
-        const k = await keyIn(state);
+        // A key in `state` serves every operation until one moves it to another state.
+        k ??= await keyIn(state);
         const method = op === 'getPublicKey' ? 'GET' : 'POST';
         const r = await c.call(method, `/v1/keys/${k.keyId}/${req.path}`, req.body);
         const next = LIFECYCLE[state][op as keyof (typeof LIFECYCLE)['Enabled']];
@@ -292,14 +328,17 @@ describe('lifecycle', () => {
           expect(r.status, `${state} ${op}: ${r.text}`).toBe(200);
           if (method === 'POST' && op !== 'sign' && op !== 'verify') expect(r.body.state).toBe(next);
           expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.state).toBe(next);
-          if (next !== state) expect(c.cluster.stateOf(k.keyId)).toBe(next);
+          if (next !== state) {
+            expect(await onMembers(k.keyId)).toEqual(MEMBERS.map(() => next));
+            k = undefined;
+          }
         }
       }
     });
   }
 
   it('schedule-deletion window: default 30 days, 7..30 enforced; sweeper destroys shares and frees the alias', async () => {
-    const k = await createKey({ alias: 'to-delete' });
+    const k = await createKey({ alias: 'to-delete', participants: MEMBERS });
     for (const days of [6, 31, 0, '7']) {
       const r = await c.call('POST', `/v1/keys/${k.keyId}/schedule-deletion`, { pendingWindowDays: days });
       expectProblem(r, 400, 'ValidationError');
@@ -309,11 +348,15 @@ describe('lifecycle', () => {
     expect(Date.parse(s.body.deletionDate) - c.clock.t).toBe(30 * 24 * 3600 * 1000);
     c.clock.t += 29 * 24 * 3600 * 1000;
     expect(await c.sweeper.sweep()).not.toContain(k.keyId);
-    const destroysBefore = c.cluster.calls.destroyKey;
+    const destroysBefore = c.observed.calls.destroyKey;
+    expect(await onMembers(k.keyId)).toEqual(MEMBERS.map(() => 'PendingDeletion'));
     c.clock.t += 2 * 24 * 3600 * 1000;
     expect(await c.sweeper.sweep()).toContain(k.keyId);
-    expect(c.cluster.calls.destroyKey).toBe(destroysBefore + 1);
-    expect(c.cluster.stateOf(k.keyId)).toBeUndefined();
+    expect(c.observed.calls.destroyKey).toBe(destroysBefore + 1);
+    // No member holds a share any more: the record is gone or marked Destroyed.
+    for (const st of await onMembers(k.keyId)) expect([undefined, 'Destroyed']).toContain(st);
+    const listed = (await c.call('GET', '/v1/nodes')).body.nodes;
+    for (const n of listed) expect(n.keys).not.toContain(k.keyId);
     expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.state).toBe('Destroyed');
     expectProblem(await c.call('GET', '/v1/keys/to-delete'), 404, 'KeyNotFound');
     const again = await createKey({ alias: 'to-delete' });
@@ -484,19 +527,19 @@ describe('bad input never changes anything and never yields 500', () => {
   ];
   it.each(cases)('%s', async (_name, method, path, req, status, code) => {
     const before = (await c.call('GET', '/v1/keys?limit=1000')).body.keys.length;
-    const creates = c.cluster.calls.createKey;
+    const creates = c.observed.calls.createKey;
     const r = await c.call(method, path, req.body, {
       ...(req.raw === undefined ? {} : { raw: req.raw }),
       ...(req.headers ? { headers: req.headers } : {}),
     });
     expectProblem(r, status, code);
     expect((await c.call('GET', '/v1/keys?limit=1000')).body.keys.length).toBe(before);
-    expect(c.cluster.calls.createKey).toBe(creates);
+    expect(c.observed.calls.createKey).toBe(creates);
   });
 
   it('sign/verify input: non-hex, odd hex, oversize message, unknown fields, missing message', async () => {
     const k = await createKey();
-    const signs = c.cluster.calls.sign;
+    const signs = c.observed.calls.sign;
     const bad: [unknown, number, string][] = [
       [{ message: 'zz' }, 400, 'ValidationError'],
       [{ message: 'abc' }, 400, 'ValidationError'],
@@ -509,7 +552,7 @@ describe('bad input never changes anything and never yields 500', () => {
     for (const [body, status, code] of bad) {
       expectProblem(await c.call('POST', `/v1/keys/${k.keyId}/sign`, body), status, code);
     }
-    expect(c.cluster.calls.sign).toBe(signs);
+    expect(c.observed.calls.sign).toBe(signs);
     expectProblem(
       await c.call('POST', `/v1/keys/${k.keyId}/verify`, { message: '00', signature: 'xyz' }),
       400,
@@ -524,19 +567,19 @@ describe('bad input never changes anything and never yields 500', () => {
 
   it('alias taken is 409 AliasExists and creates nothing', async () => {
     await createKey({ alias: 'unique-one' });
-    const creates = c.cluster.calls.createKey;
+    const creates = c.observed.calls.createKey;
     expectProblem(
       await c.call('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2, alias: 'unique-one' }),
       409,
       'AliasExists',
     );
-    expect(c.cluster.calls.createKey).toBe(creates);
+    expect(c.observed.calls.createKey).toBe(creates);
   });
 });
 
 describe('idempotency', () => {
   it('a repeated create returns the first result and runs one DKG; a different body is 422', async () => {
-    const creates = c.cluster.calls.createKey;
+    const creates = c.observed.calls.createKey;
     const body = { keySpec: 'FROST_ED25519', threshold: 2, alias: 'idem-1' };
     const h = { 'idempotency-key': 'create-idem-1' };
     const [a, b] = await Promise.all([
@@ -548,13 +591,13 @@ describe('idempotency', () => {
     expect(b.body).toEqual(a.body);
     expect(d.body).toEqual(a.body);
     expect(d.headers.get('idempotent-replayed')).toBe('true');
-    expect(c.cluster.calls.createKey).toBe(creates + 1);
+    expect(c.observed.calls.createKey).toBe(creates + 1);
     expectProblem(
       await c.call('POST', '/v1/keys', { ...body, alias: 'idem-2' }, { headers: h }),
       422,
       'IdempotencyKeyMismatch',
     );
-    expect(c.cluster.calls.createKey).toBe(creates + 1);
+    expect(c.observed.calls.createKey).toBe(creates + 1);
     // a different caller's same key is a different scope
     const tok = (await c.call('POST', '/v1/tokens', { role: 'operator', name: 'op-idem' })).body.token;
     const other = await c.call('POST', '/v1/keys', { ...body, alias: 'idem-3' }, { headers: h, token: tok });
@@ -564,12 +607,12 @@ describe('idempotency', () => {
 
   it('a repeated sign returns the same signature without a second session; invalid header is 400', async () => {
     const k = await createKey();
-    const signs = c.cluster.calls.sign;
+    const signs = c.observed.calls.sign;
     const h = { 'idempotency-key': 'sign-1' };
     const a = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: '0102' }, { headers: h });
     const b = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: '0102' }, { headers: h });
     expect(b.body).toEqual(a.body);
-    expect(c.cluster.calls.sign).toBe(signs + 1);
+    expect(c.observed.calls.sign).toBe(signs + 1);
     expectProblem(
       await c.call(
         'POST',
@@ -637,7 +680,7 @@ describe('audit', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kms-audit-'));
     const auditDb = new Level(join(dir, 'audit'));
     await auditDb.open();
-    const cluster = new LocalCluster();
+    const cluster = observeCluster(c.cluster); // the real nodes, counted
     const built = await buildApp({
       config: parseConfig({ dataDir: join(dir, 'data'), adminToken: ADMIN_TOKEN, logLevel: 'silent' }),
       cluster,
@@ -684,15 +727,31 @@ describe('probes, metrics, OpenAPI', () => {
   });
 
   it('readyz fails when fewer nodes than required are reachable', async () => {
-    const d = await startTestCoordinator({ nodes: 3, config: { readyMinNodes: 3 } });
+    // A second coordinator over the same nodes, requiring all four.
+    const dir = mkdtempSync(join(tmpdir(), 'kms-ready-'));
+    const d = await startCoordinator({
+      config: parseConfig({
+        host: '127.0.0.1',
+        port: 0,
+        dataDir: dir,
+        adminToken: ADMIN_TOKEN,
+        logLevel: 'silent',
+        readyMinNodes: 4,
+      }),
+      cluster: c.cluster,
+    });
+    const ready = () => httpCall(d.url, 'GET', '/readyz', undefined, { token: null });
     try {
-      expect((await d.call('GET', '/readyz', undefined, { token: null })).status).toBe(200);
-      d.cluster.setReachable('node-2', false);
-      const r = await d.call('GET', '/readyz', undefined, { token: null });
+      expect((await ready()).status).toBe(200);
+      await c.tc.stopNode('node-2');
+      const r = await ready();
       expect(r.status).toBe(503);
       expect(r.body.status).toBe('fail');
+      expect(r.body.checks.nodes).toEqual({ reachable: 3, total: 4, required: 4 });
     } finally {
-      await d.stop();
+      await c.restartNode('node-2');
+      await d.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,6 +1,7 @@
 /**
  * Access control: 401 without a valid token, 403 for the wrong role, 404 for a key a limited
  * signer token may not see; tokens stored hashed; revocation; every role against every route.
+ * The real coordinator over three real node daemons (libp2p, SoftHSM2 tokens), one for the file.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,7 +104,7 @@ describe('roles', () => {
   });
 
   it('a forbidden call changes nothing', async () => {
-    const before = c.cluster.calls.createKey;
+    const before = c.observed.calls.createKey;
     expectProblem(
       await c.call(
         'POST',
@@ -119,7 +120,7 @@ describe('roles', () => {
       403,
       'Forbidden',
     );
-    expect(c.cluster.calls.createKey).toBe(before);
+    expect(c.observed.calls.createKey).toBe(before);
     expect((await c.call('GET', `/v1/keys/${keyB.keyId}`)).body.state).toBe('Enabled');
   });
 });
@@ -207,7 +208,7 @@ describe('signer tokens limited to keys', () => {
     expect(list.body.keys.map((k: any) => k.keyId)).toEqual([keyA.keyId]);
     expect((await c.call('GET', '/v1/keys/key-a', undefined, opt)).status).toBe(200);
     expect((await c.call('POST', `/v1/keys/${keyA.keyId}/sign`, { message: '01' }, opt)).status).toBe(200);
-    const signs = c.cluster.calls.sign;
+    const signs = c.observed.calls.sign;
     for (const path of [`/v1/keys/${keyB.keyId}`, '/v1/keys/key-b', `/v1/keys/${keyB.keyId}/public-key`]) {
       const r = await c.call('GET', path, undefined, opt);
       expectProblem(r, 404, 'KeyNotFound');
@@ -225,7 +226,7 @@ describe('signer tokens limited to keys', () => {
       404,
       'KeyNotFound',
     );
-    expect(c.cluster.calls.sign).toBe(signs);
+    expect(c.observed.calls.sign).toBe(signs);
     // an unlimited signer sees both
     const all = await c.call('GET', '/v1/keys', undefined, { token: tokens.signer!.token });
     expect(all.body.keys.map((k: any) => k.keyId)).toEqual(expect.arrayContaining([keyA.keyId, keyB.keyId]));

@@ -2,7 +2,7 @@
  * The service benchmark (issue 8, "Service, end to end on the local devnet"): real processes on
  * this machine (scripts/devnet.ts: a coordinator and N nodes, SoftHSM2 tokens), driven through the
  * HTTP API by one in-process load generator (load.ts). In the same run, the single-key baseline
- * (baseline-server.ts: the same HTTP app over LocalCluster, one process holding whole keys) is
+ * (baseline-server.ts: the same HTTP app over WholeKeyCluster, one process holding whole keys) is
  * driven by the same generator, so the ratios compare like with like on the same machine state.
  *
  * Phases (5-node devnet): per key spec and size, sequential sign latency and closed-loop
@@ -527,7 +527,7 @@ export function serviceMarkdown(r: ServiceResults, durationS: number, analysis: 
   if (r.plan.quick)
     out.push('**QUICK RUN (--quick): tiny counts; the numbers below check the harness only.**', '');
   out.push(
-    `Real processes on this machine: the coordinator and 5 nodes (\`scripts/devnet.ts\`, one SoftHSM2 token per node), driven through the HTTP API by one in-process closed-loop load generator (node:http, keep-alive, one socket per client; random 32-byte messages). Baseline, in the same run and by the same generator: the same HTTP app (\`coordinator/app.ts\`) over \`LocalCluster\`, one process holding each key whole (bench-only). Sequential: ${r.plan.sequentialCount} signatures after ${r.plan.warmup} warm-up; throughput: ${r.plan.loadMs / 1000} s per concurrency level after ${r.plan.loadWarmupMs / 1000} s warm-up. The load generator shares the 2 cores with every process it measures. Run time ${durationS.toFixed(0)} s.`,
+    `Real processes on this machine: the coordinator and 5 nodes (\`scripts/devnet.ts\`, one SoftHSM2 token per node), driven through the HTTP API by one in-process closed-loop load generator (node:http, keep-alive, one socket per client; random 32-byte messages). Baseline, in the same run and by the same generator: the same HTTP app (\`coordinator/app.ts\`) over \`WholeKeyCluster\`, one process holding each key whole (bench-only). Sequential: ${r.plan.sequentialCount} signatures after ${r.plan.warmup} warm-up; throughput: ${r.plan.loadMs / 1000} s per concurrency level after ${r.plan.loadWarmupMs / 1000} s warm-up. The load generator shares the 2 cores with every process it measures. Run time ${durationS.toFixed(0)} s.`,
     '',
   );
   out.push('### Signing: latency (sequential) and throughput (concurrent clients)', '');

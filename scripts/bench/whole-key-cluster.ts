@@ -1,35 +1,55 @@
 /**
  * !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
- * BENCH-ONLY MODE. NEVER A PRODUCT FEATURE. THIS HOLDS WHOLE PRIVATE KEYS IN ONE PROCESS.
+ * BENCHMARK BASELINE, NOT THE PRODUCT. THIS HOLDS WHOLE PRIVATE KEYS IN ONE PROCESS.
  * !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
  *
  * A `Cluster` that keeps every key whole, in memory, in the coordinator process, and signs with the
  * suite's plain (single-party) signing: `frost.sign(msg, combineSecret(trustedDealer shares))`.
- * It exists for two reasons only:
- * - the single-key baseline in benchmarks, so the HTTP/API overhead can be measured without the
- *   cost of distribution;
- * - tests of the HTTP layer (routes, auth, audit, lifecycle) that do not need real nodes.
- * It defeats the whole point of the service (no machine ever holds a whole key). Nothing in the
- * product wires it in; `coordinator/main.ts` must never select it from configuration.
+ * It exists for one reason: the single-key baseline of the service benchmark
+ * (scripts/bench/baseline-server.ts), so the HTTP/API overhead can be measured without the cost of
+ * distribution. It defeats the whole point of the service (no machine ever holds a whole key).
+ * Nothing in the product wires it in, and no test takes its behaviour for the API's: the API, CLI,
+ * auth and lifecycle tests run on real node daemons (test/helpers/coordinator.ts). It follows the
+ * Cluster interface's documented behaviour (repair keeps the epoch, ...), which
+ * test/cluster-contract.test.ts checks against it and against the real Libp2pCluster alike.
  *
- * Simulated nodes `node-1..node-n` can be marked unreachable to exercise QuorumUnavailable and the
- * `excluded` list; keys live only as long as the object (nothing is persisted).
+ * Simulated nodes `node-1..node-n` can be marked unreachable (QuorumUnavailable, the `excluded`
+ * list); each keeps its own copy of a key's state and checks changes against the table
+ * (protocol/key-states.ts) as real nodes do. Keys live only as long as the object (nothing is
+ * persisted).
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
-import { KmsError, StateError } from '../protocol/errors.ts';
-import type { Blame } from '../protocol/errors.ts';
-import { nodeIdOf, nodeIndex } from '../protocol/ids.ts';
-import { KEY_SPEC_REGISTRY, type KeySpecName, publicKeyFromGroupElement } from '../protocol/suites.ts';
-import type { Cluster, EpochInfo, KeyState, NodeStatus, ProgressFn, SignResult } from './cluster.ts';
+import { KmsError, StateError } from '../../protocol/errors.ts';
+import { LIFECYCLE, type NodeKeyState, stateChangeTo } from '../../protocol/key-states.ts';
+import type { Blame } from '../../protocol/errors.ts';
+import { nodeIdOf, nodeIndex } from '../../protocol/ids.ts';
+import { KEY_SPEC_REGISTRY, type KeySpecName, publicKeyFromGroupElement } from '../../protocol/suites.ts';
+import type {
+  Cluster,
+  DestroyOutcome,
+  EpochInfo,
+  NodeKeyStatesPage,
+  NodeOutcome,
+  NodeStatus,
+  ProgressFn,
+  SignResult,
+} from '../../coordinator/cluster.ts';
 
 type HeldKey = {
   secret: Uint8Array;
   info: EpochInfo;
-  state: KeyState;
+  /** Each member's own copy of the key state (a member that was down keeps the old one). */
+  states: Map<string, NodeKeyState>;
 };
 
-export class LocalCluster implements Cluster {
+const unreachable = (node: string): NodeOutcome => ({
+  node,
+  ok: false,
+  error: { code: 'TransportError', message: `${node} is unreachable` },
+});
+
+export class WholeKeyCluster implements Cluster {
   readonly #nodes: string[];
   readonly #down = new Set<string>();
   readonly #keys = new Map<string, HeldKey>();
@@ -63,9 +83,20 @@ export class LocalCluster implements Cluster {
     else this.#down.add(nodeId);
   }
 
-  /** Test hook: the state the nodes were last told for a key. */
-  stateOf(keyId: string): KeyState | undefined {
-    return this.#keys.get(keyId)?.state;
+  /**
+   * Test hook: the state a node holds for a key; without `node`, the state every member holds
+   * (undefined when they differ or the key is gone).
+   */
+  stateOf(keyId: string, node?: string): NodeKeyState | undefined {
+    const held = this.#keys.get(keyId);
+    if (!held) return undefined;
+    if (node !== undefined) return held.states.get(node);
+    const all = new Set(held.states.values());
+    return all.size === 1 ? [...all][0] : undefined;
+  }
+
+  nodeIds(): readonly string[] {
+    return this.#nodes;
   }
 
   async nodes(): Promise<NodeStatus[]> {
@@ -99,22 +130,27 @@ export class LocalCluster implements Cluster {
     for (const s of Object.values(dealt.secretShares)) s.signingShare.fill(0);
     const groupElement = dealt.public.commitments[0]!;
     const info = this.#info(req.keyId, req.keySpec, 0, req.threshold, req.participants, groupElement);
-    this.#keys.set(req.keyId, { secret, info, state: 'Enabled' });
+    const states = new Map<string, NodeKeyState>(info.participants.map((p) => [p, 'Enabled']));
+    this.#keys.set(req.keyId, { secret, info, states });
     return info;
   }
 
   async sign(req: { key: EpochInfo; message: Uint8Array }): Promise<SignResult> {
     this.calls.sign++;
     const held = this.#held(req.key);
-    if (held.state !== 'Enabled')
-      throw new StateError('InvalidKeyState', `key is ${held.state} on the nodes`);
-    // Mimic the distributed retry: members tried in order, an unreachable one is excluded.
+    // Mimic the distributed retry: members tried in order, an unreachable one is excluded and one
+    // whose own copy of the state is not Enabled refuses (nodes enforce the state themselves).
     const excluded: Blame[] = [];
     const signers: string[] = [];
+    const refused: string[] = [];
     for (const p of held.info.participants) {
       if (signers.length === held.info.threshold) break;
       if (this.#down.has(p)) excluded.push({ participant: p, reason: 'unresponsive', round: 'commit' });
+      else if (held.states.get(p) !== 'Enabled') refused.push(p);
       else signers.push(p);
+    }
+    if (signers.length < held.info.threshold && refused.length > 0) {
+      throw new StateError('InvalidKeyState', `key is not Enabled on ${refused.join(', ')}`);
     }
     if (signers.length < held.info.threshold) {
       throw new KmsError(
@@ -161,23 +197,63 @@ export class LocalCluster implements Cluster {
     }
     if (this.#down.has(req.participant))
       throw new KmsError('QuorumUnavailable', `${req.participant} is unreachable`);
+    // As on real nodes: t other members of the committee help rebuild the share.
+    const helpers = held.info.participants.filter((p) => p !== req.participant && !this.#down.has(p));
+    if (helpers.length < held.info.threshold) {
+      throw new KmsError(
+        'QuorumUnavailable',
+        `need ${held.info.threshold} reachable helpers, have ${helpers.length}`,
+      );
+    }
     req.progress?.({ phase: 'repair' });
     await this.#delay();
-    return this.#bump(held, held.info.threshold, held.info.participants);
+    // The member's share of the same epoch is rebuilt: the epoch does not change.
+    return held.info;
   }
 
-  async setKeyState(req: { keyId: string; state: KeyState }): Promise<void> {
+  async setKeyState(req: Parameters<Cluster['setKeyState']>[0]): Promise<NodeOutcome[]> {
     this.calls.setKeyState++;
+    const op = req.operation ?? stateChangeTo(req.state);
     const held = this.#keys.get(req.keyId);
-    if (!held) throw new StateError('KeyNotFound', `key ${req.keyId} not found on the nodes`);
-    held.state = req.state;
+    return (req.members ?? this.#nodes).map((node): NodeOutcome => {
+      if (this.#down.has(node)) return unreachable(node);
+      const current = held?.states.get(node);
+      if (current === undefined) return { node, ok: true, absent: true };
+      if (current === req.state) return { node, ok: true };
+      if (current === 'Destroyed' || LIFECYCLE[current][op] !== req.state) {
+        const message = `${op} to ${req.state} is not allowed while the key is ${current} on ${node}`;
+        return { node, ok: false, error: { code: 'InvalidKeyState', message } };
+      }
+      held!.states.set(node, req.state);
+      return { node, ok: true };
+    });
   }
 
-  async destroyKey(req: { keyId: string }): Promise<void> {
+  async destroyKey(req: { keyId: string; nodes?: readonly string[] }): Promise<DestroyOutcome[]> {
     this.calls.destroyKey++;
     const held = this.#keys.get(req.keyId);
-    if (held) held.secret.fill(0);
-    this.#keys.delete(req.keyId);
+    const outcomes = (req.nodes ?? this.#nodes).map((node): DestroyOutcome => {
+      if (this.#down.has(node)) return unreachable(node);
+      if (!held?.states.has(node)) return { node, ok: true, absent: true, epochs: [] };
+      // Like the real cluster: a member that missed the schedule-deletion is moved there first.
+      held.states.set(node, 'Destroyed');
+      return { node, ok: true, epochs: [held.info.epoch], scopes: [`${req.keyId}/${held.info.epoch}`] };
+    });
+    if (held && [...held.states.values()].every((s) => s === 'Destroyed')) {
+      held.secret.fill(0);
+      this.#keys.delete(req.keyId);
+    }
+    return outcomes;
+  }
+
+  async nodeKeyStates(node: string, page: { after?: string; limit: number }): Promise<NodeKeyStatesPage> {
+    if (this.#down.has(node)) throw new KmsError('TransportError', `${node} is unreachable`);
+    const all = [...this.#keys.entries()]
+      .filter(([id, h]) => h.states.has(node) && (page.after === undefined || id > page.after))
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    const keys = all.slice(0, page.limit).map(([keyId, h]) => ({ keyId, state: h.states.get(node)! }));
+    const last = keys.at(-1);
+    return all.length > page.limit && last ? { keys, next: last.keyId } : { keys };
   }
 
   async close(): Promise<void> {
@@ -215,6 +291,9 @@ export class LocalCluster implements Cluster {
 
   #bump(held: HeldKey, threshold: number, participants: readonly string[]): EpochInfo {
     const i = held.info;
+    // Key events run only on Enabled keys: new members join Enabled, leaving members retire.
+    for (const p of [...held.states.keys()]) if (!participants.includes(p)) held.states.delete(p);
+    for (const p of participants) if (!held.states.has(p)) held.states.set(p, 'Enabled');
     held.info = this.#info(
       i.keyId,
       i.keySpec,

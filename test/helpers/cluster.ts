@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
-import { loadClusterFile } from '../../net/cluster-file.ts';
+import { type ClusterPeer, loadClusterFile } from '../../net/cluster-file.ts';
 import { loadNodeConfig } from '../../node/config.ts';
 import { type NodeHandle, initNode, startNode } from '../../node/daemon.ts';
 import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
@@ -39,6 +39,8 @@ export async function startTestCluster(
   opts: {
     sessionTimeoutMs?: number;
     sealer?: 'software' | 'pkcs11';
+    /** More coordinator identities on every node's allow-list (beside this fixture's own). */
+    coordinators?: readonly ClusterPeer[];
     /** Fault injection on node-to-node session messages (see StartNodeOptions.linkFault). */
     linkFault?: (
       from: string,
@@ -94,7 +96,10 @@ export async function startTestCluster(
     join(dir, 'cluster.json'),
     JSON.stringify({
       nodes: peers,
-      coordinators: [{ id: 'coordinator', peerId: peerIdOf(coordKey), addresses: [] }],
+      coordinators: [
+        { id: 'coordinator', peerId: peerIdOf(coordKey), addresses: [] },
+        ...(opts.coordinators ?? []),
+      ],
     }),
   );
   const nodes = new Map<string, NodeHandle>();

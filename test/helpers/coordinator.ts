@@ -1,88 +1,47 @@
 /**
- * Test coordinators: `startTestCoordinator` (fastify on 127.0.0.1:0, LevelDB in a temp dir) over a
- * LocalCluster, and `startClusterCoordinator` over real node daemons and a real Libp2pCluster.
+ * Test coordinators: the real coordinator (coordinator/app.ts: fastify on 127.0.0.1:0, LevelDB in a
+ * temp dir) over real node daemons (test/helpers/cluster.ts, in this process) and the real
+ * Libp2pCluster. `startTestCoordinator` is the default for API, CLI, auth and lifecycle tests:
+ * nodes on SoftHSM2 tokens, short session deadlines and a clock the test moves.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type RunningCoordinator, startCoordinator } from '../../coordinator/app.ts';
 import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
 import { parseConfig } from '../../coordinator/config.ts';
-import { LocalCluster } from '../../coordinator/local-cluster.ts';
+import type { Clock } from '../../coordinator/lifecycle.ts';
 import type { ClusterPeer } from '../../net/cluster-file.ts';
 import { loadNodeConfig } from '../../node/config.ts';
 import { type StartNodeOptions, startNode } from '../../node/daemon.ts';
 import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
-import { decodeJsonFrame, encodeRpc, type RpcRequest } from '../../net/rpc.ts';
+import { decodeJsonFrame, encodeRpc, MAX_STATUS_PAGE, type RpcRequest } from '../../net/rpc.ts';
 import { createTransport, RPC_PROTOCOL, type Transport } from '../../net/transport.ts';
 import { startTestCluster, type TestCluster } from './cluster.ts';
+import { type ObservedCluster, observeCluster } from './observed-cluster.ts';
 
 export const ADMIN_TOKEN = `test-admin-${'x'.repeat(32)}`;
 
-export type TestCoordinator = RunningCoordinator & {
-  cluster: LocalCluster;
-  dir: string;
-  clock: { t: number; now(): number };
-  /** fetch against the coordinator with a bearer token (admin by default). */
-  call(
-    method: string,
-    path: string,
-    body?: unknown,
-    opts?: { token?: string | null; headers?: Record<string, string>; raw?: string },
-  ): Promise<{ status: number; headers: Headers; body: any; text: string }>;
-  stop(): Promise<void>;
-};
+/** A coordinator over real nodes, with a clock the test moves (`clock.t`, ms since the epoch). */
+export type TestCoordinator = ClusterCoordinator & { clock: { t: number; now(): number } };
 
+/**
+ * The default test coordinator: `startClusterCoordinator` over `nodes` (default 3) real node
+ * daemons, each on its own SoftHSM2 token unless `sealer: 'software'`, with 5 s session deadlines
+ * and a manual clock (starts at 2030-01-01) for the deletion window. Start one per test file.
+ */
 export async function startTestCoordinator(
-  opts: { nodes?: number; config?: Record<string, unknown> } = {},
+  opts: { nodes?: number; config?: Record<string, unknown>; sealer?: 'software' | 'pkcs11' } = {},
 ): Promise<TestCoordinator> {
-  const dir = mkdtempSync(join(tmpdir(), 'kms-coord-'));
-  const cluster = new LocalCluster({ nodes: opts.nodes ?? 3 });
   const clock = { t: Date.parse('2030-01-01T00:00:00Z'), now: () => clock.t };
-  const config = parseConfig({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir: dir,
-    adminToken: ADMIN_TOKEN,
-    logLevel: 'silent',
-    ...opts.config,
-  });
-  const c = await startCoordinator({ config, cluster, clock });
-  const call: TestCoordinator['call'] = async (method, path, body, o = {}) => {
-    const headers: Record<string, string> = { ...(o.headers ?? {}) };
-    const token = o.token === undefined ? ADMIN_TOKEN : o.token;
-    if (token !== null) headers.authorization = `Bearer ${token}`;
-    let payload: string | undefined = o.raw;
-    if (body !== undefined) payload = JSON.stringify(body);
-    if (payload !== undefined && headers['content-type'] === undefined)
-      headers['content-type'] = 'application/json';
-    const res = await fetch(`${c.url}${path}`, {
-      method,
-      headers,
-      ...(payload === undefined ? {} : { body: payload }),
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, headers: res.headers, body: parsed, text };
-  };
-  return {
-    ...c,
-    cluster,
-    dir,
+  const cc = await startClusterCoordinator(opts.nodes ?? 3, {
+    sessionTimeoutMs: 5_000,
+    sealer: opts.sealer ?? 'pkcs11',
     clock,
-    call,
-    stop: async () => {
-      await c.close();
-      await cluster.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+    ...(opts.config === undefined ? {} : { config: opts.config }),
+  });
+  return Object.assign(cc, { clock });
 }
 
 // ---- the real coordinator over real node daemons -------------------------------------------
@@ -134,6 +93,10 @@ export type ClusterCoordinator = RunningCoordinator & {
   tc: TestCluster;
   /** The Libp2pCluster the coordinator drives (over the tapping transport). */
   cluster: Libp2pCluster;
+  /** What the coordinator calls: `cluster`, counted (calls per method, sessions at once). */
+  observed: ObservedCluster;
+  /** The coordinator's data directory (its LevelDB stores). */
+  dir: string;
   /** The coordinator's own libp2p identity's transport (a peer on every node's allow-list). */
   transport: Transport;
   peers: ClusterPeer[];
@@ -149,38 +112,43 @@ export type ClusterCoordinator = RunningCoordinator & {
   rpc(nodeId: string, req: RpcRequest, timeoutMs?: number): Promise<any>;
   /** Restarts a node daemon in this process, optionally with test-only nonce-table bounds. */
   restartNode(nodeId: string, opts?: StartNodeOptions): Promise<void>;
+  /** The key's state as each running node reports it (status RPC); undefined where it holds none. */
+  keyStates(keyId: string): Promise<Record<string, string | undefined>>;
   stop(): Promise<void>;
 };
 
 /**
  * The real coordinator (coordinator/app.ts startCoordinator: fastify on 127.0.0.1:0, LevelDB in a
  * temp dir, bootstrap admin token ADMIN_TOKEN) over startTestCluster's real node daemons. The
- * nodes are restarted once with a second coordinator identity on their allow-list, owned by this
- * fixture, so that its transport can be tapped (to see commitments and epochs on the wire) and
- * used for raw RPCs; the Libp2pCluster itself is the unmodified product class.
+ * nodes allow a second coordinator identity, owned by this fixture, so that its transport can be
+ * tapped (to see commitments and epochs on the wire) and used for raw RPCs; the Libp2pCluster
+ * itself is the unmodified product class (the coordinator reaches it through `observed`, which
+ * only counts). `sealer` as in startTestCluster (default: the software sealer).
  */
 export async function startClusterCoordinator(
   n: number,
-  opts: { config?: Record<string, unknown>; sessionTimeoutMs?: number } = {},
+  opts: {
+    config?: Record<string, unknown>;
+    sessionTimeoutMs?: number;
+    sealer?: 'software' | 'pkcs11';
+    clock?: Clock;
+  } = {},
 ): Promise<ClusterCoordinator> {
-  const tc = await startTestCluster(
-    n,
-    opts.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: opts.sessionTimeoutMs },
-  );
-  const clusterPath = join(tc.dir, 'cluster.json');
-  const file = JSON.parse(readFileSync(clusterPath, 'utf8')) as {
+  const key = await generateIdentityKey();
+  const tc = await startTestCluster(n, {
+    coordinators: [{ id: 'coordinator-test', peerId: peerIdOf(key), addresses: [] }],
+    ...(opts.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: opts.sessionTimeoutMs }),
+    ...(opts.sealer === undefined ? {} : { sealer: opts.sealer }),
+  });
+  const file = JSON.parse(readFileSync(join(tc.dir, 'cluster.json'), 'utf8')) as {
     nodes: ClusterPeer[];
     coordinators: ClusterPeer[];
   };
-  const key = await generateIdentityKey();
-  file.coordinators.push({ id: 'coordinator-test', peerId: peerIdOf(key), addresses: [] });
-  writeFileSync(clusterPath, JSON.stringify(file));
   const logger = pino({ level: 'silent' });
   const restartNode = async (id: string, o: StartNodeOptions = {}) => {
     await tc.stopNode(id);
     tc.nodes.set(id, await startNode(loadNodeConfig(tc.configPath(id)), logger, o));
   };
-  for (const p of file.nodes) await restartNode(p.id);
   // The fixture's cluster replaces startTestCluster's (whose identity stays allowed but unused).
   await tc.cluster.close();
   const transport = await createTransport({
@@ -235,21 +203,47 @@ export async function startClusterCoordinator(
     logLevel: 'silent',
     ...opts.config,
   });
-  const c = await startCoordinator({ config, cluster });
+  const observed = observeCluster(cluster);
+  const c = await startCoordinator({
+    config,
+    cluster: observed,
+    ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+  });
   const peerOf = new Map(file.nodes.map((p) => [p.id, p.peerId]));
+  const rpc = async (nodeId: string, req: RpcRequest, timeoutMs = 5_000) =>
+    decodeJsonFrame(
+      await transport.request(peerOf.get(nodeId)!, RPC_PROTOCOL, encodeRpc(req), { timeoutMs }),
+    ) as any;
   return {
     ...c,
     tc,
     cluster,
+    observed,
+    dir,
     transport,
     peers: file.nodes,
     tap,
     call: (method, path, body, o) => httpCall(c.url, method, path, body, o),
-    rpc: async (nodeId, req, timeoutMs = 5_000) =>
-      decodeJsonFrame(
-        await transport.request(peerOf.get(nodeId)!, RPC_PROTOCOL, encodeRpc(req), { timeoutMs }),
-      ),
+    rpc,
     restartNode,
+    keyStates: async (keyId) => {
+      const out: Record<string, string | undefined> = {};
+      for (const id of [...tc.nodes.keys()].sort()) {
+        let after: string | undefined;
+        for (;;) {
+          const page = await rpc(id, {
+            op: 'status',
+            limit: MAX_STATUS_PAGE,
+            ...(after === undefined ? {} : { after }),
+          });
+          const hit = (page.keys as { keyId: string; state: string }[]).find((k) => k.keyId === keyId);
+          out[id] = hit?.state;
+          if (hit || page.next === undefined) break;
+          after = page.next;
+        }
+      }
+      return out;
+    },
     stop: async () => {
       await c.close();
       await cluster.close();
