@@ -26,15 +26,21 @@ export function stopOnSignals(
 export function runCli(opts: {
   name: string;
   description: string;
-  run: (configFile: string) => Promise<void>;
+  /** `flags`: the boolean flags of `run` that were given (e.g. `insecureHttp` for `--insecure-http`). */
+  run: (configFile: string, flags: Record<string, boolean>) => Promise<void>;
   init: { description: string; action: (configFile: string) => Promise<void> };
+  /** Extra boolean flags of `run`: [flag, description]. */
+  runFlags?: readonly (readonly [string, string])[];
 }): void {
   const program = new Command().name(opts.name).description(opts.description);
-  program
+  const run = program
     .command('run', { isDefault: true })
     .description(`run the ${opts.name} (the default command)`)
-    .requiredOption('-c, --config <file>', `${opts.name} config file (JSON)`)
-    .action(async (o: { config: string }) => opts.run(o.config));
+    .requiredOption('-c, --config <file>', `${opts.name} config file (JSON)`);
+  for (const [flag, description] of opts.runFlags ?? []) run.option(flag, description);
+  run.action(async ({ config, ...flags }: { config: string } & Record<string, boolean>) =>
+    opts.run(config, flags),
+  );
   program
     .command('init')
     .description(opts.init.description)

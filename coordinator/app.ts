@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
@@ -20,7 +20,7 @@ import { type AuditDb, AuditLog } from '../common/audit-log.ts';
 import { InfraError, KmsError } from '../protocol/errors.ts';
 import { can, idempotencyScope, TokenStore } from './auth.ts';
 import type { Cluster } from './cluster.ts';
-import type { CoordinatorConfig } from './config.ts';
+import { type CoordinatorConfig, checkListenSecurity } from './config.ts';
 import { fingerprint, IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_RE, IdempotencyStore } from './idempotency.ts';
 import { KeyedQueue } from './key-queue.ts';
 import { KeyStore } from './key-store.ts';
@@ -71,11 +71,47 @@ export function defaultLogger(config: CoordinatorConfig): Logger {
   return pino({ level: config.logLevel, base: { service: 'coordinator' }, redact: LOG_REDACT });
 }
 
+/**
+ * Node server options: HTTPS (TLS 1.3 only, optional client certificates) when `config.tls` is
+ * set, else plain HTTP. Fastify hands `https` to https.createServer and ignores `http` then, so the
+ * slow-sender bounds go into both.
+ */
+function serverOptions(config: CoordinatorConfig): { http: object } | { https: object } {
+  const timeouts = {
+    headersTimeout: config.requestTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
+  };
+  const tls = config.tls;
+  if (tls === undefined) return { http: timeouts };
+  const read = (field: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new KmsError('ValidationError', `config: cannot read ${field} ${file}`, { cause: e });
+    }
+  };
+  return {
+    https: {
+      ...timeouts,
+      cert: read('tls.certFile', tls.certFile),
+      key: read('tls.keyFile', tls.keyFile),
+      ...(tls.caFile === undefined ? {} : { ca: read('tls.caFile', tls.caFile) }),
+      // RFC 8446; TLS 1.2 and older are refused in the handshake.
+      minVersion: 'TLSv1.3',
+      requestCert: tls.requestCert,
+      rejectUnauthorized: tls.requestCert && tls.rejectUnauthorized,
+    },
+  };
+}
+
 /** Builds the app (not listening): for `app.inject` tests and for `startCoordinator`. */
 export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   const { config, cluster } = opts;
   const logger = opts.logger ?? defaultLogger(config);
   const clock = opts.clock ?? systemClock;
+  // Certificate files are read before the store opens: a bad path fails without holding its lock.
+  const server = serverOptions(config);
   mkdirSync(config.dataDir, { recursive: true });
   const db = new Level<string, any>(join(config.dataDir, 'coordinator-db'), { valueEncoding: 'json' });
   try {
@@ -122,11 +158,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     // Slow senders (slowloris) are cut off: the whole request, headers included, within the limit;
     // Node checks open connections against it every second (default: every 30 s).
     requestTimeout: config.requestTimeoutMs,
-    http: {
-      headersTimeout: config.requestTimeoutMs,
-      requestTimeout: config.requestTimeoutMs,
-      connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs),
-    },
+    ...server,
     // Requests Node refuses before fastify sees them (timeouts, oversized headers, garbage) get a
     // problem document too, not fastify's default JSON.
     clientErrorHandler: (err, socket) => {
@@ -393,6 +425,7 @@ export async function startCoordinator(opts: {
   logger?: Logger;
   clock?: Clock;
 }): Promise<RunningCoordinator> {
+  checkListenSecurity(opts.config);
   const built = await buildApp(opts);
   try {
     await built.app.listen({ host: opts.config.host, port: opts.config.port });
@@ -407,7 +440,8 @@ export async function startCoordinator(opts: {
   const addr = built.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : opts.config.port;
   const host = opts.config.host.includes(':') ? `[${opts.config.host}]` : opts.config.host;
-  return { ...built, url: `http://${host}:${port}` };
+  const scheme = opts.config.tls === undefined ? 'http' : 'https';
+  return { ...built, url: `${scheme}://${host}:${port}` };
 }
 
 /**

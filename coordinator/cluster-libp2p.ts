@@ -12,7 +12,18 @@ import { KmsError, isKmsError } from '../protocol/errors.ts';
 import type { ClusterPeer } from '../net/cluster-file.ts';
 import type { SessionSpec } from '../net/rpc.ts';
 import type { Transport } from '../net/transport.ts';
-import type { Cluster, EpochInfo, KeyState, NodeStatus, ProgressFn, SignResult } from './cluster.ts';
+import { stateChangeTo } from '../protocol/key-states.ts';
+import {
+  type Cluster,
+  type DestroyOutcome,
+  type EpochInfo,
+  type NodeKeyStatesPage,
+  type NodeOutcome,
+  type NodeStatus,
+  type ProgressFn,
+  type SignResult,
+  failedOutcome,
+} from './cluster.ts';
 import { EpochSync } from './epoch-sync.ts';
 import { KeyEventRunner } from './key-event-runner.ts';
 import { type ClusterLog, NodeRpc, byNodeIndex } from './node-rpc.ts';
@@ -149,33 +160,79 @@ export class Libp2pCluster implements Cluster {
     return k;
   }
 
-  async setKeyState(req: { keyId: string; state: KeyState }): Promise<void> {
-    if (req.state !== 'Enabled' && req.state !== 'Disabled' && req.state !== 'PendingDeletion') return;
-    const state = req.state;
-    const results = await Promise.allSettled(
-      [...this.#n.nodes.keys()].map((n) =>
-        this.#n.rpc(n, { op: 'set-state', keyId: req.keyId, state }, 5_000),
-      ),
+  /** Per-member outcomes (M-2): a member that misses the change is reported, never ignored. */
+  async setKeyState(req: Parameters<Cluster['setKeyState']>[0]): Promise<NodeOutcome[]> {
+    const operation = req.operation ?? stateChangeTo(req.state);
+    const members = req.members ?? [...this.#n.nodes.keys()];
+    return Promise.all(
+      members.map(async (node): Promise<NodeOutcome> => {
+        try {
+          const set = { op: 'set-state', keyId: req.keyId, state: req.state, operation } as const;
+          await this.#n.rpc(node, set, 5_000);
+          return { node, ok: true };
+        } catch (e) {
+          // A node that holds nothing of the key has nothing to enforce: it confirms by its absence.
+          if (isKmsError(e) && e.code === 'KeyNotFound') return { node, ok: true, absent: true };
+          return failedOutcome(node, e);
+        }
+      }),
     );
-    const failedNodes = results.flatMap((r, i) =>
-      r.status === 'rejected' && !(isKmsError(r.reason) && r.reason.code === 'KeyNotFound')
-        ? [[...this.#n.nodes.keys()][i]]
-        : [],
-    );
-    if (failedNodes.length > 0) {
-      // Nodes that missed the change keep enforcing the old state; report it so the caller retries.
-      this.#n.log.warn(
-        { keyId: req.keyId, state, nodes: failedNodes },
-        'key state not delivered to every node',
-      );
+  }
+
+  /** Per-node outcomes (M-2): the caller keeps the key PendingDeletion until every member confirmed. */
+  async destroyKey(req: { keyId: string; nodes?: readonly string[] }): Promise<DestroyOutcome[]> {
+    const nodes = req.nodes ?? [...this.#n.nodes.keys()];
+    const outcomes = await Promise.all(nodes.map((node) => this.#destroyOn(node, req.keyId)));
+    this.#sync.forget(req.keyId);
+    return outcomes;
+  }
+
+  async #destroyOn(node: string, keyId: string): Promise<DestroyOutcome> {
+    const destroy = () => this.#n.rpc(node, { op: 'destroy', keyId }, 5_000);
+    try {
+      let a: Awaited<ReturnType<typeof destroy>>;
+      try {
+        a = await destroy();
+      } catch (e) {
+        if (!(isKmsError(e) && e.code === 'InvalidKeyState')) throw e;
+        // The node missed the schedule-deletion (it was down) and, following the table, refuses to
+        // destroy a key that is not PendingDeletion: move it there first.
+        const set = {
+          op: 'set-state',
+          keyId,
+          state: 'PendingDeletion',
+          operation: 'scheduleDeletion',
+        } as const;
+        await this.#n.rpc(node, set, 5_000);
+        a = await destroy();
+      }
+      return {
+        node,
+        ok: true,
+        ...(a.absent ? { absent: true } : {}),
+        epochs: a.epochs,
+        scopes: a.scopes,
+        pendingScopes: a.pendingScopes,
+      };
+    } catch (e) {
+      return failedOutcome(node, e);
     }
   }
 
-  async destroyKey(req: { keyId: string }): Promise<void> {
-    await Promise.allSettled(
-      [...this.#n.nodes.keys()].map((n) => this.#n.rpc(n, { op: 'destroy', keyId: req.keyId }, 5_000)),
+  nodeIds(): readonly string[] {
+    return [...this.#n.nodes.keys()];
+  }
+
+  async nodeKeyStates(node: string, page: { after?: string; limit: number }): Promise<NodeKeyStatesPage> {
+    const s = await this.#n.rpc(
+      node,
+      { op: 'status', limit: page.limit, ...(page.after === undefined ? {} : { after: page.after }) },
+      this.#n.statusTimeoutMs,
     );
-    this.#sync.forget(req.keyId);
+    return {
+      keys: s.keys.map((k) => ({ keyId: k.keyId, state: k.state })),
+      ...(s.next === undefined ? {} : { next: s.next }),
+    };
   }
 
   async close(): Promise<void> {

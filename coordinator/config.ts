@@ -8,13 +8,35 @@
  *   "adminToken": "<bootstrap admin bearer token, >= 32 chars>",
  *   "limits": { "bodyLimitBytes": 196608, "maxMessageBytes": 65536, "maxListLimit": 1000 },
  *   "deletionSweepIntervalMs": 60000, "readyMinNodes": 1, "logLevel": "info", "requestTimeoutMs": 30000,
+ *   "tls": { "certFile": "server.pem", "keyFile": "server.key", "caFile": "clients-ca.pem",
+ *            "requestCert": false, "rejectUnauthorized": true },
+ *   "insecureHttp": false,
  *   "cluster": { ...passed through untouched to the Cluster implementation... }
  * }
  * ```
- * Environment: KMS_CONFIG (path of the file), KMS_HOST, KMS_PORT, KMS_DATA_DIR, KMS_ADMIN_TOKEN,
- * KMS_BODY_LIMIT_BYTES, KMS_MAX_MESSAGE_BYTES, KMS_MAX_LIST_LIMIT, KMS_DELETION_SWEEP_INTERVAL_MS,
- * KMS_READY_MIN_NODES, KMS_LOG_LEVEL, KMS_REQUEST_TIMEOUT_MS. (KMS_URL and KMS_TOKEN belong to the CLI.)
- * Invalid values fail start-up with a ValidationError naming the field, never a secret.
+ *
+ * | field | env override | default | meaning |
+ * | --- | --- | --- | --- |
+ * | host | KMS_HOST | 127.0.0.1 | HTTP(S) bind address |
+ * | port | KMS_PORT | 8080 | HTTP(S) port (0: any free port) |
+ * | dataDir | KMS_DATA_DIR | ./data/coordinator | LevelDB directory |
+ * | adminToken | KMS_ADMIN_TOKEN (or KMS_ADMIN_TOKEN_FILE, main.ts) | none | bootstrap admin bearer token |
+ * | limits.bodyLimitBytes, limits.maxMessageBytes, limits.maxListLimit | KMS_BODY_LIMIT_BYTES, KMS_MAX_MESSAGE_BYTES, KMS_MAX_LIST_LIMIT | 196608, 65536, 1000 | request bounds |
+ * | deletionSweepIntervalMs | KMS_DELETION_SWEEP_INTERVAL_MS | 60000 | how often scheduled deletions are looked for |
+ * | readyMinNodes | KMS_READY_MIN_NODES | 1 | `/readyz` needs this many reachable nodes |
+ * | logLevel | KMS_LOG_LEVEL | info | pino level |
+ * | requestTimeoutMs | KMS_REQUEST_TIMEOUT_MS | 30000 | longest time to receive a whole request |
+ * | tls.certFile, tls.keyFile | KMS_TLS_CERT_FILE, KMS_TLS_KEY_FILE | none | PEM certificate chain and private key: serve HTTPS (TLS 1.3 only) |
+ * | tls.caFile | KMS_TLS_CA_FILE | none | PEM CA bundle client certificates must chain to |
+ * | tls.requestCert | KMS_TLS_REQUEST_CERT | false | ask clients for a certificate (needs tls.caFile) |
+ * | tls.rejectUnauthorized | KMS_TLS_REJECT_UNAUTHORIZED | true | with requestCert: refuse a client without a valid certificate |
+ * | insecureHttp | KMS_INSECURE_HTTP, `--insecure-http` | false | allow plain HTTP on a non-loopback host |
+ *
+ * Without `tls` the coordinator serves plain HTTP, which it does only on a loopback host
+ * (127.0.0.0/8, ::1, localhost) unless `insecureHttp` says so explicitly: bearer tokens and
+ * messages would otherwise cross the network in clear. KMS_CONFIG names the file. (KMS_URL,
+ * KMS_TOKEN and KMS_CA belong to the CLI.) Relative TLS file paths resolve against the working
+ * directory. Invalid values fail start-up with a ValidationError naming the field, never a secret.
  */
 import { readFileSync } from 'node:fs';
 import { KmsError } from '../protocol/errors.ts';
@@ -26,6 +48,20 @@ export type CoordinatorLimits = {
   readonly maxMessageBytes: number;
   /** Largest `limit` accepted by paginated listings. */
   readonly maxListLimit: number;
+};
+
+/** HTTPS settings (node:tls names): the server certificate, and optionally client certificates. */
+export type CoordinatorTls = {
+  /** PEM certificate chain the server presents. */
+  readonly certFile: string;
+  /** PEM private key of that certificate. */
+  readonly keyFile: string;
+  /** PEM CA bundle that client certificates must chain to. */
+  readonly caFile?: string;
+  /** Ask every client for a certificate. */
+  readonly requestCert: boolean;
+  /** With requestCert: a client without a certificate signed by caFile is refused in the handshake. */
+  readonly rejectUnauthorized: boolean;
 };
 
 export type CoordinatorConfig = {
@@ -42,6 +78,10 @@ export type CoordinatorConfig = {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Longest time a client may take to send a whole request (headers and body): slow senders are cut off. */
   readonly requestTimeoutMs: number;
+  /** Serve HTTPS with these files; absent: plain HTTP (loopback only, unless insecureHttp). */
+  readonly tls?: CoordinatorTls;
+  /** Allows plain HTTP on a non-loopback host: an explicit, named choice, never a default. */
+  readonly insecureHttp: boolean;
   /** Opaque to the HTTP layer: the Cluster implementation's own settings (node list, peer ids...). */
   readonly cluster?: Record<string, unknown>;
 };
@@ -61,6 +101,7 @@ export const DEFAULT_CONFIG: CoordinatorConfig = {
   readyMinNodes: 1,
   logLevel: 'info',
   requestTimeoutMs: 30_000,
+  insecureHttp: false,
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -75,8 +116,11 @@ const TOP_KEYS = new Set([
   'logLevel',
   'cluster',
   'requestTimeoutMs',
+  'tls',
+  'insecureHttp',
 ]);
 const LIMIT_KEYS = new Set(['bodyLimitBytes', 'maxMessageBytes', 'maxListLimit']);
+const TLS_KEYS = new Set(['certFile', 'keyFile', 'caFile', 'requestCert', 'rejectUnauthorized']);
 
 function bad(field: string, what: string): KmsError {
   return new KmsError('ValidationError', `config: ${field} ${what}`);
@@ -93,6 +137,50 @@ function int(field: string, v: unknown, min: number, max: number): number {
 function str(field: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0) throw bad(field, 'must be a non-empty string');
   return v;
+}
+
+function bool(field: string, v: unknown): boolean {
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === false || v === 'false' || v === '0') return false;
+  throw bad(field, 'must be true or false');
+}
+
+function parseTls(raw: unknown): CoordinatorTls | undefined {
+  if (raw === undefined) return undefined;
+  if (!isRecord(raw)) throw bad('tls', 'must be an object');
+  for (const k of Object.keys(raw)) if (!TLS_KEYS.has(k)) throw bad(`tls.${k}`, 'is not a known field');
+  const caFile = raw['caFile'] === undefined ? undefined : str('tls.caFile', raw['caFile']);
+  const requestCert = bool('tls.requestCert', raw['requestCert'] ?? false);
+  if (requestCert && caFile === undefined) {
+    throw bad('tls.requestCert', 'needs tls.caFile (the CA client certificates must chain to)');
+  }
+  return {
+    certFile: str('tls.certFile', raw['certFile']),
+    keyFile: str('tls.keyFile', raw['keyFile']),
+    ...(caFile === undefined ? {} : { caFile }),
+    requestCert,
+    rejectUnauthorized: bool('tls.rejectUnauthorized', raw['rejectUnauthorized'] ?? true),
+  };
+}
+
+/** 127.0.0.0/8, ::1 and `localhost`: addresses no other machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(?:\.\d{1,3}){3}$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
+/**
+ * The rule for plain HTTP: only on loopback unless `insecureHttp` is set. Throws a ValidationError
+ * saying what to do; checked before the coordinator binds (coordinator/app.ts startCoordinator).
+ */
+export function checkListenSecurity(cfg: CoordinatorConfig): void {
+  if (cfg.tls !== undefined || cfg.insecureHttp || isLoopbackHost(cfg.host)) return;
+  throw new KmsError(
+    'ValidationError',
+    `config: refusing plain HTTP on non-loopback host ${cfg.host}: bearer tokens would cross the network in clear. ` +
+      'Configure tls.certFile and tls.keyFile (KMS_TLS_CERT_FILE, KMS_TLS_KEY_FILE) to serve HTTPS, ' +
+      'or pass --insecure-http (insecureHttp: true, KMS_INSECURE_HTTP=1) to serve plain HTTP knowingly',
+  );
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -153,12 +241,15 @@ export function parseConfig(raw: unknown): CoordinatorConfig {
       100,
       600_000,
     ),
+    insecureHttp: bool('insecureHttp', raw['insecureHttp'] ?? false),
   };
   const adminToken = raw['adminToken'];
   const cluster = raw['cluster'];
   if (cluster !== undefined && !isRecord(cluster)) throw bad('cluster', 'must be an object');
+  const tls = parseTls(raw['tls']);
   return {
     ...cfg,
+    ...(tls === undefined ? {} : { tls }),
     ...(adminToken === undefined ? {} : { adminToken: checkAdminToken(adminToken) }),
     ...(cluster === undefined ? {} : { cluster }),
   };
@@ -184,7 +275,19 @@ const ENV: readonly [string, (o: Record<string, unknown>, v: string) => void][] 
   ['KMS_BODY_LIMIT_BYTES', (o, v) => (limitsOf(o)['bodyLimitBytes'] = v)],
   ['KMS_MAX_MESSAGE_BYTES', (o, v) => (limitsOf(o)['maxMessageBytes'] = v)],
   ['KMS_MAX_LIST_LIMIT', (o, v) => (limitsOf(o)['maxListLimit'] = v)],
+  ['KMS_TLS_CERT_FILE', (o, v) => (tlsOf(o)['certFile'] = v)],
+  ['KMS_TLS_KEY_FILE', (o, v) => (tlsOf(o)['keyFile'] = v)],
+  ['KMS_TLS_CA_FILE', (o, v) => (tlsOf(o)['caFile'] = v)],
+  ['KMS_TLS_REQUEST_CERT', (o, v) => (tlsOf(o)['requestCert'] = v)],
+  ['KMS_TLS_REJECT_UNAUTHORIZED', (o, v) => (tlsOf(o)['rejectUnauthorized'] = v)],
+  ['KMS_INSECURE_HTTP', (o, v) => (o['insecureHttp'] = v)],
 ];
+
+function tlsOf(o: Record<string, unknown>): Record<string, unknown> {
+  const t = isRecord(o['tls']) ? { ...o['tls'] } : {};
+  o['tls'] = t;
+  return t;
+}
 
 function limitsOf(o: Record<string, unknown>): Record<string, unknown> {
   const l = isRecord(o['limits']) ? { ...o['limits'] } : {};

@@ -10,6 +10,8 @@
  *   listen        libp2p multiaddrs (optional; the coordinator only dials)
  *   sessionTimeoutMs, signTimeoutMs   deadlines of key events and of one signing round trip
  * Env KMS_ADMIN_TOKEN_FILE: read the bootstrap admin token from a file.
+ * `--insecure-http`: serve plain HTTP on a non-loopback host (see coordinator/config.ts: without
+ * it, such a host needs `tls`).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import pino from 'pino';
@@ -20,7 +22,7 @@ import { runCli, stopOnSignals } from '../common/process.ts';
 import { createTransport } from '../net/transport.ts';
 import { startCoordinator } from './app.ts';
 import { Libp2pCluster } from './cluster-libp2p.ts';
-import { loadConfig } from './config.ts';
+import { checkListenSecurity, loadConfig } from './config.ts';
 
 type ClusterSection = {
   clusterFile: string;
@@ -52,12 +54,14 @@ async function init(configFile: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ peerId: peerIdOf(key) })}\n`);
 }
 
-async function run(configFile: string): Promise<void> {
+async function run(configFile: string, flags: { insecureHttp?: boolean }): Promise<void> {
   const tokenFile = process.env.KMS_ADMIN_TOKEN_FILE;
   const overrides: Record<string, unknown> = {};
+  if (flags.insecureHttp) overrides.insecureHttp = true;
   if (tokenFile && !process.env.KMS_ADMIN_TOKEN)
     overrides.adminToken = readFileSync(tokenFile, 'utf8').trim();
   const cfg = loadConfig({ file: configFile, overrides });
+  checkListenSecurity(cfg); // before anything starts: a refused bind leaves nothing behind
   const logger = pino({
     level: cfg.logLevel,
     base: { service: 'coordinator' },
@@ -94,6 +98,7 @@ runCli({
   name: 'coordinator',
   description: 'threshold KMS coordinator: HTTP API, auth, audit, session orchestration',
   run,
+  runFlags: [['--insecure-http', 'serve plain HTTP on a non-loopback host (no TLS): an explicit choice']],
   init: {
     description: 'create the coordinator libp2p identity if missing and print its peer id',
     action: init,

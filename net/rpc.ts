@@ -10,6 +10,14 @@
  */
 import { Ajv } from 'ajv';
 import { KmsError } from '../protocol/errors.ts';
+import {
+  NODE_KEY_STATES,
+  type NodeKeyState,
+  SETTABLE_KEY_STATES,
+  STATE_CHANGES,
+  type SettableKeyState,
+  type StateChange,
+} from '../protocol/key-states.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
 import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
 
@@ -116,7 +124,7 @@ export type StatusAnswer = {
   nodeId: string;
   keyCount: number;
   /** One page of keys: state and epochs (a few dozen bytes each, so a page stays far below a frame). */
-  keys: { keyId: string; state: string; activeEpoch?: number; pendingEpoch?: number }[];
+  keys: { keyId: string; state: NodeKeyState; activeEpoch?: number; pendingEpoch?: number }[];
   next?: string;
   signingSessions: number;
 };
@@ -147,7 +155,8 @@ export type RpcRequest =
       message: string;
       commitments: { identifier: string; hiding: string; binding: string }[];
     }
-  | { op: 'set-state'; keyId: string; state: 'Enabled' | 'Disabled' | 'PendingDeletion' }
+  /** `operation`: the table's operation that makes the change (default: the plain change to `state`). */
+  | { op: 'set-state'; keyId: string; state: SettableKeyState; operation?: StateChange }
   | { op: 'destroy'; keyId: string };
 
 const req = (op: string, props: Record<string, unknown>, required: string[]) => ({
@@ -204,10 +213,11 @@ const rpcSchema = {
       },
       ['sessionId', 'keyId', 'epoch', 'message', 'commitments'],
     ),
-    req('set-state', { keyId: id, state: { enum: ['Enabled', 'Disabled', 'PendingDeletion'] } }, [
-      'keyId',
-      'state',
-    ]),
+    req(
+      'set-state',
+      { keyId: id, state: { enum: SETTABLE_KEY_STATES }, operation: { enum: STATE_CHANGES } },
+      ['keyId', 'state'],
+    ),
     req('destroy', { keyId: id }, ['keyId']),
   ],
 } as const;
@@ -242,6 +252,16 @@ export type SessionAnswer =
 export type CommitAnswer = { identifier: string; hiding: string; binding: string };
 export type ShareAnswer = { share: string };
 export type OkAnswer = { ok: true; already?: boolean };
+/**
+ * `destroy`: the epochs whose records and sealed shares were deleted, the sealer scopes destroyed,
+ * and those the node could not destroy yet and retries (`absent`: the node held nothing).
+ */
+export type DestroyAnswer = OkAnswer & {
+  absent?: boolean;
+  epochs: number[];
+  scopes: string[];
+  pendingScopes: string[];
+};
 
 /** The RPC table: each operation's answer type (requests: `RpcRequest`, by `op`). */
 export type RpcAnswers = {
@@ -255,7 +275,7 @@ export type RpcAnswers = {
   'sign-commit': CommitAnswer;
   'sign-share': ShareAnswer;
   'set-state': OkAnswer;
-  destroy: OkAnswer;
+  destroy: DestroyAnswer;
 };
 export type RpcOp = RpcRequest['op'];
 export type RequestOf<O extends RpcOp> = Extract<RpcRequest, { op: O }>;
@@ -280,7 +300,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
         items: obj(
           {
             keyId: id,
-            state: { enum: ['Enabled', 'Disabled', 'PendingDeletion', 'Destroyed'] },
+            state: { enum: NODE_KEY_STATES },
             activeEpoch: epoch,
             pendingEpoch: epoch,
           },
@@ -333,7 +353,17 @@ const answerSchemas: { [O in RpcOp]: object } = {
   ]),
   'sign-share': obj({ share: hex(300) }, ['share']),
   'set-state': okAnswer,
-  destroy: okAnswer,
+  destroy: obj(
+    {
+      ok: { const: true },
+      already: { type: 'boolean' },
+      absent: { type: 'boolean' },
+      epochs: { type: 'array', items: epoch, maxItems: 1000 },
+      scopes: { type: 'array', items: { type: 'string', maxLength: 200 }, maxItems: 1000 },
+      pendingScopes: { type: 'array', items: { type: 'string', maxLength: 200 }, maxItems: 1000 },
+    },
+    ['ok', 'epochs', 'scopes', 'pendingScopes'],
+  ),
 };
 
 const ajv = new Ajv({ allErrors: false, strict: false });

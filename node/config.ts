@@ -18,6 +18,7 @@
  * | sealer.softhsmConf | SOFTHSM2_CONF | SoftHSM2 config file for this node's token directory |
  * | sealer.passphraseFile | KMS_PASSPHRASE_FILE | software sealer passphrase file (or env KMS_PASSPHRASE) |
  * | sessionTimeoutMs | KMS_SESSION_TIMEOUT_MS | deadline of one DKG / key-event session (default 30000) |
+ * | adminListen | KMS_ADMIN_LISTEN | `host:port` of the admin HTTP server: `/healthz`, `/readyz`, Prometheus `/metrics` (node/health.ts). Off when absent; keep it on loopback (127.0.0.1:<port>, port 0 = any free port): it has no authentication |
  * | logLevel | KMS_LOG_LEVEL | pino level (default info) |
  */
 import { readFileSync } from 'node:fs';
@@ -46,6 +47,8 @@ export type NodeConfig = {
   sealer: SealerConfig;
   sessionTimeoutMs: number;
   logLevel: string;
+  /** `host:port` of the admin server (health and metrics); absent: none. */
+  adminListen?: string;
 };
 
 const nodeConfigSchema = {
@@ -58,6 +61,7 @@ const nodeConfigSchema = {
     dataDir: { type: 'string', minLength: 1 },
     cluster: { type: 'string', minLength: 1 },
     sessionTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000 },
+    adminListen: { type: 'string', pattern: '^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     sealer: {
       oneOf: [
@@ -98,6 +102,7 @@ export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.en
   if (env.KMS_CLUSTER) merged.cluster = env.KMS_CLUSTER;
   if (env.KMS_SESSION_TIMEOUT_MS) merged.sessionTimeoutMs = Number(env.KMS_SESSION_TIMEOUT_MS);
   if (env.KMS_LOG_LEVEL) merged.logLevel = env.KMS_LOG_LEVEL;
+  if (env.KMS_ADMIN_LISTEN) merged.adminListen = env.KMS_ADMIN_LISTEN;
   const sealer: Record<string, any> = { ...(merged.sealer ?? {}) };
   if (env.KMS_SEALER) sealer.kind = env.KMS_SEALER;
   if (sealer.kind === 'pkcs11') {

@@ -35,6 +35,7 @@ import type { NodeContext } from './node-context.ts';
 import { NonceTable } from './nonces.ts';
 import type { SealContext, Sealer } from './sealer.ts';
 import { openSealer } from './sealer-open.ts';
+import { SCOPE_RETRY_MS, startScopeRetry, sweepOrphanScopes } from './scope-cleanup.ts';
 import { SessionRunner } from './session-runner.ts';
 import { Signing } from './signing.ts';
 import { NodeStore } from './store.ts';
@@ -112,6 +113,14 @@ export async function startNode(
   const metrics = new NodeMetrics();
   const cluster = loadClusterFile(cfg.cluster);
   const audit = await AuditLog.open(store.auditDb());
+  // L-3: destroy the sealer scopes still owed and those no live epoch accounts for, then keep
+  // retrying any that fail (audited on this node).
+  const record = async (e: Record<string, unknown>) => {
+    await audit.append({ node: cfg.nodeId, ...e });
+  };
+  const scopeDeps = { store, sealer, log, record };
+  await sweepOrphanScopes(scopeDeps);
+  const scopeRetry = startScopeRetry(scopeDeps, SCOPE_RETRY_MS);
   const counted = metrics.instrument(sealer); // seal/unseal counts and latency
   const node = new NodeDaemon(cfg, cluster, store, counted, audit, log, opts.nonces, metrics);
   let transport: Transport;
@@ -125,6 +134,7 @@ export async function startNode(
       logger: log,
     });
   } catch (e) {
+    await scopeRetry.stop();
     await sealer.close();
     await store.close();
     throw e;
@@ -143,6 +153,7 @@ export async function startNode(
       admin = await startHealthServer({ listen: cfg.adminListen, metrics, ready, log });
     } catch (e) {
       await transport.stop();
+      await scopeRetry.stop();
       node.close();
       await sealer.close();
       await store.close();
@@ -159,6 +170,7 @@ export async function startNode(
     stop: async () => {
       await admin?.close();
       await transport.stop();
+      await scopeRetry.stop();
       node.close();
       await sealer.close();
       await store.close();

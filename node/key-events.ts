@@ -9,6 +9,7 @@ import { toHex } from '../protocol/bytes.ts';
 import { dkgMachine } from '../protocol/dkg.ts';
 import { type Certificate, certificateGaps } from '../protocol/epoch.ts';
 import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
+import { transition } from '../protocol/key-states.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from '../protocol/ids.ts';
 import type { Machine, Step } from '../protocol/machine.ts';
 import { publicFromHex, publicToHex } from '../protocol/packages.ts';
@@ -20,6 +21,7 @@ import { crashPoint } from '../common/crash-points.ts';
 import { certFromHex, certToHex } from '../net/certificate.ts';
 import type { Confirmations, OkAnswer, RpcRequest, SessionAnswer, SessionSpec } from '../net/rpc.ts';
 import { type NodeContext, participantOf, shareCtx } from './node-context.ts';
+import { destroyEpochScopes } from './scope-cleanup.ts';
 import type { SessionMember, SessionRunner } from './session-runner.ts';
 
 export class KeyEvents {
@@ -60,10 +62,8 @@ export class KeyEvents {
     if (s.kind !== 'dkg' && s.kind !== 'repair') {
       if (!existing && (s.dealers ?? []).includes(self))
         throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
-      if (existing && (existing.state === 'PendingDeletion' || existing.state === 'Destroyed')) {
-        throw new StateError('InvalidKeyState', `key ${s.keyId} is ${existing.state}`);
-      }
     }
+    if (existing && s.kind !== 'dkg') transition(existing.state, s.kind, s.keyId); // protocol/key-states.ts
     await this.#c.store.markSessionSeen(s.sessionId);
     await this.#c.record({
       event: 'session.start',
@@ -303,7 +303,7 @@ export class KeyEvents {
       certificate,
     });
     crashPoint(`${s.kind}.activated`);
-    for (const e of destroyed) await this.#c.sealer.destroyScope(`${s.keyId}/${e}`).catch(() => {});
+    await destroyEpochScopes(this.#c, s.keyId, destroyed);
     crashPoint(`${s.kind}.old.deleted`);
     this.#c.keys.drop(s.keyId);
     await this.#c.record({ event: 'epoch.active', keyId: s.keyId, epoch: s.epoch, destroyed });
@@ -351,7 +351,7 @@ export class KeyEvents {
       transcriptHash,
       certificate: confirmations,
     });
-    for (const e of destroyed) await this.#c.sealer.destroyScope(`${keyId}/${e}`).catch(() => {});
+    await destroyEpochScopes(this.#c, keyId, destroyed);
     this.#c.keys.drop(keyId);
     await this.#c.record({ event: 'epoch.active', keyId, epoch, destroyed, via: 'commit-epoch' });
     return { ok: true } as const;
@@ -388,7 +388,7 @@ export class KeyEvents {
     // The new committee holds a complete, verified certificate: this member's share is no longer needed.
     // No tombstone: a later reshare may bring this node back into the committee.
     const epochs = await this.#c.store.destroyKey(req.keyId, { keepTombstone: false });
-    for (const e of epochs) await this.#c.sealer.destroyScope(`${req.keyId}/${e}`).catch(() => {});
+    await destroyEpochScopes(this.#c, req.keyId, epochs);
     this.#c.keys.drop(req.keyId);
     await this.#c.record({ event: 'share.retired', keyId: req.keyId, epoch: rec.epoch, newEpoch: req.epoch });
     return { ok: true } as const;

@@ -10,6 +10,7 @@ import { type ParticipantId, nodeIndex } from '../protocol/ids.ts';
 import type { KeySpec } from '../protocol/suites.ts';
 import type { ActiveKeys } from './active-keys.ts';
 import type { NodeConfig } from './config.ts';
+import type { NodeMetrics } from './metrics.ts';
 import type { SealContext, Sealer } from './sealer.ts';
 import type { SessionRunner } from './session-runner.ts';
 import type { NodeStore } from './store.ts';
@@ -19,6 +20,8 @@ export type NodeContext = {
   readonly store: NodeStore;
   readonly sealer: Sealer;
   readonly log: pino.Logger;
+  /** Prometheus counters of this node (node/metrics.ts), served on its admin port. */
+  readonly metrics: NodeMetrics;
   /** Unsealed active key material by key id (memory only). */
   readonly keys: ActiveKeys;
   /** Node id -> libp2p peer id of every node on the allow-list. */

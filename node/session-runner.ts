@@ -20,6 +20,7 @@ import type { ParticipantId } from '../protocol/ids.ts';
 import type { Envelope, Machine, ProtocolKind, Step } from '../protocol/machine.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
 import { EarlyBuffer, type EarlyLimits, type EarlyStats } from './early-buffer.ts';
+import type { RefusalCounter } from './metrics.ts';
 
 export type SessionMember = { readonly nodeId: string; readonly participant: ParticipantId };
 
@@ -52,6 +53,7 @@ export class SessionRunner {
   readonly #active = new Map<string, Active>();
   readonly #early: EarlyBuffer;
   readonly #finished = new Set<string>();
+  readonly #refusals: RefusalCounter | undefined;
 
   constructor(opts: {
     send: SendFn;
@@ -60,9 +62,12 @@ export class SessionRunner {
     early?: Partial<EarlyLimits>;
     /** Clock of the early-message buffer (monotonic ms); tests pass their own. */
     now?: () => number;
+    /** Counts the messages this layer drops (node/metrics.ts). */
+    refusals?: RefusalCounter;
   }) {
     this.#send = opts.send;
     this.#log = opts.log;
+    this.#refusals = opts.refusals;
     this.#early = new EarlyBuffer({
       ...(opts.early ? { limits: opts.early } : {}),
       ...(opts.now ? { now: opts.now } : {}),
@@ -100,6 +105,7 @@ export class SessionRunner {
     const env = decodeEnvelope(frame); // DecodeError -> the transport answers the sender with it
     const sid = env.header.sessionId;
     if (this.#finished.has(sid)) {
+      this.#refusals?.refuse('finished-session');
       this.#log.debug({ sessionId: sid, from: fromNodeId }, 'dropped message for a finished session');
       return;
     }
@@ -232,6 +238,7 @@ export class SessionRunner {
             const sender = byNode.get(fromNodeId);
             const h = env.header;
             if (!sender) {
+              this.#refusals?.refuse('non-member');
               this.#log.warn(
                 { sessionId: ctx.sessionId, from: fromNodeId },
                 'message from a non-member dropped',
@@ -240,6 +247,7 @@ export class SessionRunner {
             }
             if (h.from !== sender.participant) {
               // The Noise-authenticated peer claims to be someone else: drop, name it.
+              this.#refusals?.refuse('spoofed-sender');
               this.#log.warn(
                 { sessionId: ctx.sessionId, from: fromNodeId, claimed: h.from },
                 'spoofed sender dropped',
@@ -252,6 +260,7 @@ export class SessionRunner {
               h.protocol !== ctx.protocol ||
               (h.to !== '*' && h.to !== ctx.self.participant)
             ) {
+              this.#refusals?.refuse('foreign-session');
               this.#log.warn(
                 { sessionId: ctx.sessionId, from: fromNodeId, round: h.round },
                 'foreign message dropped',
@@ -259,7 +268,7 @@ export class SessionRunner {
               return;
             }
             const digest = bytesToHex(sha256(encodeEnvelope(env as Envelope<Record<string, unknown>>)));
-            if (seen.has(digest)) return; // exact duplicate (retransmission or replay)
+            if (seen.has(digest)) return this.#refusals?.refuse('duplicate'); // retransmission or replay
             seen.add(digest);
             let round = spokeIn.get(h.round);
             if (!round) {

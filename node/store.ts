@@ -15,7 +15,8 @@
  *
  * Layout (sublevels of one database, utf8 keys): `meta` (identity), `keys` (keyId -> JSON),
  * `epochs` and `shares` (`<keyId>!<epoch, 12 digits>`), `sessions` (sessionId -> ISO time),
- * `audit` (AuditLog), `sealer` (software sealer key store).
+ * `audit` (AuditLog), `sealer` (software sealer key store), `scopes` (sealer scopes still to
+ * destroy, and PKCS#11 scope tombstones).
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -23,11 +24,14 @@ import type { AbstractLevel } from 'abstract-level';
 import { Level } from 'level';
 import { InfraError, StateError } from '../protocol/errors.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
+import { NODE_KEY_STATES, type NodeKeyState } from '../protocol/key-states.ts';
 import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import type { ScopeTombstones } from './sealer.ts';
 import { levelSealerKeyStore, type SealerKeyStore } from './sealer-software.ts';
 
-export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'Destroyed';
-const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingDeletion', 'Destroyed'];
+/** The states a node stores (protocol/key-states.ts: the one table the coordinator uses too). */
+export type KeyState = NodeKeyState;
+const KEY_STATES: readonly KeyState[] = NODE_KEY_STATES;
 
 export type KeyRecordStored = {
   keyId: string;
@@ -39,7 +43,7 @@ export type KeyRecordStored = {
 };
 /** Aliases kept for callers written against the first draft of this file. */
 export type KeyRecord = KeyRecordStored;
-export type NodeKeyState = KeyState;
+export type { NodeKeyState };
 
 /** A success certificate as stored: FROST participant id (hex) -> confirmation {R, z} (hex). */
 export type StoredCertificate = Record<string, { R: string; z: string }>;
@@ -88,6 +92,14 @@ const SESSION_PRUNE_BATCH = 1024;
 function checkId(what: string, id: string): void {
   if (typeof id !== 'string' || !ID_RE.test(id)) {
     throw new InfraError('ValidationError', `${what} must match ${ID_RE.source}`);
+  }
+}
+
+const SCOPE_RE = /^[A-Za-z0-9._:-]{1,128}(?:\/[0-9]{1,12})?$/;
+
+function checkScope(scope: string): void {
+  if (typeof scope !== 'string' || !SCOPE_RE.test(scope)) {
+    throw new InfraError('ValidationError', 'a sealer scope is `identity` or `<keyId>/<epoch>`');
   }
 }
 
@@ -191,6 +203,8 @@ export class NodeStore {
   readonly #sessions: AnySublevel;
   readonly #audit: AnySublevel;
   readonly #sealer: AnySublevel;
+  /** Sealer scopes: `pending!<scope>` still to destroy (L-3), `tomb!<scope>` destroyed for good. */
+  readonly #scopes: AnySublevel;
   /** Read-modify-write operations run one at a time. */
   #tail: Promise<unknown> = Promise.resolve();
   #failed: unknown;
@@ -205,6 +219,7 @@ export class NodeStore {
     this.#sessions = db.sublevel('sessions');
     this.#audit = db.sublevel('audit');
     this.#sealer = db.sublevel('sealer');
+    this.#scopes = db.sublevel('scopes');
   }
 
   /**
@@ -425,7 +440,16 @@ export class NodeStore {
     });
   }
 
-  async setKeyState(keyId: string, state: KeyState): Promise<void> {
+  /**
+   * Sets a key's state. `check` runs on the current record inside the store's serial section (no
+   * other write can slip between it and the write) and throws to refuse (node/key-lifecycle.ts
+   * checks the transition table there).
+   */
+  async setKeyState(
+    keyId: string,
+    state: KeyState,
+    opts: { check?: (current: KeyRecordStored) => void } = {},
+  ): Promise<void> {
     checkId('keyId', keyId);
     if (!KEY_STATES.includes(state) || state === 'Destroyed') {
       throw new InfraError(
@@ -438,6 +462,7 @@ export class NodeStore {
       if (!k) throw new StateError('KeyNotFound', `no key ${keyId} on this node`);
       if (k.state === 'Destroyed') throw new StateError('InvalidKeyState', `key ${keyId} is destroyed`);
       if (k.state === state) return;
+      opts.check?.(k);
       await this.#write(`key ${keyId} state`, [this.#putKeyOp({ ...k, state })]);
     });
   }
@@ -448,10 +473,14 @@ export class NodeStore {
    * stays, so nothing can recreate the key; `keepTombstone: false` forgets it entirely (a node
    * retired from the committee that may be re-added by a later reshare).
    */
-  async destroyKey(keyId: string, opts: { keepTombstone?: boolean } = {}): Promise<number[]> {
+  async destroyKey(
+    keyId: string,
+    opts: { keepTombstone?: boolean; check?: (current: KeyRecordStored) => void } = {},
+  ): Promise<number[]> {
     checkId('keyId', keyId);
     return this.#serial(async () => {
       const k = await this.getKey(keyId);
+      if (k) opts.check?.(k);
       const epochs = await this.#epochNumbers(keyId);
       if (!k && epochs.length === 0) return [];
       if (!k && opts.keepTombstone !== false) {
@@ -459,11 +488,77 @@ export class NodeStore {
         opts = { keepTombstone: false };
       }
       const ops: any[] = epochs.flatMap((e) => this.#delEpochOps(keyId, e));
+      // The epochs' sealer scopes are owed from this same batch on: a crash before the caller
+      // destroys them leaves them listed for the retry and the start-up sweep (L-3).
+      for (const e of epochs) ops.push(this.#pendingScopeOp(`${keyId}/${e}`));
       if (opts.keepTombstone === false) ops.push({ type: 'del', sublevel: this.#keys, key: keyId, ...UTF8 });
       else if (k) ops.push(this.#putKeyOp({ keyId, keySpec: k.keySpec, state: 'Destroyed' }));
       await this.#write(`destroy key ${keyId}`, ops);
       return epochs;
     });
+  }
+
+  // ---- sealer scopes (L-3) ------------------------------------------------------------------
+
+  #pendingScopeOp(scope: string) {
+    return { type: 'put', sublevel: this.#scopes, key: `pending!${scope}`, value: '1', ...UTF8 };
+  }
+
+  /** Records sealer scopes that must still be destroyed (a destroyScope failed), synced. */
+  async addPendingScopes(scopes: readonly string[]): Promise<void> {
+    if (scopes.length === 0) return;
+    for (const s of scopes) checkScope(s);
+    return this.#serial(() =>
+      this.#write(
+        'pending scopes',
+        scopes.map((s) => this.#pendingScopeOp(s)),
+      ),
+    );
+  }
+
+  /** Forgets pending scopes once their HSM keys are destroyed (one synced batch). */
+  async removePendingScopes(scopes: readonly string[]): Promise<void> {
+    if (scopes.length === 0) return;
+    for (const s of scopes) checkScope(s);
+    return this.#serial(() =>
+      this.#write(
+        'pending scopes done',
+        scopes.map((s) => ({ type: 'del', sublevel: this.#scopes, key: `pending!${s}`, ...UTF8 })),
+      ),
+    );
+  }
+
+  /** Scopes still to destroy, in key order; at most `limit` (bounded work per retry). */
+  async pendingScopes(opts: { limit?: number; keyId?: string } = {}): Promise<string[]> {
+    const prefix = opts.keyId === undefined ? 'pending!' : `pending!${opts.keyId}/`;
+    return this.#read('pending scopes', async () => {
+      const out: string[] = [];
+      const range = { gt: prefix, lt: `${prefix}\uffff`, limit: opts.limit ?? -1, ...UTF8 };
+      for await (const k of this.#scopes.keys(range)) out.push((k as string).slice('pending!'.length));
+      return out;
+    });
+  }
+
+  /**
+   * Tombstones of destroyed sealer scopes, for the PKCS#11 sealer (node/sealer-pkcs11.ts): a
+   * destroyed scope is never re-created by a later seal. Writes are synced.
+   */
+  scopeTombstones(): ScopeTombstones {
+    return {
+      has: (scope) =>
+        this.#read(`tombstone ${scope}`, async () => {
+          checkScope(scope);
+          return (await this.#scopes.get(`tomb!${scope}`, UTF8)) !== undefined;
+        }),
+      add: (scope) => {
+        checkScope(scope);
+        return this.#serial(() =>
+          this.#write(`tombstone ${scope}`, [
+            { type: 'put', sublevel: this.#scopes, key: `tomb!${scope}`, value: '1', ...UTF8 },
+          ]),
+        );
+      },
+    };
   }
 
   // ---- epochs ------------------------------------------------------------------------------

@@ -4,10 +4,13 @@
  *
  * <dir>/                     (KMS_DEVNET_DIR, default .devnet)
  *   admin-token              bootstrap admin token (0600), unless KMS_ADMIN_TOKEN is set
+ *   api-url                  the coordinator's HTTPS URL (the CLI's default KMS_URL)
+ *   ca.pem                   the devnet's CA: it signed the coordinator's certificate (its key is gone)
  *   cluster.json             allow-list: every node's and the coordinator's peer id and address
  *   processes.json           how to start each process (used by `kms devnet start <name>`)
- *   coordinator/             coordinator.json, identity.key (0600), data/
- *   node-<k>/                node.json, data/, softhsm/ (token + softhsm2.conf) and pin, or passphrase
+ *   coordinator/             coordinator.json, identity.key (0600), tls/server.{pem,key}, data/
+ *   node-<k>/                node.json (adminListen: its /healthz, /readyz, /metrics), data/,
+ *                            softhsm/ (token + softhsm2.conf) and pin, or passphrase
  *   logs/<name>.log          each process's output
  *   <name>.pid               pid of each running process
  */
@@ -18,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { SOFTHSM_INSTALL_HINT, findSoftHsmLibrary } from '../node/softhsm.ts';
+import { trustCa } from './devnet-tls.ts';
 
 const run = promisify(execFile);
 
@@ -28,6 +32,44 @@ export type ProcessSpec = { name: string; args: string[]; env: Record<string, st
 
 export function devnetDir(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.KMS_DEVNET_DIR ?? '.devnet');
+}
+
+/** The admin port of every node container (docker-compose.yml's health checks ask it). */
+export const DOCKER_ADMIN_PORT = 9100;
+
+export function devnetApiUrlFile(dir: string): string {
+  return join(dir, 'api-url');
+}
+
+/** The devnet's API URL and CA file, when `dir` holds a devnet that has them. */
+export function devnetApi(dir: string): { url: string; caFile: string } | undefined {
+  try {
+    const url = readFileSync(devnetApiUrlFile(dir), 'utf8').trim();
+    const caFile = join(dir, 'ca.pem');
+    return url !== '' && existsSync(caFile) ? { url, caFile } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each node's admin URL (`http://<adminListen>`), from its node.json. The admin ports are local to
+ * each node's machine, so only a client on that machine (here: the devnet's) can read them.
+ */
+export function nodeAdminUrls(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of readProcesses(dir)) {
+    if (p.name === 'coordinator') continue;
+    try {
+      const cfg = JSON.parse(readFileSync(join(dir, p.name, 'node.json'), 'utf8')) as {
+        adminListen?: string;
+      };
+      if (cfg.adminListen) out.set(p.name, `http://${cfg.adminListen}`);
+    } catch {
+      /* a node without a readable config has no admin URL */
+    }
+  }
+  return out;
 }
 
 export function pidFile(dir: string, name: string): string {
@@ -128,12 +170,15 @@ export async function freeRange(count: number): Promise<number> {
 /**
  * A throwaway devnet for tests and benchmarks: the processes `npm run devnet` starts, in a temp
  * dir on free ports, each node on its own SoftHSM2 token (an error with the install hint when
- * SoftHSM2 is missing). `start()` runs `scripts/devnet.ts --detach` (again: the state is kept);
- * `stopAll()` stops every process; `dispose()` also removes the dir.
+ * SoftHSM2 is missing). `start()` runs `scripts/devnet.ts --detach` (again: the state is kept) and
+ * makes this process trust the devnet's CA (its `url` is HTTPS); `stopAll()` stops every process;
+ * `dispose()` also removes the dir.
  */
 export type TempDevnet = {
   readonly dir: string;
   readonly url: string;
+  /** The devnet's CA (PEM), once started: the coordinator's certificate chains to it. */
+  readonly caFile: string;
   readonly nodes: number;
   /** KMS_* settings of this devnet, for child processes (devnet, kms). */
   readonly env: Record<string, string>;
@@ -152,16 +197,19 @@ export async function createTempDevnet(nodes: number, purpose: string): Promise<
   const dir = mkdtempSync(join(tmpdir(), 'tkms-devnet-'));
   const port = await freeRange(1);
   const p2p = await freeRange(nodes + 1);
+  const admin = await freeRange(nodes + 1);
   const env = {
     KMS_DEVNET_DIR: dir,
     KMS_NODES: String(nodes),
     KMS_PORT: String(port),
     KMS_P2P_PORT_BASE: String(p2p),
+    KMS_ADMIN_PORT_BASE: String(admin),
   };
   const d: TempDevnet = {
     dir,
     nodes,
-    url: `http://127.0.0.1:${port}`,
+    url: `https://127.0.0.1:${port}`,
+    caFile: join(dir, 'ca.pem'),
     env,
     token: '',
     start: async (timeoutMs = 180_000) => {
@@ -175,6 +223,7 @@ export async function createTempDevnet(nodes: number, purpose: string): Promise<
         throw new Error(`devnet did not start: ${(e as { stderr?: string }).stderr ?? String(e)}`);
       }
       d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+      trustCa(d.caFile);
     },
     stopAll: async () => {
       if (!existsSync(join(dir, 'processes.json'))) return; // never initialized

@@ -1,9 +1,12 @@
 /**
  * `npm run devnet`: a coordinator and N nodes as separate processes on loopback, each node with
  * its own data directory and its own SoftHSM2 token (the software sealer when SoftHSM2 is not
- * installed, said clearly). Waits until every process is ready, prints the API URL, the admin
- * token and an example, and stays in the foreground until Ctrl-C, which stops every process.
- * State lives in the devnet dir and survives restarts; `--reset` wipes it.
+ * installed, said clearly). The coordinator serves HTTPS with a certificate from a CA made for
+ * this devnet (`<dir>/ca.pem`, the URL in `<dir>/api-url`: the CLI trusts both by itself); each
+ * node serves /healthz, /readyz and /metrics on its own loopback admin port. Waits until every
+ * process is ready, prints the API URL, the admin token and an example, and stays in the
+ * foreground until Ctrl-C, which stops every process. State lives in the devnet dir and survives
+ * restarts; `--reset` wipes it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,12 +17,15 @@ import { createSoftHsmToken, findSoftHsmLibrary } from '../node/softhsm.ts';
 import {
   NODE_BIN,
   type ProcessSpec,
+  DOCKER_ADMIN_PORT,
   ROOT,
+  devnetApiUrlFile,
   devnetDir,
   readProcesses,
   startProcess,
   stopProcess,
 } from './devnet-lib.ts';
+import { ensureDevnetTls, trustCa } from './devnet-tls.ts';
 
 const HELP = `Usage: npm run devnet -- [options]
 
@@ -27,8 +33,10 @@ Starts a local threshold KMS: one coordinator and N nodes on 127.0.0.1.
 
 Options:
   --nodes N        number of nodes (env KMS_NODES, default 5)
-  --port P         coordinator HTTP port (env KMS_PORT, default 8080)
+  --port P         coordinator HTTPS port (env KMS_PORT, default 8080)
   --p2p-port B     libp2p ports: coordinator B, node-k B+k (env KMS_P2P_PORT_BASE, default 7100)
+  --admin-port B   node admin ports (/healthz, /readyz, /metrics): node-k B+k
+                   (env KMS_ADMIN_PORT_BASE, default 7200)
   --dir D          state directory (env KMS_DEVNET_DIR, default .devnet)
   --software       use the software sealer even if SoftHSM2 is installed (env KMS_SEALER=software)
   --reset          wipe the state directory first
@@ -38,6 +46,7 @@ Options:
   -h, --help       this help
 
 Env KMS_ADMIN_TOKEN sets the admin token; otherwise one is generated into <dir>/admin-token.
+The API is HTTPS: the devnet's CA is <dir>/ca.pem and the URL is in <dir>/api-url.
 `;
 
 type Layout = {
@@ -45,6 +54,7 @@ type Layout = {
   nodes: number;
   port: number;
   p2pBase: number;
+  adminBase: number;
   sealer: 'pkcs11' | 'software';
   /** Container layout (docker-compose.yml): every process on port 7000 of its own host name. */
   docker: boolean;
@@ -55,6 +65,11 @@ function endpoint(l: Layout, name: string, k: number): { listen: string; dial: s
   if (l.docker) return { listen: '/ip4/0.0.0.0/tcp/7000', dial: `/dns4/${name}/tcp/7000` };
   const a = `/ip4/127.0.0.1/tcp/${l.p2pBase + k}`;
   return { listen: a, dial: a };
+}
+
+/** A node's admin listener: its own loopback port, or port 9100 inside its container. */
+function adminListen(l: Layout, k: number): string {
+  return l.docker ? `127.0.0.1:${DOCKER_ADMIN_PORT}` : `127.0.0.1:${l.adminBase + k}`;
 }
 
 function softhsmInstalled(): boolean {
@@ -115,7 +130,7 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
     const ep = endpoint(l, name, k);
     writeFileSync(
       join(nd, 'node.json'),
-      `${JSON.stringify({ nodeId: name, listen: [ep.listen], dataDir: 'data', cluster: '../cluster.json', sealer }, null, 2)}\n`,
+      `${JSON.stringify({ nodeId: name, listen: [ep.listen], adminListen: adminListen(l, k), dataDir: 'data', cluster: '../cluster.json', sealer }, null, 2)}\n`,
     );
     log(`initializing ${name} (${l.sealer} sealer)`);
     const { peerId } = JSON.parse(run(['node/main.ts', 'init', '--config', join(nd, 'node.json')], env)) as {
@@ -129,12 +144,15 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
   const token = adminToken ?? randomBytes(24).toString('hex');
   if (!adminToken) writeSecret(join(l.dir, 'admin-token'), token);
   const coordEp = endpoint(l, 'coordinator', 0);
+  log('making the devnet CA and the coordinator certificate');
+  const tls = ensureDevnetTls(l.dir, { docker: l.docker });
   writeFileSync(
     join(cd, 'coordinator.json'),
     `${JSON.stringify(
       {
         host: l.docker ? '0.0.0.0' : '127.0.0.1',
         port: l.port,
+        tls: { certFile: tls.server.certFile, keyFile: tls.server.keyFile },
         dataDir: join(cd, 'data'),
         readyMinNodes: l.nodes,
         cluster: {
@@ -162,6 +180,8 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
     args: ['coordinator/main.ts', '--config', join(cd, 'coordinator.json')],
     env: adminToken ? {} : { KMS_ADMIN_TOKEN_FILE: join(l.dir, 'admin-token') },
   });
+  // The URL as seen from this machine (in the container layout: the port published on 127.0.0.1).
+  writeFileSync(devnetApiUrlFile(l.dir), `https://127.0.0.1:${l.port}\n`);
   writeFileSync(join(l.dir, 'processes.json'), `${JSON.stringify(procs, null, 2)}\n`);
 }
 
@@ -196,6 +216,7 @@ async function main(): Promise<void> {
       nodes: { type: 'string' },
       port: { type: 'string' },
       'p2p-port': { type: 'string' },
+      'admin-port': { type: 'string' },
       dir: { type: 'string' },
       software: { type: 'boolean' },
       reset: { type: 'boolean' },
@@ -214,8 +235,11 @@ async function main(): Promise<void> {
   const nodes = Number(values.nodes ?? env.KMS_NODES ?? 5);
   const port = Number(values.port ?? env.KMS_PORT ?? 8080);
   const p2pBase = Number(values['p2p-port'] ?? env.KMS_P2P_PORT_BASE ?? 7100);
+  const adminBase = Number(values['admin-port'] ?? env.KMS_ADMIN_PORT_BASE ?? 7200);
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 100) throw new Error('--nodes must be 1..100');
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--port must be a TCP port');
+  if (!Number.isInteger(adminBase) || adminBase < 1 || adminBase + nodes > 65535)
+    throw new Error('--admin-port must leave room for one TCP port per node');
   if (values.reset) {
     log(`--reset: wiping ${dir}`);
     for (const p of existsSync(join(dir, 'processes.json')) ? readProcesses(dir) : [])
@@ -231,7 +255,7 @@ async function main(): Promise<void> {
         : 'SoftHSM2 is not installed: using the SOFTWARE sealer (apt-get install -y softhsm2 for per-node HSM tokens)',
     );
   }
-  const layout: Layout = { dir, nodes, port, p2pBase, sealer, docker: values.docker ?? false };
+  const layout: Layout = { dir, nodes, port, p2pBase, adminBase, sealer, docker: values.docker ?? false };
   if (!existsSync(join(dir, 'processes.json'))) await create(layout, env.KMS_ADMIN_TOKEN);
   else log(`reusing the state in ${dir} (--reset to start afresh)`);
   if (values['init-only']) {
@@ -242,8 +266,14 @@ async function main(): Promise<void> {
   const token = env.KMS_ADMIN_TOKEN ?? readFileSync(join(dir, 'admin-token'), 'utf8').trim();
   const coordCfg = JSON.parse(readFileSync(join(dir, 'coordinator', 'coordinator.json'), 'utf8')) as {
     port: number;
+    tls?: unknown;
   };
-  const url = `http://127.0.0.1:${coordCfg.port}`;
+  if (coordCfg.tls === undefined) {
+    throw new Error(`the devnet in ${dir} was made before the API served HTTPS: start afresh with --reset`);
+  }
+  const url = readFileSync(devnetApiUrlFile(dir), 'utf8').trim();
+  const caFile = join(dir, 'ca.pem');
+  trustCa(caFile);
 
   for (const p of procs) {
     startProcess(dir, p, { detached: values.detach ?? false });
@@ -272,11 +302,12 @@ async function main(): Promise<void> {
     [
       '',
       `threshold KMS devnet ready: coordinator + ${procs.length - 1} nodes (${sealer} sealer)`,
-      `  API URL      ${url}`,
+      `  API URL      ${url}   (HTTPS; in ${devnetApiUrlFile(dir)})`,
+      `  CA           ${caFile}`,
       `  admin token  ${token} ${tokenHint}`,
       '',
-      'Try:',
-      `  export KMS_URL=${url} KMS_TOKEN=${token}`,
+      'Try (the CLI finds the URL, the CA and the token in the devnet dir by itself):',
+      `  curl --cacert ${caFile} ${url}/healthz`,
       '  npx kms keys create --spec FROST_ED25519 --threshold 3 --alias demo',
       '  npx kms keys sign demo --message hello',
       '',

@@ -5,6 +5,11 @@
  * Needs Node 24 (type stripping): `npm run kms -- <command>`, `npx kms <command>`, or
  * `./node_modules/.bin/node scripts/kms.ts <command>`. The system node (20) cannot run it.
  *
+ * The API is HTTPS. In a devnet (`npm run devnet`) the CLI finds the URL, the CA and the admin
+ * token in the devnet dir (KMS_DEVNET_DIR, default .devnet: `api-url`, `ca.pem`, `admin-token`);
+ * elsewhere `--url`/KMS_URL, `--ca`/KMS_CA (a PEM CA bundle trusted beside the system's) and
+ * `--token`/KMS_TOKEN say where and as whom.
+ *
  * Output is human-readable by default and JSON with `--json`. Exit codes (as Vault's CLI):
  * 0 success, 1 usage or local error, 2 the server refused or could not be reached.
  * Another module can add command groups (the devnet): `buildProgram()` returns the commander
@@ -16,6 +21,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { auditHash, GENESIS_HASH } from '../common/audit-log.ts';
+import { devnetApi, devnetDir, nodeAdminUrls } from './devnet-lib.ts';
+import { trustCa } from './devnet-tls.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_USAGE = 1;
@@ -33,7 +40,40 @@ export class ServerError extends Error {
   }
 }
 
-type GlobalOpts = { url: string; token?: string; json?: boolean };
+type GlobalOpts = { url: string; token?: string; ca?: string; json?: boolean };
+
+/** Where the CLI goes when neither --url nor KMS_URL says: the devnet's API, else the default port. */
+const FALLBACK_URL = 'https://127.0.0.1:8080';
+
+/** TLS failures the user fixes by naming the CA (`--ca`), not by retrying. */
+const CERT_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * Trusts the CA the user named, or else the devnet's own CA when the URL is the devnet's: a devnet
+ * CA is never trusted for any other server.
+ */
+function trustFor(url: string, ca: string | undefined): void {
+  if (ca) {
+    trustCa(ca);
+    return;
+  }
+  const devnet = devnetApi(devnetDir());
+  if (!devnet || !url.startsWith('https:')) return;
+  let same = false;
+  try {
+    same = new URL(url).origin === new URL(devnet.url).origin;
+  } catch {
+    same = false;
+  }
+  if (same) trustCa(devnet.caFile);
+}
 
 export type Io = { out: (s: string) => void; err: (s: string) => void; isTTY: boolean };
 const stdio: Io = {
@@ -71,6 +111,12 @@ class Client {
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         });
       } catch (e) {
+        const cause = (e as Error).cause as { code?: string } | undefined;
+        if (cause?.code !== undefined && CERT_ERRORS.has(cause.code)) {
+          throw new ServerError(
+            `cannot verify the TLS certificate of ${this.#o.url} (${cause.code}): name its CA with --ca FILE or KMS_CA`,
+          );
+        }
         if (attempt === 1)
           throw new ServerError(`cannot reach ${this.#o.url}: ${(e as Error).cause ?? (e as Error).message}`);
       }
@@ -181,6 +227,45 @@ function table(rows: string[][]): string {
     .join('\n')}\n`;
 }
 
+type NodeReadiness = { status: 'pass' | 'fail'; checks?: Record<string, unknown> };
+
+/**
+ * Each node's own `/readyz`, read from its admin port. Admin ports are local to each node's
+ * machine and the coordinator does not relay them (it knows reachability over libp2p, not a
+ * node's HSM or store), so this works where the CLI runs beside the nodes: a devnet whose URL is
+ * the one in use. Elsewhere: empty (the READY column shows `-`).
+ */
+async function devnetReadiness(url: string): Promise<Map<string, NodeReadiness>> {
+  const out = new Map<string, NodeReadiness>();
+  const dir = devnetDir();
+  const devnet = devnetApi(dir);
+  if (!devnet || new URL(devnet.url).origin !== new URL(url).origin) return out;
+  await Promise.all(
+    [...nodeAdminUrls(dir)].map(async ([id, admin]) => {
+      try {
+        const res = await fetch(`${admin}/readyz`, { signal: AbortSignal.timeout(3_000) });
+        out.set(id, (await res.json()) as NodeReadiness);
+      } catch {
+        out.set(id, { status: 'fail', checks: { admin: 'unreachable' } });
+      }
+    }),
+  );
+  return out;
+}
+
+function failedChecks(r: NodeReadiness): string {
+  const short = (v: unknown) =>
+    v === 'fail' ||
+    v === 'unreachable' ||
+    (typeof v === 'object' &&
+      v !== null &&
+      (v as { reachable: number; needed: number }).reachable < (v as { needed: number }).needed);
+  const failed = Object.entries(r.checks ?? {})
+    .filter(([, v]) => short(v))
+    .map(([k]) => k);
+  return failed.length > 0 ? failed.join(', ') : 'not ready';
+}
+
 /** Checks a run of audit records: contiguous seqs, each prevHash the previous hash, each hash recomputed. */
 export function verifyAuditChain(
   records: readonly {
@@ -217,7 +302,9 @@ Examples:
   $ npx kms audit verify
   $ npx kms --json keys list | jq .
 
-Environment: KMS_URL (default http://127.0.0.1:8080), KMS_TOKEN (default: .devnet/admin-token).
+Environment: KMS_URL (default: the devnet's api-url, else https://127.0.0.1:8080), KMS_CA (PEM CA
+file; the devnet's ca.pem is trusted for the devnet's URL by itself), KMS_TOKEN (default:
+.devnet/admin-token), KMS_DEVNET_DIR (default .devnet).
 Exit codes: 0 ok, 1 usage error, 2 server error or unreachable.
 `;
 
@@ -225,7 +312,12 @@ Exit codes: 0 ok, 1 usage error, 2 server error or unreachable.
 export function buildProgram(io: Io = stdio): Command {
   const program = new Command('kms')
     .description('Command-line client of the threshold KMS coordinator')
-    .addOption(new Option('--url <url>', 'coordinator URL').env('KMS_URL').default('http://127.0.0.1:8080'))
+    .addOption(
+      new Option('--url <url>', 'coordinator URL')
+        .env('KMS_URL')
+        .default(devnetApi(devnetDir())?.url ?? FALLBACK_URL),
+    )
+    .addOption(new Option('--ca <file>', 'PEM CA certificate(s) to trust for the coordinator').env('KMS_CA'))
     .addOption(new Option('--token <token>', 'bearer token (default: .devnet/admin-token)').env('KMS_TOKEN'))
     .option('--json', 'machine-readable JSON output')
     .showHelpAfterError()
@@ -235,6 +327,11 @@ export function buildProgram(io: Io = stdio): Command {
 
   const client = () => {
     const o = program.opts<GlobalOpts>();
+    try {
+      trustFor(o.url, o.ca);
+    } catch (e) {
+      throw new UsageError(`--ca: ${(e as Error).message}`);
+    }
     const token = o.token || defaultToken();
     return new Client({ url: o.url, json: o.json === true, ...(token === undefined ? {} : { token }) });
   };
@@ -448,15 +545,20 @@ export function buildProgram(io: Io = stdio): Command {
 
   program
     .command('nodes')
-    .description('list nodes and their reachability')
+    .description(
+      "list nodes, their reachability from the coordinator and, in a devnet, each node's readiness (its /readyz)",
+    )
     .action(async () => {
       const r = await client().call('GET', 'v1/nodes');
-      print(r, () =>
+      const ready = await devnetReadiness(program.opts<GlobalOpts>().url);
+      const nodes = r.nodes.map((n: any) => (ready.has(n.id) ? { ...n, ready: ready.get(n.id) } : n));
+      print({ ...r, nodes }, () =>
         table([
-          ['NODE', 'REACHABLE', 'KEYS', 'PEER ID', 'ADDRESS'],
-          ...r.nodes.map((n: any) => [
+          ['NODE', 'REACHABLE', 'READY', 'KEYS', 'PEER ID', 'ADDRESS'],
+          ...nodes.map((n: any) => [
             n.id,
             n.reachable ? 'yes' : 'NO',
+            n.ready === undefined ? '-' : n.ready.status === 'pass' ? 'yes' : `NO (${failedChecks(n.ready)})`,
             String(n.keys.length),
             n.peerId,
             n.address,

@@ -14,6 +14,7 @@ import { NODE_BIN, ROOT } from '../scripts/devnet-lib.ts';
 
 type Service = {
   command?: string[];
+  healthcheck?: { test?: string[] };
   environment?: Record<string, string>;
   ports?: string[];
   expose?: string[];
@@ -59,11 +60,24 @@ describe('docker-compose.yml agrees with the local devnet', () => {
     }
   });
 
-  it('publishes the coordinator port and exposes the libp2p port the configs listen on', () => {
+  it('publishes the coordinator HTTPS port on 127.0.0.1 only, and exposes the libp2p port the configs listen on', () => {
     const coord = JSON.parse(readFileSync(join(dir, 'coordinator', 'coordinator.json'), 'utf8'));
     expect(coord.port).toBe(8080);
     expect(coord.host).toBe('0.0.0.0');
-    expect(compose.services.coordinator!.ports).toContain(`${coord.port}:${coord.port}`);
+    // Inside the container it binds every interface, so it must serve TLS (coordinator/config.ts).
+    expect(fromDevnet(coord.tls.certFile)).toBe('/devnet/coordinator/tls/server.pem');
+    expect(readFileSync(join(dir, 'api-url'), 'utf8').trim()).toBe(`https://127.0.0.1:${coord.port}`);
+    // The host side defaults to loopback; KMS_PUBLISH_HOST widens it knowingly.
+    expect(compose.services.coordinator!.ports).toContain(
+      `\${KMS_PUBLISH_HOST:-127.0.0.1}:${coord.port}:${coord.port}`,
+    );
+    expect(compose.services.coordinator!.healthcheck?.test).toEqual([
+      'CMD',
+      'node',
+      'scripts/devnet-health.ts',
+      `https://127.0.0.1:${coord.port}/readyz`,
+      '/devnet/ca.pem',
+    ]);
     const cluster = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8'));
     for (const n of cluster.nodes as { id: string; addresses: string[] }[]) {
       const cfg = JSON.parse(readFileSync(join(dir, n.id, 'node.json'), 'utf8'));
@@ -71,6 +85,13 @@ describe('docker-compose.yml agrees with the local devnet', () => {
       expect(n.addresses[0]).toMatch(new RegExp(`^/dns4/${n.id}/tcp/7000/p2p/`));
       expect(compose.services[n.id]!.expose).toContain('7000');
       expect(compose.services[n.id]!.hostname ?? n.id).toBe(n.id);
+      // The health check asks the admin port the node's config serves /readyz on.
+      expect(compose.services[n.id]!.healthcheck?.test).toEqual([
+        'CMD',
+        'node',
+        'scripts/devnet-health.ts',
+        `http://${cfg.adminListen}/readyz`,
+      ]);
     }
   });
 

@@ -1,10 +1,12 @@
 /**
- * The load generator of the service benchmark: one in-process client over node:http with a
+ * The load generator of the service benchmark: one in-process client over node:http (node:https
+ * for an https URL: the devnet; the process trusts its CA, scripts/devnet-tls.ts) with a
  * keep-alive Agent (one socket per concurrent client, reused), so connection setup is not in the
  * measured latency. Closed loop: each client sends its next request when the previous one answers.
  * The same generator drives the devnet and the single-key baseline.
  */
-import { Agent, request } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
+import { Agent as TlsAgent, request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { type Summary, summarize } from './stats.ts';
 
@@ -15,6 +17,7 @@ export type Answer = { readonly status: number; readonly body: unknown; readonly
 /** A client with its own keep-alive pool of `sockets` connections. */
 export class LoadClient {
   readonly #agent: Agent;
+  readonly #request: typeof httpRequest;
   readonly #host: string;
   readonly #port: number;
   readonly #token: string;
@@ -24,7 +27,10 @@ export class LoadClient {
     this.#host = u.hostname;
     this.#port = Number(u.port);
     this.#token = target.token;
-    this.#agent = new Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets });
+    const pool = { keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets };
+    const tls = u.protocol === 'https:';
+    this.#agent = tls ? new TlsAgent(pool) : new Agent(pool);
+    this.#request = tls ? httpsRequest : httpRequest;
   }
 
   /** One request; resolves with the status, the parsed JSON body (or the text) and its wall time. */
@@ -37,7 +43,7 @@ export class LoadClient {
     }
     const t0 = performance.now();
     return new Promise((resolve, reject) => {
-      const req = request(
+      const req = this.#request(
         { host: this.#host, port: this.#port, method, path, headers, agent: this.#agent },
         (res) => {
           const chunks: Buffer[] = [];
