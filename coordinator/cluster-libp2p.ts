@@ -97,7 +97,7 @@ export class Libp2pCluster implements Cluster {
       oldParticipants: [...k.participants],
       oldPublic: await this.#sync.publicHex(k),
     };
-    return this.#events.run(session, [], req.progress);
+    return this.#events.run(session, [], req.progress, k.groupElement);
   }
 
   async reshare(req: Parameters<Cluster['reshare']>[0]): Promise<EpochInfo> {
@@ -122,7 +122,7 @@ export class Libp2pCluster implements Cluster {
     };
     // Old members outside the new committee retire their share once the event is committed.
     const retiring = k.participants.filter((p) => !newMembers.includes(p));
-    return this.#events.run(session, retiring, req.progress);
+    return this.#events.run(session, retiring, req.progress, k.groupElement);
   }
 
   async repair(req: { key: EpochInfo; participant: string; progress?: ProgressFn }): Promise<EpochInfo> {

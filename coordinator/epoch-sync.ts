@@ -1,23 +1,45 @@
 /**
  * The coordinator's view of each key's current epoch and public package, as the members hold them
- * (F-06, I5): asked of the nodes, checked, cached per `keyId/epoch`.
+ * (F-06, I5): asked of the nodes, PROVEN, cached per `keyId/epoch`.
+ *
+ * Nothing one node says is taken as proof (security review C-2, H-1). A package is used (to sign,
+ * to start a key event, to bring members forward) only if it is proven against the group element
+ * this coordinator already trusts (protocol/epoch.ts certificateGaps: a Feldman-consistent package
+ * plus a valid confirmation from every member), or, for an epoch whose members hold no
+ * certificate, if at least `threshold` members of the committee hold that very package. A newer
+ * epoch than the caller's record is adopted only with both: a proven certificate AND at least the
+ * new threshold of the new committee holding it (active, or pending with the same package digest).
  */
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
-import { fromHex, toHex } from '../protocol/bytes.ts';
+import { fromHex } from '../protocol/bytes.ts';
 import { participantIdOf } from '../protocol/elements.ts';
-import { type Certificate, type EpochRecord, certificateGaps } from '../protocol/epoch.ts';
+import { certificateGaps } from '../protocol/epoch.ts';
 import { KmsError } from '../protocol/errors.ts';
-import type { Epoch, KeyId, SessionId } from '../protocol/ids.ts';
+import type { Epoch, SessionId } from '../protocol/ids.ts';
 import { nodeIndex } from '../protocol/ids.ts';
+import { packageDigest, packageGaps } from '../protocol/package-proof.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
+import { certFromHex } from '../net/certificate.ts';
 import type { PublicAnswer, RpcRequest } from '../net/rpc.ts';
 import type { EpochInfo } from './cluster.ts';
 import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
 
+/** One node's `public` answer, decoded and judged against the trusted group element. */
+type Judged = {
+  node: string;
+  r: PublicAnswer;
+  pub: FrostPublic;
+  digest: string;
+  /** Its certificate proves its epoch (consistent package + every member's confirmation). */
+  proven: boolean;
+  /** Its package is consistent with the trusted group element (no certificate needed). */
+  consistent: boolean;
+};
+
 export class EpochSync {
   readonly #n: NodeRpc;
-  /** Public packages by `keyId/epoch`: fetched from the committee once, then reused. */
+  /** PROVEN public packages by `keyId/epoch`. */
   readonly #publics = new Map<string, FrostPublic>();
   /** Epochs found on the members that are newer than the caller's record (see sync). */
   readonly #newer = new Map<string, EpochInfo>();
@@ -26,7 +48,10 @@ export class EpochSync {
     this.#n = n;
   }
 
-  /** Caches the package of an epoch this coordinator saw committed. */
+  /**
+   * Caches the package of an epoch this coordinator saw committed; the caller has proven it
+   * against the key's group element (key-event-runner.ts) before.
+   */
   remember(keyId: string, epoch: number, pub: FrostPublic): void {
     this.#publics.set(`${keyId}/${epoch}`, pub);
   }
@@ -38,39 +63,29 @@ export class EpochSync {
       return;
     }
     for (const k of this.#publics.keys()) if (k.startsWith(`${keyId}/`)) this.#publics.delete(k);
+    this.#newer.delete(keyId);
   }
 
-  /** The committee's public package for an epoch: asked of members, checked against the group key. */
+  /** The committee's proven public package for an epoch. */
   async public(k: EpochInfo): Promise<FrostPublic> {
-    const cacheKey = `${k.keyId}/${k.epoch}`;
-    const cached = this.#publics.get(cacheKey);
+    const cached = this.#publics.get(`${k.keyId}/${k.epoch}`);
     if (cached) return cached;
     const spec = keySpec(k.keySpec);
-    for (const m of k.participants) {
-      try {
-        const r = await this.#n.rpc(m, { op: 'public', keyId: k.keyId }, this.#n.statusTimeoutMs);
-        if (r.epoch !== k.epoch) continue;
-        const pub = publicFromHex(spec, r.public);
-        if (toHex(pub.commitments[0]!) !== k.groupElement) continue; // a lying member; ask another
-        this.#publics.set(cacheKey, pub);
-        return pub;
-      } catch {
-        /* try the next member */
-      }
-    }
-    throw new KmsError(
-      'QuorumUnavailable',
-      `no committee member of ${k.keyId} answered with epoch ${k.epoch}`,
-    );
+    const judged = await this.#ask(spec, k, k.participants);
+    const pub = current(k, judged);
+    if (!pub) throw unproven(k);
+    this.#publics.set(`${k.keyId}/${k.epoch}`, pub.pub);
+    return pub.pub;
   }
 
   /**
-   * The key's epoch as its members hold it, and its public package (F-06, I5). A coordinator that
+   * The key's epoch as its members hold it, and its proven package (F-06, I5). A coordinator that
    * crashed between the members' commit and its own store write passes the older epoch: a newer
-   * epoch of the same group key wins if its certificate (every member's confirmation) verifies.
-   * Members left behind by a crash are then sent `commit-epoch`, and members that left the
-   * committee but still hold a share are sent `retire`; each node checks the certificate itself.
-   * Asks every node once per epoch seen by this process (or when `force`d).
+   * epoch of the same group key wins only if it is proven and held by at least its threshold of
+   * its committee. Members left behind by a crash are then sent `commit-epoch`, and members that
+   * left the committee but still hold a share are sent `retire`, both with the proven package and
+   * certificate; each node checks them itself. Asks every node once per epoch seen by this process
+   * (or when `force`d).
    */
   async sync(given: EpochInfo, force = false): Promise<{ k: EpochInfo; pub: FrostPublic }> {
     const newer = this.#newer.get(given.keyId);
@@ -79,115 +94,184 @@ export class EpochSync {
     if (cached && !force) return { k: k0, pub: cached };
     const spec = keySpec(k0.keySpec);
     const ids = [...this.#n.nodes.keys()];
-    const answers = await Promise.all(
-      ids.map((n) =>
-        this.#n.rpc(n, { op: 'public', keyId: k0.keyId }, this.#n.statusTimeoutMs).then(
-          (r) => ({ n, r }),
-          () => ({ n, r: undefined }),
-        ),
-      ),
-    );
-    let best: { epoch: number; pub: FrostPublic; proof?: PublicAnswer } | undefined;
-    for (const { n, r } of answers) {
-      if (
-        !r ||
-        r.epoch < k0.epoch ||
-        (best && r.epoch < best.epoch) ||
-        (best?.proof && r.epoch === best.epoch)
-      )
-        continue;
-      try {
-        const pub = publicFromHex(spec, r.public);
-        if (toHex(pub.commitments[0]!) !== k0.groupElement) continue; // a lying member; ignore it
-        const ok = proven(spec, k0.keyId, r, pub);
-        if (r.epoch > k0.epoch ? !ok : !k0.participants.includes(n)) continue;
-        best = { epoch: r.epoch, pub, ...(ok ? { proof: r } : {}) };
-      } catch {
-        /* a malformed answer: ignore it */
-      }
-    }
-    if (!best)
-      throw new KmsError(
-        'QuorumUnavailable',
-        `no committee member of ${k0.keyId} answered with epoch ${k0.epoch}`,
-      );
-    const pub = best.pub;
-    const k: EpochInfo =
-      best.epoch === k0.epoch
-        ? k0
-        : {
-            ...k0,
-            epoch: best.epoch,
-            threshold: pub.signers.min,
-            participants: ids
-              .filter((n) => participantIdOf(spec, nodeIndex(n)!) in pub.verifyingShares)
-              .sort(byNodeIndex),
-            transcriptHash: best.proof!.transcriptHash!,
-          };
-    if (k.epoch > given.epoch) {
+    const judged = await this.#ask(spec, k0, ids);
+    const adopted = newest(spec, k0, ids, judged);
+    let k = k0;
+    let chosen: Judged | undefined;
+    if (adopted) {
+      chosen = adopted.proof;
+      k = {
+        ...k0,
+        epoch: adopted.proof.r.epoch,
+        threshold: adopted.proof.pub.signers.min,
+        participants: adopted.committee,
+        transcriptHash: adopted.proof.r.transcriptHash!,
+      };
       this.#n.log.warn(
-        { keyId: k.keyId, epoch: k.epoch, recorded: given.epoch },
-        'members hold a newer certified epoch',
+        { keyId: k.keyId, epoch: k.epoch, recorded: given.epoch, holders: adopted.holders },
+        'members hold a newer proven epoch',
       );
       this.#newer.set(k.keyId, k);
-    }
-    const proof = best.proof;
-    if (proof) {
-      await Promise.all(
-        answers.map(async ({ n, r }) => {
-          const member = k.participants.includes(n);
-          if ((r?.epoch ?? -1) >= k.epoch || (!member && !r)) return;
-          const req: RpcRequest = member
-            ? {
-                op: 'commit-epoch',
-                keyId: k.keyId,
-                epoch: k.epoch,
-                certificate: proof.certificate!,
-                transcriptHash: proof.transcriptHash!,
-              }
-            : {
-                op: 'retire',
-                keyId: k.keyId,
-                epoch: k.epoch,
-                public: proof.public,
-                certificate: proof.certificate!,
-                transcriptHash: proof.transcriptHash!,
-                sessionId: proof.sessionId ?? '',
-              };
-          await this.#n
-            .rpc(n, req, this.#n.statusTimeoutMs)
-            .catch((e: unknown) =>
-              this.#n.log.warn(
-                { node: n, keyId: k.keyId, op: req.op, err: String(e) },
-                'member not brought to the epoch',
-              ),
-            );
-        }),
+    } else {
+      chosen = current(
+        k0,
+        judged.filter((j) => k0.participants.includes(j.node)),
       );
     }
-    this.#publics.set(`${k.keyId}/${k.epoch}`, pub);
-    return { k, pub };
+    if (!chosen) throw unproven(k0);
+    const ignored = judged.filter((j) => j.r.epoch > k.epoch && !j.proven).map((j) => j.node);
+    if (ignored.length > 0) {
+      this.#n.log.warn(
+        { keyId: k.keyId, epoch: k.epoch, nodes: ignored },
+        'ignored newer epochs that are not proven',
+      );
+    }
+    if (chosen.proven) await this.#bringForward(k, chosen, ids, judged);
+    this.#publics.set(`${k.keyId}/${k.epoch}`, chosen.pub);
+    return { k, pub: chosen.pub };
   }
 
   async publicHex(k: EpochInfo): Promise<PublicPackageHex> {
     return publicToHex(await this.public(k));
   }
+
+  /** Asks `nodes` for their `public` answer, in parallel; each judged against `k`'s group element. */
+  async #ask(spec: KeySpec, k: EpochInfo, nodes: readonly string[]): Promise<Judged[]> {
+    const trusted = fromHex(k.groupElement);
+    const answers = await Promise.all(
+      nodes.map((n) =>
+        this.#n.rpc(n, { op: 'public', keyId: k.keyId }, this.#n.statusTimeoutMs).then(
+          (r) => ({ n, r }),
+          () => ({ n, r: undefined }),
+        ),
+      ),
+    );
+    const out: Judged[] = [];
+    for (const { n, r } of answers) {
+      if (!r) continue;
+      try {
+        const pub = publicFromHex(spec, r.public);
+        out.push({
+          node: n,
+          r,
+          pub,
+          digest: packageDigest(pub),
+          proven: proven(spec, k.keyId, r, pub, trusted),
+          consistent: packageGaps(spec.name, pub, trusted).length === 0,
+        });
+      } catch {
+        /* a malformed answer: ignore it */
+      }
+    }
+    return out;
+  }
+
+  /** Sends the proven epoch to members that lag (`commit-epoch`) and to leavers (`retire`). */
+  async #bringForward(k: EpochInfo, proof: Judged, ids: readonly string[], judged: Judged[]): Promise<void> {
+    const byNode = new Map(judged.map((j) => [j.node, j.r]));
+    await Promise.all(
+      ids.map(async (n) => {
+        const r = byNode.get(n);
+        const member = k.participants.includes(n);
+        if ((r?.epoch ?? -1) >= k.epoch || (!member && !r)) return;
+        const req: RpcRequest = member
+          ? {
+              op: 'commit-epoch',
+              keyId: k.keyId,
+              epoch: k.epoch,
+              certificate: proof.r.certificate!,
+              transcriptHash: proof.r.transcriptHash!,
+            }
+          : {
+              op: 'retire',
+              keyId: k.keyId,
+              epoch: k.epoch,
+              public: proof.r.public,
+              certificate: proof.r.certificate!,
+              transcriptHash: proof.r.transcriptHash!,
+              sessionId: proof.r.sessionId ?? '',
+            };
+        await this.#n
+          .rpc(n, req, this.#n.statusTimeoutMs)
+          .catch((e: unknown) =>
+            this.#n.log.warn(
+              { node: n, keyId: k.keyId, op: req.op, err: String(e) },
+              'member not brought to the epoch',
+            ),
+          );
+      }),
+    );
+  }
 }
 
-/** Whether a member's `public` answer carries a complete certificate for its epoch (I5). */
-function proven(spec: KeySpec, keyId: string, r: PublicAnswer, pub: FrostPublic): boolean {
+function unproven(k: EpochInfo): KmsError {
+  return new KmsError(
+    'QuorumUnavailable',
+    `no proven package of ${k.keyId} epoch ${k.epoch}: no member answered with a complete certificate, and fewer than ${k.threshold} agree`,
+  );
+}
+
+/**
+ * The package of `k.epoch` from these answers: a proven one (over `k`'s transcript hash when the
+ * record has one), else one consistent package held by at least `k.threshold` of them.
+ */
+function current(k: EpochInfo, judged: readonly Judged[]): Judged | undefined {
+  const same = judged.filter((j) => j.r.epoch === k.epoch && j.consistent);
+  const proof = same.find((j) => j.proven && (!k.transcriptHash || j.r.transcriptHash === k.transcriptHash));
+  if (proof) return proof;
+  const byDigest = new Map<string, Judged[]>();
+  for (const j of same) byDigest.set(j.digest, [...(byDigest.get(j.digest) ?? []), j]);
+  for (const group of byDigest.values()) {
+    if (new Set(group.map((j) => j.node)).size >= k.threshold) return group[0];
+  }
+  return undefined;
+}
+
+/**
+ * The newest epoch after `k0.epoch` that is proven AND held by at least its threshold of its
+ * committee (active, or pending with the same package digest), with that committee.
+ */
+function newest(
+  spec: KeySpec,
+  k0: EpochInfo,
+  ids: readonly string[],
+  judged: readonly Judged[],
+): { proof: Judged; committee: string[]; holders: string[] } | undefined {
+  const candidates = judged
+    .filter((j) => j.r.epoch > k0.epoch && j.proven)
+    .sort((a, b) => b.r.epoch - a.r.epoch);
+  for (const c of candidates) {
+    const committee = ids
+      .filter((n) => participantIdOf(spec, nodeIndex(n)!) in c.pub.verifyingShares)
+      .sort(byNodeIndex);
+    const holders = judged
+      .filter(
+        (j) =>
+          committee.includes(j.node) &&
+          ((j.r.epoch === c.r.epoch && j.digest === c.digest) ||
+            (j.r.pending?.epoch === c.r.epoch && j.r.pending.publicDigest === c.digest)),
+      )
+      .map((j) => j.node);
+    if (new Set(holders).size >= c.pub.signers.min) return { proof: c, committee, holders };
+  }
+  return undefined;
+}
+
+/** Whether a member's `public` answer carries a certificate that proves its epoch (I5, C-2). */
+function proven(
+  spec: KeySpec,
+  keyId: string,
+  r: PublicAnswer,
+  pub: FrostPublic,
+  trusted: Uint8Array,
+): boolean {
   if (!r.certificate || !r.transcriptHash || Object.keys(r.certificate).length === 0) return false;
-  const cert = {
-    protocol: 'reshare',
-    keyId: keyId as KeyId,
-    sessionId: (r.sessionId ?? '') as SessionId,
+  const cert = certFromHex(keyId, r.epoch, r.transcriptHash, trusted, r.certificate, r.sessionId ?? '');
+  const rec = {
     epoch: r.epoch as Epoch,
+    public: pub,
     transcriptHash: fromHex(r.transcriptHash),
-    groupElement: pub.commitments[0]!,
-    confirmations: Object.fromEntries(
-      Object.entries(r.certificate).map(([p, v]) => [p, { R: fromHex(v.R), z: fromHex(v.z) }]),
-    ),
-  } as Certificate;
-  const rec: EpochRecord = { epoch: r.epoch as Epoch, public: pub };
-  return certificateGaps(spec.name, rec, pub.commitments[0]!, cert).length === 0;
+    ...(r.sessionId ? { sessionId: r.sessionId as SessionId } : {}),
+  };
+  return certificateGaps(spec.name, rec, trusted, cert).length === 0;
 }

@@ -3,12 +3,26 @@
  * everywhere. Key events follow the two-phase rule (threats I5): every member runs the session and
  * persists its new share as pending before confirming; a member that ends with a complete
  * certificate (every new member's confirmation) activates the new epoch.
+ *
+ * A member's answer is never taken as proof (security review C-1): each result is proven
+ * (protocol/epoch.ts certificateGaps: consistent package + every new member's confirmation)
+ * against the group element the coordinator trusts before anything is committed, sent or cached.
+ * A DKG has no group element to trust yet: it is reported created only when every member returned
+ * the same proven (group element, transcript hash, package digest) (see dkgAgreed for a member
+ * that crashed after its certificate); otherwise it is aborted and every member destroys what it
+ * holds of the key.
  */
+import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
+import { participantIdOf } from '../protocol/elements.ts';
+import { certificateGaps } from '../protocol/epoch.ts';
 import { type Blame, type KmsError, ProtocolError, isKmsError } from '../protocol/errors.ts';
+import { type Epoch, type SessionId, nodeIndex } from '../protocol/ids.ts';
+import { packageDigest } from '../protocol/package-proof.ts';
 import { publicFromHex } from '../protocol/packages.ts';
-import { keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
+import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
+import { certFromHex } from '../net/certificate.ts';
 import type { SessionAnswer, SessionSpec } from '../net/rpc.ts';
 import type { EpochInfo, ProgressFn } from './cluster.ts';
 import type { EpochSync } from './epoch-sync.ts';
@@ -16,6 +30,9 @@ import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
 
 /** A new member's answer when its session ended with a certificate. */
 export type SessionResult = Extract<SessionAnswer, { certificate: unknown }>;
+
+/** A new member's result, judged: what it claims (`claim`) and whether that is proven. */
+type Judged = { node: string; r: SessionResult; claim: string; pub?: FrostPublic; gaps: string[] };
 
 export class KeyEventRunner {
   readonly #n: NodeRpc;
@@ -26,50 +43,82 @@ export class KeyEventRunner {
     this.#sync = sync;
   }
 
-  /** Runs a key-creating session on every member, then commits or aborts it everywhere. */
-  async run(session: SessionSpec, retiring: readonly string[], progress?: ProgressFn): Promise<EpochInfo> {
+  /**
+   * Runs a key-creating session on every member, then commits or aborts it everywhere.
+   * `groupElement` (hex) is the key's known group element for refresh and reshare (from the
+   * proven package the session starts from); a DKG has none.
+   */
+  async run(
+    session: SessionSpec,
+    retiring: readonly string[],
+    progress?: ProgressFn,
+    groupElement?: string,
+  ): Promise<EpochInfo> {
     const members = [...new Set([...(session.dealers ?? []), ...session.participants])].sort(byNodeIndex);
     progress?.({ phase: session.kind, detail: `session ${session.sessionId} on ${members.join(', ')}` });
     await this.#n.prepare(session, members);
     const settled = await Promise.allSettled(
       members.map((m) => this.#n.rpc(m, { op: 'session', session }, this.#n.sessionTimeoutMs + 5_000)),
     );
-    const ok = new Map<string, SessionResult>();
+    const spec = keySpec(session.keySpec);
+    const judged = new Map<string, Judged>();
     const failed: { node: string; err: unknown }[] = [];
     settled.forEach((r, i) => {
       const node = members[i]!;
-      if (r.status === 'fulfilled') {
-        if ('certificate' in r.value) ok.set(node, r.value);
-      } else failed.push({ node, err: r.reason });
+      if (r.status === 'rejected') failed.push({ node, err: r.reason });
+      else if ('certificate' in r.value && session.participants.includes(node)) {
+        judged.set(node, judge(spec, session, node, r.value, groupElement));
+      }
     });
-    // A complete certificate exists iff some new member finished; results of dealers that are not
-    // new members carry no epoch (they only dealt).
-    const finished = session.participants.filter((p) => ok.has(p) && ok.get(p)?.certificate);
-    const first = finished.length > 0 ? ok.get(finished[0]!) : undefined;
-    if (!first) {
-      await Promise.allSettled(
-        members.map((m) =>
-          this.#n.rpc(m, { op: 'abort-epoch', keyId: session.keyId, epoch: session.epoch }, 5_000),
-        ),
-      );
-      throw this.eventError(session.kind, failed);
-    }
-    for (const p of finished) {
-      const r = ok.get(p)!;
-      if (r.groupElement !== first.groupElement || r.transcriptHash !== first.transcriptHash) {
-        // Cannot happen with honest members (the confirmation round checks agreement); refuse loudly.
-        throw new ProtocolError(
-          'ProtocolAborted',
-          `members disagree on the result of session ${session.sessionId}`,
-          {
-            culprits: [{ participant: p, reason: 'equivocation' }],
-          },
-        );
+    const proven = [...judged.values()].filter((j) => j.gaps.length === 0);
+    // A member that claims a result it cannot prove lied (an honest member's complete
+    // certificate always proves its epoch): named with the gaps as evidence.
+    const culprits: Blame[] = [...judged.values()]
+      .filter((j) => j.gaps.length > 0)
+      .map((j) => ({
+        participant: j.node,
+        reason: 'bad-confirmation',
+        round: `${session.kind}.result`,
+        evidence: j.gaps.join(',').slice(0, 512),
+      }));
+    // Proven results that disagree: the claim most members hold is the reference; with a tie no
+    // one can tell, and nothing is committed.
+    const byClaim = new Map<string, Judged[]>();
+    for (const j of proven) byClaim.set(j.claim, [...(byClaim.get(j.claim) ?? []), j]);
+    const ranked = [...byClaim.values()].sort((a, b) => b.length - a.length);
+    const top = ranked[0];
+    const tie = ranked.length > 1 && ranked[1]!.length === top!.length;
+    if (ranked.length > 1 && !tie) {
+      for (const group of ranked.slice(1)) {
+        for (const j of group) {
+          culprits.push({
+            participant: j.node,
+            reason: 'equivocation',
+            round: `${session.kind}.result`,
+            evidence: j.claim,
+          });
+        }
       }
     }
+    const commitable =
+      top !== undefined &&
+      !tie &&
+      (session.kind === 'dkg' ? dkgAgreed(session, top.length, culprits, failed) : ranked.length === 1);
+    if (!commitable) {
+      await this.#abort(session, members);
+      throw this.eventError(session.kind, failed, culprits, {
+        results: Object.fromEntries([...judged.values()].map((j) => [j.node, j.claim])),
+      });
+    }
+    if (culprits.length > 0) {
+      // Proven result in hand, committed below; the members that claimed otherwise are named.
+      this.#n.log.warn({ keyId: session.keyId, culprits }, 'members claimed results they cannot prove');
+    }
+    const first = top[0]!;
+    const pub = first.pub!;
     crashPoint('coordinator.event.before-commit');
     progress?.({ phase: 'commit', detail: `epoch ${session.epoch}` });
-    const lagging = session.participants.filter((p) => !finished.includes(p));
+    const lagging = session.participants.filter((p) => !top.some((j) => j.node === p));
     let undelivered = false;
     await Promise.allSettled(
       lagging.map((m) =>
@@ -80,8 +129,8 @@ export class KeyEventRunner {
               op: 'commit-epoch',
               keyId: session.keyId,
               epoch: session.epoch,
-              certificate: first.certificate,
-              transcriptHash: first.transcriptHash,
+              certificate: first.r.certificate,
+              transcriptHash: first.r.transcriptHash,
             },
             5_000,
           )
@@ -100,9 +149,9 @@ export class KeyEventRunner {
               op: 'retire',
               keyId: session.keyId,
               epoch: session.epoch,
-              public: first.public,
-              certificate: first.certificate,
-              transcriptHash: first.transcriptHash,
+              public: first.r.public,
+              certificate: first.r.certificate,
+              transcriptHash: first.r.transcriptHash,
               sessionId: session.sessionId,
             },
             5_000,
@@ -114,23 +163,62 @@ export class KeyEventRunner {
       ),
     );
     crashPoint('coordinator.event.after-commit');
-    const spec = keySpec(session.keySpec);
     // Not cached while a member missed its commit-epoch or retire: the next operation syncs (#sync).
-    if (!undelivered) this.#sync.remember(session.keyId, session.epoch, publicFromHex(spec, first.public));
+    if (!undelivered) this.#sync.remember(session.keyId, session.epoch, pub);
     return {
       keyId: session.keyId,
       keySpec: session.keySpec,
       epoch: session.epoch,
       threshold: session.threshold,
       participants: session.participants,
-      publicKey: toHex(publicKeyFromGroupElement(spec, fromHex(first.groupElement))),
-      groupElement: first.groupElement,
-      transcriptHash: first.transcriptHash,
+      publicKey: toHex(publicKeyFromGroupElement(spec, fromHex(first.r.groupElement))),
+      groupElement: first.r.groupElement,
+      transcriptHash: first.r.transcriptHash,
     };
   }
 
-  eventError(kind: string, failed: { node: string; err: unknown }[]): KmsError {
-    const culprits: Blame[] = [];
+  /**
+   * Nothing committed: every member drops its pending share; after a DKG, every member also
+   * destroys whatever it holds of the never-committed key (a member that completed has it active).
+   */
+  async #abort(session: SessionSpec, members: readonly string[]): Promise<void> {
+    await Promise.allSettled(
+      members.map((m) =>
+        this.#n.rpc(m, { op: 'abort-epoch', keyId: session.keyId, epoch: session.epoch }, 5_000),
+      ),
+    );
+    if (session.kind !== 'dkg') return;
+    const destroy = (m: string) => this.#n.rpc(m, { op: 'destroy', keyId: session.keyId }, 5_000);
+    const destroyed = await Promise.allSettled(
+      members.map((m) =>
+        destroy(m).catch(async (e: unknown) => {
+          if (!(isKmsError(e) && e.code === 'InvalidKeyState')) throw e;
+          // A member that completed holds the key Enabled; nodes destroy only a key scheduled for
+          // deletion (the lifecycle table): schedule it first, as coordinator start-up does.
+          const set = {
+            op: 'set-state',
+            keyId: session.keyId,
+            state: 'PendingDeletion',
+            operation: 'scheduleDeletion',
+          } as const;
+          await this.#n.rpc(m, set, 5_000);
+          return destroy(m);
+        }),
+      ),
+    );
+    const missed = members.filter((_, i) => destroyed[i]!.status === 'rejected');
+    if (missed.length > 0) {
+      this.#n.log.warn({ keyId: session.keyId, nodes: missed }, 'aborted DKG: destroy not delivered');
+    }
+  }
+
+  eventError(
+    kind: string,
+    failed: { node: string; err: unknown }[],
+    named: readonly Blame[] = [],
+    details: Record<string, unknown> = {},
+  ): KmsError {
+    const culprits: Blame[] = [...named];
     for (const f of failed) {
       if (isKmsError(f.err) && f.err.culprits.length > 0) culprits.push(...f.err.culprits);
     }
@@ -162,7 +250,66 @@ export class KeyEventRunner {
     const why = first && isKmsError(first.err) ? `: ${first.node}: ${first.err.message}` : '';
     return new ProtocolError(code, `${kind} aborted${why}; the previous epoch stays active`, {
       culprits: unique,
-      details: { failed: failed.map((f) => f.node) },
+      details: { ...details, failed: failed.map((f) => f.node) },
     });
   }
+}
+
+/**
+ * A DKG has no key to prove its result against, so agreement decides (C-1): every member returned
+ * the same proven result, with no claim that disagrees or fails its proof. A member that only
+ * failed to answer (crashed after its certificate was complete, or timed out; it holds the epoch
+ * pending and is sent `commit-epoch`) is tolerated when at least max(t, 2) members returned that
+ * same result and no failure names misbehaviour: fewer than t colluders (a single liar, at the
+ * least) can then never be the only ones vouching for a key (threats F-01 vs. review C-1).
+ */
+function dkgAgreed(
+  s: SessionSpec,
+  agreeing: number,
+  culprits: readonly Blame[],
+  failed: readonly { node: string; err: unknown }[],
+): boolean {
+  if (culprits.length > 0) return false;
+  if (agreeing === s.participants.length) return true;
+  const misbehaviour = failed.some(
+    (f) => isKmsError(f.err) && f.err.culprits.some((c) => c.reason !== 'unresponsive'),
+  );
+  return !misbehaviour && agreeing >= Math.max(s.threshold, 2);
+}
+
+/**
+ * A new member's result: its claim (group element, transcript hash, package digest) and the gaps
+ * of its proof against the trusted group element (a DKG's own claimed one), the session's epoch,
+ * threshold and committee.
+ */
+function judge(
+  spec: KeySpec,
+  s: SessionSpec,
+  node: string,
+  r: SessionResult,
+  groupElement: string | undefined,
+): Judged {
+  let pub: FrostPublic;
+  try {
+    pub = publicFromHex(spec, r.public);
+  } catch {
+    return { node, r, claim: `${r.groupElement}/${r.transcriptHash}/<undecodable>`, gaps: ['<package>'] };
+  }
+  const claim = `${r.groupElement}/${r.transcriptHash}/${packageDigest(pub)}`;
+  const gaps: string[] = [];
+  if (r.epoch !== s.epoch) gaps.push('<epoch>');
+  if (toHex(pub.commitments[0]!) !== r.groupElement) gaps.push('<group-element>');
+  const committee = s.participants.map((p) => participantIdOf(spec, nodeIndex(p)!)).sort();
+  const listed = Object.keys(pub.verifyingShares).sort();
+  if (pub.signers.min !== s.threshold || committee.join() !== listed.join()) gaps.push('<committee>');
+  if (gaps.length > 0) return { node, r, claim, pub, gaps };
+  const trusted = fromHex(groupElement ?? r.groupElement);
+  const cert = certFromHex(s.keyId, s.epoch, r.transcriptHash, trusted, r.certificate, s.sessionId);
+  const rec = {
+    epoch: s.epoch as Epoch,
+    public: pub,
+    transcriptHash: fromHex(r.transcriptHash),
+    sessionId: s.sessionId as SessionId,
+  };
+  return { node, r, claim, pub, gaps: certificateGaps(spec.name, rec, trusted, cert) };
 }

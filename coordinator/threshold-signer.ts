@@ -54,23 +54,28 @@ export class ThresholdSigner {
       // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
       const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
       const attempt = await this.#once(spec, k, pub, signers, req.message);
-      // Verified by the aggregate under pub.commitments[0], which #sync checked against k.groupElement.
+      // Verified by the aggregate under pub.commitments[0], which #sync proved against k.groupElement.
       if ('signature' in attempt) return { signature: attempt.signature, signers, excluded, verified: true };
       if (
         !resynced &&
         attempt.blame.some((b) => b.evidence === 'EpochMismatch' || b.evidence === 'KeyNotFound')
       ) {
         // A member answered as if the epoch were not committed (it crashed before activating, or
-        // this coordinator's record lags): sync once, then retry without excluding it.
+        // this coordinator's record lags): sync once, then retry without excluding it. The sync
+        // moves to another epoch only on proof (epoch-sync.ts), never on the node's word (C-2);
+        // a member that still answers so after it is left out like any other.
         resynced = true;
-        this.#sync.forget(k.keyId, k.epoch);
         ({ k, pub } = await this.#sync.sync(k, true));
         order = orderOf(k.participants);
         continue;
       }
       for (const b of attempt.blame) {
         out.add(b.participant);
-        excluded.push(b);
+        // A member that refused a request this coordinator built (ValidationError) is left out
+        // of this call, so the loop ends, but not named: the fault may be the coordinator's.
+        if (b.evidence === 'ValidationError') {
+          this.#n.log.warn({ keyId: k.keyId, node: b.participant }, 'member refused a signing request');
+        } else excluded.push(b);
       }
     }
   }
@@ -109,6 +114,13 @@ export class ThresholdSigner {
         ),
       };
     }
+    // Re-encoded from the decoded values, never the node's own objects (H-2): whatever else a
+    // signer put in its answer cannot reach its co-signers and make them refuse round two.
+    const forwarded = (decoded as DecodedCommitment[]).map((d) => ({
+      identifier: d.identifier,
+      hiding: toHex(d.hiding),
+      binding: toHex(d.binding),
+    }));
     const shares = await Promise.allSettled(
       signers.map((n) =>
         this.#n.rpc(
@@ -119,7 +131,7 @@ export class ThresholdSigner {
             keyId: k.keyId,
             epoch: k.epoch,
             message: toHex(message),
-            commitments,
+            commitments: forwarded,
           },
           this.#n.signTimeoutMs,
         ),
@@ -137,7 +149,7 @@ export class ThresholdSigner {
         commitments: decoded as DecodedCommitment[],
         shares: Object.fromEntries(
           shares.map((s, i) => [
-            commitments[i]!.identifier,
+            forwarded[i]!.identifier,
             fromHex((s as PromiseFulfilledResult<{ share: string }>).value.share),
           ]),
         ),

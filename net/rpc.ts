@@ -233,6 +233,8 @@ export type PublicAnswer = {
   transcriptHash?: string;
   certificate?: Confirmations;
   sessionId?: string;
+  /** A pending epoch this member holds (persisted, not yet committed) and its package digest. */
+  pending?: { epoch: number; publicDigest: string };
 };
 
 /** What a member of a key-creating session answers when its part ended. */
@@ -321,6 +323,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
       transcriptHash: { type: 'string', pattern: HEX, maxLength: 64 },
       certificate: confirmations,
       sessionId: { type: 'string', pattern: '^[A-Za-z0-9._:-]{0,128}$' },
+      pending: obj({ epoch, publicDigest: hex(64) }, ['epoch', 'publicDigest']),
     },
     ['epoch', 'public', 'threshold', 'participants'],
   ),

@@ -274,6 +274,7 @@ class NodeDaemon {
     status: (req) => this.#status(req),
     public: async (req) => {
       const { record } = await this.#keys.active(req.keyId);
+      const pending = await this.#events.pendingOf(req.keyId);
       // The certificate lets the coordinator prove this epoch to itself and to lagging members.
       return {
         epoch: record.epoch,
@@ -283,6 +284,8 @@ class NodeDaemon {
         transcriptHash: record.transcriptHash,
         certificate: record.certificate ?? {},
         sessionId: record.sessionId ?? '',
+        // A pending epoch's digest lets the coordinator count who agrees on a newer epoch (C-2).
+        ...(pending ? { pending } : {}),
       };
     },
     session: (req) => this.#metrics.observeSession(req.session.kind, this.#events.session(req.session)),

@@ -5,14 +5,15 @@
  * recorded before the session starts, so a node that restarts refuses to resume it.
  */
 import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
-import { toHex } from '../protocol/bytes.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
 import { dkgMachine } from '../protocol/dkg.ts';
 import { type Certificate, certificateGaps } from '../protocol/epoch.ts';
 import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { transition } from '../protocol/key-states.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from '../protocol/ids.ts';
 import type { Machine, Step } from '../protocol/machine.ts';
-import { publicFromHex, publicToHex } from '../protocol/packages.ts';
+import { packageDigest, packageGaps } from '../protocol/package-proof.ts';
+import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { refreshMachine } from '../protocol/refresh.ts';
 import { repairMachine } from '../protocol/repair.ts';
 import { reshareMachine } from '../protocol/reshare.ts';
@@ -64,6 +65,7 @@ export class KeyEvents {
         throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
     }
     if (existing && s.kind !== 'dkg') transition(existing.state, s.kind, s.keyId); // protocol/key-states.ts
+    if (s.oldPublic && s.kind !== 'repair') await this.#checkOldPublic(spec, s.keyId, s.oldPublic);
     await this.#c.store.markSessionSeen(s.sessionId);
     await this.#c.record({
       event: 'session.start',
@@ -202,7 +204,13 @@ export class KeyEvents {
         );
         if (!s.participants.includes(this.#c.cfg.nodeId)) {
           // A dealer leaving the committee: its old share is retired when the coordinator says the
-          // event is committed everywhere (`retire`).
+          // event is committed everywhere (`retire`), and only for the event it saw itself.
+          await this.#c.store.putDealt(s.keyId, {
+            epoch: s.epoch,
+            sessionId: s.sessionId,
+            transcriptHash: toHex(res.transcriptHash),
+            publicDigest: packageDigest(res.public),
+          });
           crashPoint('reshare.dealt');
           return { dealt: true } as const;
         }
@@ -223,7 +231,9 @@ export class KeyEvents {
       throw new KmsError('ValidationError', 'repair needs target, dealers and oldPublic');
     const isTarget = s.target === this.#c.cfg.nodeId;
     const pub = publicFromHex(spec, s.oldPublic);
-    const helperKey = isTarget ? undefined : (await this.#c.keys.active(s.keyId)).key;
+    // Checked before any share is used or stored (security review L-2).
+    const helperKey = isTarget ? undefined : await this.#repairHelperKey(spec, s, pub);
+    if (isTarget) await this.#checkRepairTarget(spec, s, pub);
     const machine = repairMachine({
       ...common,
       epoch: s.epoch as Epoch,
@@ -258,6 +268,78 @@ export class KeyEvents {
     this.#c.keys.drop(s.keyId);
     await this.#c.record({ event: 'share.repaired', keyId: s.keyId, epoch: s.epoch });
     return { repaired: true } as const;
+  }
+
+  /**
+   * A helper lends its share only to repair the epoch it holds active, of a key whose state allows
+   * it, with the very package of that epoch.
+   */
+  async #repairHelperKey(spec: KeySpec, s: SessionSpec, pub: FrostPublic): Promise<Key> {
+    const k = await this.#c.store.getKey(s.keyId);
+    if (!k || k.activeEpoch === undefined) throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
+    if (k.state !== 'Enabled' && k.state !== 'Disabled') {
+      throw new StateError('InvalidKeyState', `key ${s.keyId} is ${k.state}: no repair`);
+    }
+    const { key, record } = await this.#c.keys.active(s.keyId);
+    this.#checkOldEpoch({ ...s, oldEpoch: s.epoch }, record.epoch);
+    if (packageDigest(pub) !== packageDigest(publicFromHex(spec, record.public))) {
+      throw new KmsError(
+        'ValidationError',
+        `repair package is not this helper's package of epoch ${s.epoch}`,
+      );
+    }
+    return key;
+  }
+
+  /**
+   * The target stores only an epoch it can check: not older than one it holds, threshold and
+   * committee those of the package, and the package consistent with the group element it already
+   * knows (its newest record of the key), or with itself if it has none.
+   */
+  async #checkRepairTarget(spec: KeySpec, s: SessionSpec, pub: FrostPublic): Promise<void> {
+    const k = await this.#c.store.getKey(s.keyId);
+    if (k && k.state !== 'Enabled' && k.state !== 'Disabled') {
+      throw new StateError('InvalidKeyState', `key ${s.keyId} is ${k.state}: no repair`);
+    }
+    const held = await this.#c.store.listEpochs(s.keyId);
+    const newest = held.at(-1);
+    if (newest !== undefined && newest > s.epoch) {
+      throw new StateError('EpochMismatch', `repair of epoch ${s.epoch}, this node holds epoch ${newest}`);
+    }
+    const members = s.participants.map((p) => participantOf(spec, p) as string).sort();
+    const listed = Object.keys(pub.verifyingShares).sort();
+    if (s.threshold !== pub.signers.min || members.join() !== listed.join()) {
+      throw new KmsError('ValidationError', 'repair threshold or committee differs from its package');
+    }
+    let trusted = pub.commitments[0]!;
+    for (const e of [...held].reverse()) {
+      const rec = await this.#c.store.getEpoch(s.keyId, e).catch(() => undefined);
+      if (rec) {
+        trusted = publicFromHex(spec, rec.public).commitments[0]!;
+        break;
+      }
+    }
+    const gaps = packageGaps(spec.name, pub, trusted);
+    if (gaps.length > 0) {
+      throw new KmsError('ValidationError', `repair package is not proven: ${gaps.join(', ')}`, {
+        details: { gaps },
+      });
+    }
+  }
+
+  /** A key event's old package must be consistent with the group element this node holds. */
+  async #checkOldPublic(spec: KeySpec, keyId: string, oldPublic: PublicPackageHex): Promise<void> {
+    const k = await this.#c.store.getKey(keyId);
+    if (k?.activeEpoch === undefined) return;
+    const rec = await this.#c.store.getEpoch(keyId, k.activeEpoch);
+    if (!rec) return;
+    const mine = publicFromHex(spec, rec.public).commitments[0]!;
+    const gaps = packageGaps(spec.name, publicFromHex(spec, oldPublic), mine);
+    if (gaps.length > 0) {
+      throw new KmsError('ValidationError', `old package is not proven: ${gaps.join(', ')}`, {
+        details: { gaps },
+      });
+    }
   }
 
   #checkOldEpoch(s: SessionSpec, active: number): void {
@@ -331,20 +413,13 @@ export class KeyEvents {
       throw new StateError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
     const spec = keySpec(rec.keySpec);
     const pub = publicFromHex(spec, rec.public);
-    const cert = certFromHex(
-      keyId,
-      epoch,
-      transcriptHash,
-      pub.commitments[0]!,
-      confirmations,
-      rec.sessionId ?? '',
-    );
-    const gaps = certificateGaps(
-      rec.keySpec,
-      { epoch: epoch as Epoch, public: pub },
-      pub.commitments[0]!,
-      cert,
-    );
+    // Proven against the group element this node already holds (its active epoch's), or, for a
+    // DKG's first epoch, its own pending package's: the one proof of protocol/epoch.ts.
+    const active =
+      k?.activeEpoch === undefined ? undefined : await this.#c.store.getEpoch(keyId, k.activeEpoch);
+    const trusted = active ? publicFromHex(spec, active.public).commitments[0]! : pub.commitments[0]!;
+    const cert = certFromHex(keyId, epoch, transcriptHash, trusted, confirmations, rec.sessionId ?? '');
+    const gaps = certificateGaps(rec.keySpec, { epoch: epoch as Epoch, public: pub }, trusted, cert);
     if (gaps.length > 0)
       throw new StateError('ProtocolAborted', `certificate incomplete: ${gaps.join(', ')}`);
     const destroyed = await this.#c.store.activateEpoch(keyId, epoch, {
@@ -357,41 +432,75 @@ export class KeyEvents {
     return { ok: true } as const;
   }
 
+  /**
+   * `retire`: this member's share goes only for a proven certificate (protocol/epoch.ts
+   * certificateGaps: consistent package + every member's confirmation) of a NEWER epoch of the SAME
+   * group key, whose committee does not include this node; a node that dealt in that reshare
+   * accepts only the event it saw itself (security review C-2, L-1).
+   */
   async retire(req: Extract<RpcRequest, { op: 'retire' }>): Promise<OkAnswer> {
     const k = await this.#c.store.getKey(req.keyId);
     if (!k) return { ok: true, already: true } as const;
     const rec =
       k.activeEpoch === undefined ? undefined : await this.#c.store.getEpoch(req.keyId, k.activeEpoch);
     if (!rec) return { ok: true, already: true } as const;
+    if (req.epoch <= rec.epoch) {
+      throw new StateError(
+        'EpochMismatch',
+        `retire for epoch ${req.epoch}, this node holds epoch ${rec.epoch}: refusing to retire`,
+      );
+    }
     const spec = keySpec(rec.keySpec);
     const pub = publicFromHex(spec, req.public);
-    const mine = publicFromHex(spec, rec.public);
-    if (toHex(pub.commitments[0]!) !== toHex(mine.commitments[0]!)) {
-      throw new StateError('InvalidKeyState', 'the new epoch has a different group key: refusing to retire');
+    if (rec.participant in pub.verifyingShares) {
+      throw new StateError('InvalidKeyState', 'this node is in the new committee: refusing to retire');
     }
-    const cert = certFromHex(
-      req.keyId,
-      req.epoch,
-      req.transcriptHash,
-      pub.commitments[0]!,
-      req.certificate,
-      req.sessionId,
-    );
+    const mine = publicFromHex(spec, rec.public).commitments[0]!;
+    const cert = certFromHex(req.keyId, req.epoch, req.transcriptHash, mine, req.certificate, req.sessionId);
     const gaps = certificateGaps(
       rec.keySpec,
-      { epoch: req.epoch as Epoch, public: pub },
-      pub.commitments[0]!,
+      {
+        epoch: req.epoch as Epoch,
+        public: pub,
+        transcriptHash: fromHex(req.transcriptHash),
+        sessionId: req.sessionId as SessionId,
+      },
+      mine,
       cert,
     );
     if (gaps.length > 0)
-      throw new StateError('ProtocolAborted', `certificate incomplete: ${gaps.join(', ')}`);
+      throw new StateError('ProtocolAborted', `certificate not proven: ${gaps.join(', ')}`, {
+        details: { gaps },
+      });
+    const dealt = await this.#c.store.getDealt(req.keyId);
+    if (
+      dealt?.epoch === req.epoch &&
+      (dealt.sessionId !== req.sessionId ||
+        dealt.transcriptHash !== req.transcriptHash ||
+        dealt.publicDigest !== packageDigest(pub))
+    ) {
+      throw new StateError(
+        'ProtocolAborted',
+        `retire names session ${req.sessionId}, this node dealt in ${dealt.sessionId}: refusing to retire`,
+      );
+    }
     // The new committee holds a complete, verified certificate: this member's share is no longer needed.
     // No tombstone: a later reshare may bring this node back into the committee.
     const epochs = await this.#c.store.destroyKey(req.keyId, { keepTombstone: false });
     await destroyEpochScopes(this.#c, req.keyId, epochs);
+    if (dealt) await this.#c.store.deleteDealt(req.keyId);
     this.#c.keys.drop(req.keyId);
     await this.#c.record({ event: 'share.retired', keyId: req.keyId, epoch: rec.epoch, newEpoch: req.epoch });
     return { ok: true } as const;
+  }
+
+  /** The pending epoch this node holds for a key, with its package digest (for the `public` answer). */
+  async pendingOf(keyId: string): Promise<{ epoch: number; publicDigest: string } | undefined> {
+    const k = await this.#c.store.getKey(keyId);
+    if (k?.pendingEpoch === undefined) return undefined;
+    const rec = await this.#c.store.getEpoch(keyId, k.pendingEpoch).catch(() => undefined);
+    if (rec?.status !== 'pending') return undefined;
+    return { epoch: rec.epoch, publicDigest: packageDigest(publicFromHex(keySpec(rec.keySpec), rec.public)) };
   }
 }
 

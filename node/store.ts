@@ -67,6 +67,29 @@ export type EpochRecordStored = {
   certificate?: StoredCertificate;
 };
 
+/** A reshare this node dealt in while leaving the committee: the only one its `retire` accepts. */
+export type DealtRecord = {
+  epoch: number;
+  sessionId: string;
+  /** Hex. */
+  transcriptHash: string;
+  /** protocol/package-proof.ts packageDigest of the new epoch's package. */
+  publicDigest: string;
+};
+
+function validDealt(v: unknown): v is DealtRecord {
+  return (
+    isObj(v) &&
+    isEpochNum(v['epoch']) &&
+    typeof v['sessionId'] === 'string' &&
+    ID_RE.test(v['sessionId']) &&
+    typeof v['transcriptHash'] === 'string' &&
+    HEX_RE.test(v['transcriptHash']) &&
+    typeof v['publicDigest'] === 'string' &&
+    HEX_RE.test(v['publicDigest'])
+  );
+}
+
 /** A sublevel of the store (any encodings), exposed for AuditLog and the software sealer. */
 type AnySublevel = AbstractLevel<any, any, any>;
 
@@ -821,6 +844,50 @@ export class NodeStore {
       ]);
       return older;
     });
+  }
+
+  /**
+   * Records what this node saw as a dealer leaving the committee in a reshare (epoch, session,
+   * transcript hash, new package digest), synced, so that it later accepts a `retire` for exactly
+   * that event and no other (security review C-2, L-1).
+   */
+  async putDealt(keyId: string, dealt: DealtRecord): Promise<void> {
+    checkId('keyId', keyId);
+    checkEpoch(dealt.epoch);
+    if (!validDealt(dealt)) throw new InfraError('ValidationError', `dealt record of ${keyId} is malformed`);
+    return this.#serial(() =>
+      this.#write(`dealt ${keyId}`, [
+        {
+          type: 'put',
+          sublevel: this.#meta,
+          key: `dealt!${keyId}`,
+          value: JSON.stringify(clean(dealt)),
+          ...UTF8,
+        },
+      ]),
+    );
+  }
+
+  /** The reshare this node last dealt in as a leaving member, if any. */
+  async getDealt(keyId: string): Promise<DealtRecord | undefined> {
+    checkId('keyId', keyId);
+    return this.#read(`dealt ${keyId}`, async () => {
+      const v = await this.#getJson(this.#meta, `dealt!${keyId}`, `dealt record ${keyId}`);
+      if (v === undefined) return undefined;
+      if (!validDealt(v)) {
+        throw new InfraError('StorageError', `dealt record ${keyId} is corrupt`, {
+          details: { key: `meta!dealt!${keyId}` },
+        });
+      }
+      return v;
+    });
+  }
+
+  async deleteDealt(keyId: string): Promise<void> {
+    checkId('keyId', keyId);
+    return this.#serial(() =>
+      this.#write(`dealt ${keyId}`, [{ type: 'del', sublevel: this.#meta, key: `dealt!${keyId}`, ...UTF8 }]),
+    );
   }
 
   // ---- sessions ----------------------------------------------------------------------------

@@ -8,21 +8,38 @@
  * - `signCommit` / `signShare`: its answers to the coordinator's signing round trips;
  * - `dkg`: it runs an honest DKG machine through the real SessionRunner and rewrites each outgoing
  *   envelope per recipient (drop, alter, add spoofed or replayed copies) before it leaves;
- * - `sendRaw`: arbitrary bytes on the session protocol (garbage, oversized frames, replays).
+ * - `sendRaw`: arbitrary bytes on the session protocol (garbage, oversized frames, replays);
+ * - `public` / `session`: its answers to the coordinator's `public` and `session` requests (a forged
+ *   epoch package and certificate, made with `forgeEpoch`: security review C-1, C-2, H-1).
  * Every frame it sends is kept in `sent`, so a later test can replay them.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import type { FrostPublic } from '@noble/curves/abstract/frost.js';
+import { toHex } from '../../protocol/bytes.ts';
+import { confirm, confirmationContext } from '../../protocol/confirm.ts';
+import type { DkgResult } from '../../protocol/dkg.ts';
+import { publicToHex } from '../../protocol/packages.ts';
+import { evaluatePolynomial, identifierScalar } from '../../protocol/polynomial.ts';
 import { decodeEnvelope, encodeEnvelope } from '../../protocol/codec.ts';
 import { dkgMachine } from '../../protocol/dkg.ts';
 import { participantIdOf } from '../../protocol/elements.ts';
 import { KmsError, isKmsError } from '../../protocol/errors.ts';
 import { type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../../protocol/ids.ts';
 import type { Envelope } from '../../protocol/machine.ts';
-import { type KeySpec, keySpec } from '../../protocol/suites.ts';
+import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../../protocol/suites.ts';
 import { loadClusterFile } from '../../net/cluster-file.ts';
 import { identityKeyFromBytes } from '../../net/identity.ts';
-import { type RpcRequest, decodeRpcRequest, encodeRpc } from '../../net/rpc.ts';
+import {
+  type Confirmations,
+  type PublicAnswer,
+  type PublicPackageHex,
+  type RpcRequest,
+  type SessionAnswer,
+  type SessionSpec,
+  decodeRpcRequest,
+  encodeRpc,
+} from '../../net/rpc.ts';
 import { SoftwareSealer, levelSealerKeyStore } from '../../node/sealer-software.ts';
 import { SessionRunner } from '../../node/session-runner.ts';
 import { NodeStore } from '../../node/store.ts';
@@ -42,6 +59,13 @@ export type Lies = {
   signShare?: (req: Extract<RpcRequest, { op: 'sign-share' }>) => unknown;
   /** Outgoing DKG traffic; without it the peer accepts the session and then stays silent. */
   dkg?: DkgLie;
+  /** Answer to `public` (may throw a KmsError); default: `{ ok: true }`, which fails the schema. */
+  public?: (req: Extract<RpcRequest, { op: 'public' }>) => unknown;
+  /**
+   * Answer to `session` once its DKG run ended (`result` if it completed); default: an error.
+   * `(s) => forgeEpoch(...)` with no `dkg` lie: silent in the DKG, then claims a result (C-1).
+   */
+  session?: (s: SessionSpec, result?: DkgResult) => unknown;
 };
 
 export type LyingPeer = {
@@ -137,6 +161,11 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
     switch (req.op) {
       case 'status':
         return encodeRpc({ nodeId, keys: [] });
+      case 'prepare':
+        runner.announce(req.sessionId, req.members, 30_000);
+        return encodeRpc({ ok: true });
+      case 'public':
+        return encodeRpc(lying.lies.public ? lying.lies.public(req) : { ok: true });
       case 'sign-commit':
         return encodeRpc(
           lying.lies.signCommit?.(req) ?? {
@@ -166,8 +195,9 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
           participants: members.map((m) => m.participant),
           threshold: s.threshold,
         });
+        let result: DkgResult | undefined;
         try {
-          await runner.run(
+          result = await runner.run(
             {
               sessionId: s.sessionId,
               keyId: s.keyId,
@@ -183,7 +213,7 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
         } catch (e) {
           if (!isKmsError(e)) throw e;
         }
-        // Whatever happened, it never hands the coordinator a result.
+        if (lying.lies.session) return encodeRpc(lying.lies.session(s, result));
         throw new KmsError('Internal', 'lying peer');
       }
       default:
@@ -216,5 +246,101 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
     stop: async () => {
       await transport.stop();
     },
+  };
+}
+
+/** A forged epoch as a lying node would report it: package, certificate and answer fields. */
+export type ForgedEpoch = {
+  epoch: number;
+  groupElement: string;
+  publicKey: string;
+  transcriptHash: string;
+  sessionId: string;
+  public: PublicPackageHex;
+  certificate: Confirmations;
+};
+
+/**
+ * Forges an epoch whose every confirmation verifies on its own: the forger picks every member's
+ * share itself. With `groupElement` (the real key, C-2 / H-1): commitments[0] is that element and
+ * the verifying shares are chosen points y_i·G, so the package is NOT Feldman-consistent (the
+ * forger cannot know the key's discrete log). Without it (C-1): a whole polynomial of the forger's
+ * own, so the package IS consistent, but for a key only the forger holds.
+ */
+export function forgeEpoch(
+  specName: KeySpec['name'],
+  opts: {
+    keyId: string;
+    sessionId: string;
+    epoch: number;
+    min: number;
+    members: readonly string[];
+    groupElement?: Uint8Array;
+  },
+): ForgedEpoch {
+  const spec = keySpec(specName);
+  const Fn = spec.Point.Fn;
+  const rnd = () => Fn.create(BigInt(`0x${randomBytes(48).toString('hex')}`)) || 1n;
+  const ids = opts.members.map((m) => participantIdOf(spec, nodeIndex(m)!) as ParticipantId);
+  const coefficients = Array.from({ length: opts.min }, rnd);
+  const ys = new Map(
+    ids.map((p) => [
+      p,
+      opts.groupElement ? rnd() : evaluatePolynomial(spec, coefficients, identifierScalar(spec, p)),
+    ]),
+  );
+  const commitments = coefficients.map((a) => spec.Point.BASE.multiply(a).toBytes());
+  if (opts.groupElement) commitments[0] = opts.groupElement;
+  const group = commitments[0]!;
+  const verifyingShares = Object.fromEntries(
+    ids.map((p) => [p, spec.Point.BASE.multiply(ys.get(p)!).toBytes()]),
+  );
+  const pub = { signers: { min: opts.min, max: ids.length }, commitments, verifyingShares } as FrostPublic;
+  const transcriptHash = randomBytes(32);
+  const certificate: Confirmations = {};
+  for (const p of ids) {
+    const ctx = confirmationContext({
+      sessionId: opts.sessionId,
+      participant: p,
+      transcriptHash,
+      groupElement: group,
+      epoch: opts.epoch,
+    });
+    const c = confirm(spec, ys.get(p)!, verifyingShares[p]!, ctx);
+    certificate[p] = { R: toHex(c.R), z: toHex(c.z) };
+  }
+  return {
+    epoch: opts.epoch,
+    groupElement: toHex(group),
+    publicKey: toHex(publicKeyFromGroupElement(spec, group)),
+    transcriptHash: toHex(transcriptHash),
+    sessionId: opts.sessionId,
+    public: publicToHex(pub),
+    certificate,
+  };
+}
+
+/** A forged epoch as a `session` answer (net/rpc.ts SessionAnswer: exactly its fields). */
+export function asSessionAnswer(f: ForgedEpoch): SessionAnswer {
+  return {
+    epoch: f.epoch,
+    groupElement: f.groupElement,
+    publicKey: f.publicKey,
+    transcriptHash: f.transcriptHash,
+    public: f.public,
+    certificate: f.certificate,
+  };
+}
+
+/** A forged epoch as a `public` answer (net/rpc.ts PublicAnswer: exactly its fields). */
+export function asPublicAnswer(f: ForgedEpoch, participants: string[]): PublicAnswer {
+  return {
+    epoch: f.epoch,
+    public: f.public,
+    threshold: f.public.min,
+    participants,
+    transcriptHash: f.transcriptHash,
+    certificate: f.certificate,
+    sessionId: f.sessionId,
   };
 }
