@@ -1,15 +1,19 @@
 # The threshold KMS image: one image for the coordinator and the nodes (the command picks the role).
-FROM node:24-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends softhsm2 openssl python3 make g++ \
- && rm -rf /var/lib/apt/lists/*
+# BASE_IMAGE: a Debian bookworm image with Node.js 24 (the official one by default). CI has no image
+# registry: .ci/compose-smoke.sh builds its base from Debian packages (debootstrap) with SoftHSM2,
+# Node.js and the production node_modules already in it, and passes PREBUILT_DEPS=1.
+ARG BASE_IMAGE=node:24-slim
+FROM ${BASE_IMAGE}
+ARG PREBUILT_DEPS=0
+RUN if [ "$PREBUILT_DEPS" = 1 ]; then softhsm2-util --version; else \
+      apt-get update \
+   && apt-get install -y --no-install-recommends softhsm2 openssl python3 make g++ \
+   && rm -rf /var/lib/apt/lists/*; fi
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
-COPY protocol ./protocol
-COPY node ./node
-COPY coordinator ./coordinator
-COPY scripts ./scripts
+RUN if [ "$PREBUILT_DEPS" = 1 ]; then test -d node_modules; else npm ci --omit=dev --no-audit --no-fund; fi
+# Everything else the processes load (.dockerignore keeps node_modules, .git and devnet state out).
+COPY . .
 ENV NODE_ENV=production
 # Devnet state (configs, allow-list, per-node tokens and data) lives under /devnet.
 VOLUME ["/devnet"]
