@@ -1,8 +1,8 @@
 /**
  * The HTTP API against real processes: the coordinator and 3 node processes of a devnet, each node
  * on its own SoftHSM2 token. Every route, every role, and the lifecycle transitions, with the
- * nodes doing the work (test/coordinator-api.test.ts covers the same routes in depth on the
- * single-process baseline cluster; here the point is that the real cluster behaves the same).
+ * nodes doing the work (test/coordinator-api.test.ts covers the same routes in depth on real node
+ * daemons in one process; here the point is that separate processes, as deployed, behave the same).
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

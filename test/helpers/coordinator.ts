@@ -29,7 +29,9 @@ export type TestCoordinator = ClusterCoordinator & { clock: { t: number; now(): 
 /**
  * The default test coordinator: `startClusterCoordinator` over `nodes` (default 3) real node
  * daemons, each on its own SoftHSM2 token unless `sealer: 'software'`, with 5 s session deadlines
- * and a manual clock (starts at 2030-01-01) for the deletion window. Start one per test file.
+ * and a manual clock (starts at 2030-01-01) for the deletion window. The background sweeper waits
+ * a day between passes, so it never runs during a test: tests call `sweeper.sweep()` themselves.
+ * Start one per test file.
  */
 export async function startTestCoordinator(
   opts: { nodes?: number; config?: Record<string, unknown>; sealer?: 'software' | 'pkcs11' } = {},
@@ -39,7 +41,7 @@ export async function startTestCoordinator(
     sessionTimeoutMs: 5_000,
     sealer: opts.sealer ?? 'pkcs11',
     clock,
-    ...(opts.config === undefined ? {} : { config: opts.config }),
+    config: { deletionSweepIntervalMs: 24 * 3600 * 1000, ...opts.config },
   });
   return Object.assign(cc, { clock });
 }
