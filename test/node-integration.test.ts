@@ -134,6 +134,10 @@ describe('node daemons over real libp2p', () => {
       expect(isKmsError(err) && err.code).toBe('QuorumUnavailable');
       expect(JSON.stringify((err as { culprits: unknown }).culprits)).toContain('InvalidKeyState');
     }
+    // PendingDeletion leaves only through cancel-deletion (to Disabled); the nodes check the table.
+    const back = await c.cluster.setKeyState({ keyId: k.keyId, state: 'Enabled', members: k.participants });
+    expect(back.map((o) => o.error?.code)).toEqual(['InvalidKeyState', 'InvalidKeyState', 'InvalidKeyState']);
+    await c.cluster.setKeyState({ keyId: k.keyId, state: 'Disabled', operation: 'cancelDeletion' });
     await c.cluster.setKeyState({ keyId: k.keyId, state: 'Enabled' });
     expect(independentVerify(k, m, (await c.cluster.sign({ key: k, message: m })).signature)).toBe(true);
   });
