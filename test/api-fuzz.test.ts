@@ -14,6 +14,7 @@
  */
 import { connect } from 'node:net';
 import fc from 'fast-check';
+import { propertyOptions } from './helpers/properties.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
 
@@ -513,7 +514,7 @@ describe('API fuzzer over the OpenAPI document', () => {
             await checkBroken(op, build(op, base, pv, mu, token), before);
           },
         ),
-        { numRuns: op.body ? 25 : 10, endOnFailure: true },
+        propertyOptions(op.body ? 25 : 10, { endOnFailure: true }),
       );
     }
     console.info(

@@ -15,6 +15,7 @@ import type { FrostPublic, FrostSecret, Key, NonceCommitments, RNG } from '@nobl
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import { bytesToHex, concatBytes, hexToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
+import { propertyOptions } from './helpers/properties.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeElement } from '../protocol/elements.ts';
 import { DecodeError } from '../protocol/errors.ts';
@@ -292,7 +293,7 @@ describe('FROST_SECP256K1_TR fast path: randomized cross-checks against noble', 
           crossCheck(fast, key, all.slice(0, k).reverse(), msg, seed);
         },
       ),
-      { numRuns: 30 },
+      propertyOptions(30),
     );
   });
 
@@ -312,7 +313,7 @@ describe('FROST_SECP256K1_TR fast path: randomized cross-checks against noble', 
           expect(got).toEqual(expected);
         },
       ),
-      { numRuns: 12 },
+      propertyOptions(12),
     );
   });
 

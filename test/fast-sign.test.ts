@@ -15,6 +15,7 @@ import type {
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
+import { propertyOptions } from './helpers/properties.ts';
 import { describe, expect, it } from 'vitest';
 import { decodeElement, decodeElementNoble } from '../protocol/elements.ts';
 import { DecodeError } from '../protocol/errors.ts';
@@ -154,7 +155,7 @@ describe('FROST_ED25519 fast path: randomized cross-checks against noble', () =>
           }
         },
       ),
-      { numRuns: 25 },
+      propertyOptions(25),
     );
   });
 
@@ -192,7 +193,7 @@ describe('FROST_ED25519 fast path: randomized cross-checks against noble', () =>
           }
         },
       ),
-      { numRuns: 10 },
+      propertyOptions(10),
     );
   });
 

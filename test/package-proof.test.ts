@@ -8,6 +8,7 @@
  */
 import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
 import fc from 'fast-check';
+import { propertyOptions } from './helpers/properties.ts';
 import { describe, expect, it } from 'vitest';
 import { type Confirmation, confirm, confirmationContext, verifyConfirmation } from '../protocol/confirm.ts';
 import { dkgMachine } from '../protocol/dkg.ts';
@@ -220,7 +221,7 @@ describe.each(SPECS)('package proof ($name)', (spec) => {
           }
         },
       ),
-      { numRuns: 8 },
+      propertyOptions(8),
     );
   });
 });

@@ -8,6 +8,7 @@
  */
 import type { Key } from '@noble/curves/abstract/frost.js';
 import fc from 'fast-check';
+import { propertyOptions } from './helpers/properties.ts';
 import { describe, expect, it } from 'vitest';
 import type { ParticipantId } from '../protocol/ids.ts';
 import { KEY_SPEC_REGISTRY, type KeySpec } from '../protocol/suites.ts';
@@ -132,7 +133,7 @@ describe('key events: properties over every suite', () => {
     it(`${spec.name}: random (t, n) -> (t', n') reshare then refresh, n <= ${maxN}`, () => {
       fc.assert(
         fc.property(caseArb(maxN), (c) => runCase(spec, c)),
-        { numRuns: runs },
+        propertyOptions(runs),
       );
     });
     if (bigRuns > 0) {
@@ -145,7 +146,7 @@ describe('key events: properties over every suite', () => {
               .map((c) => (capT ? { ...c, t: Math.min(c.t, capT), t2: Math.min(c.t2, capT) } : c)),
             (c) => runCase(spec, c),
           ),
-          { numRuns: bigRuns },
+          propertyOptions(bigRuns),
         );
       });
     }

@@ -4,6 +4,7 @@
  * milliseconds per operation, so large committees run on the dealer path and few DKG runs.
  */
 import fc from 'fast-check';
+import { propertyOptions } from './helpers/properties.ts';
 import { describe, expect, it } from 'vitest';
 import { dkgMachine } from '../protocol/dkg.ts';
 import type { DkgResult } from '../protocol/dkg.ts';
@@ -103,7 +104,7 @@ describe.each(KEY_SPECS.map((n) => keySpec(n)))('$name properties', (spec) => {
           thresholdHolds(spec, dealt.public, keys, order, t, pk);
         },
       ),
-      { numRuns: slow ? 2 : 4, examples: [[[15, 15, [...Array(15).keys()].reverse()]]] },
+      propertyOptions(slow ? 2 : 4, { examples: [[[15, 15, [...Array(15).keys()].reverse()]]] }),
     );
   });
 
@@ -132,7 +133,7 @@ describe.each(KEY_SPECS.map((n) => keySpec(n)))('$name properties', (spec) => {
           );
         },
       ),
-      { numRuns: slow ? 1 : 2 },
+      propertyOptions(slow ? 1 : 2),
     );
   });
 
@@ -169,7 +170,7 @@ describe.each(KEY_SPECS.map((n) => keySpec(n)))('$name properties', (spec) => {
         );
         expect(keys.size).toBeLessThanOrEqual(1);
       }),
-      { numRuns: slow ? 2 : 6, examples: [[[2, 3], 0, 5]] },
+      propertyOptions(slow ? 2 : 6, { examples: [[[2, 3], 0, 5]] }),
     );
     expect(corruptedRuns).toBeGreaterThan(0);
   });
