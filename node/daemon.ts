@@ -15,7 +15,15 @@ import pino from 'pino';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import { AuditLog } from '../common/audit-log.ts';
 import { type ClusterFile, loadClusterFile } from '../net/cluster-file.ts';
-import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../net/identity.ts';
+import {
+  generateIdentityKey,
+  type IdentityKey,
+  identityKeyFromBytes,
+  identityKeyToBytes,
+  identitySigner,
+  nodeSignatureVerifier,
+  peerIdOf,
+} from '../net/identity.ts';
 import {
   type RpcHandlers,
   type RpcRequest,
@@ -139,7 +147,7 @@ export async function startNode(
     await store.close();
     throw e;
   }
-  node.attach(transport, opts.linkFault);
+  node.attach(transport, identity, opts.linkFault);
   await transport.handle(RPC_PROTOCOL, (from, req) => node.onRpc(from, req));
   await transport.handle(SESSION_PROTOCOL, async (from, frame) => {
     metrics.refusing(() => node.onSessionFrame(from, frame));
@@ -235,7 +243,8 @@ class NodeDaemon {
     this.#lifecycle = new KeyLifecycle(ctx);
   }
 
-  attach(t: Transport, linkFault?: StartNodeOptions['linkFault']): void {
+  /** Session messages leave signed by `identity` and are accepted only signed by their sender node's key. */
+  attach(t: Transport, identity: IdentityKey, linkFault?: StartNodeOptions['linkFault']): void {
     const send = async (nodeId: string, frame: Uint8Array) => {
       const peer = this.#peerByNode.get(nodeId);
       if (!peer) throw new KmsError('ValidationError', `unknown node ${nodeId}`);
@@ -243,6 +252,8 @@ class NodeDaemon {
     };
     this.#runner = new SessionRunner({
       send: linkFault ? (nodeId, frame) => linkFault(nodeId, frame, (f) => send(nodeId, f)) : send,
+      sign: identitySigner(identity),
+      verify: nodeSignatureVerifier(this.#peerByNode),
       log: this.#log,
       refusals: this.#metrics,
     });

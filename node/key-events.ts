@@ -11,7 +11,7 @@ import { type Certificate, certificateGaps } from '../protocol/epoch.ts';
 import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { transition } from '../protocol/key-states.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from '../protocol/ids.ts';
-import type { Machine, Step } from '../protocol/machine.ts';
+import type { Step } from '../protocol/machine.ts';
 import { packageDigest, packageGaps } from '../protocol/package-proof.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { refreshMachine } from '../protocol/refresh.ts';
@@ -126,21 +126,26 @@ export class KeyEvents {
     ctx: Parameters<SessionRunner['run']>[0],
   ): Promise<SessionAnswer> {
     const self = ctx.self.participant;
-    const common = { spec, keyId: s.keyId as KeyId, sessionId: s.sessionId as SessionId, self };
     const runner = this.#c.runner();
-    const persistBeforeConfirm =
-      (pending: () => { key: Key } | undefined) => async (step: Step<any, any, any>) => {
-        if (!step.out.some((e) => e.header.round.endsWith('.confirm'))) {
-          for (const r of new Set(step.out.map((e) => e.header.round))) crashPoint(`${r}.sending`);
-          return;
-        }
-        // When the last confirmation arrives in the same step as our own (reordered delivery), the
-        // machine finishes in that step and erases the share from its state: take it from the result.
-        const done = step.done as { key?: Key } | undefined;
-        const p = done?.key ? { key: done.key } : pending();
-        if (p) await this.#persistPending(s, p.key);
-        crashPoint(`${s.kind}.confirm.sending`);
-      };
+    // `verify`: machines check the node signatures that echoes forward (protocol/signed-echo.ts).
+    const common = {
+      spec,
+      keyId: s.keyId as KeyId,
+      sessionId: s.sessionId as SessionId,
+      self,
+      verify: runner.signatureCheck(ctx.members),
+    };
+    // The machine says in which step its new share is known and its confirmation leaves (effect
+    // `persist-pending`): the share is sealed and stored as pending before that step is sent.
+    const persistBeforeConfirm = async (step: Step<unknown, unknown, unknown>) => {
+      const pending = pendingShares(step);
+      if (pending.length === 0) {
+        for (const r of new Set(step.out.map((e) => e.header.round))) crashPoint(`${r}.sending`);
+        return;
+      }
+      for (const key of pending) await this.#persistPending(s, key);
+      crashPoint(`${s.kind}.confirm.sending`);
+    };
     switch (s.kind) {
       case 'dkg': {
         const machine = dkgMachine({
@@ -148,12 +153,7 @@ export class KeyEvents {
           participants: ctx.members.map((m) => m.participant),
           threshold: s.threshold,
         });
-        let last: any;
-        const res = await runner.run(
-          ctx,
-          tap(machine, (st) => (last = st)),
-          persistBeforeConfirm(() => (last?.key ? { key: last.key } : undefined)),
-        );
+        const res = await runner.run(ctx, machine, persistBeforeConfirm);
         const cert = toCertificate(spec, 'dkg', s, res.transcriptHash, res.groupElement, res.confirmations);
         return this.#activate(spec, s, cert, res.key.public);
       }
@@ -167,12 +167,7 @@ export class KeyEvents {
           threshold: s.threshold,
           key,
         });
-        let last: any;
-        const res = await runner.run(
-          ctx,
-          tap(machine, (st) => (last = st)),
-          persistBeforeConfirm(() => pendingFromKeyEvent(spec, self, last)),
-        );
+        const res = await runner.run(ctx, machine, persistBeforeConfirm);
         return this.#activate(spec, s, res.certificate, res.public);
       }
       case 'reshare': {
@@ -196,12 +191,7 @@ export class KeyEvents {
           newThreshold: s.threshold,
           ...(old ? { oldKey: old.key } : {}),
         });
-        let last: any;
-        const res = await runner.run(
-          ctx,
-          tap(machine, (st) => (last = st)),
-          persistBeforeConfirm(() => pendingFromKeyEvent(spec, self, last)),
-        );
+        const res = await runner.run(ctx, machine, persistBeforeConfirm);
         if (!s.participants.includes(this.#c.cfg.nodeId)) {
           // A dealer leaving the committee: its old share is retired when the coordinator says the
           // event is committed everywhere (`retire`), and only for the event it saw itself.
@@ -504,33 +494,19 @@ export class KeyEvents {
   }
 }
 
-/** Wraps a machine so the caller sees each new state (to persist the pending share before confirming). */
-function tap<S, B, R>(m: Machine<S, B, R>, see: (s: S) => void): Machine<S, B, R> {
-  return {
-    self: m.self,
-    start: () => {
-      const st = m.start();
-      see(st.state);
-      return st;
-    },
-    receive: (state, env) => {
-      const st = m.receive(state, env);
-      see(st.state);
-      return st;
-    },
-  };
-}
-
-function pendingFromKeyEvent(spec: KeySpec, self: ParticipantId, st: any): { key: Key } | undefined {
-  if (!st || st.newShare === undefined || !st.newPublic) return undefined;
-  // A zero share is the machine's erased state, never a real share (RFC 9591 §3.1: non-zero).
-  if (st.newShare === 0n) throw new KmsError('Internal', 'key event state holds no share to persist');
-  return {
-    key: {
-      public: st.newPublic,
-      secret: { identifier: self, signingShare: spec.Point.Fn.toBytes(st.newShare) },
-    } as Key,
-  };
+/**
+ * The new shares a step asks to persist before its messages leave (its `persist-pending` effects).
+ * A confirmation never leaves without one, and a zero share is never a real one (RFC 9591 §3.1).
+ */
+function pendingShares(step: Step<unknown, unknown, unknown>): Key[] {
+  const keys = (step.effects ?? []).filter((e) => e.kind === 'persist-pending').map((e) => e.key);
+  if (keys.length === 0 && step.out.some((e) => e.header.round.endsWith('.confirm')))
+    throw new KmsError('Internal', 'a confirmation without a share to persist');
+  for (const k of keys) {
+    if (k.secret.signingShare.every((b) => b === 0))
+      throw new KmsError('Internal', 'refusing to persist a zero share');
+  }
+  return keys;
 }
 
 function toCertificate(

@@ -7,17 +7,22 @@
  * - context binding: an envelope is delivered only if its header names this session, key, key spec
  *   and protocol, and its `from` is the participant the Noise-authenticated sender really is
  *   (a spoofed sender is dropped and named);
+ * - signatures: every envelope leaves signed by this node's identity key (protocol/codec.ts
+ *   `signEnvelope`), and one is delivered only if it carries a signature by the key of the
+ *   Noise-authenticated sender's peer id; an unsigned or badly signed one is dropped, its sender
+ *   named. Machines get the same check (`signatureCheck`) for the signatures echoes forward;
  * - duplicates and replays of finished or foreign sessions are dropped;
  * - a deadline (monotonic clock): when it passes, the session aborts naming the members that did
  *   not send in the last round anyone reached;
- * - a hook before sending, so the caller can persist a pending share before confirming it.
+ * - a hook before sending, given each step with its effects (protocol/machine.ts `Effect`), so the
+ *   caller can persist a pending share before the confirmation leaves.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { decodeEnvelope, encodeEnvelope } from '../protocol/codec.ts';
+import { checkEnvelopeSignature, decodeEnvelope, encodeEnvelope, signEnvelope } from '../protocol/codec.ts';
 import { bytesToHex } from '../protocol/bytes.ts';
 import { type Blame, KmsError, ProtocolError, isKmsError } from '../protocol/errors.ts';
 import type { ParticipantId } from '../protocol/ids.ts';
-import type { Envelope, Machine, ProtocolKind, Step } from '../protocol/machine.ts';
+import type { Envelope, Machine, ProtocolKind, SignatureCheck, Step } from '../protocol/machine.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
 import { EarlyBuffer, type EarlyLimits, type EarlyStats } from './early-buffer.ts';
 import type { RefusalCounter } from './metrics.ts';
@@ -37,6 +42,11 @@ export type SessionContext = {
 
 export type SendFn = (nodeId: string, frame: Uint8Array) => Promise<void>;
 
+/** Signs with this node's identity key (net/identity.ts `identitySigner`). */
+export type SignFn = (message: Uint8Array) => Uint8Array;
+/** Checks a signature by a node's identity key (net/identity.ts `nodeSignatureVerifier`). */
+export type NodeVerifyFn = (nodeId: string, message: Uint8Array, signature: Uint8Array) => boolean;
+
 /** Called with each step before its messages leave; awaiting it delays sending (persist first). */
 export type BeforeSend = (step: Step<any, any, any>) => Promise<void>;
 
@@ -49,6 +59,8 @@ const FINISHED_MEMORY = 4096;
 
 export class SessionRunner {
   readonly #send: SendFn;
+  readonly #sign: SignFn;
+  readonly #verify: NodeVerifyFn;
   readonly #log: { warn: (o: object, msg: string) => void; debug: (o: object, msg: string) => void };
   readonly #active = new Map<string, Active>();
   readonly #early: EarlyBuffer;
@@ -57,6 +69,10 @@ export class SessionRunner {
 
   constructor(opts: {
     send: SendFn;
+    /** Signs every outgoing envelope (the node identity key). */
+    sign: SignFn;
+    /** Checks every incoming envelope's signature against its sender node's identity key. */
+    verify: NodeVerifyFn;
     log: { warn: (o: object, msg: string) => void; debug: (o: object, msg: string) => void };
     /** Bounds of the early-message buffer (defaults: node/early-buffer.ts). */
     early?: Partial<EarlyLimits>;
@@ -66,6 +82,8 @@ export class SessionRunner {
     refusals?: RefusalCounter;
   }) {
     this.#send = opts.send;
+    this.#sign = opts.sign;
+    this.#verify = opts.verify;
     this.#log = opts.log;
     this.#refusals = opts.refusals;
     this.#early = new EarlyBuffer({
@@ -98,6 +116,19 @@ export class SessionRunner {
 
   get activeCount(): number {
     return this.#active.size;
+  }
+
+  /**
+   * The pure signature check a machine gets in its config (protocol/machine.ts SignatureCheck):
+   * a signature by `members`' participant, checked against that node's identity key.
+   */
+  signatureCheck(members: readonly SessionMember[]): SignatureCheck {
+    const nodeOf = new Map(members.map((m) => [m.participant as string, m.nodeId]));
+    const verify = this.#verify;
+    return (participant, message, signature) => {
+      const nodeId = nodeOf.get(participant);
+      return nodeId !== undefined && verify(nodeId, message, signature);
+    };
   }
 
   /** Inbound frame from `fromNodeId` (resolved from the Noise-authenticated peer id). */
@@ -183,10 +214,10 @@ export class SessionRunner {
 
       const emit = async (step: Step<any, any, R>) => {
         state = step.state;
-        if (beforeSend && step.out.length > 0) await beforeSend(step);
+        if (beforeSend && (step.out.length > 0 || (step.effects?.length ?? 0) > 0)) await beforeSend(step);
         const sends: Promise<void>[] = [];
         for (const env of step.out) {
-          const frame = encodeEnvelope(env as Envelope<Record<string, unknown>>);
+          const frame = signEnvelope(env as Envelope<Record<string, unknown>>, this.#sign);
           const targets =
             env.header.to === '*'
               ? ctx.members.filter((m) => m.nodeId !== ctx.self.nodeId)
@@ -264,6 +295,22 @@ export class SessionRunner {
               this.#log.warn(
                 { sessionId: ctx.sessionId, from: fromNodeId, round: h.round },
                 'foreign message dropped',
+              );
+              return;
+            }
+            try {
+              checkEnvelopeSignature(env, (m, sig) => this.#verify(fromNodeId, m, sig));
+            } catch (e) {
+              // Not signed by the authenticated sender's identity key: dropped, its sender named.
+              this.#refusals?.refuse('malformed');
+              this.#log.warn(
+                {
+                  sessionId: ctx.sessionId,
+                  from: fromNodeId,
+                  round: h.round,
+                  signature: isKmsError(e) ? e.details?.signature : undefined,
+                },
+                'message with a missing or bad signature dropped',
               );
               return;
             }

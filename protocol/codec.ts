@@ -7,9 +7,17 @@
  * DecodeError with a stable code, and the typed body readers name the offending field.
  *
  * Wire form: the CBOR map { v: 1, h: { header fields except version }, b: body }.
+ *
+ * Between nodes an envelope travels signed by its sender's node identity key (Ed25519,
+ * net/identity.ts): the signed frame { v: 2, e: <the v1 envelope bytes>, s: <64-byte signature> }.
+ * The signature is over `signedMessage(header, envelopeDigest(e))`: a domain prefix, the header in
+ * clear and SHA-256 of the envelope bytes, so that a digest and its signature (as the echo rounds
+ * forward them, and as blame evidence keeps them) can be checked by a third party without the body,
+ * which may be secret (a DKG sub-share). Transcripts and digests are over the v1 envelope bytes.
  */
+import { sha256 } from '@noble/hashes/sha2.js';
 import { decode, encode } from 'cborg';
-import { equalBytes } from './bytes.ts';
+import { concatBytes, equalBytes, toHex, utf8ToBytes } from './bytes.ts';
 import { DecodeError } from './errors.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
 import { decodeIdentifier } from './elements.ts';
@@ -17,6 +25,12 @@ import type { Envelope, EnvelopeHeader, ProtocolKind } from './machine.ts';
 import { isKeySpecName, KEY_SPEC_REGISTRY } from './suites.ts';
 
 export const CODEC_VERSION = 1;
+/** Version tag of the signed frame that wraps one v1 envelope and its sender's signature. */
+export const SIGNED_FRAME_VERSION = 2;
+/** Ed25519 signatures (RFC 8032 §5.1.6): the only kind of node identity key. */
+export const SIGNATURE_LENGTH = 64;
+/** Length of an envelope digest (SHA-256). */
+export const ENVELOPE_DIGEST_LENGTH = 32;
 /** Default upper bound on an encoded message (largest real one: reshare to n = 15 on ed448, ~10 KiB). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 const MAX_DEPTH = 8;
@@ -148,10 +162,13 @@ export function encodeEnvelope(env: Envelope<Record<string, unknown>>): Uint8Arr
 }
 
 /**
- * Decodes and validates one message. Rejects: more than `maxBytes` (MessageTooLarge), malformed or
- * non-canonical CBOR, unknown version (UnsupportedVersion), any invalid header field, and body
- * values outside WireValue. Field-level checks (lengths, points, scalars) are the machines' job,
- * through the read* helpers below.
+ * Decodes and validates one message: a bare v1 envelope, or a signed frame (v2), whose envelope is
+ * returned with its `signature` set, NOT checked here (the shell checks it against the sender's
+ * identity with `checkEnvelopeSignature` before any machine sees it). Rejects: more than
+ * `maxBytes` (MessageTooLarge), malformed or non-canonical CBOR, unknown version
+ * (UnsupportedVersion), a signature of the wrong length, any invalid header field, and body values
+ * outside WireValue. Field-level checks (lengths, points, scalars) are the machines' job, through
+ * the read* helpers below.
  */
 export function decodeEnvelope(
   bytes: Uint8Array,
@@ -170,6 +187,7 @@ export function decodeEnvelope(
   }
   if (!(raw instanceof Map)) throw bad('message: top level must be a map');
   const v = raw.get('v');
+  if (v === SIGNED_FRAME_VERSION) return decodeSignedFrame(raw, bytes);
   if (v !== CODEC_VERSION) {
     throw new DecodeError(
       'UnsupportedVersion',
@@ -198,6 +216,115 @@ export function decodeEnvelope(
   // One message, one encoding: otherwise the same message could hash to two transcripts.
   if (!equalBytes(encodeEnvelope(env), bytes)) throw bad('message: non-canonical encoding');
   return env;
+}
+
+function decodeSignedFrame(raw: Map<unknown, unknown>, bytes: Uint8Array): Envelope<Record<string, unknown>> {
+  for (const k of raw.keys())
+    if (k !== 'v' && k !== 'e' && k !== 's') throw bad('signed frame: unknown top-level field');
+  const e = raw.get('e');
+  const s = raw.get('s');
+  if (!(e instanceof Uint8Array)) throw bad('signed frame: e must be the envelope bytes');
+  if (!(s instanceof Uint8Array) || s.length !== SIGNATURE_LENGTH)
+    throw bad(`signed frame: s must be a ${SIGNATURE_LENGTH}-byte signature`);
+  // The inner envelope is a bare v1 one (no nesting): its own decode checks it fully.
+  let inner: unknown;
+  try {
+    inner = decode(e, CBOR_DECODE_OPTS);
+  } catch {
+    throw bad('signed frame: envelope is not well-formed deterministic CBOR');
+  }
+  if (!(inner instanceof Map) || inner.get('v') !== CODEC_VERSION)
+    throw bad('signed frame: envelope must be a version 1 envelope');
+  const env = decodeEnvelope(e);
+  if (!equalBytes(encodeSignedFrame(e, s), bytes)) throw bad('signed frame: non-canonical encoding');
+  return { ...env, signature: s };
+}
+
+// ---- signed envelopes ----
+
+const SIGNATURE_DOMAIN = utf8ToBytes('tkms/session-envelope-signature/v1\0');
+
+/** SHA-256 of an encoded (v1) envelope: what echoes carry and what a signature binds. */
+export function envelopeDigest(encoded: Uint8Array): Uint8Array {
+  return sha256(encoded);
+}
+
+/**
+ * The bytes a sender signs for one envelope: domain prefix ‖ canonical CBOR { h: header, d: digest }.
+ * With the header in clear, a (digest, signature) pair shows who said what in which session and
+ * round, so a verifier can check an echoed or kept signature without the (maybe secret) body.
+ */
+export function signedMessage(header: EnvelopeHeader, digest: Uint8Array): Uint8Array {
+  if (!(digest instanceof Uint8Array) || digest.length !== ENVELOPE_DIGEST_LENGTH)
+    throw bad(`digest: must be ${ENVELOPE_DIGEST_LENGTH} bytes`);
+  const { version: _v, ...h } = validateHeader(header);
+  return concatBytes(SIGNATURE_DOMAIN, encode({ h, d: digest }));
+}
+
+/** The signed frame { v: 2, e, s } of already encoded envelope bytes and their signature. */
+export function encodeSignedFrame(encoded: Uint8Array, signature: Uint8Array): Uint8Array {
+  if (!(signature instanceof Uint8Array) || signature.length !== SIGNATURE_LENGTH)
+    throw bad(`signature: must be ${SIGNATURE_LENGTH} bytes`);
+  return encode({ v: SIGNED_FRAME_VERSION, e: encoded, s: signature });
+}
+
+/** Encodes an envelope and signs it with `sign` (the node identity key): the frame to send. */
+export function signEnvelope(
+  env: Envelope<Record<string, unknown>>,
+  sign: (message: Uint8Array) => Uint8Array,
+): Uint8Array {
+  const encoded = encodeEnvelope(env);
+  return encodeSignedFrame(encoded, sign(signedMessage(env.header, envelopeDigest(encoded))));
+}
+
+/**
+ * Checks the signature a decoded envelope arrived with, by `check` (the claimed sender's identity
+ * key). Throws DecodeError 'InvalidSignature' when it is missing (details.signature = 'missing') or
+ * does not verify ('invalid'): a tampered byte or another signer.
+ */
+export function checkEnvelopeSignature(
+  env: Envelope<unknown>,
+  check: (message: Uint8Array, signature: Uint8Array) => boolean,
+): void {
+  if (!(env.signature instanceof Uint8Array)) {
+    throw new DecodeError('InvalidSignature', `${env.header.round}: unsigned envelope`, {
+      details: { signature: 'missing' },
+    });
+  }
+  const digest = envelopeDigest(encodeEnvelope(env as Envelope<Record<string, unknown>>));
+  if (!check(signedMessage(env.header, digest), env.signature)) {
+    throw new DecodeError('InvalidSignature', `${env.header.round}: signature does not verify`, {
+      details: { signature: 'invalid' },
+    });
+  }
+}
+
+/** A message a party signed, in the form a third party can check: header, envelope digest, signature. */
+export type SignedStatement = {
+  readonly header: EnvelopeHeader;
+  readonly digest: Uint8Array;
+  readonly signature: Uint8Array;
+};
+
+/** Does `check` (the signer's identity key) accept this statement? */
+export function statementVerifies(
+  st: SignedStatement,
+  check: (message: Uint8Array, signature: Uint8Array) => boolean,
+): boolean {
+  try {
+    return check(signedMessage(st.header, st.digest), st.signature);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Blame evidence as a string (errors.ts `Blame.evidence`): JSON, byte strings as lowercase hex.
+ * Callers pass public data only: headers, digests, signatures, and the bytes of broadcasts whose
+ * bodies are public (echoes). Never a point-to-point body: those carry secret shares (review I-1).
+ */
+export function evidenceString(e: Record<string, unknown>): string {
+  return JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? toHex(v) : v));
 }
 
 /**

@@ -7,8 +7,10 @@
  *                          session, key, suite, committee and sender (noble's PoK binds only the
  *                          identifier, so a round-1 package could be replayed: threats S-04 (c)).
  *   dkg.r2      p2p        the sender's polynomial evaluated at the recipient (secret: encrypted channel).
- *   dkg.echo    broadcast  per sender, the hash of the dkg.r1 message received from it: a dealer who
- *                          sent different commitments to different parties is caught (S-05, invariant I4).
+ *   dkg.echo    broadcast  per sender, the digest of the dkg.r1 message received from it and that
+ *                          sender's node signature of it: a dealer who sent different commitments to
+ *                          different parties is caught (S-05, invariant I4), and an echoer who lies
+ *                          about a third party is named instead of it (protocol/signed-echo.ts).
  *   dkg.confirm broadcast  a proof with the NEW share over the transcript hash and group element
  *                          (protocol/confirm.ts). The result exists only when every participant's
  *                          confirmation verifies, so either all honest parties end with the same group
@@ -19,14 +21,25 @@
  * `frost.DKG` for the other suites or with `backend: 'noble'`; blame on failure is found with noble.
  * 3-of-5 summed CPU: ~400 -> ~25 ms (Ed25519), ~115 -> ~17 ms (secp256k1-TR).
  *
- * Failures are ProtocolError('ParticipantMisbehaved') naming the culprit with public evidence.
+ * Failures are ProtocolError('ParticipantMisbehaved') naming the culprit with public evidence
+ * (digests and signatures; never a dkg.r2 body, which is a secret sub-share: review I-1).
+ * The step that carries this member's confirmation also carries a `persist-pending` effect with
+ * its new key, so the shell stores the share before the confirmation leaves.
  * Messages that arrive for a later round are buffered. The state object is owned by the machine:
  * `receive` updates it in place and returns it (noble's DKG secret package is mutable anyway).
  */
 import type { DKG_Round1, DKG_Secret, Key, RNG } from '@noble/curves/abstract/frost.js';
 import { numberToBytesBE } from '@noble/curves/utils.js';
 import { concatBytes, equalBytes, fromHex, toHex, utf8ToBytes } from './bytes.ts';
-import { assertBinding, encodeEnvelope, readBytes, readBytesArray, readMap } from './codec.ts';
+import {
+  assertBinding,
+  encodeEnvelope,
+  envelopeDigest,
+  readBytes,
+  readBytesArray,
+  readMap,
+  SIGNATURE_LENGTH,
+} from './codec.ts';
 import {
   type Confirmation,
   confirm,
@@ -39,7 +52,8 @@ import { type Blame, type BlameReason, DecodeError, KmsError, ProtocolError, mis
 import { dkgRounds } from './fast-dkg.ts';
 import { type Backend, groupOf, randomScalar } from './group.ts';
 import { asEpoch, type KeyId, type ParticipantId, type SessionId } from './ids.ts';
-import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
+import type { Effect, Envelope, EnvelopeHeader, Machine, SignatureCheck, Step } from './machine.ts';
+import { duplicateConflict, echoMismatch } from './signed-echo.ts';
 import { type KeySpec, publicKeyFromGroupElement } from './suites.ts';
 
 export const DKG_ROUNDS = ['dkg.r1', 'dkg.r2', 'dkg.echo', 'dkg.confirm'] as const;
@@ -61,6 +75,12 @@ export type DkgConfig = {
   readonly backend?: Backend;
   /** Randomness source (tests inject a seeded one to compare backends); default CSPRNG. */
   readonly rng?: RNG;
+  /**
+   * Checks the node signatures that echoes forward. The node always sets it: every echo must then
+   * carry the senders' signatures, and a mismatch is decided with proof. Without it (in-memory
+   * runs) echoes carry digests only, and a mismatch about a third party blames that party.
+   */
+  readonly verify?: SignatureCheck;
 };
 
 export type DkgResult = {
@@ -78,20 +98,36 @@ export type DkgResult = {
 type R1 = {
   readonly pkg: DKG_Round1;
   readonly proof: Confirmation;
-  /** Hash of the encoded dkg.r1 envelope: what the echo round compares. */
+  readonly header: EnvelopeHeader;
+  /** SHA-256 of the encoded dkg.r1 envelope (codec envelopeDigest): what the echo round compares. */
   readonly digest: Uint8Array;
+  /** The sender's node signature of it, as the shell checked it (none for our own). */
+  readonly signature?: Uint8Array;
   readonly encoded: Uint8Array;
 };
+
+type Echo = {
+  readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
+  /** Per sender other than the echoer: the sender's signature the echoer forwards (signed mode). */
+  readonly signatures: ReadonlyMap<ParticipantId, Uint8Array>;
+  readonly header: EnvelopeHeader;
+  readonly digest: Uint8Array;
+  readonly signature?: Uint8Array;
+  readonly bytes: Uint8Array;
+};
+
+/** First copy of a message: digest and signature, to tell a retransmission from a conflicting one. */
+type Seen = { readonly digest: Uint8Array; readonly signature?: Uint8Array | undefined };
 
 export type DkgState = {
   phase: 'r1' | 'r2' | 'confirm' | 'done';
   secret: DKG_Secret;
   readonly r1: Map<ParticipantId, R1>;
   readonly r2: Map<ParticipantId, Uint8Array>;
-  readonly echo: Map<ParticipantId, Map<ParticipantId, Uint8Array>>;
+  readonly echo: Map<ParticipantId, Echo>;
   readonly confirm: Map<ParticipantId, Confirmation>;
   /** The first copy of every message received, to tell a retransmission from a conflicting duplicate. */
-  readonly seen: Map<string, Uint8Array>;
+  readonly seen: Map<string, Seen>;
   key?: Key;
   transcriptHash?: Uint8Array;
 };
@@ -174,7 +210,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
 
   const digestOf = (env: Envelope<DkgBody>) => {
     const encoded = encodeEnvelope(env);
-    return { encoded, digest: hashTranscript('dkg.r1.message', [encoded]) };
+    return { encoded, digest: envelopeDigest(encoded) };
   };
 
   // ---- parsing: checks that need nothing but the message itself ----
@@ -219,16 +255,43 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
       ]);
     }
     const pkg = { identifier: from, commitment, proofOfKnowledge: pok } as DKG_Round1;
-    return { pkg, proof, digest, encoded };
+    return {
+      pkg,
+      proof,
+      header: env.header,
+      digest,
+      encoded,
+      ...(env.signature ? { signature: env.signature } : {}),
+    };
   };
 
-  const parseEcho = (env: Envelope<DkgBody>): Map<ParticipantId, Uint8Array> => {
+  const parseEcho = (env: Envelope<DkgBody>): Echo => {
     const m = readMap(env.body, 'digests');
     const keys = Object.keys(m);
     if (keys.length !== n || !cfg.participants.every((p) => Object.hasOwn(m, p))) {
       throw new DecodeError('DecodeError', 'body.digests: must have one entry per participant');
     }
-    return new Map(cfg.participants.map((p) => [p, readBytes(m, p, DIGEST_LENGTH)]));
+    const digests = new Map(cfg.participants.map((p) => [p, readBytes(m, p, DIGEST_LENGTH)]));
+    const signatures = new Map<ParticipantId, Uint8Array>();
+    if (cfg.verify) {
+      // One signature per sender but the echoer itself (its own echo is signed as a whole).
+      const from = env.header.from;
+      const sigs = readMap(env.body, 'signatures');
+      const senders = cfg.participants.filter((p) => p !== from);
+      if (Object.keys(sigs).length !== senders.length || !senders.every((p) => Object.hasOwn(sigs, p))) {
+        throw new DecodeError('DecodeError', 'body.signatures: must have one entry per other participant');
+      }
+      for (const p of senders) signatures.set(p, readBytes(sigs, p, SIGNATURE_LENGTH));
+    }
+    const bytes = encodeEnvelope(env);
+    return {
+      digests,
+      signatures,
+      header: env.header,
+      digest: envelopeDigest(bytes),
+      bytes,
+      ...(env.signature ? { signature: env.signature } : {}),
+    };
   };
 
   // ---- round processing, in order, once a round's messages are all in ----
@@ -293,22 +356,24 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
   };
 
   const checkEchoes = (state: DkgState) => {
-    const mine = (p: ParticipantId) => state.r1.get(p)!.digest;
     for (const reporter of others) {
-      const digests = state.echo.get(reporter)!;
+      const echo = state.echo.get(reporter)!;
       for (const sender of cfg.participants) {
-        const theirs = digests.get(sender)!;
-        if (equalBytes(theirs, mine(sender))) continue;
-        // We know what we sent to everyone; a wrong echo of our own message is the reporter's lie.
-        const culprit = sender === self ? reporter : sender;
-        throw misbehaved('dkg.echo: participants received different dkg.r1 messages', [
-          {
-            participant: culprit,
-            reason: 'equivocation',
-            round: 'dkg.r1',
-            evidence: `${toHex(mine(sender))} != ${toHex(theirs)} (reported by ${reporter})`,
-          },
-        ]);
+        const ours = state.r1.get(sender)!;
+        const digest = echo.digests.get(sender)!;
+        if (equalBytes(digest, ours.digest)) continue;
+        const signature = echo.signatures.get(sender);
+        throw echoMismatch({
+          self,
+          reporter,
+          sender,
+          ours,
+          theirs: signature ? { digest, signature } : { digest },
+          echo,
+          round: 'dkg.r1',
+          unsignedOwnBlamesReporter: true,
+          ...(cfg.verify ? { verify: cfg.verify } : {}),
+        });
       }
     }
   };
@@ -332,7 +397,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
     if (bad.length > 0) throw misbehaved('dkg.r2: secret share does not match the sender commitments', bad);
   };
 
-  const finish = (state: DkgState): Envelope<DkgBody>[] => {
+  const finish = (state: DkgState): { out: Envelope<DkgBody>[]; effect: Effect } => {
     checkEchoes(state);
     const round1 = others.map((p) => state.r1.get(p)!.pkg);
     const round2 = others.map((p) => ({ identifier: p, signingShare: state.r2.get(p)! }));
@@ -376,7 +441,10 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
     );
     state.confirm.set(self, proof);
     state.phase = 'confirm';
-    return [{ header: header('dkg.confirm', '*'), body: { R: proof.R, z: proof.z } }];
+    return {
+      out: [{ header: header('dkg.confirm', '*'), body: { R: proof.R, z: proof.z } }],
+      effect: { kind: 'persist-pending', key },
+    };
   };
 
   const checkConfirmations = (state: DkgState): DkgResult => {
@@ -418,6 +486,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
   /** Runs every round whose messages are complete. */
   const advance = (state: DkgState): Step<DkgState, DkgBody, DkgResult> => {
     const out: Envelope<DkgBody>[] = [];
+    const effects: Effect[] = [];
     if (state.phase === 'r1' && state.r1.size === n) {
       const shares = round2(state);
       for (const p of others) {
@@ -425,16 +494,30 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
       }
       const digests: Record<string, Uint8Array> = {};
       for (const p of cfg.participants) digests[p] = state.r1.get(p)!.digest;
-      out.push({ header: header('dkg.echo', '*'), body: { digests } });
+      const body: DkgBody = { digests };
+      if (cfg.verify) {
+        // Forward every sender's signature, so that a lie about a third party is provable.
+        const signatures: Record<string, Uint8Array> = {};
+        for (const p of others) {
+          const sig = state.r1.get(p)!.signature;
+          if (!sig) throw new ProtocolError('ProtocolAborted', `dkg.r1 of ${p} arrived unsigned`);
+          signatures[p] = sig;
+        }
+        body.signatures = signatures;
+      }
+      out.push({ header: header('dkg.echo', '*'), body });
       state.phase = 'r2';
     }
     if (state.phase === 'r2' && state.r2.size === n - 1 && state.echo.size === n - 1) {
-      out.push(...finish(state));
+      const f = finish(state);
+      out.push(...f.out);
+      effects.push(f.effect);
     }
+    const fx = effects.length > 0 ? { effects } : {};
     if (state.phase === 'confirm' && state.confirm.size === n) {
-      return { state, out, done: checkConfirmations(state) };
+      return { state, out, done: checkConfirmations(state), ...fx };
     }
-    return { state, out };
+    return { state, out, ...fx };
   };
 
   const accept = (state: DkgState, env: Envelope<DkgBody>): Step<DkgState, DkgBody, DkgResult> => {
@@ -457,23 +540,17 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
       throw new DecodeError('ContextMismatch', `dkg: unknown round ${JSON.stringify(env.header.round)}`);
     }
     assertBinding(env, { to: round === 'dkg.r2' ? self : '*' });
-    // A retransmission is harmless; a different message for the same round is equivocation.
-    const encoded = encodeEnvelope(env);
+    // A retransmission is harmless; a different message for the same round is equivocation. Only
+    // digests (and signatures) are kept and shown: a dkg.r2 body is a secret sub-share (review I-1).
+    const copy: Seen = { digest: envelopeDigest(encodeEnvelope(env)), signature: env.signature };
     const seenKey = `${round}/${from}`;
     const prior = state.seen.get(seenKey);
     if (prior !== undefined) {
-      if (equalBytes(prior, encoded)) return { state, out: [] };
-      throw misbehaved(`${round}: two different messages from one sender`, [
-        {
-          participant: from,
-          reason: 'equivocation',
-          round,
-          evidence: `${toHex(prior)} != ${toHex(encoded)}`,
-        },
-      ]);
+      if (equalBytes(prior.digest, copy.digest)) return { state, out: [] };
+      throw duplicateConflict(env.header, prior, copy);
     }
     if (state.phase === 'done') throw new DecodeError('ContextMismatch', 'dkg: session already finished');
-    state.seen.set(seenKey, encoded);
+    state.seen.set(seenKey, copy);
     switch (round) {
       case 'dkg.r1':
         state.r1.set(from, parseR1(env));
@@ -515,7 +592,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
       const state: DkgState = {
         phase: 'r1',
         secret,
-        r1: new Map([[self, { pkg: pub, proof, digest, encoded }]]),
+        r1: new Map([[self, { pkg: pub, proof, header: env.header, digest, encoded }]]),
         r2: new Map(),
         echo: new Map(),
         confirm: new Map(),

@@ -9,7 +9,13 @@
  *   for each envelope addressed to us:
  *     step = machine.receive(step.state, env);  // may throw ProtocolError (terminal, with culprits)
  *   until step.done is set.
+ *
+ * Between nodes every envelope is signed by its sender's node identity key (protocol/codec.ts
+ * `signedMessage`); the shell checks the signature before `receive` and hands it over in
+ * `env.signature`, so that echo rounds can forward it and blame carries transferable evidence. A
+ * machine that checks forwarded signatures gets a pure `SignatureCheck` in its config.
  */
+import type { Key } from '@noble/curves/abstract/frost.js';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
 import type { KeySpecName } from './suites.ts';
 
@@ -37,7 +43,29 @@ export type EnvelopeHeader = {
 export type Envelope<Body = unknown> = {
   readonly header: EnvelopeHeader;
   readonly body: Body;
+  /**
+   * On a received envelope: its sender's signature over codec `signedMessage(header, digest)`,
+   * already checked by the shell. Outgoing envelopes carry none: the shell signs them.
+   */
+  readonly signature?: Uint8Array;
 };
+
+/**
+ * Does `signature` by `participant`'s node identity key verify over `message` (a codec
+ * `signedMessage`)? Pure, never throws. The node builds it from the cluster file's peer ids.
+ */
+export type SignatureCheck = (
+  participant: ParticipantId,
+  message: Uint8Array,
+  signature: Uint8Array,
+) => boolean;
+
+/**
+ * What the shell must do before a step's messages leave. `persist-pending`: this member's new
+ * share is known and its confirmation is in this step's messages, so the share must be sealed and
+ * stored (synced) as pending first (invariant I5: never confirm a share that a crash could lose).
+ */
+export type Effect = { readonly kind: 'persist-pending'; readonly key: Key };
 
 export type Step<State, Body, Result> = {
   readonly state: State;
@@ -45,6 +73,8 @@ export type Step<State, Body, Result> = {
   readonly out: readonly Envelope<Body>[];
   /** Set when the machine finished successfully. */
   readonly done?: Result;
+  /** Side effects the shell performs before sending `out` (at most one per kind per session). */
+  readonly effects?: readonly Effect[];
 };
 
 /**

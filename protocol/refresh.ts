@@ -17,7 +17,7 @@ import { utf8ToBytes } from './bytes.ts';
 import { ProtocolError, StateError } from './errors.ts';
 import { type Backend, groupOf } from './group.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
-import type { Machine } from './machine.ts';
+import type { Machine, SignatureCheck } from './machine.ts';
 import { zeroPolynomial } from './polynomial.ts';
 import {
   type DealingPlan,
@@ -45,6 +45,8 @@ export type RefreshConfig = {
   readonly backend?: Backend;
   /** Randomness (tests inject a seeded one to compare backends); default CSPRNG. */
   readonly rng?: RNG;
+  /** Checks forwarded node signatures (see DkgConfig.verify): set by the node, absent in-memory. */
+  readonly verify?: SignatureCheck;
 };
 
 export function refreshMachine(cfg: RefreshConfig): Machine<KeyEventState, KeyEventBody, KeyEventResult> {
@@ -73,6 +75,7 @@ export function refreshMachine(cfg: RefreshConfig): Machine<KeyEventState, KeyEv
     spec,
     group: g,
     ...(cfg.rng ? { rng: cfg.rng } : {}),
+    ...(cfg.verify ? { verify: cfg.verify } : {}),
     keyId: cfg.keyId,
     sessionId: cfg.sessionId,
     self: cfg.self,

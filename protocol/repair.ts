@@ -9,16 +9,24 @@
  *      share in the public package.
  * Added for blame (not in the paper or ZF): helper i also broadcasts D_i,j = δ_i,j·G. Everyone checks
  * Σ_j D_i,j = λ_i·Y_i (the deltas add up to i's weighted share), helper j checks δ_i,j against D_i,j,
- * the target checks σ_j·G = Σ_i D_i,j, and σ carries the digests of the broadcasts its sender saw,
- * so a helper who equivocates is named. The points reveal nothing beyond the public Y_i under DL.
+ * the target checks σ_j·G = Σ_i D_i,j, and σ carries the digests of the broadcasts its sender saw
+ * with their senders' node signatures, so a helper who equivocates is named, and a helper who lies
+ * about another is named instead of it (protocol/signed-echo.ts). The points reveal nothing beyond
+ * the public Y_i under DL.
  *
  * The share is the one of the current epoch: envelopes carry that epoch, and no epoch change follows
  * (the other members' shares are unchanged). Rounds: `repair.delta`, `repair.sigma`.
  */
 import type { FrostPublic, Key, RNG } from '@noble/curves/abstract/frost.js';
-import { equalBytes, toHex, utf8ToBytes } from './bytes.ts';
-import { assertBinding, readBytes, readBytesArray } from './codec.ts';
-import { hashTranscript } from './confirm.ts';
+import { equalBytes, toHex } from './bytes.ts';
+import {
+  assertBinding,
+  encodeEnvelope,
+  envelopeDigest,
+  readBytes,
+  readBytesArray,
+  SIGNATURE_LENGTH,
+} from './codec.ts';
 import { decodeScalar } from './elements.ts';
 import {
   asKmsError,
@@ -31,9 +39,10 @@ import {
 } from './errors.ts';
 import { type Backend, type Elem, groupOf, randomScalar } from './group.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
-import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
+import type { Envelope, EnvelopeHeader, Machine, SignatureCheck, Step } from './machine.ts';
 import { identifierScalar, lagrangeCoefficient, sumScalars } from './polynomial.ts';
 import { samePublic } from './reshare.ts';
+import { duplicateConflict, echoMismatch, type ReceivedCopy } from './signed-echo.ts';
 import type { KeySpec } from './suites.ts';
 
 export type RepairConfig = {
@@ -54,24 +63,50 @@ export type RepairConfig = {
   readonly backend?: Backend;
   /** Randomness of the deltas (tests inject a seeded one to compare backends); default CSPRNG. */
   readonly rng?: RNG;
+  /** Checks forwarded node signatures (see DkgConfig.verify): set by the node, absent in-memory. */
+  readonly verify?: SignatureCheck;
 };
 
 export type RepairDeltaBroadcast = { readonly commitments: readonly Uint8Array[] };
 export type RepairDeltaShare = { readonly delta: Uint8Array };
-export type RepairSigma = { readonly sigma: Uint8Array; readonly digests: readonly Uint8Array[] };
+export type RepairSigma = {
+  readonly sigma: Uint8Array;
+  /** Per helper (sorted): envelope digest of its delta broadcast, as the sender of σ received it. */
+  readonly digests: readonly Uint8Array[];
+  /** Per helper, between nodes: its signature of that broadcast (empty for the sender's own). */
+  readonly signatures?: readonly Uint8Array[];
+};
 export type RepairBody = RepairDeltaBroadcast | RepairDeltaShare | RepairSigma;
 
 /** A helper finishes once its σ is sent; the target finishes with its recovered key. */
 export type RepairResult = { readonly role: 'helper' } | { readonly role: 'target'; readonly key: Key };
 
+type SigmaRecord = {
+  readonly sigma: bigint;
+  readonly digests: readonly Uint8Array[];
+  readonly signatures?: readonly Uint8Array[];
+  readonly copy: ReceivedCopy;
+};
+
 export type RepairState = {
   readonly phase: 'collect' | 'done';
   readonly ownDeltas?: ReadonlyMap<ParticipantId, bigint>;
   readonly commitments: ReadonlyMap<ParticipantId, readonly Elem[]>;
-  readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
+  /** Our signed copy of each helper's delta broadcast (digest: what σ messages are compared with). */
+  readonly broadcasts: ReadonlyMap<ParticipantId, ReceivedCopy>;
   readonly deltas: ReadonlyMap<ParticipantId, bigint>;
-  readonly sigmas: ReadonlyMap<ParticipantId, { sigma: bigint; digests: readonly Uint8Array[] }>;
+  /** Digest and signature of each helper's delta message: evidence, never the delta (review I-1). */
+  readonly deltaCopies: ReadonlyMap<ParticipantId, ReceivedCopy>;
+  readonly sigmas: ReadonlyMap<ParticipantId, SigmaRecord>;
 };
+
+/** Our copy of a received envelope: header, envelope digest and (between nodes) signature. */
+function copyOf(env: Envelope<unknown>): ReceivedCopy {
+  const digest = envelopeDigest(encodeEnvelope(env as Envelope<Record<string, unknown>>));
+  return env.signature
+    ? { header: env.header, digest, signature: env.signature }
+    : { header: env.header, digest };
+}
 
 /**
  * Step 1 (ZF `repair_share_step_1`): split λ_i·s_i into one random delta per helper. The last
@@ -159,10 +194,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
     from: self,
     to,
   });
-  const digestOf = (from: string, raw: readonly Uint8Array[]) =>
-    hashTranscript('repair.delta', [utf8ToBytes(cfg.sessionId), utf8ToBytes(from), ...raw]);
-
-  const readBroadcast = (from: ParticipantId, body: unknown): { points: Elem[]; digest: Uint8Array } => {
+  const readBroadcast = (from: ParticipantId, body: unknown): Elem[] => {
     const raw = readBytesArray(body, 'commitments');
     if (raw.length !== helpers.length) {
       throw misbehaved(`helper ${from} sent ${raw.length} delta commitments`, [
@@ -184,7 +216,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         blame(from, 'wrong-group-key', ROUND_DELTA, toHex(sum.toBytes())),
       ]);
     }
-    return { points, digest: digestOf(from, raw) };
+    return points;
   };
 
   const progress = (
@@ -200,7 +232,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
       for (const h of helpers) {
         if (!g.baseMul(s.deltas.get(h)!).equals(s.commitments.get(h)![j]!)) {
           throw misbehaved(`helper ${h} sent ${self} a delta that does not match its commitment`, [
-            blame(h, 'bad-share', ROUND_DELTA, toHex(s.digests.get(h)!)),
+            blame(h, 'bad-share', ROUND_DELTA, toHex(s.broadcasts.get(h)!.digest)),
           ]);
         }
       }
@@ -208,10 +240,22 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         spec,
         helpers.map((h) => s.deltas.get(h)!),
       );
-      out.push({
-        header: header(ROUND_SIGMA, target),
-        body: { sigma: Fn.toBytes(sigma), digests: helpers.map((h) => s.digests.get(h)!) },
-      });
+      const body: RepairSigma = {
+        sigma: Fn.toBytes(sigma),
+        digests: helpers.map((h) => s.broadcasts.get(h)!.digest),
+      };
+      if (cfg.verify) {
+        // Forward every helper's signature, so that a lie about a helper is provable.
+        const signatures = helpers.map((h) => {
+          if (h === self) return new Uint8Array(0);
+          const sig = s.broadcasts.get(h)!.signature;
+          if (!sig) throw new ProtocolError('ProtocolAborted', `${ROUND_DELTA} of ${h} arrived unsigned`);
+          return sig;
+        });
+        out.push({ header: header(ROUND_SIGMA, target), body: { ...body, signatures } });
+      } else {
+        out.push({ header: header(ROUND_SIGMA, target), body });
+      }
       return {
         state: { ...s, phase: 'done', deltas: new Map(), ownDeltas: new Map() },
         out,
@@ -221,16 +265,21 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
     // Target.
     for (const [from, got] of s.sigmas) {
       helpers.forEach((h, i) => {
-        if (!equalBytes(got.digests[i]!, s.digests.get(h)!)) {
-          throw misbehaved(`helper ${h} sent different delta commitments to different parties`, [
-            blame(
-              h,
-              'equivocation',
-              ROUND_DELTA,
-              `${toHex(s.digests.get(h)!)}@${self}!=${toHex(got.digests[i]!)}@${from}`,
-            ),
-          ]);
-        }
+        const ours = s.broadcasts.get(h)!;
+        const digest = got.digests[i]!;
+        if (equalBytes(digest, ours.digest)) return;
+        const signature = got.signatures?.[i];
+        // σ is secret: the evidence shows the σ message's signed digest, never its bytes.
+        throw echoMismatch({
+          self,
+          reporter: from,
+          sender: h,
+          ours,
+          theirs: signature && signature.length > 0 ? { digest, signature } : { digest },
+          echo: got.copy,
+          round: ROUND_DELTA,
+          ...(cfg.verify ? { verify: cfg.verify } : {}),
+        });
       });
       const j = idx.get(from)!;
       const want = helpers.reduce((a, h) => a.add(s.commitments.get(h)![j]!), g.ZERO);
@@ -258,18 +307,17 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
     if (!helpers.includes(from))
       throw misbehaved(`${from} is not a helper`, [blame(from, 'spoofed-sender', h.round)]);
     if (h.round === ROUND_DELTA && h.to === '*') {
-      const { points, digest } = readBroadcast(from, env.body);
-      const prev = s.digests.get(from);
+      const points = readBroadcast(from, env.body);
+      const copy = copyOf(env);
+      const prev = s.broadcasts.get(from);
       if (prev) {
-        if (equalBytes(prev, digest)) return s;
-        throw misbehaved(`helper ${from} sent two different broadcasts`, [
-          blame(from, 'equivocation', h.round),
-        ]);
+        if (equalBytes(prev.digest, copy.digest)) return s;
+        throw duplicateConflict(h, prev, copy);
       }
       return {
         ...s,
         commitments: new Map(s.commitments).set(from, points),
-        digests: new Map(s.digests).set(from, digest),
+        broadcasts: new Map(s.broadcasts).set(from, copy),
       };
     }
     if (h.round === ROUND_DELTA && isHelper) {
@@ -280,10 +328,17 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         throw misbehaved(`helper ${from} sent a malformed delta`, [blame(from, 'invalid-scalar', h.round)]);
       }
       const prev = s.deltas.get(from);
-      if (prev !== undefined && prev !== delta) {
-        throw misbehaved(`helper ${from} sent two different deltas`, [blame(from, 'equivocation', h.round)]);
+      const copy = copyOf(env);
+      if (prev !== undefined) {
+        if (prev === delta) return s;
+        // Evidence: digests and signatures of the two messages, never the deltas (review I-1).
+        throw duplicateConflict(h, s.deltaCopies.get(from)!, copy);
       }
-      return { ...s, deltas: new Map(s.deltas).set(from, delta) };
+      return {
+        ...s,
+        deltas: new Map(s.deltas).set(from, delta),
+        deltaCopies: new Map(s.deltaCopies).set(from, copy),
+      };
     }
     if (h.round === ROUND_SIGMA && self === target) {
       let sigma: bigint;
@@ -298,11 +353,20 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
           blame(from, 'wrong-vector-length', h.round),
         ]);
       }
+      const signatures = cfg.verify ? readBytesArray(env.body, 'signatures', helpers.length) : undefined;
+      signatures?.forEach((sig, i) => {
+        const want = helpers[i] === from ? 0 : SIGNATURE_LENGTH;
+        if (sig.length !== want)
+          throw new DecodeError('DecodeError', `body.signatures[${i}]: must be ${want} bytes`);
+      });
+      const copy = copyOf(env);
       const prev = s.sigmas.get(from);
-      if (prev && prev.sigma !== sigma) {
-        throw misbehaved(`helper ${from} sent two different sigmas`, [blame(from, 'equivocation', h.round)]);
+      if (prev) {
+        if (equalBytes(prev.copy.digest, copy.digest)) return s;
+        throw duplicateConflict(h, prev.copy, copy);
       }
-      return { ...s, sigmas: new Map(s.sigmas).set(from, { sigma, digests }) };
+      const record: SigmaRecord = { sigma, digests, copy, ...(signatures ? { signatures } : {}) };
+      return { ...s, sigmas: new Map(s.sigmas).set(from, record) };
     }
     throw misbehaved(`unexpected ${h.round} message from ${from}`, [
       blame(from, 'malformed-message', h.round),
@@ -315,8 +379,9 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
       let st: RepairState = {
         phase: 'collect',
         commitments: new Map(),
-        digests: new Map(),
+        broadcasts: new Map(),
         deltas: new Map(),
+        deltaCopies: new Map(),
         sigmas: new Map(),
       };
       const out: Envelope<RepairBody>[] = [];
@@ -324,7 +389,11 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         const share = Fn.fromBytes(cfg.key!.secret.signingShare);
         const deltas = repairDeltas(spec, helpers, self, target, share, cfg.rng);
         const raw = helpers.map((h) => g.baseMul(deltas.get(h)!).toBytes());
-        out.push({ header: header(ROUND_DELTA, '*'), body: { commitments: raw } });
+        const broadcast: Envelope<RepairBody> = {
+          header: header(ROUND_DELTA, '*'),
+          body: { commitments: raw },
+        };
+        out.push(broadcast);
         for (const h of helpers) {
           if (h !== self)
             out.push({ header: header(ROUND_DELTA, h), body: { delta: Fn.toBytes(deltas.get(h)!) } });
@@ -332,7 +401,7 @@ export function repairMachine(cfg: RepairConfig): Machine<RepairState, RepairBod
         st = {
           ...st,
           commitments: new Map([[self, raw.map((r) => g.trusted(r))]]),
-          digests: new Map([[self, digestOf(self, raw)]]),
+          broadcasts: new Map([[self, copyOf(broadcast)]]),
           deltas: new Map([[self, deltas.get(self)!]]),
         };
       }

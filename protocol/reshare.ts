@@ -13,17 +13,27 @@
  *
  * Rounds (every envelope bound to protocol, keySpec, keyId, sessionId and the NEW epoch):
  *   `<p>.deal`    dealer -> all (commitments) and dealer -> new member (sub-share, encrypted channel)
- *   `<p>.echo`    every party -> all: context digest and the digest of each dealer's broadcast
- *                 (reliable-broadcast check: a dealer who sent different commitments to different
- *                 parties is caught here, Kudelski-ING / S-11 a)
+ *   `<p>.echo`    every party -> all: context digest, the digest of each dealer's broadcast and,
+ *                 between nodes, that dealer's node signature of it (reliable-broadcast check: a
+ *                 dealer who sent different commitments to different parties is caught here,
+ *                 Kudelski-ING / S-11 a; an echoer who lies about a dealer is named instead of it,
+ *                 protocol/signed-echo.ts)
  *   `<p>.confirm` new member -> all: Schnorr proof with the NEW share over the transcript hash and
  *                 the unchanged group element (protocol/confirm.ts); all of them form the certificate
- *                 that protocol/epoch.ts needs to activate the epoch (I5).
+ *                 that protocol/epoch.ts needs to activate the epoch (I5). The step that carries
+ *                 a new member's confirmation carries a `persist-pending` effect with its new key.
  */
 import type { FrostPublic, Key, RNG } from '@noble/curves/abstract/frost.js';
 import { numberToBytesBE } from '@noble/curves/utils.js';
 import { equalBytes, toHex, utf8ToBytes } from './bytes.ts';
-import { assertBinding, readBytes, readBytesArray } from './codec.ts';
+import {
+  assertBinding,
+  encodeEnvelope,
+  envelopeDigest,
+  readBytes,
+  readBytesArray,
+  SIGNATURE_LENGTH,
+} from './codec.ts';
 import {
   type Confirmation,
   confirm,
@@ -44,7 +54,7 @@ import {
 import type { Certificate } from './epoch.ts';
 import { type Backend, type Elem, type Group, groupOf, linearCombination, randomScalar } from './group.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from './ids.ts';
-import type { Envelope, EnvelopeHeader, Machine, Step } from './machine.ts';
+import type { Effect, Envelope, EnvelopeHeader, Machine, SignatureCheck, Step } from './machine.ts';
 import {
   dealingPolynomial,
   evaluateCommitments,
@@ -53,6 +63,7 @@ import {
   lagrangeCoefficient,
   verifyFeldman,
 } from './polynomial.ts';
+import { duplicateConflict, type EchoCopy, echoMismatch, type ReceivedCopy } from './signed-echo.ts';
 import type { KeySpec } from './suites.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -60,7 +71,13 @@ import type { KeySpec } from './suites.ts';
 
 export type DealBroadcastBody = { readonly commitments: readonly Uint8Array[] };
 export type DealShareBody = { readonly share: Uint8Array };
-export type EchoBody = { readonly context: Uint8Array; readonly digests: readonly Uint8Array[] };
+export type EchoBody = {
+  readonly context: Uint8Array;
+  /** Per dealer (sorted): envelope digest of the dealer's broadcast as the echoer received it. */
+  readonly digests: readonly Uint8Array[];
+  /** Per dealer, between nodes: the dealer's signature of it (empty for the echoer's own dealing). */
+  readonly signatures?: readonly Uint8Array[];
+};
 export type ConfirmBody = {
   readonly transcriptHash: Uint8Array;
   readonly groupElement: Uint8Array;
@@ -93,6 +110,8 @@ export type DealingPlan = {
   readonly group: Group;
   /** Randomness of the confirmation nonce (tests inject a seeded one); default CSPRNG. */
   readonly rng?: RNG;
+  /** Checks forwarded node signatures (see DkgConfig.verify): set by the node, absent in-memory. */
+  readonly verify?: SignatureCheck;
   readonly keyId: KeyId;
   readonly sessionId: SessionId;
   readonly self: ParticipantId;
@@ -117,15 +136,20 @@ export type DealingPlan = {
 
 type Phase = 'deal' | 'echo' | 'confirm' | 'done';
 
+/** An echo as received: its body and its own signed copy (evidence if it lies). */
+type EchoRecord = EchoBody & { readonly copy: EchoCopy };
+
 export type KeyEventState = {
   readonly phase: Phase;
   readonly coefficients?: readonly bigint[];
-  /** dealer -> decoded commitments, and the digest of their broadcast. */
+  /** dealer -> decoded commitments, and our signed copy of its broadcast (digest: what echoes compare). */
   readonly commitments: ReadonlyMap<ParticipantId, readonly Elem[]>;
-  readonly digests: ReadonlyMap<ParticipantId, Uint8Array>;
+  readonly broadcasts: ReadonlyMap<ParticipantId, ReceivedCopy>;
   readonly subShares: ReadonlyMap<ParticipantId, bigint>;
+  /** Digest and signature of each dealer's sub-share message: evidence, never the share (review I-1). */
+  readonly subShareCopies: ReadonlyMap<ParticipantId, { digest: Uint8Array; signature?: Uint8Array }>;
   readonly verified: boolean;
-  readonly echoes: ReadonlyMap<ParticipantId, EchoBody>;
+  readonly echoes: ReadonlyMap<ParticipantId, EchoRecord>;
   readonly confirmations: ReadonlyMap<ParticipantId, ConfirmBody>;
   readonly newPublic?: FrostPublic;
   readonly newShare?: bigint;
@@ -142,17 +166,12 @@ function blame(participant: string, reason: BlameReason, round: string, evidence
   return evidence === undefined ? { participant, reason, round } : { participant, reason, round, evidence };
 }
 
-/** Digest of one dealer's broadcast: what the echo round compares. */
-export function dealDigest(
-  plan: Pick<DealingPlan, 'protocol' | 'sessionId'>,
-  dealer: string,
-  commitments: readonly Uint8Array[],
-): Uint8Array {
-  return hashTranscript(`${plan.protocol}.deal`, [
-    utf8ToBytes(plan.sessionId),
-    utf8ToBytes(dealer),
-    ...commitments,
-  ]);
+/** Our copy of a received envelope: header, envelope digest and (between nodes) signature. */
+function copyOf(env: Envelope<unknown>): ReceivedCopy {
+  const digest = envelopeDigest(encodeEnvelope(env as Envelope<Record<string, unknown>>));
+  return env.signature
+    ? { header: env.header, digest, signature: env.signature }
+    : { header: env.header, digest };
 }
 
 /** The dealing engine as a Machine. */
@@ -203,8 +222,8 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
     }
   };
 
-  /** Commitments and digest of a dealer's broadcast, fully validated, or the blame. */
-  const readDeal = (from: ParticipantId, body: unknown): { points: Elem[]; digest: Uint8Array } => {
+  /** Commitments of a dealer's broadcast, fully validated, or the blame. */
+  const readDeal = (from: ParticipantId, body: unknown): Elem[] => {
     const raw = readBytesArray(body, 'commitments');
     // Exact length: a longer vector raises the threshold, a shorter one lowers it (S-06).
     if (raw.length !== plan.commitmentLength) {
@@ -226,7 +245,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
     }
     const b = plan.checkDealer(from, points);
     if (b) throw misbehaved(`dealer ${from}: ${b.reason}`, [b]);
-    return { points, digest: dealDigest(plan, from, raw) };
+    return points;
   };
 
   const progress = (
@@ -234,6 +253,9 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
     out: Envelope<KeyEventBody>[],
   ): Step<KeyEventState, KeyEventBody, KeyEventResult> => {
     let st = s;
+    const effects: Effect[] = [];
+    const step = (x: { state: KeyEventState; out: Envelope<KeyEventBody>[]; done?: KeyEventResult }) =>
+      effects.length > 0 ? { ...x, effects } : x;
     if (st.phase === 'deal') {
       const haveAll = dealers.every((d) => st.commitments.has(d) && (!isReceiver || st.subShares.has(d)));
       if (!haveAll) return { state: st, out };
@@ -242,13 +264,25 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         for (const d of dealers) {
           if (!verifyFeldman(spec, x, st.subShares.get(d)!, st.commitments.get(d)!, plan.firstPower, grp)) {
             throw misbehaved(`dealer ${d} sent ${self} a sub-share that does not match its commitments`, [
-              blame(d, 'bad-share', R.deal, toHex(st.digests.get(d)!)),
+              blame(d, 'bad-share', R.deal, toHex(st.broadcasts.get(d)!.digest)),
             ]);
           }
         }
       }
-      const digests = dealers.map((d) => st.digests.get(d)!);
-      out.push({ header: header(R.echo, '*'), body: { context: contextDigest, digests } });
+      const digests = dealers.map((d) => st.broadcasts.get(d)!.digest);
+      const body: EchoBody = { context: contextDigest, digests };
+      if (plan.verify) {
+        // Forward every dealer's signature, so that a lie about a dealer is provable.
+        const signatures = dealers.map((d) => {
+          if (d === self) return new Uint8Array(0);
+          const sig = st.broadcasts.get(d)!.signature;
+          if (!sig) throw new ProtocolError('ProtocolAborted', `${R.deal} of ${d} arrived unsigned`);
+          return sig;
+        });
+        out.push({ header: header(R.echo, '*'), body: { ...body, signatures } });
+      } else {
+        out.push({ header: header(R.echo, '*'), body });
+      }
       st = { ...st, phase: 'echo', verified: true };
     }
     if (st.phase === 'echo') {
@@ -265,23 +299,28 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
           );
         }
         dealers.forEach((d, i) => {
-          const ours = st.digests.get(d)!;
-          const theirs = echo.digests[i]!;
-          if (!equalBytes(ours, theirs)) {
-            // Point-to-point channels are authenticated, not signed: the evidence is both digests
-            // and who reported the other one.
-            throw misbehaved(`dealer ${d} sent different commitments to different parties`, [
-              blame(d, 'equivocation', R.deal, `${toHex(ours)}@${self}!=${toHex(theirs)}@${from}`),
-            ]);
-          }
+          const ours = st.broadcasts.get(d)!;
+          const digest = echo.digests[i]!;
+          if (equalBytes(ours.digest, digest)) return;
+          const signature = echo.signatures?.[i];
+          throw echoMismatch({
+            self,
+            reporter: from,
+            sender: d,
+            ours,
+            theirs: signature && signature.length > 0 ? { digest, signature } : { digest },
+            echo: echo.copy,
+            round: R.deal,
+            ...(plan.verify ? { verify: plan.verify } : {}),
+          });
         });
       }
-      if (!parties.every((p) => p === self || st.echoes.has(p))) return { state: st, out };
+      if (!parties.every((p) => p === self || st.echoes.has(p))) return step({ state: st, out });
       const newPublic = plan.combinePublic(st.commitments);
       const groupElement = newPublic.commitments[0]!;
       const transcriptHash = hashTranscript(protocol, [
         ...plan.context,
-        ...dealers.flatMap((d) => [utf8ToBytes(d), st.digests.get(d)!]),
+        ...dealers.flatMap((d) => [utf8ToBytes(d), st.broadcasts.get(d)!.digest]),
         ...receivers.flatMap((r) => [utf8ToBytes(r), newPublic.verifyingShares[r]!]),
       ]);
       st = { ...st, phase: 'confirm', newPublic, transcriptHash };
@@ -304,6 +343,14 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         out.push({ header: header(R.confirm, '*'), body });
         const confirmations = new Map(st.confirmations);
         confirmations.set(self, body);
+        // The share is stored as pending before this confirmation leaves (the shell's effect).
+        effects.push({
+          kind: 'persist-pending',
+          key: {
+            public: newPublic,
+            secret: { identifier: self, signingShare: spec.Point.Fn.toBytes(share) },
+          } as Key,
+        });
         // Sub-shares and coefficients are no longer needed: drop them from the state.
         st = { ...st, newShare: share, confirmations, subShares: new Map(), coefficients: [] };
       } else {
@@ -333,7 +380,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
           ]);
         }
       }
-      if (!receivers.every((r) => st.confirmations.has(r))) return { state: st, out };
+      if (!receivers.every((r) => st.confirmations.has(r))) return step({ state: st, out });
       const confirmations: Record<ParticipantId, Confirmation> = {};
       for (const r of receivers) {
         const c = st.confirmations.get(r)!;
@@ -366,9 +413,9 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         ...(key ? { key } : {}),
       };
       st = { ...st, phase: 'done', newShare: 0n };
-      return { state: st, out, done };
+      return step({ state: st, out, done });
     }
-    return { state: st, out };
+    return step({ state: st, out });
   };
 
   const receiveBody = (s: KeyEventState, env: Envelope<KeyEventBody>): KeyEventState => {
@@ -377,18 +424,17 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
     if (h.round === R.deal && h.to === '*') {
       if (!dealers.includes(from))
         throw misbehaved(`${from} is not a dealer`, [blame(from, 'malformed-message', h.round)]);
-      const { points, digest } = readDeal(from, env.body);
-      const prev = s.digests.get(from);
+      const points = readDeal(from, env.body);
+      const copy = copyOf(env);
+      const prev = s.broadcasts.get(from);
       if (prev) {
-        if (equalBytes(prev, digest)) return s; // duplicate delivery: idempotent
-        throw misbehaved(`dealer ${from} sent two different broadcasts`, [
-          blame(from, 'equivocation', h.round, `${toHex(prev)}!=${toHex(digest)}`),
-        ]);
+        if (equalBytes(prev.digest, copy.digest)) return s; // duplicate delivery: idempotent
+        throw duplicateConflict(h, prev, copy);
       }
       return {
         ...s,
         commitments: new Map(s.commitments).set(from, points),
-        digests: new Map(s.digests).set(from, digest),
+        broadcasts: new Map(s.broadcasts).set(from, copy),
       };
     }
     if (h.round === R.deal) {
@@ -404,33 +450,48 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         ]);
       }
       const prev = s.subShares.get(from);
+      const copy = copyOf(env);
       if (prev !== undefined) {
         if (prev === share) return s;
-        throw misbehaved(`dealer ${from} sent two different sub-shares`, [
-          blame(from, 'equivocation', h.round),
-        ]);
+        // Evidence: the two digests and signatures, never the sub-shares (review I-1).
+        throw duplicateConflict(h, s.subShareCopies.get(from)!, copy);
       }
       if (s.phase !== 'deal')
         throw misbehaved(`late sub-share from ${from}`, [blame(from, 'malformed-message', h.round)]);
-      return { ...s, subShares: new Map(s.subShares).set(from, share) };
+      return {
+        ...s,
+        subShares: new Map(s.subShares).set(from, share),
+        subShareCopies: new Map(s.subShareCopies).set(from, copy),
+      };
     }
     if (h.round === R.echo) {
-      const echo: EchoBody = {
+      const bytes = encodeEnvelope(env as Envelope<Record<string, unknown>>);
+      const echo: EchoRecord = {
         context: readBytes(env.body, 'context'),
         digests: readBytesArray(env.body, 'digests'),
+        ...(plan.verify ? { signatures: readBytesArray(env.body, 'signatures', dealers.length) } : {}),
+        copy: {
+          header: h,
+          digest: envelopeDigest(bytes),
+          bytes,
+          ...(env.signature ? { signature: env.signature } : {}),
+        },
       };
       if (echo.digests.length !== dealers.length) {
         throw misbehaved(`echo from ${from} has ${echo.digests.length} digests`, [
           blame(from, 'wrong-vector-length', h.round),
         ]);
       }
+      // One signature per dealer; the echoer's own dealing is signed by the echo itself (empty).
+      echo.signatures?.forEach((sig, i) => {
+        const want = dealers[i] === from ? 0 : SIGNATURE_LENGTH;
+        if (sig.length !== want)
+          throw new DecodeError('DecodeError', `body.signatures[${i}]: must be ${want} bytes`);
+      });
       const prev = s.echoes.get(from);
       if (prev) {
-        const same =
-          equalBytes(prev.context, echo.context) &&
-          prev.digests.every((d, i) => equalBytes(d, echo.digests[i]!));
-        if (same) return s;
-        throw misbehaved(`${from} sent two different echoes`, [blame(from, 'equivocation', h.round)]);
+        if (equalBytes(prev.copy.digest, echo.copy.digest)) return s;
+        throw duplicateConflict(h, prev.copy, echo.copy);
       }
       return { ...s, echoes: new Map(s.echoes).set(from, echo) };
     }
@@ -462,8 +523,9 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
       let st: KeyEventState = {
         phase: 'deal',
         commitments: new Map(),
-        digests: new Map(),
+        broadcasts: new Map(),
         subShares: new Map(),
+        subShareCopies: new Map(),
         verified: false,
         echoes: new Map(),
         confirmations: new Map(),
@@ -472,7 +534,8 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
       if (isDealer) {
         const { coefficients, commitments } = plan.deal!();
         const raw = commitments.map((p) => p.toBytes());
-        out.push({ header: header(R.deal, '*'), body: { commitments: raw } });
+        const broadcast: Envelope<KeyEventBody> = { header: header(R.deal, '*'), body: { commitments: raw } };
+        out.push(broadcast);
         for (const r of receivers) {
           const v = evaluatePolynomial(spec, coefficients, identifierScalar(spec, r));
           if (r === self) st = { ...st, subShares: new Map(st.subShares).set(self, v) };
@@ -481,7 +544,7 @@ export function dealingMachine(plan: DealingPlan): Machine<KeyEventState, KeyEve
         st = {
           ...st,
           commitments: new Map(st.commitments).set(self, commitments),
-          digests: new Map(st.digests).set(self, dealDigest(plan, self, raw)),
+          broadcasts: new Map(st.broadcasts).set(self, copyOf(broadcast)),
         };
         coefficients.fill(0n);
       }
@@ -527,6 +590,8 @@ export type ReshareConfig = {
   readonly backend?: Backend;
   /** Randomness (tests inject a seeded one to compare backends); default CSPRNG. */
   readonly rng?: RNG;
+  /** Checks forwarded node signatures (see DkgConfig.verify): set by the node, absent in-memory. */
+  readonly verify?: SignatureCheck;
 };
 
 export function samePublic(a: FrostPublic, b: FrostPublic): boolean {
@@ -660,6 +725,7 @@ export function reshareMachine(cfg: ReshareConfig): Machine<KeyEventState, KeyEv
     spec,
     group: g,
     ...(cfg.rng ? { rng: cfg.rng } : {}),
+    ...(cfg.verify ? { verify: cfg.verify } : {}),
     keyId: cfg.keyId,
     sessionId: cfg.sessionId,
     self: cfg.self,

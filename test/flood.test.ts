@@ -38,6 +38,7 @@ import type { Envelope, Machine } from '../protocol/machine.ts';
 import { keySpec, verifySignature } from '../protocol/suites.ts';
 import { type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
 import { type LyingPeer, startLyingPeer } from './helpers/lying-peer.ts';
+import { testNodeKeys } from './helpers/node-keys.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -48,6 +49,8 @@ const pid = (k: number) => participantIdOf(spec, k) as ParticipantId;
 const member = (k: number): SessionMember => ({ nodeId: `node-${k}`, participant: pid(k) });
 const MiB = 2 ** 20;
 const silent = { warn: () => {}, debug: () => {} };
+/** Session messages are signed by node identity keys: the unit runners below get test keys. */
+const nodeKeys = testNodeKeys();
 
 /** A well-formed session frame from node-`from` of `bytes` total (padding in the body). */
 function frame(sessionId: string, from: number, bytes: number, n = 0): Uint8Array {
@@ -119,7 +122,13 @@ function talker(
 describe('early-message buffer (unit, SessionRunner)', () => {
   const clock = { t: 0 };
   const runner = (early = {}) =>
-    new SessionRunner({ send: async () => {}, log: silent, early, now: () => clock.t });
+    new SessionRunner({
+      send: async () => {},
+      ...nodeKeys.runner('node-1'),
+      log: silent,
+      early,
+      now: () => clock.t,
+    });
 
   it('refuses frames of unannounced sessions and from non-members, holding nothing', () => {
     const r = runner();
@@ -181,6 +190,7 @@ describe('early-message buffer (unit, SessionRunner)', () => {
     const one = runner();
     // node-2's real runner sends straight into node-1's before node-1 has started the session.
     const two = new SessionRunner({
+      ...nodeKeys.runner('node-2'),
       log: silent,
       send: async (to, f) => {
         if (to === 'node-1') one.onFrame('node-2', f);

@@ -62,8 +62,10 @@ describe('envelope codec', () => {
 
   it('rejects unknown versions with UnsupportedVersion', () => {
     const { version: _v, ...h } = header;
-    const raw = encode({ v: 2, h, b: {} });
+    const raw = encode({ v: 3, h, b: {} });
     expect(codeOf(() => decodeEnvelope(raw))).toBe('UnsupportedVersion');
+    // Version 2 is the signed frame: an envelope-shaped v2 is malformed, not unsupported.
+    expect(codeOf(() => decodeEnvelope(encode({ v: 2, h, b: {} })))).toBe('DecodeError');
     expect(codeOf(() => decodeEnvelope(encode({ h: {}, b: {} })))).toBe('UnsupportedVersion');
   });
 

@@ -21,7 +21,7 @@ import { confirm, confirmationContext } from '../../protocol/confirm.ts';
 import type { DkgResult } from '../../protocol/dkg.ts';
 import { publicToHex } from '../../protocol/packages.ts';
 import { evaluatePolynomial, identifierScalar } from '../../protocol/polynomial.ts';
-import { decodeEnvelope, encodeEnvelope } from '../../protocol/codec.ts';
+import { decodeEnvelope, signEnvelope } from '../../protocol/codec.ts';
 import { dkgMachine } from '../../protocol/dkg.ts';
 import { participantIdOf } from '../../protocol/elements.ts';
 import { KmsError, isKmsError } from '../../protocol/errors.ts';
@@ -29,7 +29,7 @@ import { type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../..
 import type { Envelope } from '../../protocol/machine.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../../protocol/suites.ts';
 import { loadClusterFile } from '../../net/cluster-file.ts';
-import { identityKeyFromBytes } from '../../net/identity.ts';
+import { identityKeyFromBytes, identitySigner, nodeSignatureVerifier } from '../../net/identity.ts';
 import {
   type Confirmations,
   type PublicAnswer,
@@ -126,7 +126,11 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
   };
   const silent = { warn: () => {}, debug: () => {} };
   let lying: { lies: Lies } = { lies };
+  // It signs with its real identity key, lies included: a forged signature would only be dropped.
+  const sign = identitySigner(identity);
   const runner = new SessionRunner({
+    sign,
+    verify: nodeSignatureVerifier(peerByNode),
     log: silent,
     send: async (to, frame) => {
       const lie = lying.lies.dkg;
@@ -134,7 +138,7 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
       for (const out of lie(decodeEnvelope(frame), to)) {
         let bytes: Uint8Array;
         try {
-          bytes = out instanceof Uint8Array ? out : encodeEnvelope(out);
+          bytes = out instanceof Uint8Array ? out : signEnvelope(out, sign);
         } catch {
           continue; // a lie our own codec cannot even encode would not get past the honest one either
         }
@@ -194,6 +198,7 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
           self: participantIdOf(sp, nodeIndex(nodeId)!) as ParticipantId,
           participants: members.map((m) => m.participant),
           threshold: s.threshold,
+          verify: runner.signatureCheck(members),
         });
         let result: DkgResult | undefined;
         try {
