@@ -98,8 +98,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
-  timeout 600 apt-get update -qq
-  timeout 600 apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  { timeout 600 apt-get update -qq && timeout 600 apt-get install -y -qq "${need_apt[@]}" >/dev/null; } ||
+    fail "apt-get could not install ${need_apt[*]}"
 fi
 log "$(podman --version), podman-compose $(podman-compose version 2>/dev/null | sed -n 's/^podman-compose[a-z]* version *//p' | head -1)"
 phase tools
@@ -174,6 +174,15 @@ phase app-image
   log "removing a previous run's containers"
   timeout 120 "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true
 }
+# The port the coordinator is published on must be free, or podman leaves it created but not running.
+published=$("$NODE_BIN" -e '
+  const y = require("yaml").parse(require("fs").readFileSync("docker-compose.yml", "utf8"), { merge: true });
+  for (const p of y.services.coordinator.ports ?? []) console.log(String(p).split(":").at(-2));')
+for port in $published; do
+  if command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$port")" ]; then
+    fail "port $port on this host is already in use; the compose devnet publishes the API there"
+  fi
+done
 # podman-compose 1.0 starts every service at once (it ignores depends_on conditions): run init to
 # completion first, as `docker compose up` does for service_completed_successfully.
 container_of() { podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1" | head -1; }
