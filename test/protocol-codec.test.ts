@@ -6,9 +6,14 @@ import { encode } from 'cborg';
 import { describe, expect, it } from 'vitest';
 import {
   assertBinding,
+  checkEnvelopeSignature,
   DEFAULT_MAX_MESSAGE_BYTES,
   decodeEnvelope,
   encodeEnvelope,
+  encodeSignedFrame,
+  envelopeDigest,
+  signedMessage,
+  signEnvelope,
   readBytes,
   readBytesArray,
   readInt,
@@ -20,6 +25,14 @@ import { type DecodeError, KmsError } from '../protocol/errors.ts';
 import { asEpoch, asKeyId, asSessionId, type ParticipantId } from '../protocol/ids.ts';
 import type { Envelope, EnvelopeHeader } from '../protocol/machine.ts';
 import { KEY_SPECS, keySpec } from '../protocol/suites.ts';
+import {
+  generateIdentityKey,
+  identitySigner,
+  nodeSignatureVerifier,
+  peerIdOf,
+  publicKeyOfPeer,
+  verifyIdentitySignature,
+} from '../net/identity.ts';
 
 function codeOf(f: () => unknown): string {
   try {
@@ -246,6 +259,93 @@ describe.each(KEY_SPECS.map((n) => keySpec(n)))('$name element, scalar and ident
     expect(codeOf(() => decodeIdentifier(s, hex(0xabn).toUpperCase()))).toBe('InvalidIdentifier');
     expect(codeOf(() => decodeIdentifier(s, 7))).toBe('InvalidIdentifier');
     expect(decodeIdentifier(s, hex(1n))).toBe(s.frost.Identifier.fromNumber(1));
+  });
+});
+
+describe('signed envelopes (node identity key, Ed25519)', () => {
+  const setup = async () => {
+    const a = await generateIdentityKey();
+    const b = await generateIdentityKey();
+    const peers = new Map([
+      ['node-1', peerIdOf(a)],
+      ['node-2', peerIdOf(b)],
+    ]);
+    const verify = nodeSignatureVerifier(peers);
+    return { signA: identitySigner(a), signB: identitySigner(b), verify, peerA: peerIdOf(a) };
+  };
+  const signatureCode = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      expect(e).toBeInstanceOf(KmsError);
+      return `${(e as KmsError).code}/${(e as KmsError).details?.signature ?? ''}`;
+    }
+    return 'ok';
+  };
+
+  it('round trip: the frame decodes to the envelope with its signature, which checks against the peer id', async () => {
+    const { signA, verify, peerA } = await setup();
+    const frame = signEnvelope(env, signA);
+    const got = decodeEnvelope(frame);
+    expect({ header: got.header, body: got.body }).toEqual(env);
+    expect(got.signature).toHaveLength(64);
+    expect(signatureCode(() => checkEnvelopeSignature(got, (m, s) => verify('node-1', m, s)))).toBe('ok');
+    // What is signed: the domain, the header and the digest; the public key comes from the peer id.
+    const msg = signedMessage(header, envelopeDigest(encodeEnvelope(env)));
+    expect(verifyIdentitySignature(publicKeyOfPeer(peerA), msg, got.signature!)).toBe(true);
+    // Deterministic (RFC 8032): the same envelope always gives the same frame.
+    expect(signEnvelope(env, signA)).toEqual(frame);
+  });
+
+  it('a tampered byte, another signer or no signature: InvalidSignature', async () => {
+    const { signA, signB, verify } = await setup();
+    const asNode1 = (e: Envelope<unknown>) => () =>
+      checkEnvelopeSignature(e, (m, s) => verify('node-1', m, s));
+    const frame = signEnvelope(env, signA);
+    // One byte of the body's byte string flipped: still a valid envelope, no longer what node-1 signed.
+    const encoded = encodeEnvelope(env);
+    const at = encoded.indexOf(2, encoded.indexOf(1)); // body.a = [1, 2]
+    const tampered = encoded.slice();
+    tampered[at] = 3;
+    const sig = decodeEnvelope(frame).signature!;
+    expect(signatureCode(asNode1(decodeEnvelope(encodeSignedFrame(tampered, sig))))).toBe(
+      'InvalidSignature/invalid',
+    );
+    // A flipped signature bit.
+    const badSig = sig.slice();
+    badSig[10] = badSig[10]! ^ 1;
+    expect(signatureCode(asNode1(decodeEnvelope(encodeSignedFrame(encoded, badSig))))).toBe(
+      'InvalidSignature/invalid',
+    );
+    // Signed by node-2's key but claimed for node-1.
+    expect(signatureCode(asNode1(decodeEnvelope(signEnvelope(env, signB))))).toBe('InvalidSignature/invalid');
+    // A bare (v1) envelope carries none.
+    expect(signatureCode(asNode1(decodeEnvelope(encoded)))).toBe('InvalidSignature/missing');
+    // An unknown node verifies nothing.
+    expect(
+      signatureCode(() => checkEnvelopeSignature(decodeEnvelope(frame), (m, s) => verify('node-9', m, s))),
+    ).toBe('InvalidSignature/invalid');
+  });
+
+  it('malformed or oversized signed frames: typed DecodeErrors', async () => {
+    const { signA } = await setup();
+    const encoded = encodeEnvelope(env);
+    const sig = decodeEnvelope(signEnvelope(env, signA)).signature!;
+    expect(codeOf(() => encodeSignedFrame(encoded, sig.subarray(0, 63)))).toBe('DecodeError');
+    expect(codeOf(() => decodeEnvelope(encode({ v: 2, e: encoded, s: sig.subarray(0, 63) })))).toBe(
+      'DecodeError',
+    );
+    expect(codeOf(() => decodeEnvelope(encode({ v: 2, e: encoded })))).toBe('DecodeError');
+    expect(codeOf(() => decodeEnvelope(encode({ v: 2, e: encoded, s: sig, x: 1 })))).toBe('DecodeError');
+    // No nesting: the inner envelope must be a bare v1 one.
+    const nested = encodeSignedFrame(encodeSignedFrame(encoded, sig), sig);
+    expect(codeOf(() => decodeEnvelope(nested))).toBe('DecodeError');
+    // A garbage inner envelope.
+    expect(codeOf(() => decodeEnvelope(encodeSignedFrame(new Uint8Array([0xff]), sig)))).toBe('DecodeError');
+    // Over the size limit, signature included.
+    const big = signEnvelope({ header, body: { a: new Uint8Array(DEFAULT_MAX_MESSAGE_BYTES - 200) } }, signA);
+    expect(big.length).toBeGreaterThan(DEFAULT_MAX_MESSAGE_BYTES);
+    expect(codeOf(() => decodeEnvelope(big))).toBe('MessageTooLarge');
   });
 });
 
