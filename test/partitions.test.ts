@@ -21,7 +21,7 @@
  * Needs root (`ip netns`, nftables), as in CI (`.ci/run` runs as root); otherwise it fails saying
  * how to run it.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { keySpec, verifySignature } from '../protocol/suites.ts';
 import { type NetnsDevnet, createNetnsDevnet } from './helpers/netns.ts';
 
@@ -41,9 +41,19 @@ describe('real network partitions: namespaces, veth pairs, nftables cuts (real p
   let d: NetnsDevnet;
   let counter = 0;
 
+  /** Why the devnet could not be built (not root, no `ip netns`...): each test fails with it. */
+  let unavailable: unknown;
+
   beforeAll(async () => {
-    d = await createNetnsDevnet(3, { sessionTimeoutMs: SESSION_MS, signTimeoutMs: SIGN_MS });
+    try {
+      d = await createNetnsDevnet(3, { sessionTimeoutMs: SESSION_MS, signTimeoutMs: SIGN_MS });
+    } catch (e) {
+      unavailable = e;
+    }
   }, 120_000);
+  beforeEach(() => {
+    if (unavailable !== undefined) throw unavailable;
+  });
   afterEach(async () => {
     await d?.lab.heal();
   });

@@ -82,7 +82,7 @@ const quiet = (p: Promise<unknown>) =>
 /** Fails (never skips) with how to run the test when root, `ip netns` or nft is missing. */
 export async function requireNetns(): Promise<void> {
   const uid = process.getuid?.();
-  if (uid !== 0) throw new Error(`needs root: ${NETNS_HOW_TO_RUN} (this process runs as uid ${uid})`);
+  if (uid !== 0) throw new Error(`this test needs root (it runs as uid ${uid}): ${NETNS_HOW_TO_RUN}`);
   for (const [cmd, args] of [
     ['ip', ['netns', 'list']],
     ['nft', ['--version']],
