@@ -1,8 +1,8 @@
 /**
  * Real network partitions (issue 13 item 5; threats F-07..F-11, invariants I5 two-phase epochs, I7
- * terminal abort): the devnet's coordinator and three nodes (SoftHSM2 tokens, threshold 2) each run in their own
- * network namespace on one bridge (test/helpers/netns.ts), and links are cut for real with
- * nftables drop rules, silently, one direction at a time where asked.
+ * terminal abort): the devnet's coordinator and three nodes (SoftHSM2 tokens, keys of threshold 2)
+ * each run in their own network namespace on one bridge (test/helpers/netns.ts), and links are cut
+ * for real with nftables drop rules, silently, one direction at a time where asked.
  *
  * 1. The coordinator cut from node-3 while the nodes still see each other: signing goes on with
  *    the others and names node-3 excluded; a refresh, which needs node-3, aborts naming only it;

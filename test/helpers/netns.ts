@@ -61,7 +61,7 @@ export const NETNS_HOW_TO_RUN =
   'and installs both (apt-get install -y iproute2 nftables).';
 
 const FAMILY = 'tkp';
-/** nftables table and chain holding the cuts, in every namespace of a lab. */
+/** The nftables table holding the cuts (one input chain), in every namespace of a lab. */
 const TABLE = 'tkms_partition';
 
 async function sh(cmd: string, args: readonly string[]): Promise<string> {
