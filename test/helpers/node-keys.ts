@@ -5,9 +5,8 @@
  * (protocol/machine.ts SignatureCheck). Keys are made on first use and live as long as the object.
  */
 import { generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
-import { signedMessage } from '../../protocol/codec.ts';
+import { encodeEnvelope, envelopeDigest, signedMessage } from '../../protocol/codec.ts';
 import type { Envelope, SignatureCheck } from '../../protocol/machine.ts';
-import { envelopeDigest, encodeEnvelope } from '../../protocol/codec.ts';
 
 export type TestNodeKeys = {
   /** The `sign` and `verify` options of a SessionRunner running as `nodeId`. */
