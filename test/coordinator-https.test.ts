@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningCoordinator, startCoordinator } from '../coordinator/app.ts';
 import { parseConfig } from '../coordinator/config.ts';
 import { NODE_BIN, ROOT } from '../scripts/devnet-lib.ts';
-import { type CertFiles, issueCert, makeCa } from '../scripts/devnet-tls.ts';
+import { LoadClient } from '../scripts/bench/load.ts';
+import { type CertFiles, issueCert, makeCa, trustCa } from '../scripts/devnet-tls.ts';
 import { startTestCluster, type TestCluster } from './helpers/cluster.ts';
 
 const run = promisify(execFile);
@@ -130,6 +131,18 @@ describe('coordinator HTTPS', () => {
     await expect(httpGet(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
     // Nor is the server's certificate trusted without its CA.
     await expect(fetch(`${c.url}/healthz`)).rejects.toThrow();
+  });
+
+  it('trustCa makes fetch and the benchmark load client trust the CA (as the CLI and devnet tests do)', async () => {
+    const c = await start('trust', { tls: { certFile: server.certFile, keyFile: server.keyFile } });
+    trustCa(ca.certFile);
+    const viaFetch = await fetch(`${c.url}/healthz`);
+    expect(viaFetch.status).toBe(200);
+    const client = new LoadClient({ url: c.url, token: 'unused' });
+    const a = await client.call('GET', '/healthz');
+    expect(a.status).toBe(200);
+    expect(a.body).toEqual({ status: 'pass' });
+    client.close();
   });
 
   it('refuses plain HTTP on a non-loopback host, naming the fix; --insecure-http allows it', async () => {

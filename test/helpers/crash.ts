@@ -18,6 +18,7 @@ import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
 import { type RpcRequest, decodeJsonFrame, encodeRpc } from '../../net/rpc.ts';
 import { RPC_PROTOCOL, type Transport, createTransport } from '../../net/transport.ts';
 import { NODE_BIN, type ProcessSpec, ROOT, readProcesses, startProcess } from '../../scripts/devnet-lib.ts';
+import { trustCa } from '../../scripts/devnet-tls.ts';
 import { type Devnet, createDevnet } from './devnet-process.ts';
 
 const run = promisify(execFile);
@@ -89,6 +90,7 @@ export async function createCrashNet(
     throw new Error(`devnet init failed: ${(e as { stderr?: string }).stderr ?? String(e)}`);
   }
   d.token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+  trustCa(join(dir, 'ca.pem')); // the API is HTTPS with the devnet's own CA
 
   // Short deadlines (nodes: env; coordinator: its config file's cluster section).
   const specs = readProcesses(dir).map((p) =>
