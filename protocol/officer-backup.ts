@@ -13,9 +13,17 @@
  * (Verifiable secret redistribution, Desmedt–Jajodia 1997; Wong–Wang–Wing 2002.)
  *
  * The bundle is versioned, deterministic CBOR (RFC 8949 §4.2.1 core deterministic encoding, cborg);
- * the byte layout is in docs/backup-format.md. Every dealer signs the digest of the whole bundle
- * body with a Schnorr proof made with its share (protocol/confirm.ts), checkable against its
- * verifying share in the committee package the bundle carries.
+ * the byte layout is in docs/backup-format.md. Every dealer proves its own dealing (plan,
+ * commitments, ciphertexts) and, once it has checked the assembled bundle, signs the digest of the
+ * whole bundle body, both with Schnorr proofs made with its share (protocol/confirm.ts), checkable
+ * against its verifying share in the committee package the bundle carries. The dealing proof says
+ * which dealing was altered after the fact, or, when it holds over a faulty part, that the dealer
+ * itself misbehaved (blame); the bundle signature says every dealer accepted this exact bundle.
+ *
+ * Flow: the initiator proposes a `BackupPlan`; each dealer runs `dealToOfficers`; the collector
+ * `assembleBundle`s; each dealer `signBundle`s (checking everything public and its own dealing);
+ * `finishBundle`, `encodeBundle`. Offline: `verifyBundle` (anyone), `officerShare` (each officer),
+ * `restoreInputs` (k officers, feeding protocol/reshare.ts as the old committee).
  *
  * What anyone can check (`verifyBundle`): the structure; the committee package is consistent and
  * has the group key as its constant term (protocol/package-proof.ts); every dealer's commitments
@@ -1042,6 +1050,8 @@ export type RestoreInputs = {
   /** Each dealing officer's key (secret): identifier -> key. */
   readonly keys: ReadonlyMap<ParticipantId, Key>;
   readonly confirmations: readonly OfficerConfirmation[];
+  /** Zeroes the officers' share bytes: call once the reshare is over (its dealers read them). */
+  wipe(): void;
 };
 
 /**
@@ -1066,5 +1076,8 @@ export function restoreInputs(bundle: BackupBundle, openers: readonly OfficerOpe
     dealers: [...keys.keys()],
     keys,
     confirmations: shares.map((s) => s.confirmation),
+    wipe: () => {
+      for (const key of keys.values()) key.secret.signingShare.fill(0);
+    },
   };
 }

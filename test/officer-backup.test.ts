@@ -207,6 +207,9 @@ describe.each(['FROST_ED25519', 'FROST_SECP256K1_TR'] as const)(
         newParticipants: fresh,
         newThreshold: 3,
       });
+      // The officers' decrypted shares are wiped once the reshare is over.
+      inputs.wipe();
+      for (const k of inputs.keys.values()) expect(k.secret.signingShare.every((b) => b === 0)).toBe(true);
       expect([...out.errors]).toEqual([]);
       const restored = newKeys(out);
       expect([...restored.keys()].sort()).toEqual(fresh);
