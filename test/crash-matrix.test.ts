@@ -13,15 +13,17 @@
  * - no nonce was used twice: every signature's R (first half) is distinct across the whole run,
  *   and a node restarted between its commitment and its share refuses to finish that session.
  *
- * `KMS_CRASH_MATRIX=full` runs every point of the list below; the default (npm test) runs a lean
- * subset that still crosses every phase boundary of every operation and role.
+ * The matrix runs for Ed25519 and for BIP340 (FROST_SECP256K1_TR: x-only keys, even-Y handling,
+ * its own fast path) keys. `KMS_CRASH_MATRIX=full` runs every point of the list below for both;
+ * the default (npm test) runs a lean subset: for Ed25519 one that still crosses every phase
+ * boundary of every operation and role, for BIP340 an abort and a commit point of each operation.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKmsError } from '../protocol/errors.ts';
-import { keySpec, verifySignature } from '../protocol/suites.ts';
+import { type KeySpec, keySpec, verifySignature } from '../protocol/suites.ts';
 import { type CrashNet, createCrashNet, crashEnv } from './helpers/crash.ts';
 
-const SPEC = keySpec('FROST_ED25519');
+const SPECS: readonly KeySpec[] = [keySpec('FROST_ED25519'), keySpec('FROST_SECP256K1_TR')];
 const FULL = process.env.KMS_CRASH_MATRIX === 'full';
 
 type Op = 'create' | 'sign' | 'reshare' | 'refresh';
@@ -163,6 +165,20 @@ const CASES: Case[] = [
   { op: 'refresh', role: 'member', target: 'node-3', point: 'refresh.cert.complete', outcome: 'commit' },
 ];
 
+/** The lean subset for BIP340 keys (`op/target/point`): an abort and a commit point of each operation. */
+const LEAN_BIP340 = new Set([
+  'create/node-2/dkg.confirm.sending',
+  'create/node-2/dkg.cert.complete',
+  'sign/node-2/sign.share.sent',
+  'reshare/node-2/reshare.confirm.sending',
+  'reshare/node-1/reshare.dealt',
+  'reshare/coordinator/coordinator.event.after-commit',
+]);
+
+function isLean(spec: KeySpec, c: Case): boolean {
+  return spec.name === 'FROST_ED25519' ? c.lean === true : LEAN_BIP340.has(`${c.op}/${c.target}/${c.point}`);
+}
+
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
@@ -191,14 +207,15 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
     }
   };
 
-  async function createKey(): Promise<{ keyId: string; publicKey: string }> {
-    const r = await api('POST', '/v1/keys', { keySpec: SPEC.name, threshold: 2 });
+  async function createKey(spec: KeySpec): Promise<{ keyId: string; publicKey: string }> {
+    const r = await api('POST', '/v1/keys', { keySpec: spec.name, threshold: 2 });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     return r.body;
   }
 
   /** Signs `times` messages through the API; each verifies under the key; R never repeats. */
   async function signs(
+    spec: KeySpec,
     keyId: string,
     publicKey: string,
     times: number,
@@ -209,7 +226,7 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
       const r = await api('POST', `/v1/keys/${keyId}/sign`, { message: hex(msg) });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       const sig = Buffer.from(r.body.signature, 'hex');
-      expect(verifySignature(SPEC, msg, sig, Buffer.from(publicKey, 'hex'))).toBe(true);
+      expect(verifySignature(spec, msg, sig, Buffer.from(publicKey, 'hex'))).toBe(true);
       const R = hex(sig.subarray(0, sig.length / 2));
       expect(rs.has(R), `R of "${msg}" repeats the one of "${rs.get(R)}"`).toBe(false);
       rs.set(R, msg.toString());
@@ -242,17 +259,19 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
     }
   }
 
-  const selected = CASES.filter((c) => FULL || c.lean);
-  for (const c of selected) {
-    it(`${c.op}: ${c.role} (${c.target}) crashes at ${c.point} -> ${c.outcome}`, async () => {
-      const before = c.op === 'create' ? undefined : await createKey();
+  const selected = SPECS.flatMap((spec) =>
+    CASES.filter((c) => FULL || isLean(spec, c)).map((c) => ({ spec, c })),
+  );
+  for (const { spec, c } of selected) {
+    it(`${spec.name} ${c.op}: ${c.role} (${c.target}) crashes at ${c.point} -> ${c.outcome}`, async () => {
+      const before = c.op === 'create' ? undefined : await createKey(spec);
       const known = new Set<string>();
       for (const n of net.nodeIds) for (const k of await net.keysOf(n)) known.add(k.keyId);
       const armed = net.log(c.target).length;
       await net.restart(c.target, crashEnv(c.point));
 
       let res: { status: number; body: any } = { status: -1, body: null };
-      if (c.op === 'create') res = await api('POST', '/v1/keys', { keySpec: SPEC.name, threshold: 2 });
+      if (c.op === 'create') res = await api('POST', '/v1/keys', { keySpec: spec.name, threshold: 2 });
       if (c.op === 'reshare')
         res = await api('POST', `/v1/keys/${before!.keyId}/reshare`, { participants: RESHARE_TO });
       if (c.op === 'refresh') res = await api('POST', `/v1/keys/${before!.keyId}/refresh`, {});
@@ -265,7 +284,7 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
             // A crashed signer is left out and the signature still comes (F-02).
             expect(res.status, JSON.stringify(res.body)).toBe(200);
             const sig = Buffer.from(res.body.signature, 'hex');
-            expect(verifySignature(SPEC, msg, sig, Buffer.from(before!.publicKey, 'hex'))).toBe(true);
+            expect(verifySignature(spec, msg, sig, Buffer.from(before!.publicKey, 'hex'))).toBe(true);
             rs.set(hex(sig.subarray(0, sig.length / 2)), msg.toString());
           }
         }
@@ -283,7 +302,7 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
           // A member crash: the API answers (F-01), 201 iff a complete certificate existed.
           if (c.outcome === 'commit') {
             expect(res.status, JSON.stringify(res.body)).toBe(201);
-            await signs(res.body.keyId, res.body.publicKey, 3);
+            await signs(spec, res.body.keyId, res.body.publicKey, 3);
             await expectConsistent(res.body.keyId, 0);
           } else {
             // Aborted everywhere: no member holds a key it did not hold before.
@@ -299,8 +318,8 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
           await checkCoordinatorDkg();
         }
         // Either way a new key can be made and used.
-        const fresh = await createKey();
-        await signs(fresh.keyId, fresh.publicKey, 2);
+        const fresh = await createKey(spec);
+        await signs(spec, fresh.keyId, fresh.publicKey, 2);
         await expectConsistent(fresh.keyId, 0);
         return;
       }
@@ -312,7 +331,7 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
       }
       const epoch = c.op === 'sign' || c.outcome === 'abort' ? 0 : 1;
       // Usable first (a lagging member catches up on the way), then the same epoch everywhere.
-      await signs(key.keyId, key.publicKey, 3);
+      await signs(spec, key.keyId, key.publicKey, 3);
       if (c.target === 'coordinator' && c.op !== 'sign') {
         // F-06: the members committed before the coordinator stored the event. The restarted
         // coordinator signs with the epoch their certificate proves; its key record catches up
@@ -324,7 +343,7 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
       // And the next key event still works on top of it (and brings a lagging record along).
       const next = await api('POST', `/v1/keys/${key.keyId}/refresh`, {});
       expect(next.status, JSON.stringify(next.body)).toBe(200);
-      await signs(key.keyId, key.publicKey, 2);
+      await signs(spec, key.keyId, key.publicKey, 2);
       await expectConsistent(key.keyId, epoch + 1);
       const k = await api('GET', `/v1/keys/${key.keyId}`);
       expect(k.body.participants).toEqual(
@@ -355,7 +374,8 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
   }
 
   it('a node restarted between its commitment and its share refuses to finish that session (I1, S-02)', async () => {
-    const key = await createKey();
+    const spec = SPECS[0]!;
+    const key = await createKey(spec);
     const sessionId = `probe-${Date.now()}`;
     const signers = ['node-1', 'node-2'];
     // node-2 (armed) commits, then computes its share and dies before answering.
@@ -387,6 +407,6 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
       (e: unknown) => e,
     );
     expect(isKmsError(again) ? again.code : String(again)).toBe('NonceReused');
-    await signs(key.keyId, key.publicKey, 2);
+    await signs(spec, key.keyId, key.publicKey, 2);
   }, 60_000);
 });
