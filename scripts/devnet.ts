@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSoftHsmToken, findSoftHsmLibrary } from '../node/softhsm.ts';
 import {
@@ -307,6 +307,7 @@ async function main(): Promise<void> {
       `  admin token  ${token} ${tokenHint}`,
       '',
       'Try (the CLI finds the URL, the CA and the token in the devnet dir by itself):',
+      ...(dir === resolve('.devnet') ? [] : [`  export KMS_DEVNET_DIR=${dir}`]),
       `  curl --cacert ${caFile} ${url}/healthz`,
       '  npx kms keys create --spec FROST_ED25519 --threshold 3 --alias demo',
       '  npx kms keys sign demo --message hello',
