@@ -226,18 +226,25 @@ export class KeyEventRunner {
     // unresponsive: that blame is a consequence, not a fault of its own.
     const aborted = new Set(
       failed
-        .filter((f) => isKmsError(f.err) && f.err.culprits.some((c) => c.reason !== 'unresponsive'))
+        .filter((f) => isKmsError(f.err) && f.err.culprits.some((c) => !isConsequence(c)))
         .map((f) => f.node),
+    );
+    // A member that told the others it aborted (node/session-abort.ts) and answered with whom it
+    // blames is explained by its own answer; one that failed by itself (its store, its HSM) is not,
+    // and stays named `aborted`.
+    const explained = new Set(
+      failed.filter((f) => isKmsError(f.err) && f.err.culprits.length > 0).map((f) => f.node),
     );
     // Several honest members name the same culprit; report each (participant, reason) once.
     const unique = [
       ...new Map(
         culprits
           .filter((c) => !(c.reason === 'unresponsive' && aborted.has(c.participant)))
+          .filter((c) => !(c.reason === 'aborted' && explained.has(c.participant)))
           .map((c) => [`${c.participant}/${c.reason}`, c]),
       ).values(),
     ];
-    const misbehaved = unique.some((c) => c.reason !== 'unresponsive');
+    const misbehaved = unique.some((c) => !isConsequence(c));
     const unreachable = failed.filter(
       (f) => isKmsError(f.err) && ['Timeout', 'QuorumUnavailable'].includes(f.err.code),
     );
@@ -256,6 +263,14 @@ export class KeyEventRunner {
 }
 
 /**
+ * Blame that proves no misbehaviour: a member did not answer in time, or stopped the session and
+ * said so (a signed abort after a local failure: its store, its HSM, its deadline).
+ */
+function isConsequence(c: Blame): boolean {
+  return c.reason === 'unresponsive' || c.reason === 'aborted';
+}
+
+/**
  * A DKG has no key to prove its result against, so agreement decides (C-1): every member returned
  * the same proven result, with no claim that disagrees or fails its proof. A member that only
  * failed to answer (crashed after its certificate was complete, or timed out; it holds the epoch
@@ -271,9 +286,7 @@ function dkgAgreed(
 ): boolean {
   if (culprits.length > 0) return false;
   if (agreeing === s.participants.length) return true;
-  const misbehaviour = failed.some(
-    (f) => isKmsError(f.err) && f.err.culprits.some((c) => c.reason !== 'unresponsive'),
-  );
+  const misbehaviour = failed.some((f) => isKmsError(f.err) && f.err.culprits.some((c) => !isConsequence(c)));
   return !misbehaviour && agreeing >= Math.max(s.threshold, 2);
 }
 

@@ -57,23 +57,6 @@ export class KeyEvents {
       // A node that restarted mid-session (or a replayed start) never resumes it.
       throw new KmsError('Conflict', `session ${s.sessionId} was already started on ${self}`);
     }
-    const existing = await this.#c.store.getKey(s.keyId);
-    if (s.kind === 'dkg' && existing)
-      throw new KmsError('Conflict', `key ${s.keyId} already exists on ${self}`);
-    if (s.kind !== 'dkg' && s.kind !== 'repair') {
-      if (!existing && (s.dealers ?? []).includes(self))
-        throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
-    }
-    if (existing && s.kind !== 'dkg') transition(existing.state, s.kind, s.keyId); // protocol/key-states.ts
-    if (s.oldPublic && s.kind !== 'repair') await this.#checkOldPublic(spec, s.keyId, s.oldPublic);
-    await this.#c.store.markSessionSeen(s.sessionId);
-    await this.#c.record({
-      event: 'session.start',
-      kind: s.kind,
-      keyId: s.keyId,
-      sessionId: s.sessionId,
-      epoch: s.epoch,
-    });
     const sessionMembers: SessionMember[] = members.map((m) => ({
       nodeId: m,
       participant: participantOf(spec, m),
@@ -86,7 +69,41 @@ export class KeyEvents {
       members: sessionMembers,
       self: { nodeId: self, participant: participantOf(spec, self) },
       timeoutMs: this.#c.cfg.sessionTimeoutMs,
+      epoch: s.epoch,
     } as const;
+    try {
+      return await this.#started(spec, s, ctx);
+    } catch (e) {
+      // This member will not finish the session: the others are told now with a signed abort, not
+      // left to wait for their deadline (a session that failed inside its run has told them already).
+      this.#c.runner().abandon(ctx, e);
+      throw e;
+    }
+  }
+
+  /** The session is this call's to run (never seen before): checks, records, runs it. */
+  async #started(
+    spec: KeySpec,
+    s: SessionSpec,
+    ctx: Parameters<SessionRunner['run']>[0],
+  ): Promise<SessionAnswer> {
+    const existing = await this.#c.store.getKey(s.keyId);
+    if (s.kind === 'dkg' && existing)
+      throw new KmsError('Conflict', `key ${s.keyId} already exists on ${this.#c.cfg.nodeId}`);
+    if (s.kind !== 'dkg' && s.kind !== 'repair') {
+      if (!existing && (s.dealers ?? []).includes(ctx.self.nodeId))
+        throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
+    }
+    if (existing && s.kind !== 'dkg') transition(existing.state, s.kind, s.keyId); // protocol/key-states.ts
+    if (s.oldPublic && s.kind !== 'repair') await this.#checkOldPublic(spec, s.keyId, s.oldPublic);
+    await this.#c.store.markSessionSeen(s.sessionId);
+    await this.#c.record({
+      event: 'session.start',
+      kind: s.kind,
+      keyId: s.keyId,
+      sessionId: s.sessionId,
+      epoch: s.epoch,
+    });
     try {
       const result = await this.#runSession(spec, s, ctx);
       await this.#c.record({

@@ -24,6 +24,8 @@ export async function openSealer(cfg: NodeConfig, store: NodeStore, log: pino.Lo
       guard,
       // Destroyed scopes are recorded in the node store (why there: sealer-pkcs11.ts).
       tombstones: store.scopeTombstones(),
+      // A lost token is re-opened while the node runs (F-18); loss and recovery are logged.
+      log,
     });
     log.info({ library: s.library, token: s.tokenLabel }, 'PKCS#11 sealer open');
     return sealer;

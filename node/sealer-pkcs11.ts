@@ -22,6 +22,18 @@
  * token (F-17). Wrong PIN, missing token or missing library: InfraError('SealerUnavailable'), with
  * messages that never contain the PIN. Tampered, foreign or wrong-context blobs: 'SealError'.
  *
+ * A token that goes away while the node runs (F-18: pulled, HSM restarted, its files gone) is
+ * detected by the failure itself: a code that says so (CKR_SESSION_HANDLE_INVALID,
+ * CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, ...) or any other failure while the token no longer
+ * answers C_GetTokenInfo (SoftHSM2 says CKR_GENERAL_ERROR for everything then). The sealer drops
+ * its session and re-opens one: token found again by label, PIN login under the same PinGuard,
+ * every key's attributes checked again, a bounded number of attempts with backoff. A library that
+ * lost a token sees it again only after C_Finalize/C_Initialize (SoftHSM2 does), so later attempts
+ * re-initialize the module; the other sealers of the process notice the new generation and re-open
+ * their own sessions. While the token stays away each call fails with 'SealerUnavailable', and
+ * calls fail fast (no HSM call) until the next reconnect round is due; the pause between rounds
+ * doubles up to a bound. The operation that found the session broken runs once more on the new one.
+ *
  * pkcs11js calls are synchronous and one PKCS#11 session is not safe for concurrent use, so every
  * call on the session runs under one async mutex. Login state is shared by all sessions of a
  * process on a token, so a process opens at most one sealer per token.
@@ -64,6 +76,33 @@ export type Pkcs11SealerOptions = {
    * tools and tests that open a token directly: their tombstones last as long as the sealer.
    */
   tombstones?: ScopeTombstones;
+  /** Re-opening a lost session (see the file comment); defaults in DEFAULT_RECONNECT. */
+  reconnect?: Partial<ReconnectPolicy>;
+  /** Where session loss and recovery are reported (never with the PIN). */
+  log?: SealerLog;
+};
+
+export type ReconnectPolicy = {
+  /** Attempts per reconnect round. */
+  attempts: number;
+  /** Pause before the second attempt of a round; doubles for each further one. */
+  delayMs: number;
+  /** Pause after a failed round before the next is tried (calls fail fast meanwhile); doubles. */
+  pauseMs: number;
+  /** Longest pause between rounds. */
+  maxPauseMs: number;
+};
+
+export const DEFAULT_RECONNECT: ReconnectPolicy = {
+  attempts: 3,
+  delayMs: 200,
+  pauseMs: 1_000,
+  maxPauseMs: 30_000,
+};
+
+export type SealerLog = {
+  warn: (o: object, msg: string) => void;
+  info: (o: object, msg: string) => void;
 };
 
 /** Tombstones kept in memory only (see Pkcs11SealerOptions.tombstones). */
@@ -77,8 +116,19 @@ export function memoryTombstones(): ScopeTombstones {
   };
 }
 
-/** One loaded and initialized module per library path, shared by the sealers of a process. */
-type Module = { p: P.PKCS11; library: string; conf: string | undefined; refs: number; tokens: Set<string> };
+/**
+ * One loaded and initialized module per library path, shared by the sealers of a process.
+ * `generation` counts re-initializations: a session opened in an older one is gone (its handle
+ * may even name another sealer's new session), so it is never used or closed again.
+ */
+type Module = {
+  p: P.PKCS11;
+  library: string;
+  conf: string | undefined;
+  refs: number;
+  tokens: Set<string>;
+  generation: number;
+};
 const modules = new Map<string, Module>();
 const defaultGuards = new Map<string, Promise<PinGuard>>();
 
@@ -129,9 +179,40 @@ function acquireModule(library: string, conf: string | undefined): Module {
       });
     }
   }
-  const m: Module = { p, library, conf: conf ?? process.env['SOFTHSM2_CONF'], refs: 1, tokens: new Set() };
+  const m: Module = {
+    p,
+    library,
+    conf: conf ?? process.env['SOFTHSM2_CONF'],
+    refs: 1,
+    tokens: new Set(),
+    generation: 0,
+  };
   modules.set(library, m);
   return m;
+}
+
+/**
+ * C_Finalize then C_Initialize: the library reads its tokens again (how SoftHSM2 sees a token that
+ * came back). Every session of the process ends with it; the generation tells the sealers so.
+ */
+function reinitialize(m: Module): void {
+  try {
+    m.p.C_Finalize();
+  } catch {
+    // not initialized any more: initialize below
+  }
+  m.generation++;
+  try {
+    m.p.C_Initialize();
+  } catch (e) {
+    if (pkcs11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+      // A token directory gone for good can make the library fail to initialize at all.
+      throw new InfraError('SealerUnavailable', `C_Initialize failed for ${m.library} (${ckrName(e)})`, {
+        cause: e,
+        details: { reason: 'token-unavailable' },
+      });
+    }
+  }
 }
 
 function releaseModule(m: Module): void {
@@ -172,11 +253,19 @@ const UNAVAILABLE_CODES = new Set<number>([
 export class Pkcs11Sealer implements Sealer {
   readonly kind = 'pkcs11' as const;
   readonly #m: Module;
-  readonly #slot: P.Handle;
+  #slot: P.Handle;
   readonly #tokenLabel: string;
   /** Kept to log in again after the session is lost (F-18: recover after reconnect). */
   #pin: string;
+  readonly #guard: PinGuard;
   #session: P.Handle | undefined;
+  /** The module generation #session was opened in. */
+  #gen: number;
+  readonly #policy: ReconnectPolicy;
+  readonly #log: SealerLog | undefined;
+  /** Monotonic time before which no reconnect is tried (calls fail fast), and the next pause. */
+  #retryAt = 0;
+  #pause: number;
   readonly #keys = new Map<string, P.Handle>();
   readonly #tombstones: ScopeTombstones;
   /** Scopes destroyed by this object: checked inside the serial section, where no await can race. */
@@ -187,17 +276,21 @@ export class Pkcs11Sealer implements Sealer {
   private constructor(
     m: Module,
     slot: P.Handle,
-    tokenLabel: string,
-    pin: string,
+    opts: Pkcs11SealerOptions,
+    guard: PinGuard,
     session: P.Handle,
-    tombstones: ScopeTombstones,
   ) {
     this.#m = m;
     this.#slot = slot;
-    this.#tokenLabel = tokenLabel;
-    this.#pin = pin;
+    this.#tokenLabel = opts.tokenLabel;
+    this.#pin = opts.pin;
+    this.#guard = guard;
     this.#session = session;
-    this.#tombstones = tombstones;
+    this.#gen = m.generation;
+    this.#tombstones = opts.tombstones ?? memoryTombstones();
+    this.#policy = { ...DEFAULT_RECONNECT, ...opts.reconnect };
+    this.#pause = this.#policy.pauseMs;
+    this.#log = opts.log;
   }
 
   /**
@@ -229,18 +322,8 @@ export class Pkcs11Sealer implements Sealer {
       const slot = findSlot(m.p, opts.tokenLabel);
       session = openSession(m.p, slot);
       const s = session;
-      await guard.attempt(
-        () => login(m.p, s),
-        (e) => e instanceof InfraError && e.details?.['reason'] === 'pin-incorrect',
-      );
-      const sealer = new Pkcs11Sealer(
-        m,
-        slot,
-        opts.tokenLabel,
-        opts.pin,
-        session,
-        opts.tombstones ?? memoryTombstones(),
-      );
+      await guard.attempt(() => login(m.p, s, opts.pin, opts.tokenLabel), isWrongPin);
+      const sealer = new Pkcs11Sealer(m, slot, opts, guard, session);
       m.tokens.add(opts.tokenLabel);
       owned = true;
       try {
@@ -263,30 +346,9 @@ export class Pkcs11Sealer implements Sealer {
       }
       throw e;
     }
-
-    function login(p: P.PKCS11, s: P.Handle): void {
-      try {
-        p.C_Login(s, pkcs11js.CKU_USER, opts.pin);
-      } catch (e) {
-        const code = pkcs11Code(e);
-        if (code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN) return;
-        if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LEN_RANGE) {
-          throw new InfraError('SealerUnavailable', `wrong PIN for token '${opts.tokenLabel}'`, {
-            details: { reason: 'pin-incorrect' },
-          });
-        }
-        if (code === pkcs11js.CKR_PIN_LOCKED) {
-          throw new InfraError('SealerUnavailable', `token '${opts.tokenLabel}' is locked`);
-        }
-        throw new InfraError(
-          'SealerUnavailable',
-          `login to token '${opts.tokenLabel}' failed (${ckrName(e)})`,
-        );
-      }
-    }
   }
 
-  #serial<T>(fn: () => T): Promise<T> {
+  #serial<T>(fn: () => T | Promise<T>): Promise<T> {
     const run = this.#tail.then(() => {
       if (this.#closed) throw new InfraError('SealerUnavailable', 'PKCS#11 sealer is closed');
       return fn();
@@ -295,48 +357,165 @@ export class Pkcs11Sealer implements Sealer {
     return run;
   }
 
-  /** The live session; reopens and logs in again if a previous call lost it. */
-  #sess(): P.Handle {
-    if (this.#session !== undefined) return this.#session;
-    const s = openSession(this.#m.p, this.#slot);
-    try {
-      this.#m.p.C_Login(s, pkcs11js.CKU_USER, this.#pin);
-    } catch (e) {
-      if (pkcs11Code(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
-        try {
-          this.#m.p.C_CloseSession(s);
-        } catch {
-          // best effort
+  /** A session of the current module generation that no call has found broken. */
+  #live(): boolean {
+    return this.#session !== undefined && this.#gen === this.#m.generation;
+  }
+
+  /**
+   * Runs `fn` on the live session, in the serial section. A failure that means the session or the
+   * token is gone drops the session, re-opens it and runs `fn` once more (see the file comment);
+   * any other failure is `refused(e)` (default: SealError naming the CKR code).
+   */
+  #op<T>(what: string, fn: (s: P.Handle) => T, refused?: (e: unknown) => InfraError): Promise<T> {
+    return this.#serial(async () => {
+      for (let round = 0; ; round++) {
+        if (!this.#live()) await this.#reconnect(what);
+        // Another sealer of this process may have re-initialized the module meanwhile.
+        if (!this.#live()) {
+          if (round < 2) continue;
+          throw this.#unavailable(what, 'the PKCS#11 module was re-initialized');
         }
-        throw new InfraError(
-          'SealerUnavailable',
-          `login to token '${this.#tokenLabel}' failed (${ckrName(e)})`,
-        );
+        try {
+          return fn(this.#session!);
+        } catch (e) {
+          if (!this.#lostBy(e)) {
+            if (e instanceof InfraError) throw e;
+            throw refused ? refused(e) : new InfraError('SealError', `HSM refused ${what} (${ckrName(e)})`);
+          }
+          this.#log?.warn({ token: this.#tokenLabel, during: what, ckr: ckrName(e) }, 'HSM session lost');
+          this.#dropSession();
+          if (round > 0) throw this.#unavailable(what, ckrName(e), e);
+        }
+      }
+    });
+  }
+
+  /** Whether a failure means the session or token is gone (not a refusal of this operation). */
+  #lostBy(e: unknown): boolean {
+    const code = pkcs11Code(e);
+    if (code !== undefined && UNAVAILABLE_CODES.has(code)) return true;
+    if (code === undefined && !(e instanceof InfraError)) return true; // not even a CKR: native failure
+    // Other codes are ambiguous (SoftHSM2 reports a bad GCM tag and a vanished token alike as
+    // CKR_GENERAL_ERROR): the token answering or not tells them apart.
+    try {
+      this.#m.p.C_GetTokenInfo(this.#slot);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  #unavailable(what: string, why: string, cause?: unknown): InfraError {
+    return new InfraError(
+      'SealerUnavailable',
+      `HSM token '${this.#tokenLabel}' is unavailable during ${what} (${why})`,
+      { details: { reason: 'token-unavailable' }, ...(cause === undefined ? {} : { cause }) },
+    );
+  }
+
+  /**
+   * One reconnect round: up to `attempts` tries, with doubling pauses between them, to find the
+   * token again, open a session, log in (under the PIN guard) and check the keys. Later tries
+   * re-initialize the module first. Throws SealerUnavailable when the round fails; calls then fail
+   * fast until the next round is due. A wrong PIN or a lockout ends the round at once.
+   */
+  async #reconnect(what: string): Promise<void> {
+    const now = performance.now();
+    if (now < this.#retryAt) {
+      const wait = Math.ceil((this.#retryAt - now) / 1000);
+      throw new InfraError(
+        'SealerUnavailable',
+        `HSM token '${this.#tokenLabel}' is unavailable (${what}); next reconnect attempt in ${wait} s`,
+        { details: { reason: 'token-unavailable', retryAfterSeconds: wait } },
+      );
+    }
+    this.#dropSession();
+    let last: unknown;
+    for (let i = 0; i < this.#policy.attempts; i++) {
+      if (i > 0) await sleep(this.#policy.delayMs * 2 ** (i - 1));
+      if (this.#closed) throw new InfraError('SealerUnavailable', 'PKCS#11 sealer is closed');
+      try {
+        if (i > 0) reinitialize(this.#m);
+        await this.#open();
+        this.#retryAt = 0;
+        this.#pause = this.#policy.pauseMs;
+        this.#log?.info({ token: this.#tokenLabel, attempt: i + 1 }, 'HSM session re-opened');
+        return;
+      } catch (e) {
+        last = e;
+        this.#dropSession();
+        if (e instanceof InfraError && e.details?.['reason'] !== 'token-unavailable') break;
       }
     }
-    this.#session = s;
-    return s;
+    this.#retryAt = performance.now() + this.#pause;
+    this.#log?.warn(
+      {
+        token: this.#tokenLabel,
+        nextAttemptMs: this.#pause,
+        err: last instanceof Error ? last.message : 'failed',
+      },
+      'HSM token unavailable',
+    );
+    this.#pause = Math.min(this.#pause * 2, this.#policy.maxPauseMs);
+    if (last instanceof InfraError && last.details?.['reason'] !== 'token-unavailable') throw last;
+    throw this.#unavailable(what, last instanceof InfraError ? last.message : ckrName(last), last);
   }
 
-  /** Maps a library error; session-level failures drop the session so the next call reconnects. */
-  #fail(e: unknown, what: string): InfraError {
-    if (e instanceof InfraError) return e;
-    const code = pkcs11Code(e);
-    if (code === undefined || UNAVAILABLE_CODES.has(code)) {
-      this.#dropSession();
-      return new InfraError('SealerUnavailable', `HSM unavailable during ${what} (${ckrName(e)})`, {
-        cause: e,
-      });
+  /**
+   * Finds the token by label, opens a session and logs in, with no await in between (a handle of
+   * a re-initialized module could name another sealer's session), then checks every key.
+   * Failures of the token itself carry details.reason 'token-unavailable'; a wrong PIN or a
+   * non-compliant key does not, and ends the reconnect round.
+   */
+  async #open(): Promise<void> {
+    this.#guard.check();
+    const p = this.#m.p;
+    let s: P.Handle;
+    let slot: P.Handle;
+    try {
+      slot = findSlot(p, this.#tokenLabel);
+      s = openSession(p, slot);
+    } catch (e) {
+      throw this.#unavailable('re-opening the session', e instanceof InfraError ? e.message : ckrName(e), e);
     }
-    return new InfraError('SealError', `HSM refused ${what} (${ckrName(e)})`, { cause: e });
+    try {
+      login(p, s, this.#pin, this.#tokenLabel);
+    } catch (e) {
+      try {
+        p.C_CloseSession(s);
+      } catch {
+        // best effort
+      }
+      if (isWrongPin(e)) {
+        await this.#guard.recordFailure();
+        throw e;
+      }
+      throw this.#unavailable('login', e instanceof InfraError ? e.message : ckrName(e), e);
+    }
+    this.#slot = slot;
+    this.#session = s;
+    this.#gen = this.#m.generation;
+    // The token that came back is checked like one at open (F-19), before any await.
+    try {
+      const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
+      for (const h of keys) this.#checkKey(s, h);
+    } catch (e) {
+      if (e instanceof InfraError) throw e;
+      throw this.#unavailable('the key attribute check', ckrName(e), e);
+    }
+    await this.#guard.recordSuccess();
   }
 
+  /** Forgets the session; closes it only if it belongs to the current module generation. */
   #dropSession(): void {
     if (this.#session === undefined) return;
-    try {
-      this.#m.p.C_CloseSession(this.#session);
-    } catch {
-      // it is already gone
+    if (this.#gen === this.#m.generation) {
+      try {
+        this.#m.p.C_CloseSession(this.#session);
+      } catch {
+        // it is already gone
+      }
     }
     this.#session = undefined;
     this.#keys.clear();
@@ -393,31 +572,21 @@ export class Pkcs11Sealer implements Sealer {
    * SealerUnavailable naming the first non-compliant key.
    */
   checkKeys(): Promise<number> {
-    return this.#serial(() => {
-      try {
-        const s = this.#sess();
-        const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
-        for (const h of keys) this.#checkKey(s, h);
-        return keys.length;
-      } catch (e) {
-        throw this.#fail(e, 'the key attribute check');
-      }
+    return this.#op('the key attribute check', (s) => {
+      const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
+      for (const h of keys) this.#checkKey(s, h);
+      return keys.length;
     });
   }
 
   /** Labels (scopes) of the secret keys on the token, e.g. to find orphaned epochs. */
   listScopes(): Promise<string[]> {
-    return this.#serial(() => {
-      try {
-        const s = this.#sess();
-        const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
-        return keys.map((h) => {
-          const [a] = this.#m.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
-          return (a?.value as Buffer | undefined)?.toString('utf8') ?? '';
-        });
-      } catch (e) {
-        throw this.#fail(e, 'listing keys');
-      }
+    return this.#op('listing keys', (s) => {
+      const keys = this.#find(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
+      return keys.map((h) => {
+        const [a] = this.#m.p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
+        return (a?.value as Buffer | undefined)?.toString('utf8') ?? '';
+      });
     });
   }
 
@@ -474,50 +643,41 @@ export class Pkcs11Sealer implements Sealer {
   async seal(ctx: SealContext, plaintext: Uint8Array): Promise<Uint8Array> {
     checkContext(ctx);
     const tombstoned = await this.#tombstones.has(ctx.scope);
-    return this.#serial(() => {
-      if (tombstoned || this.#destroyed.has(ctx.scope))
+    if (tombstoned) throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
+    return this.#op('sealing', (s) => {
+      if (this.#destroyed.has(ctx.scope))
         throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
-      try {
-        const s = this.#sess();
-        const key = this.#keyFor(s, ctx.scope, true);
-        // Random 96-bit IV: one key per scope and few seals per key, far below the 2^32
-        // invocations NIST SP 800-38D §8.3 allows for random IVs.
-        const iv = new Uint8Array(randomBytes(IV_BYTES));
-        const p = this.#m.p;
-        p.C_EncryptInit(s, this.#gcm(iv, associatedData(BACKEND_PKCS11, ctx)), key);
-        const ct = p.C_Encrypt(s, Buffer.from(plaintext), Buffer.alloc(plaintext.length + TAG_BYTES));
-        return encodeBlob(BACKEND_PKCS11, ctx.scope, iv, new Uint8Array(ct));
-      } catch (e) {
-        throw this.#fail(e, 'sealing');
-      }
+      const key = this.#keyFor(s, ctx.scope, true);
+      // Random 96-bit IV: one key per scope and few seals per key, far below the 2^32
+      // invocations NIST SP 800-38D §8.3 allows for random IVs.
+      const iv = new Uint8Array(randomBytes(IV_BYTES));
+      const p = this.#m.p;
+      p.C_EncryptInit(s, this.#gcm(iv, associatedData(BACKEND_PKCS11, ctx)), key);
+      const ct = p.C_Encrypt(s, Buffer.from(plaintext), Buffer.alloc(plaintext.length + TAG_BYTES));
+      return encodeBlob(BACKEND_PKCS11, ctx.scope, iv, new Uint8Array(ct));
     });
   }
 
   async unseal(ctx: SealContext, sealed: Uint8Array): Promise<Uint8Array> {
     const blob = openHeader(BACKEND_PKCS11, ctx, sealed);
-    return this.#serial(() => {
-      let key: P.Handle;
-      let s: P.Handle;
-      try {
-        s = this.#sess();
-        key = this.#keyFor(s, ctx.scope, false);
-      } catch (e) {
-        throw this.#fail(e, 'unsealing');
-      }
-      const p = this.#m.p;
-      const out = Buffer.alloc(blob.ciphertext.length);
-      try {
-        p.C_DecryptInit(s, this.#gcm(blob.iv, associatedData(BACKEND_PKCS11, ctx)), key);
-        const pt = p.C_Decrypt(s, Buffer.from(blob.ciphertext), out);
-        return new Uint8Array(pt);
-      } catch (e) {
-        out.fill(0);
-        const code = pkcs11Code(e);
-        if (code !== undefined && UNAVAILABLE_CODES.has(code)) throw this.#fail(e, 'unsealing');
-        // SoftHSM2 reports a failed tag as CKR_GENERAL_ERROR, others as CKR_ENCRYPTED_DATA_INVALID.
-        throw new InfraError('SealError', 'sealed blob does not open: tampered, foreign or wrong context');
-      }
-    });
+    return this.#op(
+      'unsealing',
+      (s) => {
+        const key = this.#keyFor(s, ctx.scope, false);
+        const p = this.#m.p;
+        const out = Buffer.alloc(blob.ciphertext.length);
+        try {
+          p.C_DecryptInit(s, this.#gcm(blob.iv, associatedData(BACKEND_PKCS11, ctx)), key);
+          const pt = p.C_Decrypt(s, Buffer.from(blob.ciphertext), out);
+          return new Uint8Array(pt);
+        } catch (e) {
+          out.fill(0);
+          throw e;
+        }
+      },
+      // SoftHSM2 reports a failed tag as CKR_GENERAL_ERROR, others as CKR_ENCRYPTED_DATA_INVALID.
+      () => new InfraError('SealError', 'sealed blob does not open: tampered, foreign or wrong context'),
+    );
   }
 
   async destroyScope(scope: string): Promise<void> {
@@ -525,18 +685,13 @@ export class Pkcs11Sealer implements Sealer {
     // Tombstone first (synced): from here on no seal re-creates the scope, even after a crash.
     await this.#tombstones.add(scope);
     this.#destroyed.add(scope);
-    return this.#serial(() => {
-      try {
-        const s = this.#sess();
-        const found = this.#find(s, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-          { type: pkcs11js.CKA_LABEL, value: scope },
-        ]);
-        for (const h of found) this.#m.p.C_DestroyObject(s, h);
-        this.#keys.delete(scope);
-      } catch (e) {
-        throw this.#fail(e, 'destroying a scope');
-      }
+    return this.#op('destroying a scope', (s) => {
+      const found = this.#find(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_LABEL, value: scope },
+      ]);
+      for (const h of found) this.#m.p.C_DestroyObject(s, h);
+      this.#keys.delete(scope);
     });
   }
 
@@ -544,7 +699,7 @@ export class Pkcs11Sealer implements Sealer {
     await this.#tail;
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#session !== undefined) {
+    if (this.#live() && this.#session !== undefined) {
       try {
         this.#m.p.C_Logout(this.#session);
       } catch {
@@ -587,6 +742,33 @@ function findSlot(p: P.PKCS11, label: string): P.Handle {
   }
   return slot;
 }
+
+/** CKU_USER login; an already logged-in token is fine. Errors name the token, never the PIN. */
+function login(p: P.PKCS11, s: P.Handle, pin: string, label: string): void {
+  try {
+    p.C_Login(s, pkcs11js.CKU_USER, pin);
+  } catch (e) {
+    const code = pkcs11Code(e);
+    if (code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN) return;
+    if (code === pkcs11js.CKR_PIN_INCORRECT || code === pkcs11js.CKR_PIN_LEN_RANGE) {
+      throw new InfraError('SealerUnavailable', `wrong PIN for token '${label}'`, {
+        details: { reason: 'pin-incorrect' },
+      });
+    }
+    if (code === pkcs11js.CKR_PIN_LOCKED) {
+      throw new InfraError('SealerUnavailable', `token '${label}' is locked`, {
+        details: { reason: 'pin-locked' },
+      });
+    }
+    throw new InfraError('SealerUnavailable', `login to token '${label}' failed (${ckrName(e)})`);
+  }
+}
+
+function isWrongPin(e: unknown): boolean {
+  return e instanceof InfraError && e.details?.['reason'] === 'pin-incorrect';
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function openSession(p: P.PKCS11, slot: P.Handle): P.Handle {
   try {

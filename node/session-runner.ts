@@ -14,6 +14,10 @@
  * - duplicates and replays of finished or foreign sessions are dropped;
  * - a deadline (monotonic clock): when it passes, the session aborts naming the members that did
  *   not send in the last round anyone reached;
+ * - a signed abort (node/session-abort.ts): a session that fails here for any reason of its own
+ *   (a failed persist, the machine's verdict, the deadline) is announced at once to the other
+ *   members, who end theirs naming this node `aborted`; `abandon` does the same for a session that
+ *   failed before its machine started;
  * - a hook before sending, given each step with its effects (protocol/machine.ts `Effect`), so the
  *   caller can persist a pending share before the confirmation leaves.
  */
@@ -25,6 +29,7 @@ import type { ParticipantId } from '../protocol/ids.ts';
 import type { Envelope, Machine, ProtocolKind, SignatureCheck, Step } from '../protocol/machine.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
 import { EarlyBuffer, type EarlyLimits, type EarlyStats } from './early-buffer.ts';
+import { abortEnvelope, abortRound, abortedError, isReceivedAbort, readAbort } from './session-abort.ts';
 import type { RefusalCounter } from './metrics.ts';
 
 export type SessionMember = { readonly nodeId: string; readonly participant: ParticipantId };
@@ -38,6 +43,8 @@ export type SessionContext = {
   readonly members: readonly SessionMember[];
   readonly self: SessionMember;
   readonly timeoutMs: number;
+  /** The epoch the session's envelopes carry (its abort's header); default 0 (a DKG's). */
+  readonly epoch?: number;
 };
 
 export type SendFn = (nodeId: string, frame: Uint8Array) => Promise<void>;
@@ -188,9 +195,14 @@ export class SessionRunner {
         this.#active.delete(ctx.sessionId);
         this.#remember(ctx.sessionId);
         if (err === undefined) resolve(result as R);
-        else reject(err);
+        else {
+          // Failed here: the others hear it now, not at their deadline (an abort received is not echoed).
+          if (!isReceivedAbort(err)) this.#broadcastAbort(ctx, err);
+          reject(err);
+        }
       };
-      const timer = setTimeout(() => {
+      // The members not heard from in the last round anyone reached: who the session waits for.
+      const silent = (): Blame[] => {
         const culprits: Blame[] = [];
         if (lastRound !== undefined) {
           const heard = spokeIn.get(lastRound) ?? new Set();
@@ -205,9 +217,12 @@ export class SessionRunner {
               culprits.push({ participant: m.nodeId, reason: 'unresponsive' });
           }
         }
+        return culprits;
+      };
+      const timer = setTimeout(() => {
         finish(
           new ProtocolError('Timeout', `session ${ctx.sessionId} did not finish within ${ctx.timeoutMs} ms`, {
-            culprits,
+            culprits: silent(),
           }),
         );
       }, ctx.timeoutMs);
@@ -317,6 +332,28 @@ export class SessionRunner {
             const digest = bytesToHex(sha256(encodeEnvelope(env as Envelope<Record<string, unknown>>)));
             if (seen.has(digest)) return this.#refusals?.refuse('duplicate'); // retransmission or replay
             seen.add(digest);
+            if (h.round === abortRound(ctx.protocol)) {
+              if (h.epoch !== (ctx.epoch ?? 0)) {
+                this.#refusals?.refuse('foreign-session');
+                this.#log.warn(
+                  { sessionId: ctx.sessionId, from: fromNodeId },
+                  'abort for another epoch dropped',
+                );
+                return;
+              }
+              let abort: ReturnType<typeof readAbort>;
+              try {
+                abort = readAbort(env.body as Record<string, unknown>, new Set(byNode.keys()));
+              } catch (e) {
+                throw blameSender(e, fromNodeId, h.round, byParticipant);
+              }
+              // The sender's deadline passed: the session stalled for everyone, so this member names
+              // whom it waits for too, as its own deadline would a moment later.
+              const own =
+                abort.code === 'Timeout' ? silent().filter((b) => b.participant !== fromNodeId) : [];
+              finish(abortedError(fromNodeId, env as Envelope<Record<string, unknown>>, abort, own));
+              return;
+            }
             let round = spokeIn.get(h.round);
             if (!round) {
               round = new Set();
@@ -349,6 +386,38 @@ export class SessionRunner {
       // messages are delivered in arrival order. They decoded when they arrived, so they decode again.
       for (const m of this.#early.take(ctx.sessionId)) deliver(m.from, decodeEnvelope(m.frame));
     });
+  }
+
+  /**
+   * This member will not run `ctx` (it failed before its machine started, e.g. it could not read
+   * its share or record the session): its peers are told at once with a signed abort. Nothing
+   * happens for a session that runs or ran here (the run announces its own failure).
+   */
+  abandon(ctx: SessionContext, err: unknown): void {
+    if (this.#active.has(ctx.sessionId) || this.#finished.has(ctx.sessionId)) return;
+    this.#early.take(ctx.sessionId); // held messages of a session that will not run here
+    this.#remember(ctx.sessionId);
+    this.#broadcastAbort(ctx, err);
+  }
+
+  /** Sends the signed abort of `ctx` to every other member; best effort, never awaited. */
+  #broadcastAbort(ctx: SessionContext, err: unknown): void {
+    let frame: Uint8Array;
+    try {
+      frame = signEnvelope(abortEnvelope({ ...ctx, epoch: ctx.epoch ?? 0 }, err), this.#sign);
+    } catch (e) {
+      this.#log.warn({ sessionId: ctx.sessionId, err: String(e) }, 'could not sign the session abort');
+      return;
+    }
+    for (const m of ctx.members) {
+      if (m.nodeId === ctx.self.nodeId) continue;
+      this.#send(m.nodeId, frame).catch((e: unknown) =>
+        this.#log.debug(
+          { sessionId: ctx.sessionId, to: m.nodeId, err: String(e) },
+          'session abort not delivered',
+        ),
+      );
+    }
   }
 
   #remember(sessionId: string): void {

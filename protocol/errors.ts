@@ -70,7 +70,10 @@ export type BlameReason =
   | 'bad-confirmation'
   | 'malformed-message'
   | 'spoofed-sender'
-  | 'unresponsive';
+  | 'unresponsive'
+  // The member stopped the session itself and told the others with a signed abort
+  // (node/session-abort.ts); the evidence is that abort's digest and signature.
+  | 'aborted';
 
 export class KmsError extends Error {
   readonly code: ErrorCode;

@@ -4,9 +4,26 @@
  * F-17, F-18 at start, F-19/T-04). Each start must exit 1 with `node: <Code>: <message>` on stderr
  * (typed, no secret), and the broken variants run on COPIES of node-3's data dir, so afterwards the
  * untouched node-3 comes back and the key signs with every node: nothing was half-written.
+ *
+ * Last, the disk fills under a running node (issue 13 item 8): node-3's data dir on a small tmpfs,
+ * filled while it runs; its next write in a key event fails, it aborts the session and tells the
+ * others (signed abort, node/session-abort.ts), so every node aborts at once naming it; no node
+ * activates the new epoch, every node keeps its share of the old one, which signs. With space freed
+ * and node-3 restarted (its store refuses writes after a failed one until reopened), the next key
+ * event commits.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Level } from 'level';
@@ -21,6 +38,8 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
   let d: Devnet;
   let keyId: string;
   let tmpfs: string | undefined;
+  /** node-3's data dir while it lives on a tmpfs (the mid-session full-disk test). */
+  let dataTmpfs: string | undefined;
   const nodeDir = (n: string) => join(d.dir, n);
   const spec = (n: string) => readProcesses(d.dir).find((p) => p.name === n)!;
 
@@ -53,6 +72,10 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
   }, 180_000);
   afterAll(async () => {
     if (tmpfs && existsSync(tmpfs)) execFileSync('umount', [tmpfs], { stdio: 'ignore' });
+    if (dataTmpfs) {
+      await stopProcess(d.dir, 'node-3');
+      execFileSync('umount', [dataTmpfs], { stdio: 'ignore' });
+    }
     await d?.cleanup();
   });
 
@@ -187,4 +210,110 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
     }
     expect(signers.has('node-3')).toBe(true);
   });
+
+  it('the disk fills under a running node mid key event: every node aborts at once naming node-3, no new epoch, the old one signs; freed and restarted, the next event commits (I6, F-13)', async () => {
+    // node-3's data dir moves onto a 16 MiB tmpfs (node-3 stopped meanwhile, then started on it).
+    await stopProcess(d.dir, 'node-3');
+    const data = join(nodeDir('node-3'), 'data');
+    renameSync(data, `${data}.disk`);
+    mkdirSync(data);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', data], { stdio: 'pipe' });
+    } catch (e) {
+      throw new Error(
+        `this test needs root to mount a tmpfs (mount -t tmpfs -o size=16m tmpfs DIR): ${String(e)}`,
+      );
+    }
+    dataTmpfs = data;
+    cpSync(`${data}.disk`, data, { recursive: true });
+    startProcess(d.dir, spec('node-3'));
+    await d.waitReachable(3);
+    const pad = await d.api('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2, alias: 'pad' });
+    expect(pad.status, JSON.stringify(pad.body)).toBe(201);
+
+    // Fill it.
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${join(data, 'fill')}`, 'bs=64k'], { stdio: 'ignore' });
+    } catch {
+      /* ENOSPC: full, as wanted */
+    }
+    // A full tmpfs still takes writes into the last page of LevelDB's open log file. Spend that
+    // room with small writes (a key's state on every member) until less than 1 KiB is left, so the
+    // key event's first writes (session id, audit record, pending share) cannot all fit: node-3
+    // fails before it could ever confirm the new epoch.
+    const slack = () => {
+      const logs = readdirSync(data)
+        .filter((f) => /^\d+\.log$/.test(f))
+        .sort();
+      const size = statSync(join(data, logs.at(-1)!)).size;
+      return (4096 - (size % 4096)) % 4096;
+    };
+    for (let i = 0; i < 24 && slack() >= 1024; i++) {
+      const r = await d.api('POST', `/v1/keys/${pad.body.keyId}/${i % 2 === 0 ? 'disable' : 'enable'}`, {});
+      if (r.status !== 200) break; // node-3's write failed already: its store refuses from here on
+    }
+
+    const t0 = performance.now();
+    const failed = await d.api('POST', `/v1/keys/${keyId}/refresh`, {});
+    // Ended by node-3's abort, long before the nodes' 30 s session deadline.
+    expect(performance.now() - t0).toBeLessThan(30_000);
+    expect(failed.status, JSON.stringify(failed.body)).toBeGreaterThanOrEqual(500);
+    expect(
+      failed.body.culprits.map(
+        (b: { participant: string; reason: string }) => `${b.participant}/${b.reason}`,
+      ),
+    ).toEqual(['node-3/aborted']);
+    expect(JSON.stringify(failed.body)).toContain('StorageError');
+    expect((await d.api('GET', `/v1/keys/${keyId}`)).body.epoch).toBe(0);
+
+    // Every node's store, read from a copy: epoch 0 active with its share, nothing of epoch 1.
+    const held = async (n: string) => {
+      const copy = join(d.dir, `held-${n}-${Date.now()}`);
+      cpSync(join(nodeDir(n), 'data'), copy, { recursive: true, filter: (src) => !src.endsWith('/fill') });
+      rmSync(join(copy, 'LOCK'), { force: true });
+      const db = new Level<string, string>(copy, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+      try {
+        const raw = await db
+          .sublevel<string, string>('keys', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+          .get(keyId);
+        const rec = JSON.parse(raw ?? '{}') as { activeEpoch?: number; pendingEpoch?: number };
+        const shares: string[] = [];
+        for await (const k of db
+          .sublevel<string, Uint8Array>('shares', { keyEncoding: 'utf8', valueEncoding: 'view' })
+          .keys({ gte: `${keyId}!`, lt: `${keyId}!~` }))
+          shares.push(k);
+        return { activeEpoch: rec.activeEpoch, pendingEpoch: rec.pendingEpoch, shares };
+      } finally {
+        await db.close();
+        rmSync(copy, { recursive: true, force: true });
+      }
+    };
+    for (const n of ['node-1', 'node-2', 'node-3']) {
+      expect(await held(n), n).toEqual({
+        activeEpoch: 0,
+        pendingEpoch: undefined,
+        shares: [`${keyId}!${'0'.padStart(12, '0')}`],
+      });
+    }
+    for (let i = 0; i < 3; i++) {
+      const s = await sign(`disk full ${i}`);
+      expect(s.status, JSON.stringify(s.body)).toBe(200);
+    }
+
+    // Space freed; node-3 restarted (its store asks for it after a failed write): the event commits.
+    rmSync(join(data, 'fill'));
+    await stopProcess(d.dir, 'node-3');
+    startProcess(d.dir, spec('node-3'));
+    await d.waitReachable(3);
+    const healed = await d.api('POST', `/v1/keys/${keyId}/refresh`, {});
+    expect(healed.status, JSON.stringify(healed.body)).toBe(200);
+    expect(healed.body.epoch).toBe(1);
+    const signers = new Set<string>();
+    for (let i = 0; i < 6 && !signers.has('node-3'); i++) {
+      const s = await sign(`disk freed ${i}`);
+      expect(s.status, JSON.stringify(s.body)).toBe(200);
+      for (const n of s.body.signers) signers.add(n);
+    }
+    expect(signers.has('node-3')).toBe(true);
+  }, 180_000);
 });

@@ -81,6 +81,8 @@ export type LyingPeer = {
   sendRaw(to: string, bytes: Uint8Array): Promise<string>;
   /** Sends raw bytes on the RPC protocol (only coordinators may use it). */
   rpcRaw(to: string, bytes: Uint8Array): Promise<string>;
+  /** A session frame of its own making, signed with its real identity key (for `sendRaw`). */
+  signFrame(env: Env): Uint8Array;
   stop(): Promise<void>;
 };
 
@@ -248,6 +250,7 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
       code(transport.request(peerByNode.get(to)!, SESSION_PROTOCOL, bytes, { timeoutMs: 5_000 })),
     rpcRaw: (to, bytes) =>
       code(transport.request(peerByNode.get(to)!, RPC_PROTOCOL, bytes, { timeoutMs: 5_000 })),
+    signFrame: (env) => signEnvelope(env, sign),
     stop: async () => {
       await transport.stop();
     },
