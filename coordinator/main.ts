@@ -6,27 +6,32 @@
  *
  * The cluster section of the config (`cluster`, see coordinator/config.ts for the rest):
  *   clusterFile   the allow-list file shared with the nodes (every node's peer id and address)
- *   identityFile  the coordinator's libp2p private key (created by `init`, mode 0600)
+ *   identityFile  the coordinator's libp2p private key, SEALED (coordinator/identity-sealer.ts;
+ *                 created by `init`; a plaintext key file of an older version is sealed in place)
+ *   identityPassphraseFile  the passphrase that seals it (or env KMS_IDENTITY_PASSPHRASE_FILE,
+ *                 KMS_IDENTITY_PASSPHRASE); required: the key is never kept in the clear
  *   listen        libp2p multiaddrs (optional; the coordinator only dials)
  *   sessionTimeoutMs, signTimeoutMs   deadlines of key events and of one signing round trip
  * Env KMS_ADMIN_TOKEN_FILE: read the bootstrap admin token from a file.
  * `--insecure-http`: serve plain HTTP on a non-loopback host (see coordinator/config.ts: without
  * it, such a host needs `tls`).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import { KmsError } from '../protocol/errors.ts';
 import { loadClusterFile } from '../net/cluster-file.ts';
-import { generateIdentityKey, identityKeyFromBytes, identityKeyToBytes, peerIdOf } from '../net/identity.ts';
+import { type IdentityKey, peerIdOf } from '../net/identity.ts';
 import { runCli, stopOnSignals } from '../common/process.ts';
 import { createTransport } from '../net/transport.ts';
 import { startCoordinator } from './app.ts';
 import { Libp2pCluster } from './cluster-libp2p.ts';
 import { checkListenSecurity, loadConfig } from './config.ts';
+import { loadCoordinatorIdentity, readIdentityPassphrase } from './identity-sealer.ts';
 
 type ClusterSection = {
   clusterFile: string;
   identityFile: string;
+  identityPassphraseFile?: string;
   listen?: string[];
   sessionTimeoutMs?: number;
   signTimeoutMs?: number;
@@ -43,14 +48,23 @@ function clusterSection(raw: Record<string, unknown> | undefined): ClusterSectio
   return c as unknown as ClusterSection;
 }
 
+/** The sealed identity (H-4); an old plaintext key file is sealed in place, and that is said. */
+function identity(c: ClusterSection, create: boolean, say: (msg: string) => void): Promise<IdentityKey> {
+  return loadCoordinatorIdentity({
+    file: c.identityFile,
+    passphrase: readIdentityPassphrase(
+      c.identityPassphraseFile === undefined ? {} : { file: c.identityPassphraseFile },
+    ),
+    create,
+    onMigrated: (file) =>
+      say(`the identity key file ${file} was plaintext: sealed it in place (replaced by its sealed form)`),
+  });
+}
+
 async function init(configFile: string): Promise<void> {
   const cfg = loadConfig({ file: configFile });
   const c = clusterSection(cfg.cluster);
-  if (!existsSync(c.identityFile)) {
-    const key = await generateIdentityKey();
-    writeFileSync(c.identityFile, identityKeyToBytes(key), { mode: 0o600 });
-  }
-  const key = identityKeyFromBytes(new Uint8Array(readFileSync(c.identityFile)));
+  const key = await identity(c, true, (msg) => process.stderr.write(`coordinator: ${msg}\n`));
   process.stdout.write(`${JSON.stringify({ peerId: peerIdOf(key) })}\n`);
 }
 
@@ -69,7 +83,7 @@ async function run(configFile: string, flags: { insecureHttp?: boolean }): Promi
   });
   const c = clusterSection(cfg.cluster);
   const cluster = loadClusterFile(c.clusterFile);
-  const key = identityKeyFromBytes(new Uint8Array(readFileSync(c.identityFile)));
+  const key = await identity(c, false, (msg) => logger.warn({ file: c.identityFile }, msg));
   const transport = await createTransport({
     privateKey: key,
     listen: c.listen ?? [],
