@@ -225,6 +225,29 @@ export class AuditLog {
   }
 
   /**
+   * Records with seq < `before` (default: all), NEWEST first, at most `limit` (max 1000): for
+   * callers that need the recent tail (a node rebuilding its replay cache at start).
+   */
+  async recent(opts: { before?: number; limit?: number } = {}): Promise<AuditRecord[]> {
+    const limit = Math.min(Math.max(1, Math.floor(opts.limit ?? DEFAULT_LIMIT)), MAX_LIMIT);
+    const range = opts.before === undefined ? {} : { lt: seqKey(Math.max(0, Math.floor(opts.before))) };
+    const out: AuditRecord[] = [];
+    try {
+      for await (const [k, raw] of this.#db.iterator({ ...ENC, ...range, reverse: true, limit })) {
+        const r = parseRecord(raw as string);
+        if (!r || seqKey(r.seq) !== k) {
+          throw new InfraError('StorageError', `audit log: record ${String(k)} is malformed`);
+        }
+        out.push(r);
+      }
+    } catch (e) {
+      if (e instanceof InfraError) throw e;
+      throw new InfraError('StorageError', 'audit log: cannot read the log', { cause: e });
+    }
+    return out;
+  }
+
+  /**
    * Walks the whole chain: sequence numbers contiguous from 1, each prevHash equal to the previous
    * hash, each hash recomputed. `brokenAt` is the first sequence number that fails.
    */

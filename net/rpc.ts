@@ -20,6 +20,10 @@ import {
 } from '../protocol/key-states.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
 import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import type { Governance, GovernanceSignature } from '../policy/governance.ts';
+import type { AuditRecord } from '../common/audit-log.ts';
+import { type SignedAuditHead, signedAuditHeadSchema } from './node-audit-head.ts';
+import { type AuthorizationWire, authorizationSchema } from './signed-request.ts';
 
 export type { PublicPackageHex };
 
@@ -104,13 +108,15 @@ const sessionSpec = {
   },
 } as const;
 
-/** Space for a client-signed authorization that nodes will verify themselves (not yet enforced). */
-const authorization = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['scheme', 'payload', 'signature'],
-  properties: { scheme: { type: 'string', maxLength: 64 }, payload: hex(16384), signature: hex(1024) },
-} as const;
+/**
+ * The client-signed request (and its approvals) a guarded operation carries (`auth`): each node
+ * verifies it itself (node/request-guard.ts). Required on `sign-commit`, `session` and `set-state`
+ * once the node has a governance document installed.
+ */
+const authorization = authorizationSchema;
+
+/** Longest page of the `audit` answer (records are small; a page stays far below a frame). */
+export const MAX_AUDIT_PAGE = 500;
 
 /**
  * The status answer lists key states a page at a time (key-id order, `after` the last id seen), so
@@ -132,7 +138,7 @@ export type StatusAnswer = {
 export type RpcRequest =
   | { op: 'status'; after?: string; limit?: number }
   | { op: 'public'; keyId: string }
-  | { op: 'session'; session: SessionSpec }
+  | { op: 'session'; session: SessionSpec; auth?: AuthorizationWire }
   /** Sent to every member before `session`: hold early messages of this session from these members. */
   | { op: 'prepare'; sessionId: string; members: string[] }
   | { op: 'commit-epoch'; keyId: string; epoch: number; certificate: Confirmations; transcriptHash: string }
@@ -146,7 +152,7 @@ export type RpcRequest =
       transcriptHash: string;
       sessionId: string;
     }
-  | { op: 'sign-commit'; sessionId: string; keyId: string; epoch: number }
+  | { op: 'sign-commit'; sessionId: string; keyId: string; epoch: number; auth?: AuthorizationWire }
   | {
       op: 'sign-share';
       sessionId: string;
@@ -156,8 +162,20 @@ export type RpcRequest =
       commitments: { identifier: string; hiding: string; binding: string }[];
     }
   /** `operation`: the table's operation that makes the change (default: the plain change to `state`). */
-  | { op: 'set-state'; keyId: string; state: SettableKeyState; operation?: StateChange }
-  | { op: 'destroy'; keyId: string };
+  | {
+      op: 'set-state';
+      keyId: string;
+      state: SettableKeyState;
+      operation?: StateChange;
+      auth?: AuthorizationWire;
+    }
+  | { op: 'destroy'; keyId: string }
+  /** The node's current governance version. */
+  | { op: 'governance' }
+  /** A new governance version: genesis by the configured hash, later ones with the admin quorum. */
+  | { op: 'governance-update'; document: unknown; signatures: GovernanceSignature[] }
+  /** A page of this node's audit chain (records with seq > `after`) and its freshly signed head. */
+  | { op: 'audit'; after?: number; limit: number };
 
 const req = (op: string, props: Record<string, unknown>, required: string[]) => ({
   type: 'object',
@@ -219,6 +237,36 @@ const rpcSchema = {
       ['keyId', 'state'],
     ),
     req('destroy', { keyId: id }, ['keyId']),
+    req('governance', {}, []),
+    req(
+      'governance-update',
+      {
+        // Shape checked by policy/governance.ts parseGovernance; the frame bounds its size.
+        document: { type: 'object' },
+        signatures: {
+          type: 'array',
+          maxItems: 1000,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['principal', 'signature'],
+            properties: {
+              principal: { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' },
+              signature: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength: 200 },
+            },
+          },
+        },
+      },
+      ['document', 'signatures'],
+    ),
+    req(
+      'audit',
+      {
+        after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+        limit: { type: 'integer', minimum: 1, maximum: MAX_AUDIT_PAGE },
+      },
+      ['limit'],
+    ),
   ],
 } as const;
 
@@ -265,6 +313,12 @@ export type DestroyAnswer = OkAnswer & {
   pendingScopes: string[];
 };
 
+/** `governance`: the node's current version, its hash and the document. */
+export type GovernanceAnswer = { version: number; hash: string; document: Governance };
+
+/** `audit`: one page of the node's hash chain, and its head signed with the node identity key. */
+export type AuditAnswer = { records: AuditRecord[]; head: SignedAuditHead };
+
 /** The RPC table: each operation's answer type (requests: `RpcRequest`, by `op`). */
 export type RpcAnswers = {
   status: StatusAnswer;
@@ -278,6 +332,9 @@ export type RpcAnswers = {
   'sign-share': ShareAnswer;
   'set-state': OkAnswer;
   destroy: DestroyAnswer;
+  governance: GovernanceAnswer;
+  'governance-update': OkAnswer;
+  audit: AuditAnswer;
 };
 export type RpcOp = RpcRequest['op'];
 export type RequestOf<O extends RpcOp> = Extract<RpcRequest, { op: O }>;
@@ -366,6 +423,35 @@ const answerSchemas: { [O in RpcOp]: object } = {
       pendingScopes: { type: 'array', items: { type: 'string', maxLength: 200 }, maxItems: 1000 },
     },
     ['ok', 'epochs', 'scopes', 'pendingScopes'],
+  ),
+  governance: obj(
+    {
+      version: { type: 'integer', minimum: 1, maximum: 2 ** 31 },
+      hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+      document: { type: 'object' },
+    },
+    ['version', 'hash', 'document'],
+  ),
+  'governance-update': okAnswer,
+  audit: obj(
+    {
+      records: {
+        type: 'array',
+        maxItems: MAX_AUDIT_PAGE,
+        items: obj(
+          {
+            seq: { type: 'integer', minimum: 1 },
+            time: { type: 'string', maxLength: 64 },
+            prevHash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            entry: { type: 'object' },
+          },
+          ['seq', 'time', 'prevHash', 'hash', 'entry'],
+        ),
+      },
+      head: signedAuditHeadSchema,
+    },
+    ['records', 'head'],
   ),
 };
 

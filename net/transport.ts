@@ -896,7 +896,11 @@ function encodeOk(body: Uint8Array): Uint8Array {
   return cborEncode({ v: ENVELOPE_VERSION, ok: true, body });
 }
 
-/** Only code, message and culprits cross the wire: `details` and `cause` stay on the node. */
+/**
+ * Only code, message and culprits cross the wire: `details` and `cause` stay on the node, except a
+ * PolicyDenied's approvals still missing (`{pending: true, needs}`, node/request-guard.ts), which the
+ * coordinator needs to open an approval request.
+ */
 function encodeError(e: KmsError): Uint8Array {
   const culprits = e.culprits.map((b) => {
     const out: Record<string, string> = { participant: b.participant, reason: b.reason };
@@ -904,6 +908,7 @@ function encodeError(e: KmsError): Uint8Array {
     if (b.evidence !== undefined) out.evidence = b.evidence;
     return out;
   });
+  const needs = e.code === 'PolicyDenied' && e.details?.['pending'] === true ? e.details['needs'] : undefined;
   return cborEncode({
     v: ENVELOPE_VERSION,
     ok: false,
@@ -911,7 +916,27 @@ function encodeError(e: KmsError): Uint8Array {
     code: e.code,
     message: e.message,
     culprits,
+    ...(Array.isArray(needs) ? { needs } : {}),
   });
+}
+
+const MAX_NEEDS = 16;
+const NAME_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** A peer's `needs` list, bounded: groups, counts and the approvers it already counted. */
+function decodeNeeds(v: unknown): { group: string; needed: number; have: string[] }[] | undefined {
+  if (!Array.isArray(v) || v.length > MAX_NEEDS) return undefined;
+  const out: { group: string; needed: number; have: string[] }[] = [];
+  for (const n of v) {
+    if (!isRecord(n) || typeof n.group !== 'string' || !NAME_RE.test(n.group)) return undefined;
+    if (!Number.isSafeInteger(n.needed) || (n.needed as number) < 1 || (n.needed as number) > 1000)
+      return undefined;
+    const have = n.have;
+    if (!Array.isArray(have) || have.length > 1000) return undefined;
+    if (!have.every((h) => typeof h === 'string' && NAME_RE.test(h))) return undefined;
+    out.push({ group: n.group, needed: n.needed as number, have: have as string[] });
+  }
+  return out;
 }
 
 function decodeResponse(frame: Uint8Array, peer: string): Uint8Array {
@@ -949,8 +974,14 @@ function decodeResponse(frame: Uint8Array, peer: string): Uint8Array {
     return b;
   });
   const Cls = ERROR_CLASSES[kind as ErrorKind];
+  let pending: { pending: true; needs: NonNullable<ReturnType<typeof decodeNeeds>> } | undefined;
+  if (code === 'PolicyDenied' && env.needs !== undefined) {
+    const needs = decodeNeeds(env.needs);
+    if (!needs) throw bad('needs');
+    pending = { pending: true, needs };
+  }
   // The code comes from an allow-listed, authenticated peer; it is carried as-is.
-  throw new Cls(code as ErrorCode, message, { culprits: blames, details: { peer } });
+  throw new Cls(code as ErrorCode, message, { culprits: blames, details: { peer, ...pending } });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

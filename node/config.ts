@@ -20,6 +20,8 @@
  * | sessionTimeoutMs | KMS_SESSION_TIMEOUT_MS | deadline of one DKG / key-event session (default 30000) |
  * | adminListen | KMS_ADMIN_LISTEN | `host:port` of the admin HTTP server: `/healthz`, `/readyz`, Prometheus `/metrics` (node/health.ts). Off when absent; keep it on loopback (127.0.0.1:<port>, port 0 = any free port): it has no authentication |
  * | logLevel | KMS_LOG_LEVEL | pino level (default info) |
+ * | genesisHash | KMS_GENESIS_HASH | SHA-256 (hex) of the governance genesis document (policy/governance.ts): the only version 1 this node installs (`governance-update`) |
+ * | requireSignedRequests | — | default true: signing, key events and state changes need a client-signed request verified by this node against its governance (node/request-guard.ts). `false` only in test fixtures that do not sign yet |
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -49,6 +51,10 @@ export type NodeConfig = {
   logLevel: string;
   /** `host:port` of the admin server (health and metrics); absent: none. */
   adminListen?: string;
+  /** Hash of the governance genesis (version 1) this node accepts; absent: it installs none. */
+  genesisHash?: string;
+  /** Guarded operations need a verified signed request (absent: true). */
+  requireSignedRequests?: boolean;
 };
 
 const nodeConfigSchema = {
@@ -63,6 +69,8 @@ const nodeConfigSchema = {
     sessionTimeoutMs: { type: 'integer', minimum: 100, maximum: 600000 },
     adminListen: { type: 'string', pattern: '^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    genesisHash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    requireSignedRequests: { type: 'boolean' },
     sealer: {
       oneOf: [
         {
@@ -95,7 +103,12 @@ const validateNode = ajv.compile(nodeConfigSchema);
 export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   const raw = readJson(path, 'node config') as Record<string, any>;
   const base = dirname(resolve(path));
-  const merged: Record<string, any> = { sessionTimeoutMs: 30000, logLevel: 'info', ...raw };
+  const merged: Record<string, any> = {
+    sessionTimeoutMs: 30000,
+    logLevel: 'info',
+    requireSignedRequests: true,
+    ...raw,
+  };
   if (env.KMS_NODE_ID) merged.nodeId = env.KMS_NODE_ID;
   if (env.KMS_LISTEN) merged.listen = env.KMS_LISTEN.split(',');
   if (env.KMS_DATA_DIR) merged.dataDir = env.KMS_DATA_DIR;
@@ -103,6 +116,7 @@ export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.en
   if (env.KMS_SESSION_TIMEOUT_MS) merged.sessionTimeoutMs = Number(env.KMS_SESSION_TIMEOUT_MS);
   if (env.KMS_LOG_LEVEL) merged.logLevel = env.KMS_LOG_LEVEL;
   if (env.KMS_ADMIN_LISTEN) merged.adminListen = env.KMS_ADMIN_LISTEN;
+  if (env.KMS_GENESIS_HASH) merged.genesisHash = env.KMS_GENESIS_HASH;
   const sealer: Record<string, any> = { ...(merged.sealer ?? {}) };
   if (env.KMS_SEALER) sealer.kind = env.KMS_SEALER;
   if (sealer.kind === 'pkcs11') {

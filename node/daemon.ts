@@ -25,6 +25,7 @@ import {
   peerIdOf,
 } from '../net/identity.ts';
 import {
+  type OkAnswer,
   type RpcHandlers,
   type RpcRequest,
   STATUS_PAGE,
@@ -36,11 +37,14 @@ import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from 
 import { ActiveKeys } from './active-keys.ts';
 import type { NodeConfig } from './config.ts';
 import { readinessProbe, startHealthServer } from './health.ts';
+import { GovernanceStore } from './governance-store.ts';
 import { KeyEvents } from './key-events.ts';
 import { KeyLifecycle } from './key-lifecycle.ts';
 import { NodeMetrics } from './metrics.ts';
 import type { NodeContext } from './node-context.ts';
+import { NodeAudit } from './node-audit.ts';
 import { NonceTable } from './nonces.ts';
+import { NO_GOVERNANCE, RequestGuard } from './request-guard.ts';
 import type { SealContext, Sealer } from './sealer.ts';
 import { openSealer } from './sealer-open.ts';
 import { SCOPE_RETRY_MS, startScopeRetry, sweepOrphanScopes } from './scope-cleanup.ts';
@@ -109,6 +113,11 @@ export type StartNodeOptions = {
    * called instead of delivering `frame` to `to`; `deliver` sends it for real. Never set by main.ts.
    */
   linkFault?: (to: string, frame: Uint8Array, deliver: (frame: Uint8Array) => Promise<void>) => Promise<void>;
+  /**
+   * Test-only: the node's wall clock (ms since the epoch) for signed-request expiry and deletion
+   * windows, so a test can start a node days later. Never set by main.ts.
+   */
+  clock?: () => number;
 };
 
 export async function startNode(
@@ -120,17 +129,40 @@ export async function startNode(
   const { store, sealer, identity } = await openLocal(cfg, log, false);
   const metrics = new NodeMetrics();
   const cluster = loadClusterFile(cfg.cluster);
-  const audit = await AuditLog.open(store.auditDb());
+  const audit = new NodeAudit(await AuditLog.open(store.auditDb()), cfg.nodeId, identitySigner(identity), {
+    ...(opts.clock ? { now: opts.clock } : {}),
+  });
+  let guard: RequestGuard;
+  let governance: GovernanceStore;
+  try {
+    governance = await GovernanceStore.open(store, cfg.genesisHash);
+    guard = new RequestGuard({
+      nodeId: cfg.nodeId,
+      store,
+      governance,
+      audit,
+      required: cfg.requireSignedRequests !== false,
+      ...(opts.clock ? { now: opts.clock } : {}),
+    });
+    // A restart must not reopen the replay window of requests this node already acted on.
+    await guard.rebuild();
+  } catch (e) {
+    audit.stop();
+    await sealer.close();
+    await store.close();
+    throw e;
+  }
   // L-3: destroy the sealer scopes still owed and those no live epoch accounts for, then keep
   // retrying any that fail (audited on this node).
   const record = async (e: Record<string, unknown>) => {
-    await audit.append({ node: cfg.nodeId, ...e });
+    await audit.append(e);
   };
   const scopeDeps = { store, sealer, log, record };
   await sweepOrphanScopes(scopeDeps);
   const scopeRetry = startScopeRetry(scopeDeps, SCOPE_RETRY_MS);
   const counted = metrics.instrument(sealer); // seal/unseal counts and latency
-  const node = new NodeDaemon(cfg, cluster, store, counted, audit, log, opts.nonces, metrics);
+  const decide = { audit, guard, governance };
+  const node = new NodeDaemon(cfg, cluster, store, counted, decide, log, opts.nonces, metrics);
   let transport: Transport;
   try {
     transport = await createTransport({
@@ -143,6 +175,7 @@ export async function startNode(
     });
   } catch (e) {
     await scopeRetry.stop();
+    node.close();
     await sealer.close();
     await store.close();
     throw e;
@@ -198,6 +231,8 @@ class NodeDaemon {
   readonly #events: KeyEvents;
   readonly #signing: Signing;
   readonly #lifecycle: KeyLifecycle;
+  readonly #audit: NodeAudit;
+  readonly #governance: GovernanceStore;
   #runner: SessionRunner | undefined;
   readonly #log: Logger;
   readonly #metrics: NodeMetrics;
@@ -207,7 +242,7 @@ class NodeDaemon {
     cluster: ClusterFile,
     store: NodeStore,
     sealer: Sealer,
-    audit: AuditLog,
+    decide: { audit: NodeAudit; guard: RequestGuard; governance: GovernanceStore },
     log: Logger,
     nonces: StartNodeOptions['nonces'] = {},
     metrics: NodeMetrics = new NodeMetrics(),
@@ -216,6 +251,8 @@ class NodeDaemon {
     this.#store = store;
     this.#log = log;
     this.#metrics = metrics;
+    this.#audit = decide.audit;
+    this.#governance = decide.governance;
     this.#nonces = new NonceTable(nonces);
     metrics.watchNonces(() => this.#nonces.size);
     this.#nodeByPeer = new Map(cluster.nodes.map((n) => [n.peerId, n.id]));
@@ -231,8 +268,9 @@ class NodeDaemon {
       metrics,
       peerByNode: this.#peerByNode,
       record: async (entry) => {
-        await audit.append({ node: cfg.nodeId, ...entry });
+        await decide.audit.append(entry);
       },
+      guard: decide.guard,
       runner: () => {
         if (!this.#runner) throw new KmsError('Internal', 'the node has no transport attached');
         return this.#runner;
@@ -260,6 +298,7 @@ class NodeDaemon {
   }
 
   close(): void {
+    this.#audit.stop();
     this.#runner?.close();
     this.#nonces.clear();
     this.#keys.clear();
@@ -299,7 +338,8 @@ class NodeDaemon {
         ...(pending ? { pending } : {}),
       };
     },
-    session: (req) => this.#metrics.observeSession(req.session.kind, this.#events.session(req.session)),
+    session: (req) =>
+      this.#metrics.observeSession(req.session.kind, this.#events.session(req.session, req.auth)),
     // Early messages of an announced session are held until it starts, for one session timeout.
     prepare: async (req) => {
       this.#runner!.announce(req.sessionId, req.members, this.#cfg.sessionTimeoutMs);
@@ -309,11 +349,46 @@ class NodeDaemon {
       this.#events.commitEpoch(req.keyId, req.epoch, req.transcriptHash, req.certificate),
     'abort-epoch': (req) => this.#events.abortEpoch(req.keyId, req.epoch),
     retire: (req) => this.#events.retire(req),
-    'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch),
+    'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch, req.auth),
     'sign-share': (req) => this.#metrics.observeSession('sign', this.#signing.share(req)),
     'set-state': (req) => this.#lifecycle.setState(req),
     destroy: (req) => this.#lifecycle.destroy(req),
+    governance: async () => {
+      const g = this.#governance.current();
+      if (!g) throw new KmsError('NotFound', NO_GOVERNANCE);
+      return { version: g.document.version, hash: g.hash, document: g.document };
+    },
+    'governance-update': (req) => this.#governanceUpdate(req),
+    // Signed before answering: the page and a head the coordinator cannot forge (net/node-audit-head.ts).
+    audit: (req) => this.#audit.page(req.after, req.limit),
   };
+
+  /** Genesis by the configured hash, later versions with the admin quorum; audited either way. */
+  async #governanceUpdate(req: Extract<RpcRequest, { op: 'governance-update' }>): Promise<OkAnswer> {
+    try {
+      const r = await this.#governance.update(req.document, req.signatures);
+      if (!r.already) {
+        await this.#audit.append({
+          event: 'governance',
+          version: r.version,
+          hash: r.hash,
+          signers: r.signers,
+          decision: 'allow',
+        });
+      }
+      return r.already ? { ok: true, already: true } : { ok: true };
+    } catch (e) {
+      const version = (req.document as { version?: unknown })?.version;
+      await this.#audit.appendRefusal({
+        event: 'governance',
+        ...(typeof version === 'number' ? { version } : {}),
+        signers: req.signatures.map((s) => s.principal).slice(0, 100),
+        decision: 'refused',
+        reason: e instanceof Error ? e.message.slice(0, 500) : 'refused',
+      });
+      throw e;
+    }
+  }
 
   #dispatch(req: RpcRequest): Promise<unknown> {
     return (this.#handlers[req.op] as (r: RpcRequest) => Promise<unknown>)(req);

@@ -21,6 +21,7 @@ import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/su
 import { crashPoint } from '../common/crash-points.ts';
 import { certFromHex, certToHex } from '../net/certificate.ts';
 import type { Confirmations, OkAnswer, RpcRequest, SessionAnswer, SessionSpec } from '../net/rpc.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
 import { type NodeContext, participantOf, shareCtx } from './node-context.ts';
 import { destroyEpochScopes } from './scope-cleanup.ts';
 import type { SessionMember, SessionRunner } from './session-runner.ts';
@@ -41,7 +42,8 @@ export class KeyEvents {
     return { ok: true } as const;
   }
 
-  async session(s: SessionSpec): Promise<SessionAnswer> {
+  /** `auth`: the client-signed request the guard checks before anything is dealt or stored. */
+  async session(s: SessionSpec, auth?: AuthorizationWire): Promise<SessionAnswer> {
     const spec = keySpec(s.keySpec);
     const self = this.#c.cfg.nodeId;
     const members = [...new Set([...(s.dealers ?? []), ...s.participants])];
@@ -72,7 +74,7 @@ export class KeyEvents {
       epoch: s.epoch,
     } as const;
     try {
-      return await this.#started(spec, s, ctx);
+      return await this.#started(spec, s, ctx, auth);
     } catch (e) {
       // This member will not finish the session: the others are told now with a signed abort, not
       // left to wait for their deadline (a session that failed inside its run has told them already).
@@ -86,7 +88,10 @@ export class KeyEvents {
     spec: KeySpec,
     s: SessionSpec,
     ctx: Parameters<SessionRunner['run']>[0],
+    auth?: AuthorizationWire,
   ): Promise<SessionAnswer> {
+    // Who asked, and whether policy allows it, before anything is dealt or stored (node/request-guard.ts).
+    await this.#c.guard.authorizeSession(s, auth);
     const existing = await this.#c.store.getKey(s.keyId);
     if (s.kind === 'dkg' && existing)
       throw new KmsError('Conflict', `key ${s.keyId} already exists on ${this.#c.cfg.nodeId}`);

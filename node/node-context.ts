@@ -11,6 +11,7 @@ import type { KeySpec } from '../protocol/suites.ts';
 import type { ActiveKeys } from './active-keys.ts';
 import type { NodeConfig } from './config.ts';
 import type { NodeMetrics } from './metrics.ts';
+import type { RequestGuard } from './request-guard.ts';
 import type { SealContext, Sealer } from './sealer.ts';
 import type { SessionRunner } from './session-runner.ts';
 import type { NodeStore } from './store.ts';
@@ -28,6 +29,8 @@ export type NodeContext = {
   readonly peerByNode: ReadonlyMap<string, string>;
   /** Appends to this node's own audit chain. */
   record(entry: Record<string, unknown>): Promise<void>;
+  /** Verifies client-signed requests and runs the policy before anything is done (node/request-guard.ts). */
+  readonly guard: RequestGuard;
   /** The session layer (set once the transport is attached). */
   runner(): SessionRunner;
 };

@@ -2,22 +2,53 @@
  * Signing on one node (RFC 9591 §5.1 and §5.2): round one makes a nonce pair held in memory only
  * (node/nonces.ts), round two uses it once. A key signs only in state Enabled and only with its
  * active epoch.
+ *
+ * Only for a client-signed request this node verified and its policy allows (node/request-guard.ts),
+ * checked BEFORE the nonce is made: the session remembers the authorized key, the SHA-256 of the
+ * signed message and the request, and round two signs only that message, and only once per signed
+ * request on this node (a coordinator cannot sign another message, nor get two shares from one
+ * request by running two sessions).
  */
-import { fromHex, toHex } from '../protocol/bytes.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, fromHex, toHex } from '../protocol/bytes.ts';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import { crashPoint } from '../common/crash-points.ts';
 import type { CommitAnswer, RpcRequest, ShareAnswer } from '../net/rpc.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { ActiveKey } from './active-keys.ts';
 import type { NodeContext } from './node-context.ts';
 import type { NonceTable } from './nonces.ts';
+import type { Authorized } from './request-guard.ts';
+
+/**
+ * What a committed session may sign: the request the guard authorized at `sign-commit`, without
+ * the message itself (its SHA-256 binds it), so an entry stays small.
+ */
+type Binding = {
+  readonly keyId: string;
+  readonly authorized: Omit<Authorized, 'message'>;
+  readonly until: number;
+};
+
+/** Bound on remembered sessions (the nonce table refuses long before: node/nonces.ts). */
+const MAX_BINDINGS = 100_000;
+/** Expired entries (sessions whose round two never came) are swept every this many commits. */
+const SWEEP_EVERY = 256;
 
 export class Signing {
   readonly #c: NodeContext;
   readonly #nonces: NonceTable;
+  /** sessionId -> the authorized request, kept with the session's nonce entry (until used or expired). */
+  readonly #bindings = new Map<string, Binding>();
+  #commits = 0;
 
   constructor(ctx: NodeContext, nonces: NonceTable) {
     this.#c = ctx;
     this.#nonces = nonces;
+  }
+
+  #sweep(nowMs: number): void {
+    for (const [sid, b] of this.#bindings) if (b.until <= nowMs) this.#bindings.delete(sid);
   }
 
   async #signable(keyId: string, epoch: number): Promise<ActiveKey> {
@@ -45,9 +76,29 @@ export class Signing {
     return a;
   }
 
-  async commit(sessionId: string, keyId: string, epoch: number): Promise<CommitAnswer> {
+  async commit(
+    sessionId: string,
+    keyId: string,
+    epoch: number,
+    auth?: AuthorizationWire,
+  ): Promise<CommitAnswer> {
+    if (this.#bindings.has(sessionId)) {
+      throw new KmsError('Conflict', `signing session ${sessionId} already committed on this node`);
+    }
+    const authorized = await this.#c.guard.authorize({ rpc: 'sign-commit', keyId }, auth);
     const { key, spec } = await this.#signable(keyId, epoch);
+    const nowMs = this.#c.guard.nowMs();
+    if (authorized) {
+      if (++this.#commits % SWEEP_EVERY === 0 || this.#bindings.size >= MAX_BINDINGS) this.#sweep(nowMs);
+      if (this.#bindings.size >= MAX_BINDINGS)
+        throw new KmsError('Overloaded', 'too many open signing sessions');
+    }
     const commitments = this.#nonces.commit(spec, sessionId, keyId, epoch, key);
+    if (authorized) {
+      // Kept no longer than the signed request is valid: its share is refused after that anyway.
+      const { message: _message, ...kept } = authorized;
+      this.#bindings.set(sessionId, { keyId, authorized: kept, until: authorized.expires * 1000 });
+    }
     crashPoint('sign.commit.sent');
     return {
       identifier: commitments.identifier,
@@ -57,6 +108,23 @@ export class Signing {
   }
 
   async share(req: Extract<RpcRequest, { op: 'sign-share' }>): Promise<ShareAnswer> {
+    const binding = this.#bindings.get(req.sessionId);
+    this.#bindings.delete(req.sessionId);
+    if (binding) await this.#checkBinding(binding, req);
+    else if (this.#c.guard.required) {
+      await this.#c.guard.refused({
+        rpc: 'sign-share',
+        operation: 'Sign',
+        keyId: req.keyId,
+        sessionId: req.sessionId,
+        messageSha256: bytesToHex(sha256(fromHex(req.message, 'message'))),
+        reason: 'no signing session authorized at sign-commit',
+      });
+      throw new StateError(
+        'NonceReused',
+        `no authorized signing session ${req.sessionId} on this node (expired, used or unknown)`,
+      );
+    }
     const { key, spec } = await this.#signable(req.keyId, req.epoch);
     const share = this.#nonces.sign(spec, req.sessionId, req.keyId, req.epoch, key, {
       message: fromHex(req.message, 'message'),
@@ -68,5 +136,27 @@ export class Signing {
     });
     crashPoint('sign.share.sent');
     return { share: toHex(share) };
+  }
+
+  /** Round two signs exactly the authorized message of the authorized key, once per request. */
+  async #checkBinding(b: Binding, req: Extract<RpcRequest, { op: 'sign-share' }>): Promise<void> {
+    const a = b.authorized;
+    const messageSha256 = bytesToHex(sha256(fromHex(req.message, 'message')));
+    const refuse = async (reason: string): Promise<never> => {
+      await this.#c.guard.refused({
+        rpc: 'sign-share',
+        operation: 'Sign',
+        keyId: req.keyId,
+        sessionId: req.sessionId,
+        messageSha256,
+        initiator: a.initiator,
+        requestDigest: a.requestDigest,
+        reason,
+      });
+      throw new KmsError('Unauthorized', reason);
+    };
+    if (req.keyId !== b.keyId) await refuse(`the session was authorized for key ${b.keyId}`);
+    if (messageSha256 !== a.messageSha256) await refuse('the message differs from the signed one');
+    await this.#c.guard.shareOnce(a, req.sessionId);
   }
 }

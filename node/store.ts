@@ -16,7 +16,8 @@
  * Layout (sublevels of one database, utf8 keys): `meta` (identity), `keys` (keyId -> JSON),
  * `epochs` and `shares` (`<keyId>!<epoch, 12 digits>`), `sessions` (sessionId -> ISO time),
  * `audit` (AuditLog), `sealer` (software sealer key store), `scopes` (sealer scopes still to
- * destroy, and PKCS#11 scope tombstones).
+ * destroy, and PKCS#11 scope tombstones), `governance` (the chain of governance versions this node
+ * accepted, by version: node/governance-store.ts).
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -228,6 +229,8 @@ export class NodeStore {
   readonly #sealer: AnySublevel;
   /** Sealer scopes: `pending!<scope>` still to destroy (L-3), `tomb!<scope>` destroyed for good. */
   readonly #scopes: AnySublevel;
+  /** Governance versions (12-digit version -> JSON of the accepted document and its signatures). */
+  readonly #governance: AnySublevel;
   /** Read-modify-write operations run one at a time. */
   #tail: Promise<unknown> = Promise.resolve();
   #failed: unknown;
@@ -243,6 +246,7 @@ export class NodeStore {
     this.#audit = db.sublevel('audit');
     this.#sealer = db.sublevel('sealer');
     this.#scopes = db.sublevel('scopes');
+    this.#governance = db.sublevel('governance');
   }
 
   /**
@@ -887,6 +891,82 @@ export class NodeStore {
     checkId('keyId', keyId);
     return this.#serial(() =>
       this.#write(`dealt ${keyId}`, [{ type: 'del', sublevel: this.#meta, key: `dealt!${keyId}`, ...UTF8 }]),
+    );
+  }
+
+  // ---- governance and deletion schedules (node/governance-store.ts, node/key-lifecycle.ts) --
+
+  /** Appends an accepted governance version (synced); the caller checked it follows the chain. */
+  async putGovernanceVersion(version: number, json: string): Promise<void> {
+    checkEpoch(version);
+    return this.#serial(() =>
+      this.#write(`governance version ${version}`, [
+        {
+          type: 'put',
+          sublevel: this.#governance,
+          key: String(version).padStart(EPOCH_DIGITS, '0'),
+          value: json,
+          ...UTF8,
+        },
+      ]),
+    );
+  }
+
+  /** Every stored governance version, oldest first, as stored (the caller parses and re-checks). */
+  async listGovernanceVersions(): Promise<{ version: number; json: string }[]> {
+    return this.#read('governance versions', async () => {
+      const out: { version: number; json: string }[] = [];
+      for await (const [k, v] of this.#governance.iterator(UTF8)) {
+        out.push({ version: Number(k), json: v as string });
+      }
+      return out;
+    });
+  }
+
+  /**
+   * When this node processed a signed schedule-deletion of `keyId` (its own clock) and the window
+   * it asked for: `destroy` waits for it (node/key-lifecycle.ts).
+   */
+  async putDeletionSchedule(keyId: string, d: { scheduledAt: string; windowDays: number }): Promise<void> {
+    checkId('keyId', keyId);
+    return this.#serial(() =>
+      this.#write(`deletion schedule ${keyId}`, [
+        {
+          type: 'put',
+          sublevel: this.#meta,
+          key: `deletion!${keyId}`,
+          value: JSON.stringify({ scheduledAt: d.scheduledAt, windowDays: d.windowDays }),
+          ...UTF8,
+        },
+      ]),
+    );
+  }
+
+  async getDeletionSchedule(keyId: string): Promise<{ scheduledAt: string; windowDays: number } | undefined> {
+    checkId('keyId', keyId);
+    return this.#read(`deletion schedule ${keyId}`, async () => {
+      const v = await this.#getJson(this.#meta, `deletion!${keyId}`, `deletion schedule ${keyId}`);
+      if (v === undefined) return undefined;
+      if (
+        !isObj(v) ||
+        typeof v['scheduledAt'] !== 'string' ||
+        !Number.isFinite(Date.parse(v['scheduledAt'])) ||
+        !Number.isSafeInteger(v['windowDays'])
+      ) {
+        throw new InfraError('StorageError', `deletion schedule ${keyId} is corrupt`, {
+          details: { key: `meta!deletion!${keyId}` },
+        });
+      }
+      return { scheduledAt: v['scheduledAt'], windowDays: v['windowDays'] as number };
+    });
+  }
+
+  async deleteDeletionSchedule(keyId: string): Promise<void> {
+    checkId('keyId', keyId);
+    return this.#serial(() =>
+      this.#write(`deletion schedule ${keyId}`, [
+        { type: 'del', sublevel: this.#meta, key: `deletion!${keyId}`, ...UTF8 },
+      ]),
     );
   }
 
