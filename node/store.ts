@@ -5,7 +5,11 @@
  * Crash safety (threats-and-faults I5, F-01..F-06, F-12): every write that must survive a crash is
  * synced (`sync: true`, fsync before the write resolves), and related writes go in ONE atomic batch
  * (a pending epoch with its share; activation with the deletion of older epochs), so a crash leaves
- * the old epoch or the new one, never a mix. After any failed write the store refuses further writes
+ * the old epoch or the new one, never a mix. Which epoch transitions are allowed is decided by
+ * protocol/epoch.ts alone (propose, activate, abort, repaired): the store reads a key's records into
+ * its state, applies the transition and persists the result in the unchanged record format (a
+ * pending record written before records named their session cannot be activated: its certificate
+ * cannot be checked, so it stays pending until abort-epoch). After any failed write the store refuses further writes
  * (LevelDB latches background errors until reopen) and reports itself unhealthy.
  *
  * Failure modes: a second open of the same directory (this or another process) is
@@ -23,10 +27,25 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AbstractLevel } from 'abstract-level';
 import { Level } from 'level';
+import type { FrostPublic } from '@noble/curves/abstract/frost.js';
+import { fromHex } from '../protocol/bytes.ts';
+import {
+  abort,
+  activate,
+  type EpochRecord,
+  initialEpochState,
+  type KeyEpochState,
+  type NewKeyState,
+  propose,
+  proposeFirst,
+  repaired,
+} from '../protocol/epoch.ts';
 import { InfraError, StateError } from '../protocol/errors.ts';
-import type { PublicPackageHex } from '../protocol/packages.ts';
+import type { Epoch, KeyId, SessionId } from '../protocol/ids.ts';
+import { type PublicPackageHex, publicFromHex } from '../protocol/packages.ts';
 import { NODE_KEY_STATES, type NodeKeyState } from '../protocol/key-states.ts';
-import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import { KEY_SPECS, type KeySpecName, keySpec } from '../protocol/suites.ts';
+import { certFromHex } from '../net/certificate.ts';
 import type { ScopeTombstones } from './sealer.ts';
 import { levelSealerKeyStore, type SealerKeyStore } from './sealer-software.ts';
 
@@ -208,6 +227,47 @@ function validEpochRecord(v: unknown, keyId: string, epoch: number): v is EpochR
     (v['sessionId'] === undefined || typeof v['sessionId'] === 'string') &&
     (v['certificate'] === undefined || validCertificate(v['certificate']))
   );
+}
+
+/**
+ * A stored epoch record as protocol/epoch.ts sees it: its package decoded. A stored package that
+ * does not decode is a StorageError naming the record; one handed in by a caller is refused
+ * (ValidationError) before anything is written.
+ */
+function epochRecordOf(r: EpochRecordStored, from: 'stored' | 'caller'): EpochRecord {
+  let pub: FrostPublic;
+  try {
+    pub = publicFromHex(keySpec(r.keySpec), r.public);
+  } catch (e) {
+    const key = epochKey(r.keyId, r.epoch);
+    if (from === 'caller') {
+      throw new InfraError('ValidationError', `epoch record for ${key} has an invalid package`, { cause: e });
+    }
+    throw new InfraError('StorageError', `epoch record ${key} holds an invalid package`, {
+      cause: e,
+      details: { key: `epochs!${key}` },
+    });
+  }
+  return {
+    epoch: r.epoch as Epoch,
+    public: pub,
+    ...(r.transcriptHash ? { transcriptHash: fromHex(r.transcriptHash) } : {}),
+    ...(r.sessionId ? { sessionId: r.sessionId as SessionId } : {}),
+  };
+}
+
+/** The key record that stores `state` (protocol/epoch.ts) for key `k`. */
+function keyRecordOf(
+  k: Pick<KeyRecordStored, 'keyId' | 'keySpec' | 'state'>,
+  state: KeyEpochState | NewKeyState,
+): KeyRecordStored {
+  return {
+    keyId: k.keyId,
+    keySpec: k.keySpec,
+    state: k.state,
+    ...(state.active ? { activeEpoch: state.active.epoch } : {}),
+    ...(state.pending ? { pendingEpoch: state.pending.epoch } : {}),
+  };
 }
 
 /** Strips undefined optionals so JSON and `exactOptionalPropertyTypes` agree. */
@@ -679,12 +739,43 @@ export class NodeStore {
   }
 
   /**
+   * The key's epoch state as protocol/epoch.ts models it (packages decoded), read from its key
+   * record and its active and pending epoch records; undefined when it holds no epoch. The store
+   * changes epochs only through epoch.ts's transitions on this state and persists what they
+   * return, so each rule (the epoch moves forward, one pending epoch at a time, the same group
+   * element, a complete certificate to activate) is written once, there.
+   */
+  async #epochState(k: KeyRecordStored): Promise<KeyEpochState | NewKeyState | undefined> {
+    const read = async (epoch: number, status: 'active' | 'pending') => {
+      const r = await this.getEpoch(k.keyId, epoch);
+      if (r?.status !== status) {
+        throw new InfraError(
+          'StorageError',
+          `key ${k.keyId} points at ${status} epoch ${epoch}, which is missing or not ${status}`,
+          { details: { key: `epochs!${epochKey(k.keyId, epoch)}` } },
+        );
+      }
+      return epochRecordOf(r, 'stored');
+    };
+    const keyId = k.keyId as KeyId;
+    const pending = k.pendingEpoch === undefined ? undefined : await read(k.pendingEpoch, 'pending');
+    if (k.activeEpoch === undefined) return pending && proposeFirst(keyId, k.keySpec, pending);
+    const active = await read(k.activeEpoch, 'active');
+    const state = initialEpochState(keyId, k.keySpec, active.public, active.epoch);
+    return pending ? { ...state, active, pending } : { ...state, active };
+  }
+
+  /**
    * Stores a key event's (or DKG's) new epoch as PENDING with its sealed share, in one synced batch
-   * with the key record (created, Enabled, if new). Refuses an epoch not after the active one, a
-   * different pending epoch, another key spec, or a destroyed key.
+   * with the key record (created, Enabled, if new). protocol/epoch.ts `propose` (or `proposeFirst`
+   * for a new key) decides: refused are an epoch not after the active one (EpochMismatch), a second
+   * pending epoch and another group element (InvalidKeyState). A new event for the very epoch still
+   * pending here replaces it (`abort`, then `propose`): the earlier attempt ended without this node
+   * hearing its abort-epoch. Refused by the store itself: another key spec, a destroyed key.
    */
   async putPendingEpoch(record: EpochRecordStored, sealedShare: Uint8Array): Promise<void> {
     this.#checkRecord(record, 'pending', sealedShare);
+    const proposal = epochRecordOf(record, 'caller');
     return this.#serial(async () => {
       const k = await this.getKey(record.keyId);
       if (k) {
@@ -692,26 +783,16 @@ export class NodeStore {
           throw new StateError('InvalidKeyState', `key ${record.keyId} is destroyed`);
         if (k.keySpec !== record.keySpec)
           throw new StateError('InvalidKeyState', `key ${record.keyId} is ${k.keySpec}`);
-        if (k.activeEpoch !== undefined && record.epoch <= k.activeEpoch) {
-          throw new StateError(
-            'EpochMismatch',
-            `pending epoch ${record.epoch} must follow active epoch ${k.activeEpoch}`,
-          );
-        }
-        if (k.pendingEpoch !== undefined && k.pendingEpoch !== record.epoch) {
-          throw new StateError(
-            'InvalidKeyState',
-            `epoch ${k.pendingEpoch} of ${record.keyId} is already pending`,
-          );
-        }
       }
-      const key: KeyRecordStored = {
-        keyId: record.keyId,
-        keySpec: record.keySpec,
-        state: k?.state ?? 'Enabled',
-        ...(k?.activeEpoch !== undefined ? { activeEpoch: k.activeEpoch } : {}),
-        pendingEpoch: record.epoch,
-      };
+      const state = k ? await this.#epochState(k) : undefined;
+      const cleared = state && abort(state, proposal.epoch);
+      const next = cleared
+        ? propose(cleared, proposal)
+        : proposeFirst(record.keyId as KeyId, record.keySpec, proposal);
+      const key = keyRecordOf(
+        { keyId: record.keyId, keySpec: record.keySpec, state: k?.state ?? 'Enabled' },
+        next,
+      );
       await this.#write(`pending epoch ${record.keyId}/${record.epoch}`, [
         ...this.#putEpochOps(record, sealedShare),
         this.#putKeyOp(key),
@@ -720,21 +801,24 @@ export class NodeStore {
   }
 
   /**
-   * Makes a pending epoch active (I5: the caller holds its complete certificate) and deletes every
-   * older epoch's record and share, all in one synced batch. Returns the deleted epochs, for the
-   * caller to destroy their sealer scopes. Idempotent: an already active epoch returns [].
+   * Makes a pending epoch active and deletes every older epoch's record and share, all in one
+   * synced batch, only with a complete certificate: protocol/epoch.ts `activate` proves it (the
+   * package consistent with the key's group element, a valid confirmation from every member over
+   * `transcriptHash` and the session the pending record names) and refuses otherwise
+   * (ProtocolAborted, the epoch stays pending). Returns the deleted epochs, for the caller to
+   * destroy their sealer scopes. Idempotent: an already active epoch returns [].
    */
   async activateEpoch(
     keyId: string,
     epoch: number,
-    proof: { transcriptHash?: string; certificate?: StoredCertificate } = {},
+    proof: { transcriptHash: string; certificate: StoredCertificate },
   ): Promise<number[]> {
     checkId('keyId', keyId);
     checkEpoch(epoch);
-    if (proof.transcriptHash !== undefined && !HEX_RE.test(proof.transcriptHash)) {
+    if (typeof proof?.transcriptHash !== 'string' || !HEX_RE.test(proof.transcriptHash)) {
       throw new InfraError('ValidationError', 'transcriptHash must be hex');
     }
-    if (proof.certificate !== undefined && !validCertificate(proof.certificate)) {
+    if (!validCertificate(proof.certificate)) {
       throw new InfraError('ValidationError', 'certificate must map hex participant ids to {R, z} hex');
     }
     return this.#serial(async () => {
@@ -742,29 +826,29 @@ export class NodeStore {
       if (!k) throw new StateError('KeyNotFound', `no key ${keyId} on this node`);
       if (k.state === 'Destroyed') throw new StateError('InvalidKeyState', `key ${keyId} is destroyed`);
       if (k.activeEpoch === epoch) return [];
-      const r = await this.getEpoch(keyId, epoch);
-      if (r?.status !== 'pending')
+      const state = await this.#epochState(k);
+      const r = state?.pending?.epoch === epoch ? await this.getEpoch(keyId, epoch) : undefined;
+      if (!state || r?.status !== 'pending')
         throw new StateError('InvalidKeyState', `no pending epoch ${epoch} of ${keyId}`);
-      if (k.activeEpoch !== undefined && epoch <= k.activeEpoch) {
-        throw new StateError('EpochMismatch', `epoch ${epoch} is not after active epoch ${k.activeEpoch}`);
-      }
-      const older = (await this.#epochNumbers(keyId)).filter((e) => e < epoch);
+      const cert = certFromHex(
+        keyId,
+        epoch,
+        proof.transcriptHash,
+        state.groupElement,
+        proof.certificate,
+        r.sessionId ?? '',
+      );
+      const next = activate(state, cert).state;
+      const older = (await this.#epochNumbers(keyId)).filter((e) => e < next.active.epoch);
       const active: EpochRecordStored = {
         ...r,
         status: 'active',
-        ...(proof.transcriptHash ? { transcriptHash: proof.transcriptHash } : {}),
-        ...(proof.certificate !== undefined ? { certificate: proof.certificate } : {}),
+        transcriptHash: proof.transcriptHash,
+        certificate: proof.certificate,
       };
       const sealed = await this.getSealedShare(keyId, epoch);
       if (!sealed)
         throw new InfraError('StorageError', `pending epoch ${keyId}/${epoch} has no sealed share`);
-      const key: KeyRecordStored = {
-        keyId,
-        keySpec: k.keySpec,
-        state: k.state,
-        activeEpoch: epoch,
-        ...(k.pendingEpoch !== undefined && k.pendingEpoch !== epoch ? { pendingEpoch: k.pendingEpoch } : {}),
-      };
       await this.#write(`activate ${keyId}/${epoch}`, [
         {
           type: 'put',
@@ -773,7 +857,7 @@ export class NodeStore {
           value: JSON.stringify(clean(active)),
           ...UTF8,
         },
-        this.#putKeyOp(key),
+        this.#putKeyOp(keyRecordOf(k, next)),
         ...older.flatMap((e) => this.#delEpochOps(keyId, e)),
       ]);
       return older;
@@ -781,9 +865,10 @@ export class NodeStore {
   }
 
   /**
-   * Drops a pending epoch (an aborted key event) with its share; a key that never had an active
-   * epoch (an aborted DKG) is forgotten. Returns false, changing nothing, if the epoch is not
-   * pending (absent or already active).
+   * Drops a pending epoch (an aborted key event) with its share: protocol/epoch.ts `abort` (the
+   * active epoch stays; a key that never had an active epoch, an aborted DKG, is forgotten).
+   * Returns false, changing nothing, if the epoch is not pending (absent or already active). A
+   * pending record that no longer reads is deleted all the same: it would never be used.
    */
   async discardPendingEpoch(keyId: string, epoch: number): Promise<boolean> {
     checkId('keyId', keyId);
@@ -801,7 +886,15 @@ export class NodeStore {
       const share = await this.getSealedShare(keyId, epoch);
       if (r === undefined && share === undefined && k?.pendingEpoch !== epoch) return false;
       const ops: any[] = this.#delEpochOps(keyId, epoch);
-      if (k && k.activeEpoch === undefined && k.state !== 'Destroyed') {
+      if (k && k.state !== 'Destroyed' && k.pendingEpoch === epoch && r !== 'corrupt') {
+        const next = abort((await this.#epochState(k))!, epoch as Epoch);
+        ops.push(
+          next
+            ? this.#putKeyOp(keyRecordOf(k, next))
+            : { type: 'del', sublevel: this.#keys, key: keyId, ...UTF8 },
+        );
+      } else if (k && k.activeEpoch === undefined && k.state !== 'Destroyed') {
+        // Leftovers of a DKG whose record no longer reads: the key never existed.
         ops.push({ type: 'del', sublevel: this.#keys, key: keyId, ...UTF8 });
       } else if (k && k.pendingEpoch === epoch) {
         const { pendingEpoch: _drop, ...rest } = k;
@@ -815,32 +908,25 @@ export class NodeStore {
   /**
    * Stores a repaired share as the ACTIVE share of its epoch (repair keeps the epoch), replacing
    * whatever this node held for that epoch, and deletes older epochs; one synced batch. Returns the
-   * deleted older epochs. Refuses an epoch older than the active one.
+   * deleted older epochs. protocol/epoch.ts `repaired` decides: refused are an epoch older than the
+   * active one (EpochMismatch) and another group element (InvalidKeyState).
    */
   async putRepairedEpoch(record: EpochRecordStored, sealedShare: Uint8Array): Promise<number[]> {
     this.#checkRecord(record, 'active', sealedShare);
+    const rec = epochRecordOf(record, 'caller');
     return this.#serial(async () => {
       const k = await this.getKey(record.keyId);
       if (k?.state === 'Destroyed')
         throw new StateError('InvalidKeyState', `key ${record.keyId} is destroyed`);
       if (k && k.keySpec !== record.keySpec)
         throw new StateError('InvalidKeyState', `key ${record.keyId} is ${k.keySpec}`);
-      if (k?.activeEpoch !== undefined && record.epoch < k.activeEpoch) {
-        throw new StateError(
-          'EpochMismatch',
-          `repaired epoch ${record.epoch} is older than active epoch ${k.activeEpoch}`,
-        );
-      }
+      const state = k ? await this.#epochState(k) : undefined;
+      const next = repaired(state, record.keyId as KeyId, record.keySpec, rec);
       const older = (await this.#epochNumbers(record.keyId)).filter((e) => e < record.epoch);
-      const key: KeyRecordStored = {
-        keyId: record.keyId,
-        keySpec: record.keySpec,
-        state: k?.state ?? 'Enabled',
-        activeEpoch: record.epoch,
-        ...(k?.pendingEpoch !== undefined && k.pendingEpoch > record.epoch
-          ? { pendingEpoch: k.pendingEpoch }
-          : {}),
-      };
+      const key = keyRecordOf(
+        { keyId: record.keyId, keySpec: record.keySpec, state: k?.state ?? 'Enabled' },
+        next,
+      );
       await this.#write(`repaired epoch ${record.keyId}/${record.epoch}`, [
         ...this.#putEpochOps(record, sealedShare),
         this.#putKeyOp(key),

@@ -3,7 +3,10 @@
  * until a complete success certificate exists (a valid confirmation from every new member over
  * the same transcript hash and the same, unchanged group element); only then does the new epoch
  * become ACTIVE and the old one may be destroyed. An abort leaves the active epoch untouched
- * (S-11, the Kudelski/ING and tss-lib reshare failures). Pure: the node persists what this returns.
+ * (S-11, the Kudelski/ING and tss-lib reshare failures). Pure: the node persists what this returns
+ * (node/store.ts runs every epoch transition through these functions, so each rule is written once:
+ * the epoch moves forward, one pending epoch at a time, the group element never changes, and only a
+ * complete certificate activates).
  */
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { equalBytes, toHex } from './bytes.ts';
@@ -43,6 +46,50 @@ export type KeyEpochState = {
   readonly pending?: EpochRecord;
 };
 
+/**
+ * A key whose first epoch (made by its DKG) is pending: nothing is active yet, and the group
+ * element is the one that epoch's package names (the coordinator checked that every member agrees
+ * on it before anyone commits: issue 11, C-1).
+ */
+export type NewKeyState = {
+  readonly keyId: KeyId;
+  readonly keySpec: KeySpecName;
+  readonly groupElement: Uint8Array;
+  readonly active?: undefined;
+  readonly pending: EpochRecord;
+};
+
+/** What a key event proposes: its epoch and package, and (once known) its transcript and session. */
+export type Proposal = {
+  epoch: Epoch;
+  public: FrostPublic;
+  transcriptHash?: Uint8Array;
+  sessionId?: SessionId;
+};
+
+function groupElementOf(pub: FrostPublic, what: string): Uint8Array {
+  const g = pub.commitments[0];
+  if (!g) throw new StateError('InvalidKeyState', `${what} has no group element`);
+  return g;
+}
+
+/** S-11 d: no event changes the key. */
+function assertSameGroupElement(state: { groupElement: Uint8Array }, pub: FrostPublic, what: string): void {
+  const g = pub.commitments[0];
+  if (!g || !equalBytes(g, state.groupElement)) {
+    throw new StateError('InvalidKeyState', `${what} has a different group element than the key`);
+  }
+}
+
+function recordOf(p: Proposal): EpochRecord {
+  return {
+    epoch: p.epoch,
+    public: p.public,
+    ...(p.transcriptHash && p.transcriptHash.length > 0 ? { transcriptHash: p.transcriptHash } : {}),
+    ...(p.sessionId ? { sessionId: p.sessionId } : {}),
+  };
+}
+
 export function initialEpochState(
   keyId: KeyId,
   spec: KeySpecName,
@@ -50,8 +97,7 @@ export function initialEpochState(
   epoch: Epoch,
   certificate?: Certificate,
 ): KeyEpochState {
-  const groupElement = pub.commitments[0];
-  if (!groupElement) throw new StateError('InvalidKeyState', 'public package has no group element');
+  const groupElement = groupElementOf(pub, 'public package');
   return {
     keyId,
     keySpec: spec,
@@ -65,24 +111,30 @@ export function initialEpochState(
  * key's (S-11 d: rotation never changes the key), an epoch that does not move forward, and a
  * second pending epoch.
  */
-export function propose(
-  state: KeyEpochState,
-  pending: { epoch: Epoch; public: FrostPublic; transcriptHash: Uint8Array; sessionId: SessionId },
-): KeyEpochState {
+export function propose(state: KeyEpochState, pending: Proposal): KeyEpochState;
+export function propose(state: KeyEpochState | NewKeyState, pending: Proposal): KeyEpochState | NewKeyState;
+export function propose(state: KeyEpochState | NewKeyState, pending: Proposal): KeyEpochState | NewKeyState {
   if (state.pending) {
     throw new StateError('InvalidKeyState', `epoch ${state.pending.epoch} is already pending for this key`);
   }
-  if (pending.epoch <= state.active.epoch) {
+  if (state.active && pending.epoch <= state.active.epoch) {
     throw new StateError(
       'EpochMismatch',
       `pending epoch ${pending.epoch} must follow active epoch ${state.active.epoch}`,
     );
   }
-  const g = pending.public.commitments[0];
-  if (!g || !equalBytes(g, state.groupElement)) {
-    throw new StateError('InvalidKeyState', 'pending epoch has a different group element than the key');
-  }
-  return { ...state, pending: { ...pending } };
+  assertSameGroupElement(state, pending.public, 'pending epoch');
+  return { ...state, pending: recordOf(pending) };
+}
+
+/** A new key's first epoch (its DKG's), PENDING: its package names the group element. */
+export function proposeFirst(keyId: KeyId, spec: KeySpecName, pending: Proposal): NewKeyState {
+  return {
+    keyId,
+    keySpec: spec,
+    groupElement: groupElementOf(pending.public, 'pending epoch'),
+    pending: recordOf(pending),
+  };
 }
 
 /**
@@ -127,9 +179,18 @@ export function certificateGaps(
 
 /**
  * Commits the pending epoch with its certificate. Returns the new state and the epoch whose
- * shares may now be destroyed (the previously active one). Refuses an incomplete certificate.
+ * shares may now be destroyed (the previously active one; none for a new key's first epoch).
+ * Refuses an incomplete certificate.
  */
-export function activate(state: KeyEpochState, cert: Certificate): { state: KeyEpochState; destroy: Epoch } {
+export function activate(state: KeyEpochState, cert: Certificate): { state: KeyEpochState; destroy: Epoch };
+export function activate(
+  state: KeyEpochState | NewKeyState,
+  cert: Certificate,
+): { state: KeyEpochState; destroy?: Epoch };
+export function activate(
+  state: KeyEpochState | NewKeyState,
+  cert: Certificate,
+): { state: KeyEpochState; destroy?: Epoch } {
   const p = state.pending;
   if (!p) throw new StateError('InvalidKeyState', 'no pending epoch to activate');
   const gaps = certificateGaps(state.keySpec, p, state.groupElement, cert);
@@ -143,14 +204,56 @@ export function activate(state: KeyEpochState, cert: Certificate): { state: KeyE
     );
   }
   const { pending: _dropped, ...rest } = state;
-  return { state: { ...rest, active: { ...p, certificate: cert } }, destroy: state.active.epoch };
+  const next: KeyEpochState = { ...rest, active: { ...p, certificate: cert } };
+  return state.active ? { state: next, destroy: state.active.epoch } : { state: next };
 }
 
-/** Drops the pending epoch (if it is `epoch`, or any when omitted); the active epoch stays usable. */
-export function abort(state: KeyEpochState, epoch?: Epoch): KeyEpochState {
+/**
+ * Drops the pending epoch (if it is `epoch`, or any when omitted); the active epoch stays usable.
+ * A new key whose first epoch is dropped has no state left (undefined: the key never existed).
+ */
+export function abort(state: KeyEpochState, epoch?: Epoch): KeyEpochState;
+export function abort(
+  state: KeyEpochState | NewKeyState,
+  epoch?: Epoch,
+): KeyEpochState | NewKeyState | undefined;
+export function abort(
+  state: KeyEpochState | NewKeyState,
+  epoch?: Epoch,
+): KeyEpochState | NewKeyState | undefined {
   if (!state.pending || (epoch !== undefined && state.pending.epoch !== epoch)) return state;
+  if (!state.active) return undefined;
   const { pending: _dropped, ...rest } = state;
   return rest;
+}
+
+/**
+ * Adopts a repaired share's epoch as the active one (repair keeps the epoch, or brings a member
+ * that missed events to the committee's): never an epoch older than the active one, never another
+ * group element. A pending epoch survives only if it is newer than the repaired one. `state` is
+ * undefined when the member holds nothing of the key (the package then names the group element);
+ * the caller checked the package against the group element it trusts (package-proof.ts).
+ */
+export function repaired(
+  state: KeyEpochState | NewKeyState | undefined,
+  keyId: KeyId,
+  spec: KeySpecName,
+  rec: EpochRecord,
+): KeyEpochState {
+  if (!state) return initialEpochState(keyId, spec, rec.public, rec.epoch);
+  if (state.active && rec.epoch < state.active.epoch) {
+    throw new StateError(
+      'EpochMismatch',
+      `repaired epoch ${rec.epoch} is older than active epoch ${state.active.epoch}`,
+    );
+  }
+  assertSameGroupElement(state, rec.public, 'repaired epoch');
+  const { pending, active: _old, ...rest } = state;
+  return {
+    ...rest,
+    active: rec,
+    ...(pending && pending.epoch > rec.epoch ? { pending } : {}),
+  };
 }
 
 /** The epoch a signing run must use: the active one, never a pending one. */
