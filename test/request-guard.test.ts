@@ -421,3 +421,179 @@ describe('node audit pages and signed heads (net/node-audit-head.ts)', async () 
     });
   });
 });
+
+describe('the request guard on a real node store (node/request-guard.ts)', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { randomUUID } = await import('node:crypto');
+  const { ed25519 } = await import('@noble/curves/ed25519.js');
+  const { AuditLog } = await import('../common/audit-log.ts');
+  const { NodeStore } = await import('../node/store.ts');
+  const { NodeAudit } = await import('../node/node-audit.ts');
+  const { GovernanceStore } = await import('../node/governance-store.ts');
+  const { RequestGuard } = await import('../node/request-guard.ts');
+  const { governanceHash, parseGovernance } = await import('../policy/governance.ts');
+  const { signRequest } = await import('../policy/request-signature.ts');
+  const { requestDigest, toWire } = await import('../net/signed-request.ts');
+
+  const mk = (id: string) => {
+    const sk = ed25519.utils.randomSecretKey();
+    return {
+      id,
+      publicKey: Buffer.from(ed25519.getPublicKey(sk)).toString('base64url'),
+      sign: (b: Uint8Array) => ed25519.sign(b, sk),
+    };
+  };
+  const alice = mk('alice');
+  const carol = mk('carol');
+  const ap1 = mk('ap1');
+  const doc = parseGovernance({
+    version: 1,
+    previous: null,
+    principals: [alice, carol, ap1].map((p) => ({ id: p.id, alg: 'ed25519', publicKey: p.publicKey })),
+    groups: { admins: ['ap1'], approvers: ['ap1'] },
+    admins: { group: 'admins', quorum: 1 },
+    policies: [
+      {
+        id: 'alice-limited',
+        effect: 'allow',
+        operations: ['Sign'],
+        keys: ['*'],
+        principals: ['alice'],
+        rateLimit: { count: 2, windowS: 60 },
+      },
+      {
+        id: 'carol-approved',
+        effect: 'allow',
+        operations: ['Sign'],
+        keys: ['*'],
+        principals: ['carol'],
+        approvals: { group: 'approvers', count: 1 },
+      },
+    ],
+  });
+  const signedBy = (p: typeof alice, path: string, body: unknown) => {
+    const now = Math.floor(Date.now() / 1000);
+    const req = { method: 'POST', path, query: '', body: new TextEncoder().encode(JSON.stringify(body)) };
+    const headers = signRequest(
+      req,
+      { created: now, expires: now + 60, nonce: randomUUID(), keyid: p.id, alg: 'ed25519' },
+      p.sign,
+    );
+    return toWire({ ...req, headers });
+  };
+  const signFor = (p: typeof alice, keyId = K) => signedBy(p, `/v1/keys/${keyId}/sign`, { message: '0011' });
+
+  const dir = mkdtempSync(join(tmpdir(), 'tkms-guard-'));
+  const node = await generateIdentityKey();
+  const open = async () => {
+    const store = await NodeStore.open(dir);
+    const audit = new NodeAudit(await AuditLog.open(store.auditDb()), 'node-1', identitySigner(node));
+    const governance = await GovernanceStore.open(store, governanceHash(doc));
+    const guard = new RequestGuard({ nodeId: 'node-1', store, governance, audit, required: true });
+    await guard.rebuild(); // as the daemon does at start
+    return { store, audit, governance, guard };
+  };
+  const refusedWith = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (e) {
+      return e as { code: string; message: string; details?: Record<string, unknown> };
+    }
+    throw new Error('allowed');
+  };
+
+  it('rate limit per principal and key; retried sign-commits of one request, one share; pending keeps the nonce; a restart keeps the replay cache', async () => {
+    let n = await open();
+    try {
+      await n.governance.update(doc, []);
+      const g = { rpc: 'sign-commit', keyId: K } as const;
+      const r1 = signFor(alice);
+      expect((await n.guard.authorize(g, { request: r1 }))?.initiator).toBe('alice');
+      // The same signing request again (a retried attempt): allowed, not counted twice.
+      const again = await n.guard.authorize(g, { request: r1 });
+      expect(again?.messageSha256).toMatch(/^[0-9a-f]{64}$/);
+      await n.guard.authorize(g, { request: signFor(alice) });
+      const limited = await refusedWith(n.guard.authorize(g, { request: signFor(alice) }));
+      expect(limited).toMatchObject({
+        code: 'PolicyDenied',
+        message: expect.stringMatching(/rate limit: 2 per 60 s/),
+      });
+      // Another key has its own counter.
+      expect(
+        await n.guard.authorize({ rpc: 'sign-commit', keyId: OTHER }, { request: signFor(alice, OTHER) }),
+      ).toBeDefined();
+      // One share per signed request on this node.
+      await n.guard.shareOnce(again!, 'session-a');
+      expect(await refusedWith(n.guard.shareOnce(again!, 'session-b'))).toMatchObject({
+        code: 'Unauthorized',
+        message: expect.stringMatching(/already yielded/),
+      });
+      expect(await refusedWith(n.guard.authorize(g, { request: r1 }))).toMatchObject({
+        code: 'Unauthorized',
+        message: expect.stringMatching(/replayed/),
+      });
+      // Pending does not use up the nonce: the same request with its approval is then allowed.
+      const rc = signFor(carol);
+      const pending = await refusedWith(n.guard.authorize(g, { request: rc }));
+      expect(pending).toMatchObject({
+        code: 'PolicyDenied',
+        details: { pending: true, needs: [{ group: 'approvers', needed: 1, have: [] }] },
+      });
+      const approval = signedBy(ap1, `/v1/requests/${randomUUID()}/approvals`, {
+        requestDigest: requestDigest(rc),
+      });
+      expect((await n.guard.authorize(g, { request: rc, approvals: [approval] }))?.approvers).toEqual([
+        'ap1',
+      ]);
+      // A set-state request is used once.
+      const dis = { rpc: 'set-state', keyId: K, change: 'disable' } as const;
+      const d = signedBy(alice, `/v1/keys/${K}/disable`, {});
+      expect(await refusedWith(n.guard.authorize(dis, { request: d }))).toMatchObject({
+        code: 'PolicyDenied',
+      }); // alice may only sign
+      // A restart: the replay cache is rebuilt from the audit log.
+      n.audit.stop();
+      await n.store.close();
+      n = await open();
+      expect(n.governance.current()?.hash).toBe(governanceHash(doc));
+      expect(await refusedWith(n.guard.authorize(g, { request: r1 }))).toMatchObject({
+        message: expect.stringMatching(/already yielded/),
+      });
+      // A signing request that has yielded no share yet may still serve a retried attempt.
+      expect((await n.guard.authorize(g, { request: rc, approvals: [approval] }))?.initiator).toBe('carol');
+      // Every decision is in the node's chain; the chain verifies against the node's peer id.
+      const page = await n.audit.page(0, 500);
+      expect(
+        verifyNodeAuditPage({
+          nodeId: 'node-1',
+          peerId: peerIdOf(node),
+          records: page.records,
+          head: page.head,
+        }),
+      ).toMatchObject({ ok: true });
+      const decisions = page.records
+        .filter((r) => r.entry['event'] === 'request')
+        .map((r) => r.entry['decision']);
+      expect(decisions).toEqual([
+        'allow',
+        'allow',
+        'allow',
+        'deny',
+        'allow',
+        'unauthorized',
+        'unauthorized',
+        'pending',
+        'allow',
+        'deny',
+        'unauthorized',
+        'allow',
+      ]);
+    } finally {
+      n.audit.stop();
+      await n.store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
