@@ -3,12 +3,20 @@
  * `kms devnet status|stop|start` and the end-to-end tests, so all three run the same topology.
  *
  * <dir>/                     (KMS_DEVNET_DIR, default .devnet)
- *   admin-token              bootstrap admin token (0600), unless KMS_ADMIN_TOKEN is set
+ *   admin-token              bootstrap admin bearer token (0600), unless KMS_ADMIN_TOKEN is set
+ *                            (container layout: in coordinator/, the only service that reads it)
+ *   admin-key                the bootstrap admin principal's Ed25519 private key (PKCS#8 PEM, 0600):
+ *                            the CLI signs requests with it by default
  *   api-url                  the coordinator's HTTPS URL (the CLI's default KMS_URL)
  *   ca.pem                   the devnet's CA: it signed the coordinator's certificate (its key is gone)
  *   cluster.json             allow-list: every node's and the coordinator's peer id and address
+ *   governance-genesis.json  governance version 1 (principal admin, admins 1 of [admin], one policy
+ *                            allowing admin everything); its hash is every node's genesisHash
+ *                            (container layout: these three public files are in public/, the
+ *                            only top-level folder the nodes mount, read-only)
  *   processes.json           how to start each process (used by `kms devnet start <name>`)
- *   coordinator/             coordinator.json, identity.key (0600), tls/server.{pem,key}, data/
+ *   coordinator/             coordinator.json, identity.sealed + identity-passphrase (0600),
+ *                            tls/server.{pem,key}, data/
  *   node-<k>/                node.json (adminListen: its /healthz, /readyz, /metrics), data/,
  *                            softhsm/ (token + softhsm2.conf) and pin, or passphrase
  *   logs/<name>.log          each process's output
@@ -21,6 +29,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { SOFTHSM_INSTALL_HINT, findSoftHsmLibrary } from '../node/softhsm.ts';
+import type { Governance, Principal } from '../policy/governance.ts';
+import { OPERATIONS } from '../policy/policy-rule.ts';
 import { trustCa } from './devnet-tls.ts';
 
 const run = promisify(execFile);
@@ -39,6 +49,51 @@ export const DOCKER_ADMIN_PORT = 9100;
 
 export function devnetApiUrlFile(dir: string): string {
   return join(dir, 'api-url');
+}
+
+/**
+ * Where the devnet keeps the files every process may read (allow-list, genesis, CA): the devnet
+ * dir itself, or its `public/` folder in the container layout (nodes mount only that, read-only).
+ */
+export function devnetPublicDir(dir: string): string {
+  const pub = join(dir, 'public');
+  return existsSync(join(pub, 'cluster.json')) ? pub : dir;
+}
+
+/** The devnet's allow-list (every node's peer id): what `kms audit verify --nodes` checks against. */
+export function devnetClusterFile(dir: string): string {
+  return join(devnetPublicDir(dir), 'cluster.json');
+}
+
+/** The bootstrap admin principal's id and private key file (PKCS#8 PEM, 0600). */
+export const DEVNET_ADMIN = 'admin';
+export function devnetAdminKeyFile(dir: string): string {
+  return join(dir, 'admin-key');
+}
+
+/**
+ * The devnet's governance genesis (version 1): one principal, `admin`, the admin group of one
+ * with quorum 1, and one policy allowing `admin` every operation on every key with no approvals.
+ * A development convenience (the devnet says so when it starts); approval flows are policies
+ * added on top by later versions, signed by the admin quorum (docs/policies.md).
+ */
+export function genesisGovernance(admin: Principal): Governance {
+  return {
+    version: 1,
+    previous: null,
+    principals: [admin],
+    groups: { admins: [admin.id] },
+    admins: { group: 'admins', quorum: 1 },
+    policies: [
+      {
+        id: 'devnet-admin-everything',
+        effect: 'allow',
+        operations: [...OPERATIONS],
+        keys: ['*'],
+        principals: [admin.id],
+      },
+    ],
+  };
 }
 
 /** The devnet's API URL and CA file, when `dir` holds a devnet that has them. */
@@ -182,7 +237,11 @@ export type TempDevnet = {
   readonly nodes: number;
   /** KMS_* settings of this devnet, for child processes (devnet, kms). */
   readonly env: Record<string, string>;
+  /** The admin principal's private key (PKCS#8 PEM): signs requests as `admin`. */
+  readonly adminKeyFile: string;
   token: string;
+  /** What the last `start()` printed on stdout (the ready message). */
+  output: string;
   start(timeoutMs?: number): Promise<void>;
   stopAll(): Promise<void>;
   dispose(): Promise<void>;
@@ -211,14 +270,17 @@ export async function createTempDevnet(nodes: number, purpose: string): Promise<
     url: `https://127.0.0.1:${port}`,
     caFile: join(dir, 'ca.pem'),
     env,
+    adminKeyFile: devnetAdminKeyFile(dir),
     token: '',
+    output: '',
     start: async (timeoutMs = 180_000) => {
       try {
-        await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], {
+        const r = await run(NODE_BIN, ['scripts/devnet.ts', '--detach'], {
           cwd: ROOT,
           env: { ...process.env, ...env },
           timeout: timeoutMs,
         });
+        d.output = r.stdout;
       } catch (e) {
         throw new Error(`devnet did not start: ${(e as { stderr?: string }).stderr ?? String(e)}`);
       }

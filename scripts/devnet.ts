@@ -3,24 +3,33 @@
  * its own data directory and its own SoftHSM2 token (the software sealer when SoftHSM2 is not
  * installed, said clearly). The coordinator serves HTTPS with a certificate from a CA made for
  * this devnet (`<dir>/ca.pem`, the URL in `<dir>/api-url`: the CLI trusts both by itself); each
- * node serves /healthz, /readyz and /metrics on its own loopback admin port. Waits until every
- * process is ready, prints the API URL, the admin token and an example, and stays in the
- * foreground until Ctrl-C, which stops every process. State lives in the devnet dir and survives
- * restarts; `--reset` wipes it.
+ * node serves /healthz, /readyz and /metrics on its own loopback admin port. The bootstrap admin
+ * principal `admin` (its Ed25519 key in `<dir>/admin-key`) and the genesis governance document
+ * (`governance-genesis.json`, its hash in every node's config) are made at the first start; the
+ * coordinator's libp2p identity is sealed under a passphrase (coordinator/identity-sealer.ts).
+ * Waits until every process is ready, prints the API URL, where the admin token and key are (never
+ * the token itself: review I-1) and an example, and stays in the foreground until Ctrl-C, which
+ * stops every process. State lives in the devnet dir and survives restarts; `--reset` wipes it.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { generatePrincipal, principalEntry } from '../client/sign-request.ts';
 import { createSoftHsmToken, findSoftHsmLibrary } from '../node/softhsm.ts';
+import { governanceHash, parseGovernance } from '../policy/governance.ts';
 import {
   NODE_BIN,
   type ProcessSpec,
+  DEVNET_ADMIN,
   DOCKER_ADMIN_PORT,
   ROOT,
+  devnetAdminKeyFile,
   devnetApiUrlFile,
   devnetDir,
+  devnetPublicDir,
+  genesisGovernance,
   readProcesses,
   startProcess,
   stopProcess,
@@ -47,6 +56,9 @@ Options:
 
 Env KMS_ADMIN_TOKEN sets the admin token; otherwise one is generated into <dir>/admin-token.
 The API is HTTPS: the devnet's CA is <dir>/ca.pem and the URL is in <dir>/api-url.
+Requests that use or change keys are signed by a principal: the devnet makes \`admin\`, whose
+private key is <dir>/admin-key (the CLI's default), and a genesis policy allowing it everything
+with no approvals (a development convenience: add policies with \`kms governance\`).
 `;
 
 type Layout = {
@@ -91,13 +103,33 @@ function run(args: string[], env: Record<string, string> = {}): string {
 }
 
 function writeSecret(file: string, value: string): void {
-  writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  writeFileSync(file, value.endsWith('\n') ? value : `${value}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
+}
+
+/**
+ * Where the admin bearer token lives: beside the admin key locally; in the container layout in
+ * the coordinator's own folder, the one service that reads it (no node can: review H-5).
+ */
+function adminTokenFile(l: Layout): string {
+  return l.docker ? join(l.dir, 'coordinator', 'admin-token') : join(l.dir, 'admin-token');
 }
 
 /** First start: node identities, tokens, the allow-list. Nothing secret leaves the devnet dir. */
 async function create(l: Layout, adminToken: string | undefined): Promise<void> {
   mkdirSync(join(l.dir, 'logs'), { recursive: true });
+  // Public files every process reads: in the container layout a folder of their own, so that
+  // nodes mount it (read-only) and nothing else of the devnet dir.
+  const pub = l.docker ? join(l.dir, 'public') : l.dir;
+  mkdirSync(pub, { recursive: true });
+  // The bootstrap admin principal and the genesis its hash pins on every node.
+  const admin = generatePrincipal(DEVNET_ADMIN, 'ed25519');
+  writeSecret(devnetAdminKeyFile(l.dir), admin.privateKeyPem);
+  const genesis = parseGovernance(genesisGovernance(principalEntry(admin.signer)));
+  const genesisHash = governanceHash(genesis);
+  const genesisFile = join(pub, 'governance-genesis.json');
+  writeFileSync(genesisFile, `${JSON.stringify(genesis, null, 2)}\n`);
+  log(`made the admin principal (${devnetAdminKeyFile(l.dir)}) and the governance genesis ${genesisHash}`);
   const procs: ProcessSpec[] = [];
   const peers: { id: string; peerId: string; addresses: string[] }[] = [];
   for (let k = 1; k <= l.nodes; k++) {
@@ -130,7 +162,7 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
     const ep = endpoint(l, name, k);
     writeFileSync(
       join(nd, 'node.json'),
-      `${JSON.stringify({ nodeId: name, listen: [ep.listen], adminListen: adminListen(l, k), dataDir: 'data', cluster: '../cluster.json', sealer }, null, 2)}\n`,
+      `${JSON.stringify({ nodeId: name, listen: [ep.listen], adminListen: adminListen(l, k), dataDir: 'data', cluster: l.docker ? '../public/cluster.json' : '../cluster.json', genesisHash, sealer }, null, 2)}\n`,
     );
     log(`initializing ${name} (${l.sealer} sealer)`);
     const { peerId } = JSON.parse(run(['node/main.ts', 'init', '--config', join(nd, 'node.json')], env)) as {
@@ -142,10 +174,14 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
   const cd = join(l.dir, 'coordinator');
   mkdirSync(cd, { recursive: true });
   const token = adminToken ?? randomBytes(24).toString('hex');
-  if (!adminToken) writeSecret(join(l.dir, 'admin-token'), token);
+  if (!adminToken) writeSecret(adminTokenFile(l), token);
+  // The passphrase that seals the coordinator's libp2p identity (review H-4).
+  writeSecret(join(cd, 'identity-passphrase'), randomBytes(24).toString('hex'));
   const coordEp = endpoint(l, 'coordinator', 0);
   log('making the devnet CA and the coordinator certificate');
   const tls = ensureDevnetTls(l.dir, { docker: l.docker });
+  // The coordinator's health check reads the CA from the public folder in the container layout.
+  if (l.docker) writeFileSync(join(pub, 'ca.pem'), readFileSync(tls.caFile));
   writeFileSync(
     join(cd, 'coordinator.json'),
     `${JSON.stringify(
@@ -155,9 +191,11 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
         tls: { certFile: tls.server.certFile, keyFile: tls.server.keyFile },
         dataDir: join(cd, 'data'),
         readyMinNodes: l.nodes,
+        governance: { genesisFile },
         cluster: {
-          clusterFile: join(l.dir, 'cluster.json'),
-          identityFile: join(cd, 'identity.key'),
+          clusterFile: join(pub, 'cluster.json'),
+          identityFile: join(cd, 'identity.sealed'),
+          identityPassphraseFile: join(cd, 'identity-passphrase'),
           listen: [coordEp.listen],
         },
       },
@@ -172,13 +210,13 @@ async function create(l: Layout, adminToken: string | undefined): Promise<void> 
     peerId: string;
   };
   writeFileSync(
-    join(l.dir, 'cluster.json'),
+    join(pub, 'cluster.json'),
     `${JSON.stringify({ nodes: peers, coordinators: [{ id: 'coordinator', peerId, addresses: [`${coordEp.dial}/p2p/${peerId}`] }] }, null, 2)}\n`,
   );
   procs.push({
     name: 'coordinator',
     args: ['coordinator/main.ts', '--config', join(cd, 'coordinator.json')],
-    env: adminToken ? {} : { KMS_ADMIN_TOKEN_FILE: join(l.dir, 'admin-token') },
+    env: adminToken ? {} : { KMS_ADMIN_TOKEN_FILE: adminTokenFile(l) },
   });
   // The URL as seen from this machine (in the container layout: the port published on 127.0.0.1).
   writeFileSync(devnetApiUrlFile(l.dir), `https://127.0.0.1:${l.port}\n`);
@@ -271,6 +309,11 @@ async function main(): Promise<void> {
   if (coordCfg.tls === undefined) {
     throw new Error(`the devnet in ${dir} was made before the API served HTTPS: start afresh with --reset`);
   }
+  if (!existsSync(join(devnetPublicDir(dir), 'governance-genesis.json'))) {
+    throw new Error(
+      `the devnet in ${dir} was made before requests were signed (no governance genesis, no admin key): start afresh with --reset`,
+    );
+  }
   const url = readFileSync(devnetApiUrlFile(dir), 'utf8').trim();
   const caFile = join(dir, 'ca.pem');
   trustCa(caFile);
@@ -297,16 +340,22 @@ async function main(): Promise<void> {
     if (!values.detach) await stopAll();
     throw e;
   }
-  const tokenHint = env.KMS_ADMIN_TOKEN ? '(from KMS_ADMIN_TOKEN)' : `(also in ${join(dir, 'admin-token')})`;
+  // The token itself is never printed (review I-1): terminals and CI logs keep what they show.
+  const tokenWhere = env.KMS_ADMIN_TOKEN ? 'from KMS_ADMIN_TOKEN' : join(dir, 'admin-token');
   process.stdout.write(
     [
       '',
       `threshold KMS devnet ready: coordinator + ${procs.length - 1} nodes (${sealer} sealer)`,
       `  API URL      ${url}   (HTTPS; in ${devnetApiUrlFile(dir)})`,
       `  CA           ${caFile}`,
-      `  admin token  ${token} ${tokenHint}`,
+      `  admin token  ${tokenWhere}   (bearer token)`,
+      `  admin key    ${devnetAdminKeyFile(dir)}   (principal \`${DEVNET_ADMIN}\`: the CLI signs requests with it)`,
       '',
-      'Try (the CLI finds the URL, the CA and the token in the devnet dir by itself):',
+      `Development convenience: the genesis policy lets \`${DEVNET_ADMIN}\` perform every operation on every`,
+      'key with no approvals. Add principals and approval policies with `npx kms principals create`',
+      'and `npx kms governance` (docs/policies.md).',
+      '',
+      'Try (the CLI finds the URL, the CA, the token and the admin key in the devnet dir by itself):',
       ...(dir === resolve('.devnet') ? [] : [`  export KMS_DEVNET_DIR=${dir}`]),
       `  curl --cacert ${caFile} ${url}/healthz`,
       '  npx kms keys create --spec FROST_ED25519 --threshold 3 --alias demo',

@@ -5,138 +5,51 @@
  * Needs Node 24 (type stripping): `npm run kms -- <command>`, `npx kms <command>`, or
  * `./node_modules/.bin/node scripts/kms.ts <command>`. The system node (20) cannot run it.
  *
- * The API is HTTPS. In a devnet (`npm run devnet`) the CLI finds the URL, the CA and the admin
- * token in the devnet dir (KMS_DEVNET_DIR, default .devnet: `api-url`, `ca.pem`, `admin-token`);
- * elsewhere `--url`/KMS_URL, `--ca`/KMS_CA (a PEM CA bundle trusted beside the system's) and
- * `--token`/KMS_TOKEN say where and as whom.
+ * The API is HTTPS. In a devnet (`npm run devnet`) the CLI finds the URL, the CA, the admin
+ * token and the admin principal's key in the devnet dir (KMS_DEVNET_DIR, default .devnet:
+ * `api-url`, `ca.pem`, `admin-token`, `admin-key`); elsewhere `--url`/KMS_URL, `--ca`/KMS_CA (a
+ * PEM CA bundle trusted beside the system's), `--token`/KMS_TOKEN, `--principal`/KMS_PRINCIPAL and
+ * `--principal-key`/KMS_PRINCIPAL_KEY say where and as whom. Every request that uses or changes a
+ * key, a principal or a policy is signed by the principal (RFC 9421; scripts/kms-client.ts), and
+ * keys are named by id in those requests: the CLI resolves an alias first.
  *
  * Output is human-readable by default and JSON with `--json`. Exit codes (as Vault's CLI):
  * 0 success, 1 usage or local error, 2 the server refused or could not be reached.
  * Another module can add command groups (the devnet): `buildProgram()` returns the commander
  * program without running it.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { auditHash, GENESIS_HASH } from '../common/audit-log.ts';
 import { devnetApi, devnetDir, nodeAdminUrls } from './devnet-lib.ts';
-import { trustCa } from './devnet-tls.ts';
+import {
+  Client,
+  EXIT_OK,
+  EXIT_SERVER,
+  EXIT_USAGE,
+  type GlobalOpts,
+  type Io,
+  ServerError,
+  UsageError,
+  defaultToken,
+  table,
+  trustFor,
+} from './kms-client.ts';
+import { registerGovernance } from './kms-governance.ts';
+import { verifyNodeAudits } from './kms-node-audit.ts';
+import { isPending, printPending, registerRequests, resolveKeyId } from './kms-requests.ts';
 
-export const EXIT_OK = 0;
-export const EXIT_USAGE = 1;
-export const EXIT_SERVER = 2;
-
-/** A usage or local error (exit 1). */
-export class UsageError extends Error {}
-
-/** The server answered with a problem, or could not be reached (exit 2). */
-export class ServerError extends Error {
-  readonly problem: Record<string, unknown> | undefined;
-  constructor(message: string, problem?: Record<string, unknown>) {
-    super(message);
-    this.problem = problem;
-  }
-}
-
-type GlobalOpts = { url: string; token?: string; ca?: string; json?: boolean };
+export { EXIT_OK, EXIT_SERVER, EXIT_USAGE, type Io, ServerError, UsageError };
 
 /** Where the CLI goes when neither --url nor KMS_URL says: the devnet's API, else the default port. */
 const FALLBACK_URL = 'https://127.0.0.1:8080';
 
-/** TLS failures the user fixes by naming the CA (`--ca`), not by retrying. */
-const CERT_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
-
-/**
- * Trusts the CA the user named, or else the devnet's own CA when the URL is the devnet's: a devnet
- * CA is never trusted for any other server.
- */
-function trustFor(url: string, ca: string | undefined): void {
-  if (ca) {
-    trustCa(ca);
-    return;
-  }
-  const devnet = devnetApi(devnetDir());
-  if (!devnet || !url.startsWith('https:')) return;
-  let same = false;
-  try {
-    same = new URL(url).origin === new URL(devnet.url).origin;
-  } catch {
-    same = false;
-  }
-  if (same) trustCa(devnet.caFile);
-}
-
-export type Io = { out: (s: string) => void; err: (s: string) => void; isTTY: boolean };
 const stdio: Io = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),
   isTTY: Boolean(process.stderr.isTTY),
 };
-
-function defaultToken(): string | undefined {
-  if (process.env.KMS_TOKEN) return process.env.KMS_TOKEN;
-  const file = join(process.env.KMS_DEVNET_DIR ?? '.devnet', 'admin-token');
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
-}
-
-/** HTTP client for one invocation: bearer token, JSON, problems turned into ServerError. */
-class Client {
-  readonly #o: GlobalOpts;
-  constructor(o: GlobalOpts) {
-    this.#o = o;
-  }
-
-  async call<T = any>(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<T> {
-    const headers: Record<string, string> = { accept };
-    if (this.#o.token) headers.authorization = `Bearer ${this.#o.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    // One key per invocation: a retry after a dropped connection cannot start a second session.
-    if (method === 'POST') headers['idempotency-key'] = randomUUID();
-    const url = new URL(path, this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`);
-    let res: Response | undefined;
-    for (let attempt = 0; attempt < 2 && !res; attempt++) {
-      try {
-        res = await fetch(url, {
-          method,
-          headers,
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        });
-      } catch (e) {
-        const cause = (e as Error).cause as { code?: string } | undefined;
-        if (cause?.code !== undefined && CERT_ERRORS.has(cause.code)) {
-          throw new ServerError(
-            `cannot verify the TLS certificate of ${this.#o.url} (${cause.code}): name its CA with --ca FILE or KMS_CA`,
-          );
-        }
-        if (attempt === 1)
-          throw new ServerError(`cannot reach ${this.#o.url}: ${(e as Error).cause ?? (e as Error).message}`);
-      }
-    }
-    const text = await res!.text();
-    if (!res!.ok) {
-      let problem: Record<string, unknown> | undefined;
-      try {
-        problem = JSON.parse(text);
-      } catch {
-        problem = undefined;
-      }
-      const code = problem?.code ?? `HTTP ${res!.status}`;
-      const detail = problem?.detail ?? text.slice(0, 200);
-      throw new ServerError(`${String(code)}: ${String(detail)}`, problem);
-    }
-    if (!accept.includes('json')) return text as T;
-    return (text === '' ? undefined : JSON.parse(text)) as T;
-  }
-}
 
 /** Spinner on a terminal, plain start/end lines otherwise; always on stderr. */
 async function withProgress<T>(io: Io, label: string, fn: () => Promise<T>): Promise<T> {
@@ -214,19 +127,6 @@ function keyLines(k: Record<string, any>): string {
   return `${rows.map(([a, b]) => `${a.padEnd(13)}${String(b)}`).join('\n')}\n`;
 }
 
-function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return `${rows
-    .map((r) =>
-      r
-        .map((cell, c) => cell.padEnd(widths[c]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')}\n`;
-}
-
 type NodeReadiness = { status: 'pass' | 'fail'; checks?: Record<string, unknown> };
 
 /**
@@ -299,13 +199,20 @@ Examples:
   $ npx kms keys verify payments --message 'hello' --signature <hex>
   $ npx kms keys reshare payments --threshold 3 --participants node-1,node-2,node-3,node-4
   $ npx kms tokens create --role signer --name ci --keys <keyId>
-  $ npx kms audit verify
+  $ npx kms principals create alice --out alice.key --proposal proposal.json
+  $ npx kms governance sign --in proposal.json && npx kms governance submit --in proposal.json
+  $ npx kms --principal alice --principal-key alice.key keys sign payments --message 'hello'
+  $ npx kms --principal bob --principal-key bob.key requests approve <requestId>
+  $ npx kms audit verify --nodes
   $ npx kms --json keys list | jq .
 
 Environment: KMS_URL (default: the devnet's api-url, else https://127.0.0.1:8080), KMS_CA (PEM CA
 file; the devnet's ca.pem is trusted for the devnet's URL by itself), KMS_TOKEN (default:
-.devnet/admin-token), KMS_DEVNET_DIR (default .devnet).
-Exit codes: 0 ok, 1 usage error, 2 server error or unreachable.
+.devnet/admin-token), KMS_PRINCIPAL (default admin) and KMS_PRINCIPAL_KEY (default:
+.devnet/admin-key): who signs requests that use or change keys, principals and policies,
+KMS_DEVNET_DIR (default .devnet).
+Exit codes: 0 ok (also: an operation waiting for approvals, with its request id), 1 usage error,
+2 server error or unreachable.
 `;
 
 /** The `kms` program, not yet parsed: other modules may add command groups before running it. */
@@ -319,6 +226,17 @@ export function buildProgram(io: Io = stdio): Command {
     )
     .addOption(new Option('--ca <file>', 'PEM CA certificate(s) to trust for the coordinator').env('KMS_CA'))
     .addOption(new Option('--token <token>', 'bearer token (default: .devnet/admin-token)').env('KMS_TOKEN'))
+    .addOption(
+      new Option('--principal <id>', 'principal that signs requests using or changing keys and policies')
+        .env('KMS_PRINCIPAL')
+        .default('admin'),
+    )
+    .addOption(
+      new Option(
+        '--principal-key <file>',
+        "the principal's private key, PKCS#8 PEM (default: the devnet's admin-key)",
+      ).env('KMS_PRINCIPAL_KEY'),
+    )
     .option('--json', 'machine-readable JSON output')
     .showHelpAfterError()
     .addHelpText('after', EXAMPLES)
@@ -333,11 +251,29 @@ export function buildProgram(io: Io = stdio): Command {
       throw new UsageError(`--ca: ${(e as Error).message}`);
     }
     const token = o.token || defaultToken();
-    return new Client({ url: o.url, json: o.json === true, ...(token === undefined ? {} : { token }) });
+    return new Client({ ...o, json: o.json === true, ...(token === undefined ? {} : { token }) });
   };
   const json = () => program.opts<GlobalOpts>().json === true;
   const print = (value: unknown, human: () => string) =>
     io.out(json() ? `${JSON.stringify(value, null, 2)}\n` : human());
+  const ctx = { io, client, json, print };
+
+  /**
+   * A signed operation on a key (the path names the key by id: an alias is resolved first).
+   * Resolves with the answer, or undefined when it waits for approvals (the request is printed).
+   */
+  const keyOp = async (key: string, op: string, body: unknown, label?: string): Promise<any> => {
+    const c = client();
+    const keyId = await resolveKeyId(c, key);
+    const send = () =>
+      c.request('POST', `v1/keys/${encodeURIComponent(keyId)}/${op}`, body, { signed: true });
+    const r = label ? await withProgress(io, label, send) : await send();
+    if (isPending(r.status, r.body)) {
+      await printPending(ctx, r.body);
+      return undefined;
+    }
+    return r.body;
+  };
 
   const keys = program.command('keys').description('create, use and manage keys').exitOverride();
   keys
@@ -357,8 +293,12 @@ export function buildProgram(io: Io = stdio): Command {
       if (participants !== undefined) body.participants = participants;
       if (o.alias !== undefined) body.alias = o.alias;
       if (o.description !== undefined) body.description = o.description;
-      const k = await withProgress(io, 'creating key (DKG)', () => client().call('POST', 'v1/keys', body));
-      print(k, () => keyLines(k));
+      const c = client();
+      const r = await withProgress(io, 'creating key (DKG)', () =>
+        c.request('POST', 'v1/keys', body, { signed: true }),
+      );
+      if (isPending(r.status, r.body)) return printPending(ctx, r.body);
+      print(r.body, () => keyLines(r.body));
     });
   keys
     .command('list')
@@ -403,12 +343,9 @@ export function buildProgram(io: Io = stdio): Command {
     .action(async (key: string, o) => {
       if (o.pem) {
         io.out(
-          await client().call(
-            'GET',
-            `v1/keys/${encodeURIComponent(key)}/public-key`,
-            undefined,
-            'application/x-pem-file',
-          ),
+          await client().call('GET', `v1/keys/${encodeURIComponent(key)}/public-key`, undefined, {
+            accept: 'application/x-pem-file',
+          }),
         );
         return;
       }
@@ -424,7 +361,8 @@ export function buildProgram(io: Io = stdio): Command {
     .option('-o, --out <file>', 'also write the raw signature bytes to a file (e.g. for openssl)')
     .action(async (key: string, o) => {
       const message = messageHex(o);
-      const r = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/sign`, { message });
+      const r = await keyOp(key, 'sign', { message });
+      if (r === undefined) return;
       if (o.out) writeFileSync(o.out, Buffer.from(r.signature, 'hex'));
       print(r, () => {
         const ex = (r.excluded ?? []).map((b: any) => `${b.participant} (${b.reason})`).join(', ');
@@ -448,10 +386,8 @@ export function buildProgram(io: Io = stdio): Command {
     .command('refresh <key>')
     .description('fresh shares, same committee (next epoch, same public key)')
     .action(async (key: string) => {
-      const k = await withProgress(io, 'refreshing shares', () =>
-        client().call('POST', `v1/keys/${encodeURIComponent(key)}/refresh`, {}),
-      );
-      print(k, () => keyLines(k));
+      const k = await keyOp(key, 'refresh', {}, 'refreshing shares');
+      if (k !== undefined) print(k, () => keyLines(k));
     });
   keys
     .command('reshare <key>')
@@ -463,20 +399,16 @@ export function buildProgram(io: Io = stdio): Command {
       if (o.threshold !== undefined) body.threshold = o.threshold;
       const participants = parseParticipants(o.participants);
       if (participants !== undefined) body.participants = participants;
-      const k = await withProgress(io, 'resharing', () =>
-        client().call('POST', `v1/keys/${encodeURIComponent(key)}/reshare`, body),
-      );
-      print(k, () => keyLines(k));
+      const k = await keyOp(key, 'reshare', body, 'resharing');
+      if (k !== undefined) print(k, () => keyLines(k));
     });
   keys
     .command('repair <key>')
     .description("rebuild a member's lost share")
     .requiredOption('--participant <node>', 'the node whose share is rebuilt, e.g. node-2')
     .action(async (key: string, o) => {
-      const k = await withProgress(io, `repairing ${o.participant}`, () =>
-        client().call('POST', `v1/keys/${encodeURIComponent(key)}/repair`, { participant: o.participant }),
-      );
-      print(k, () => keyLines(k));
+      const k = await keyOp(key, 'repair', { participant: o.participant }, `repairing ${o.participant}`);
+      if (k !== undefined) print(k, () => keyLines(k));
     });
   for (const [name, path, desc] of [
     ['disable', 'disable', 'disable a key (no signing)'],
@@ -487,8 +419,8 @@ export function buildProgram(io: Io = stdio): Command {
       .command(`${name} <key>`)
       .description(desc)
       .action(async (key: string) => {
-        const k = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/${path}`, {});
-        print(k, () => keyLines(k));
+        const k = await keyOp(key, path, {});
+        if (k !== undefined) print(k, () => keyLines(k));
       });
   }
   keys
@@ -497,8 +429,8 @@ export function buildProgram(io: Io = stdio): Command {
     .option('--days <n>', 'pending window, 7-30 days (default 30)', parseIntOpt('--days'))
     .action(async (key: string, o) => {
       const body = o.days === undefined ? {} : { pendingWindowDays: o.days };
-      const k = await client().call('POST', `v1/keys/${encodeURIComponent(key)}/schedule-deletion`, body);
-      print(k, () => keyLines(k));
+      const k = await keyOp(key, 'schedule-deletion', body);
+      if (k !== undefined) print(k, () => keyLines(k));
     });
 
   const tokens = program.command('tokens').description('API tokens (admin)').exitOverride();
@@ -606,17 +538,39 @@ export function buildProgram(io: Io = stdio): Command {
     });
   audit
     .command('verify')
-    .description('fetch the whole log and check its hash chain here, not on the server')
-    .action(async () => {
+    .description(
+      "fetch the whole log and check its hash chain here, not on the server; with --nodes also every node's own log",
+    )
+    .option(
+      '--nodes',
+      "also fetch each node's audit chain and signed head (GET /v1/nodes/{id}/audit), check them against the node's peer id from the cluster file, and report what the coordinator's log dropped or rewrote",
+    )
+    .option('--cluster <file>', "the cluster file with the nodes' peer ids (default: the devnet's)")
+    .addHelpText(
+      'after',
+      '\nA node signs the head of its hash chain with its identity key: the coordinator relays the\n' +
+        'pages but cannot drop, edit or reorder a record without the check failing. Exit 2 when any\n' +
+        'chain is broken or a node acted on a request the coordinator did not record faithfully.\n',
+    )
+    .action(async (o: { nodes?: boolean; cluster?: string }) => {
       const records = await fetchAudit();
       const r = verifyAuditChain(records);
-      print(r, () =>
-        r.ok
-          ? `audit chain ok: ${r.count} records, head ${records.at(-1)?.hash ?? GENESIS_HASH}\n`
-          : `audit chain BROKEN at seq ${r.brokenAt} (${r.count} records verified before it)\n`,
-      );
-      if (!r.ok) throw new ServerError(`audit chain broken at seq ${r.brokenAt}`);
+      if (!o.nodes) {
+        print(r, () =>
+          r.ok
+            ? `audit chain ok: ${r.count} records, head ${records.at(-1)?.hash ?? GENESIS_HASH}\n`
+            : `audit chain BROKEN at seq ${r.brokenAt} (${r.count} records verified before it)\n`,
+        );
+        if (!r.ok) throw new ServerError(`audit chain broken at seq ${r.brokenAt}`);
+        return;
+      }
+      const report = await verifyNodeAudits(client(), records, r, o.cluster);
+      print(report, () => report.lines.join('\n') + '\n');
+      if (!report.ok) throw new ServerError(report.summary);
     });
+
+  registerGovernance(program, ctx);
+  registerRequests(program, ctx);
 
   // ---- extension point --------------------------------------------------------------------
   // The `devnet` command group is registered here by scripts/devnet.ts (the lead's module):

@@ -4,16 +4,21 @@
  * README walkthrough: Ed25519 and BIP340 keys, signatures checked with `openssl` and noble's
  * schnorr, a reshare to a new threshold under the same public key, a stopped node, a restarted
  * node, and a restart of the whole devnet that keeps every key; then searches every node file
- * and process log for the (unsealed) shares.
+ * and process log for the (unsealed) shares. Requests that use keys are signed by the devnet's
+ * `admin` principal (its key in `<dir>/admin-key`, the CLI's default; the genesis policy lets it
+ * do everything), the coordinator's identity is on disk only sealed, and the devnet never prints
+ * the admin token.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pkcs11Sealer } from '../node/sealer-pkcs11.ts';
 import { NodeStore } from '../node/store.ts';
+import { SEALED_IDENTITY_FORMAT } from '../coordinator/identity-sealer.ts';
+import { governanceHash, parseGovernance } from '../policy/governance.ts';
 import { type Devnet, createDevnet } from './helpers/devnet-process.ts';
 
 const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
@@ -57,6 +62,29 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
   }, 180_000);
   afterAll(async () => {
     await d?.cleanup();
+  });
+
+  it('bootstraps the admin principal and the genesis, seals the coordinator identity, prints no token', () => {
+    const keyFile = join(d.dir, 'admin-key');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(keyFile, 'utf8')).toContain('-----BEGIN PRIVATE KEY-----');
+    const genesis = parseGovernance(JSON.parse(readFileSync(join(d.dir, 'governance-genesis.json'), 'utf8')));
+    expect(genesis).toMatchObject({ version: 1, admins: { group: 'admins', quorum: 1 } });
+    expect(genesis.principals.map((p) => p.id)).toEqual(['admin']);
+    for (let k = 1; k <= 5; k++) {
+      const cfg = JSON.parse(readFileSync(join(d.dir, `node-${k}`, 'node.json'), 'utf8'));
+      expect(cfg.genesisHash).toBe(governanceHash(genesis));
+    }
+    const coord = JSON.parse(readFileSync(join(d.dir, 'coordinator', 'coordinator.json'), 'utf8'));
+    expect(coord.governance.genesisFile).toBe(join(d.dir, 'governance-genesis.json'));
+    expect(JSON.parse(readFileSync(coord.cluster.identityFile, 'utf8')).format).toBe(SEALED_IDENTITY_FORMAT);
+    expect(existsSync(join(d.dir, 'coordinator', 'identity.key'))).toBe(false);
+    // Review I-1: the ready message says where the token is, never what it is.
+    expect(d.token.length).toBeGreaterThan(20);
+    expect(d.output).not.toContain(d.token);
+    expect(d.output).toContain(join(d.dir, 'admin-token'));
+    expect(d.output).toContain(keyFile);
+    expect(d.output).toMatch(/genesis policy lets `admin` perform every operation/);
   });
 
   it('runs the README walkthrough through the API and the CLI', async () => {
@@ -129,6 +157,9 @@ describe('devnet end to end (real processes, SoftHSM2)', () => {
     await d.waitReachable(5);
     const status = await d.kms(['--json', 'devnet', 'status']);
     expect(JSON.parse(status.stdout).every((p: { running: boolean }) => p.running)).toBe(true);
+    const audit = await d.kms(['audit', 'verify', '--nodes']);
+    expect(audit.code, audit.stderr + audit.stdout).toBe(0);
+    expect(audit.stdout).toMatch(/^audit ok/m);
 
     // Restart the whole devnet: the keys created before still sign.
     await d.stopAll();
