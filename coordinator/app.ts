@@ -18,30 +18,37 @@ import { Level } from 'level';
 import pino, { type Logger } from 'pino';
 import { type AuditDb, AuditLog } from '../common/audit-log.ts';
 import { InfraError, KmsError } from '../protocol/errors.ts';
+import { requestDigest } from '../net/signed-request.ts';
+import { ApprovalStore } from './approval-requests.ts';
+import { AuthFailureLog } from './auth-failures.ts';
 import { can, idempotencyScope, TokenStore } from './auth.ts';
 import type { Cluster } from './cluster.ts';
+import { GovernanceView, loadGenesis } from './governance.ts';
 import { type CoordinatorConfig, checkListenSecurity } from './config.ts';
 import { fingerprint, IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_RE, IdempotencyStore } from './idempotency.ts';
 import { KeyedQueue } from './key-queue.ts';
-import { KeyStore } from './key-store.ts';
+import { KEY_ID_RE, KeyStore } from './key-store.ts';
 import { type Clock, DeletionSweeper, systemClock } from './lifecycle.ts';
 import { CoordinatorMetrics } from './metrics.ts';
 import { fromFastifyError, PROBLEM_CONTENT_TYPE, problemOf, RETRY_AFTER_SECONDS } from './problems.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { type AppContext, callerEntry, type KmsApp, plain, type RouteConfig } from './routes/context.ts';
+import { governanceRoutes } from './routes/governance.ts';
 import { healthRoutes } from './routes/health.ts';
 import { keyEventRoutes } from './routes/key-events.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { lifecycleRoutes } from './routes/lifecycle.ts';
 import { nodeRoutes } from './routes/nodes.ts';
+import { requestRoutes } from './routes/requests.ts';
 import { signRoutes } from './routes/sign.ts';
 import { tokenRoutes } from './routes/tokens.ts';
+import { missingSignatureHeaders, verifySigned, wireOf } from './signed-api.ts';
 
 export type BuildAppOptions = {
   config: CoordinatorConfig;
   cluster: Cluster;
   logger?: Logger;
-  /** Time source for key timestamps and deletion windows (tests move it forward). */
+  /** Wall clock: key timestamps, deletion windows, request-signature times, approval expiry (tests move it with the nodes'). */
   clock?: Clock;
   /** The audit log's database; default: the `audit` sublevel of the coordinator's store. */
   auditDb?: AuditDb;
@@ -112,6 +119,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   const clock = opts.clock ?? systemClock;
   // Certificate files are read before the store opens: a bad path fails without holding its lock.
   const server = serverOptions(config);
+  const genesis = config.governance === undefined ? undefined : loadGenesis(config.governance.genesisFile);
   mkdirSync(config.dataDir, { recursive: true });
   const db = new Level<string, any>(join(config.dataDir, 'coordinator-db'), { valueEncoding: 'json' });
   try {
@@ -140,6 +148,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     metrics: new CoordinatorMetrics(),
     clock,
     log: logger,
+    governance: new GovernanceView(cluster, genesis),
+    approvals: new ApprovalStore(db, config.approvals, () => clock.now()),
+    operations: new Map(),
+    authFailures: new AuthFailureLog((entry) => audit.append(entry)),
     storeOpen: () => db.status === 'open',
   };
 
@@ -186,6 +198,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
       void (async () => {
         const caller = await ctx.tokens.authenticate(req.headers.authorization).catch(() => null);
         let out = p;
+        if (caller === null) {
+          ctx.authFailures.note({ source: req.ip, code: p.code, route: `${req.method} unrouted` });
+          r.code(out.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(out));
+          return;
+        }
         try {
           await ctx.audit.append(
             plain({
@@ -215,6 +232,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    // Kept as received: a signed request's Content-Digest covers these bytes, and the nodes get them.
+    req.rawBody = body as Buffer;
     let text: string;
     try {
       text = utf8.decode(body as Buffer);
@@ -226,6 +245,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   });
 
   app.decorateRequest('caller', null);
+  app.decorateRequest('principal', null);
+  app.decorateRequest('auth', null);
+  app.decorateRequest('rawBody', null);
   app.decorateRequest('audit', null as never);
   app.decorateRequest('problem', null);
   app.decorateRequest('idempotency', null);
@@ -241,7 +263,18 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
         description:
           'Threshold key management: FROST keys whose shares live on separate nodes. Errors are RFC 9457 application/problem+json with a stable `code`.',
       },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer' },
+          httpSignature: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'Signature',
+            description:
+              'RFC 9421 HTTP Message Signature by a principal (label sig1; components "@method" "@path" ["@query"] "content-digest"; created, expires, nonce, keyid, alg) with Signature-Input and an RFC 9530 Content-Digest: forwarded to every node, which verifies it itself (docs/api.md)',
+          },
+        },
+      },
     },
   });
 
@@ -254,7 +287,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     if (p.code === 'Internal') req.log.error({ err }, 'internal error');
     else req.log.info({ code: p.code, status: p.status }, 'request refused');
     req.problem = p;
-    if (p.code === 'Unauthorized') reply.header('www-authenticate', 'Bearer');
+    if (p.code === 'Unauthorized' && routeConfig(req).signed === undefined) {
+      reply.header('www-authenticate', 'Bearer');
+    }
     if (p.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
     return reply.code(p.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(p));
   });
@@ -271,6 +306,22 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     req.audit = {};
     const cfg = routeConfig(req);
     if (cfg.action !== undefined) req.audit.action = cfg.action;
+    const keyParam = (req.params as { keyId?: unknown } | undefined)?.keyId;
+    if (typeof keyParam === 'string' && KEY_ID_RE.test(keyParam)) req.audit.keyId = keyParam;
+    if (cfg.signed !== undefined) {
+      // Using or changing a key needs a principal's signature: no bearer token can (issue 12).
+      const missing = missingSignatureHeaders(req.headers);
+      if (missing.length > 0) {
+        // A valid token is named on the record (someone holding it tried), never accepted.
+        req.caller = await ctx.tokens.authenticate(req.headers.authorization).catch(() => null);
+        throw new KmsError(
+          'Unauthorized',
+          `${cfg.signed} needs a principal's signed request: ${missing.join(', ')} missing ` +
+            '(RFC 9421 signature, RFC 9530 Content-Digest; see docs/api.md). Bearer tokens are read-only for keys',
+        );
+      }
+      return;
+    }
     if (cfg.permission === undefined) return;
     const caller = await ctx.tokens.authenticate(req.headers.authorization);
     req.caller = caller;
@@ -286,14 +337,22 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   });
 
   app.addHook('preHandler', async (req, reply) => {
-    if (req.method !== 'POST' || routeConfig(req).permission === undefined) return;
+    const cfg = routeConfig(req);
+    if (cfg.signed !== undefined) {
+      // Checked here too, for a useful error; every node checks it again itself.
+      const wire = wireOf(req);
+      req.principal = await verifySigned(ctx.governance, wire, ctx.clock.now());
+      req.auth = { request: wire };
+      req.audit.requestDigest = requestDigest(wire);
+    }
+    if (req.method !== 'POST' || (cfg.permission === undefined && cfg.signed === undefined)) return;
     const key = req.headers[IDEMPOTENCY_HEADER];
     if (key === undefined) return;
     if (typeof key !== 'string' || !IDEMPOTENCY_KEY_RE.test(key)) {
       throw new KmsError('ValidationError', 'Idempotency-Key must be 1-255 printable ASCII characters');
     }
     const begun = await ctx.idempotency.begin(
-      idempotencyScope(req.caller!),
+      req.principal !== null ? `principal:${req.principal}` : idempotencyScope(req.caller!),
       key,
       fingerprint(req.method, req.url, req.body),
     );
@@ -313,6 +372,16 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     if (cfg.public) return payload;
     let out = payload;
     const a = req.audit ?? {};
+    if (reply.statusCode >= 400 && req.caller === null && req.principal === null) {
+      // Unauthenticated failures: aggregated per source and minute, not one synced write each (M-3).
+      ctx.authFailures.note({
+        source: req.ip,
+        code: req.problem?.code ?? String(reply.statusCode),
+        route: `${req.method} ${req.routeOptions.url ?? 'unmatched'}`,
+        ...(a.keyId === undefined ? {} : { keyId: a.keyId }),
+      });
+      return payload;
+    }
     const culprits = a.culprits && a.culprits.length > 0 ? a.culprits : req.problem?.culprits;
     try {
       await ctx.audit.append(
@@ -323,7 +392,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
           route: req.routeOptions.url ?? null,
           status: reply.statusCode,
           code: req.problem?.code,
-          caller: callerEntry(req.caller),
+          caller: callerEntry(req.caller, req.principal),
           action: a.action,
           keyId: a.keyId,
           epoch: a.epoch,
@@ -332,6 +401,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
           culprits: culprits?.map((b) =>
             plain({ participant: b.participant, reason: b.reason, round: b.round }),
           ),
+          messageSha256: a.messageSha256,
+          requestDigest: a.requestDigest,
+          approvers: a.approvers ? [...a.approvers] : undefined,
+          approvalRequestId: a.approvalRequestId,
+          refusedBy: a.refusedBy ? [...a.refusedBy] : undefined,
           replayed: req.replayed ? true : undefined,
         }),
       );
@@ -395,6 +469,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   tokenRoutes(app, ctx);
   nodeRoutes(app, ctx);
   auditRoutes(app, ctx);
+  governanceRoutes(app, ctx);
+  requestRoutes(app, ctx);
 
   const sweeper = new DeletionSweeper({
     store: ctx.keys,
@@ -413,6 +489,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
       await sweeper.stop();
       await app.close();
       await ctx.queue.idle();
+      await ctx.authFailures.flush();
       await db.close();
     })());
   return { app, context: ctx, sweeper, close };
@@ -436,12 +513,38 @@ export async function startCoordinator(opts: {
     });
   }
   built.sweeper.start();
+  await installGovernance(built.context, built.app.log);
   await recoverInterruptedCreates(built.context, built.app.log);
   const addr = built.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : opts.config.port;
   const host = opts.config.host.includes(':') ? `[${opts.config.host}]` : opts.config.host;
   const scheme = opts.config.tls === undefined ? 'http' : 'https';
   return { ...built, url: `${scheme}://${host}:${port}` };
+}
+
+/**
+ * Installs the configured genesis on every node (each accepts it only by the hash in its own
+ * configuration; a node already past it keeps its chain) and reads the current version back. A
+ * node that is down is offered the genesis again when the governance is next read. Never fails the
+ * start: the nodes refuse every signed operation until they hold a governance, and say so.
+ */
+export async function installGovernance(
+  ctx: AppContext,
+  log: { warn: (o: object, m: string) => void; info: (o: object, m: string) => void },
+): Promise<void> {
+  if (!ctx.governance.genesis) return;
+  const outcomes = await ctx.governance.installGenesis().catch(() => []);
+  const missed = outcomes.filter((o) => !o.ok);
+  if (missed.length > 0) {
+    log.warn(
+      { nodes: missed.map((o) => ({ node: o.node, code: o.error?.code })) },
+      'governance genesis not installed on every node',
+    );
+  }
+  await ctx.governance.read().then(
+    (g) => log.info({ version: g.version, disagreeing: g.disagreeing }, 'governance read from the nodes'),
+    (e: unknown) => log.warn({ code: (e as KmsError).code }, 'governance not readable from the nodes'),
+  );
 }
 
 /**

@@ -10,13 +10,15 @@
 import { randomUUID } from 'node:crypto';
 import { KmsError, isKmsError } from '../protocol/errors.ts';
 import type { ClusterPeer } from '../net/cluster-file.ts';
-import type { SessionSpec } from '../net/rpc.ts';
+import type { AuditAnswer, SessionSpec } from '../net/rpc.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { Transport } from '../net/transport.ts';
 import { stateChangeTo } from '../protocol/key-states.ts';
 import {
   type Cluster,
   type DestroyOutcome,
   type EpochInfo,
+  type NodeGovernance,
   type NodeKeyStatesPage,
   type NodeOutcome,
   type NodeStatus,
@@ -27,6 +29,7 @@ import {
 import { EpochSync } from './epoch-sync.ts';
 import { KeyEventRunner } from './key-event-runner.ts';
 import { type ClusterLog, NodeRpc, byNodeIndex } from './node-rpc.ts';
+import { isRefusal, pendingNeeds, refusalError } from './node-refusal.ts';
 import { ThresholdSigner } from './threshold-signer.ts';
 
 export type Libp2pClusterOptions = {
@@ -64,7 +67,7 @@ export class Libp2pCluster implements Cluster {
     return this.#n.statuses();
   }
 
-  sign(req: { key: EpochInfo; message: Uint8Array }): Promise<SignResult> {
+  sign(req: { key: EpochInfo; message: Uint8Array; auth?: AuthorizationWire }): Promise<SignResult> {
     return this.#signer.sign(req);
   }
 
@@ -79,10 +82,14 @@ export class Libp2pCluster implements Cluster {
       threshold: req.threshold,
       participants: [...req.participants].sort(byNodeIndex),
     };
-    return this.#events.run(session, [], req.progress);
+    return this.#events.run(session, [], req.progress, undefined, req.auth);
   }
 
-  async refresh(req: { key: EpochInfo; progress?: ProgressFn }): Promise<EpochInfo> {
+  async refresh(req: {
+    key: EpochInfo;
+    progress?: ProgressFn;
+    auth?: AuthorizationWire;
+  }): Promise<EpochInfo> {
     const { k } = await this.#sync.sync(req.key, true);
     const session: SessionSpec = {
       kind: 'refresh',
@@ -97,7 +104,7 @@ export class Libp2pCluster implements Cluster {
       oldParticipants: [...k.participants],
       oldPublic: await this.#sync.publicHex(k),
     };
-    return this.#events.run(session, [], req.progress, k.groupElement);
+    return this.#events.run(session, [], req.progress, k.groupElement, req.auth);
   }
 
   async reshare(req: Parameters<Cluster['reshare']>[0]): Promise<EpochInfo> {
@@ -122,10 +129,10 @@ export class Libp2pCluster implements Cluster {
     };
     // Old members outside the new committee retire their share once the event is committed.
     const retiring = k.participants.filter((p) => !newMembers.includes(p));
-    return this.#events.run(session, retiring, req.progress, k.groupElement);
+    return this.#events.run(session, retiring, req.progress, k.groupElement, req.auth);
   }
 
-  async repair(req: { key: EpochInfo; participant: string; progress?: ProgressFn }): Promise<EpochInfo> {
+  async repair(req: Parameters<Cluster['repair']>[0]): Promise<EpochInfo> {
     const { k } = await this.#sync.sync(req.key, true);
     if (!k.participants.includes(req.participant)) {
       throw new KmsError('ValidationError', `${req.participant} is not in the committee of key ${k.keyId}`);
@@ -151,11 +158,19 @@ export class Libp2pCluster implements Cluster {
     const members = [...helpers, req.participant];
     await this.#n.prepare(session, members);
     const results = await Promise.allSettled(
-      members.map((m) => this.#n.rpc(m, { op: 'session', session }, this.#n.sessionTimeoutMs + 5_000)),
+      members.map((m) =>
+        this.#n.rpc(
+          m,
+          { op: 'session', session, ...(req.auth === undefined ? {} : { auth: req.auth }) },
+          this.#n.sessionTimeoutMs + 5_000,
+        ),
+      ),
     );
     const failed = results.flatMap((r, i) =>
       r.status === 'rejected' ? [{ node: members[i]!, err: r.reason }] : [],
     );
+    const refusals = failed.flatMap((f) => (isRefusal(f.err) ? [{ node: f.node, err: f.err }] : []));
+    if (refusals.length > 0) throw refusalError('repair', refusals);
     if (failed.length > 0) throw this.#events.eventError('repair', failed);
     return k;
   }
@@ -167,13 +182,20 @@ export class Libp2pCluster implements Cluster {
     return Promise.all(
       members.map(async (node): Promise<NodeOutcome> => {
         try {
-          const set = { op: 'set-state', keyId: req.keyId, state: req.state, operation } as const;
+          const set = {
+            op: 'set-state',
+            keyId: req.keyId,
+            state: req.state,
+            operation,
+            ...(req.auth === undefined ? {} : { auth: req.auth }),
+          } as const;
           await this.#n.rpc(node, set, 5_000);
           return { node, ok: true };
         } catch (e) {
           // A node that holds nothing of the key has nothing to enforce: it confirms by its absence.
           if (isKmsError(e) && e.code === 'KeyNotFound') return { node, ok: true, absent: true };
-          return failedOutcome(node, e);
+          const needs = pendingNeeds(e);
+          return { ...failedOutcome(node, e), ...(needs === undefined ? {} : { needs }) };
         }
       }),
     );
@@ -233,6 +255,48 @@ export class Libp2pCluster implements Cluster {
       keys: s.keys.map((k) => ({ keyId: k.keyId, state: k.state })),
       ...(s.next === undefined ? {} : { next: s.next }),
     };
+  }
+
+  async governance(): Promise<NodeGovernance[]> {
+    return Promise.all(
+      [...this.#n.nodes.keys()].map(async (node): Promise<NodeGovernance> => {
+        try {
+          const governance = await this.#n.rpc(node, { op: 'governance' }, this.#n.statusTimeoutMs);
+          return { node, ok: true, governance };
+        } catch (e) {
+          const f = failedOutcome(node, e);
+          return { node, ok: false, error: f.error! };
+        }
+      }),
+    );
+  }
+
+  async updateGovernance(
+    req: Parameters<NonNullable<Cluster['updateGovernance']>>[0],
+  ): Promise<NodeOutcome[]> {
+    const nodes = req.nodes ?? [...this.#n.nodes.keys()];
+    return Promise.all(
+      nodes.map(async (node): Promise<NodeOutcome> => {
+        try {
+          await this.#n.rpc(
+            node,
+            { op: 'governance-update', document: req.document, signatures: [...req.signatures] },
+            5_000,
+          );
+          return { node, ok: true };
+        } catch (e) {
+          return failedOutcome(node, e);
+        }
+      }),
+    );
+  }
+
+  nodeAudit(node: string, page: { after?: number; limit: number }): Promise<AuditAnswer> {
+    return this.#n.rpc(
+      node,
+      { op: 'audit', limit: page.limit, ...(page.after === undefined ? {} : { after: page.after }) },
+      this.#n.statusTimeoutMs + 3_000,
+    );
   }
 
   async close(): Promise<void> {

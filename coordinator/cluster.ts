@@ -8,11 +8,22 @@
  * `ValidationError` for a node id that is not configured or a repair target outside the committee.
  * test/cluster-contract.test.ts checks every implementation against what this file documents.
  */
+import type { AuditAnswer, GovernanceAnswer } from '../net/rpc.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
+import type { GovernanceSignature } from '../policy/governance.ts';
 import type { Blame, ErrorCode } from '../protocol/errors.ts';
 import type { KeyState, NodeKeyState, SettableKeyState, StateChange } from '../protocol/key-states.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
 
-export type { KeyState, NodeKeyState, SettableKeyState, StateChange };
+export type {
+  AuditAnswer,
+  AuthorizationWire,
+  GovernanceAnswer,
+  KeyState,
+  NodeKeyState,
+  SettableKeyState,
+  StateChange,
+};
 
 /**
  * What one node answered to a state change or a destroy (M-2: these are never fire-and-forget).
@@ -25,6 +36,12 @@ export type NodeOutcome = {
   readonly absent?: boolean;
   /** Why the node did not confirm (unreachable, refused): public text only. */
   readonly error?: { readonly code: ErrorCode; readonly message: string };
+  /** A `PolicyDenied` refusal that only lacks approvals: what is still missing (node-refusal.ts). */
+  readonly needs?: readonly {
+    readonly group: string;
+    readonly needed: number;
+    readonly have: readonly string[];
+  }[];
 };
 
 /** A node's answer to `destroy`: which epochs it deleted, which sealer scopes it destroyed or still owes. */
@@ -83,6 +100,22 @@ export type SignResult = {
 
 export type ProgressFn = (event: { phase: string; detail?: string }) => void;
 
+/** One node's answer to `governance`: its current version, or why it did not answer. */
+export type NodeGovernance =
+  | { readonly node: string; readonly ok: true; readonly governance: GovernanceAnswer }
+  | {
+      readonly node: string;
+      readonly ok: false;
+      readonly error: { readonly code: ErrorCode; readonly message: string };
+    };
+
+/**
+ * `auth` on the operations that use or change a key is the client-signed request (and its
+ * approvals) exactly as the client signed it: the cluster forwards it to every node, and each node
+ * verifies it and decides by its governance (issue "Nodes decide"). A node refuses with
+ * `Unauthorized` (no, bad, expired or replayed signature) or `PolicyDenied` (a `details.pending`
+ * one lists the approvals still missing); these refusals are the cluster's answer, not a fault.
+ */
 export interface Cluster {
   /** Every configured node, probing reachability. */
   nodes(): Promise<NodeStatus[]>;
@@ -95,23 +128,30 @@ export interface Cluster {
     threshold: number;
     participants: readonly string[];
     progress?: ProgressFn;
+    auth?: AuthorizationWire;
   }): Promise<EpochInfo>;
   /** Signs with t reachable members of the current epoch, excluding and retrying around failures. */
-  sign(req: { key: EpochInfo; message: Uint8Array }): Promise<SignResult>;
+  sign(req: { key: EpochInfo; message: Uint8Array; auth?: AuthorizationWire }): Promise<SignResult>;
   /** Same committee and threshold, fresh shares: the next epoch. */
-  refresh(req: { key: EpochInfo; progress?: ProgressFn }): Promise<EpochInfo>;
+  refresh(req: { key: EpochInfo; progress?: ProgressFn; auth?: AuthorizationWire }): Promise<EpochInfo>;
   /** New committee and/or threshold; the old threshold is `key.threshold`, never inferred. */
   reshare(req: {
     key: EpochInfo;
     threshold: number;
     participants: readonly string[];
     progress?: ProgressFn;
+    auth?: AuthorizationWire;
   }): Promise<EpochInfo>;
   /**
    * Rebuilds the share of `participant` (a committee member that lost it) from t helpers, at the
    * same epoch: the answer is the key's current EpochInfo, unchanged.
    */
-  repair(req: { key: EpochInfo; participant: string; progress?: ProgressFn }): Promise<EpochInfo>;
+  repair(req: {
+    key: EpochInfo;
+    participant: string;
+    progress?: ProgressFn;
+    auth?: AuthorizationWire;
+  }): Promise<EpochInfo>;
   /**
    * Tells `members` (default: every configured node) the key's new lifecycle state, reached by
    * `operation` (default: the plain change to `state`, see protocol/key-states.ts); nodes check it
@@ -123,6 +163,7 @@ export interface Cluster {
     state: SettableKeyState;
     operation?: StateChange;
     members?: readonly string[];
+    auth?: AuthorizationWire;
   }): Promise<NodeOutcome[]>;
   /**
    * Destroys every share of the key on `nodes` (default: every configured node, since a node outside
@@ -133,6 +174,19 @@ export interface Cluster {
   destroyKey(req: { keyId: string; nodes?: readonly string[] }): Promise<DestroyOutcome[]>;
   /** One page of a node's key states (throws when the node cannot be reached). */
   nodeKeyStates(node: string, page: { after?: string; limit: number }): Promise<NodeKeyStatesPage>;
+  /** Every configured node's current governance version (clusters whose nodes keep one). */
+  governance?(): Promise<NodeGovernance[]>;
+  /**
+   * Offers a governance version to every configured node (`nodes`: only these); one outcome per
+   * node. Genesis is accepted by its configured hash, later versions with the admin quorum.
+   */
+  updateGovernance?(req: {
+    document: unknown;
+    signatures: readonly GovernanceSignature[];
+    nodes?: readonly string[];
+  }): Promise<NodeOutcome[]>;
+  /** One page of a node's own audit chain and its signed head (throws when it cannot be reached). */
+  nodeAudit?(node: string, page: { after?: number; limit: number }): Promise<AuditAnswer>;
   close(): Promise<void>;
 }
 

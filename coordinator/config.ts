@@ -11,6 +11,8 @@
  *   "tls": { "certFile": "server.pem", "keyFile": "server.key", "caFile": "clients-ca.pem",
  *            "requestCert": false, "rejectUnauthorized": true },
  *   "insecureHttp": false,
+ *   "governance": { "genesisFile": "genesis.json" },
+ *   "approvals": { "ttlMs": 86400000, "maxOpen": 1000, "retentionMs": 604800000 },
  *   "cluster": { ...passed through untouched to the Cluster implementation... }
  * }
  * ```
@@ -31,6 +33,10 @@
  * | tls.requestCert | KMS_TLS_REQUEST_CERT | false | ask clients for a certificate (needs tls.caFile) |
  * | tls.rejectUnauthorized | KMS_TLS_REJECT_UNAUTHORIZED | true | with requestCert: refuse a client without a valid certificate |
  * | insecureHttp | KMS_INSECURE_HTTP, `--insecure-http` | false | allow plain HTTP on a non-loopback host |
+ * | governance.genesisFile | KMS_GENESIS_FILE | none | the governance genesis document (JSON, version 1) installed on every node at start; each node accepts it only if its hash is the node's `genesisHash` |
+ * | approvals.ttlMs | KMS_APPROVAL_TTL_MS | 86400000 (24 h) | longest wait of a request for its approvals (the initiator's signature, at most 300 s, may end it sooner: nodes check it on their clocks) |
+ * | approvals.maxOpen | KMS_APPROVAL_MAX_OPEN | 1000 | requests waiting for approvals at most (more: 503 Overloaded) |
+ * | approvals.retentionMs | KMS_APPROVAL_RETENTION_MS | 604800000 (7 d) | how long finished and expired requests stay readable |
  *
  * Without `tls` the coordinator serves plain HTTP, which it does only on a loopback host
  * (127.0.0.0/8, ::1, localhost) unless `insecureHttp` says so explicitly: bearer tokens and
@@ -82,6 +88,10 @@ export type CoordinatorConfig = {
   readonly tls?: CoordinatorTls;
   /** Allows plain HTTP on a non-loopback host: an explicit, named choice, never a default. */
   readonly insecureHttp: boolean;
+  /** The governance genesis installed on every node at start (they accept it only by its hash). */
+  readonly governance?: { readonly genesisFile: string };
+  /** Requests waiting for approvals: time to live, how many at once, how long kept after. */
+  readonly approvals: { readonly ttlMs: number; readonly maxOpen: number; readonly retentionMs: number };
   /** Opaque to the HTTP layer: the Cluster implementation's own settings (node list, peer ids...). */
   readonly cluster?: Record<string, unknown>;
 };
@@ -102,6 +112,7 @@ export const DEFAULT_CONFIG: CoordinatorConfig = {
   logLevel: 'info',
   requestTimeoutMs: 30_000,
   insecureHttp: false,
+  approvals: { ttlMs: 24 * 3600 * 1000, maxOpen: 1000, retentionMs: 7 * 24 * 3600 * 1000 },
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -118,7 +129,11 @@ const TOP_KEYS = new Set([
   'requestTimeoutMs',
   'tls',
   'insecureHttp',
+  'governance',
+  'approvals',
 ]);
+const GOVERNANCE_KEYS = new Set(['genesisFile']);
+const APPROVAL_KEYS = new Set(['ttlMs', 'maxOpen', 'retentionMs']);
 const LIMIT_KEYS = new Set(['bodyLimitBytes', 'maxMessageBytes', 'maxListLimit']);
 const TLS_KEYS = new Set(['certFile', 'keyFile', 'caFile', 'requestCert', 'rejectUnauthorized']);
 
@@ -183,6 +198,27 @@ export function checkListenSecurity(cfg: CoordinatorConfig): void {
   );
 }
 
+function parseGovernanceSection(raw: unknown): { genesisFile: string } | undefined {
+  if (raw === undefined) return undefined;
+  if (!isRecord(raw)) throw bad('governance', 'must be an object');
+  for (const k of Object.keys(raw))
+    if (!GOVERNANCE_KEYS.has(k)) throw bad(`governance.${k}`, 'is not a known field');
+  return { genesisFile: str('governance.genesisFile', raw['genesisFile']) };
+}
+
+function parseApprovals(raw: unknown): CoordinatorConfig['approvals'] {
+  const a = raw ?? {};
+  if (!isRecord(a)) throw bad('approvals', 'must be an object');
+  for (const k of Object.keys(a))
+    if (!APPROVAL_KEYS.has(k)) throw bad(`approvals.${k}`, 'is not a known field');
+  const d = DEFAULT_CONFIG.approvals;
+  return {
+    ttlMs: int('approvals.ttlMs', a['ttlMs'] ?? d.ttlMs, 1_000, 30 * 24 * 3600 * 1000),
+    maxOpen: int('approvals.maxOpen', a['maxOpen'] ?? d.maxOpen, 1, 100_000),
+    retentionMs: int('approvals.retentionMs', a['retentionMs'] ?? d.retentionMs, 0, 365 * 24 * 3600 * 1000),
+  };
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -242,7 +278,9 @@ export function parseConfig(raw: unknown): CoordinatorConfig {
       600_000,
     ),
     insecureHttp: bool('insecureHttp', raw['insecureHttp'] ?? false),
+    approvals: parseApprovals(raw['approvals']),
   };
+  const governance = parseGovernanceSection(raw['governance']);
   const adminToken = raw['adminToken'];
   const cluster = raw['cluster'];
   if (cluster !== undefined && !isRecord(cluster)) throw bad('cluster', 'must be an object');
@@ -250,6 +288,7 @@ export function parseConfig(raw: unknown): CoordinatorConfig {
   return {
     ...cfg,
     ...(tls === undefined ? {} : { tls }),
+    ...(governance === undefined ? {} : { governance }),
     ...(adminToken === undefined ? {} : { adminToken: checkAdminToken(adminToken) }),
     ...(cluster === undefined ? {} : { cluster }),
   };
@@ -281,7 +320,17 @@ const ENV: readonly [string, (o: Record<string, unknown>, v: string) => void][] 
   ['KMS_TLS_REQUEST_CERT', (o, v) => (tlsOf(o)['requestCert'] = v)],
   ['KMS_TLS_REJECT_UNAUTHORIZED', (o, v) => (tlsOf(o)['rejectUnauthorized'] = v)],
   ['KMS_INSECURE_HTTP', (o, v) => (o['insecureHttp'] = v)],
+  ['KMS_GENESIS_FILE', (o, v) => (sectionOf(o, 'governance')['genesisFile'] = v)],
+  ['KMS_APPROVAL_TTL_MS', (o, v) => (sectionOf(o, 'approvals')['ttlMs'] = v)],
+  ['KMS_APPROVAL_MAX_OPEN', (o, v) => (sectionOf(o, 'approvals')['maxOpen'] = v)],
+  ['KMS_APPROVAL_RETENTION_MS', (o, v) => (sectionOf(o, 'approvals')['retentionMs'] = v)],
 ];
+
+function sectionOf(o: Record<string, unknown>, name: string): Record<string, unknown> {
+  const t = isRecord(o[name]) ? { ...(o[name] as Record<string, unknown>) } : {};
+  o[name] = t;
+  return t;
+}
 
 function tlsOf(o: Record<string, unknown>): Record<string, unknown> {
   const t = isRecord(o['tls']) ? { ...o['tls'] } : {};

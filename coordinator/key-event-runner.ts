@@ -24,9 +24,11 @@ import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/su
 import { crashPoint } from '../common/crash-points.ts';
 import { certFromHex } from '../net/certificate.ts';
 import type { SessionAnswer, SessionSpec } from '../net/rpc.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { EpochInfo, ProgressFn } from './cluster.ts';
 import type { EpochSync } from './epoch-sync.ts';
 import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
+import { isRefusal, refusalError } from './node-refusal.ts';
 
 /** A new member's answer when its session ended with a certificate. */
 export type SessionResult = Extract<SessionAnswer, { certificate: unknown }>;
@@ -46,19 +48,28 @@ export class KeyEventRunner {
   /**
    * Runs a key-creating session on every member, then commits or aborts it everywhere.
    * `groupElement` (hex) is the key's known group element for refresh and reshare (from the
-   * proven package the session starts from); a DKG has none.
+   * proven package the session starts from); a DKG has none. `auth` is the client-signed request
+   * each member verifies before it joins (the nodes decide); members that refuse it make the whole
+   * event a refusal, reported as the nodes gave it (node-refusal.ts).
    */
   async run(
     session: SessionSpec,
     retiring: readonly string[],
     progress?: ProgressFn,
     groupElement?: string,
+    auth?: AuthorizationWire,
   ): Promise<EpochInfo> {
     const members = [...new Set([...(session.dealers ?? []), ...session.participants])].sort(byNodeIndex);
     progress?.({ phase: session.kind, detail: `session ${session.sessionId} on ${members.join(', ')}` });
     await this.#n.prepare(session, members);
     const settled = await Promise.allSettled(
-      members.map((m) => this.#n.rpc(m, { op: 'session', session }, this.#n.sessionTimeoutMs + 5_000)),
+      members.map((m) =>
+        this.#n.rpc(
+          m,
+          { op: 'session', session, ...(auth === undefined ? {} : { auth }) },
+          this.#n.sessionTimeoutMs + 5_000,
+        ),
+      ),
     );
     const spec = keySpec(session.keySpec);
     const judged = new Map<string, Judged>();
@@ -106,6 +117,8 @@ export class KeyEventRunner {
       (session.kind === 'dkg' ? dkgAgreed(session, top.length, culprits, failed) : ranked.length === 1);
     if (!commitable) {
       await this.#abort(session, members);
+      const refusals = failed.flatMap((f) => (isRefusal(f.err) ? [{ node: f.node, err: f.err }] : []));
+      if (refusals.length > 0) throw refusalError(session.kind, refusals);
       throw this.eventError(session.kind, failed, culprits, {
         results: Object.fromEntries([...judged.values()].map((j) => [j.node, j.claim])),
       });

@@ -14,6 +14,7 @@ import {
   pathBetween,
   transition,
 } from '../protocol/key-states.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { Cluster, NodeKeyStatesPage, NodeOutcome } from './cluster.ts';
 import type { KeyedQueue } from './key-queue.ts';
 import type { KeyRecord, KeyStore } from './key-store.ts';
@@ -51,23 +52,55 @@ export function notConfirmedError(what: string, keyId: string, outcomes: readonl
 }
 
 /**
- * Tells every member the key's new state and resolves only when all of them confirmed; otherwise
- * throws notConfirmedError (the caller keeps the record's state; members that did apply it are
- * brought back by the reconcile pass).
+ * The members' refusals of the signed request (Unauthorized, PolicyDenied) as the client's answer:
+ * if every member that did not confirm refused it, their decision is the error (a pending refusal,
+ * with the approvals still missing, when no member refused outright). Undefined otherwise.
+ */
+export function refusedError(
+  what: string,
+  keyId: string,
+  outcomes: readonly NodeOutcome[],
+): KmsError | undefined {
+  const missed = outcomes.filter((o) => !o.ok);
+  const refused = missed.filter((o) => o.error?.code === 'Unauthorized' || o.error?.code === 'PolicyDenied');
+  if (refused.length === 0 || refused.length !== missed.length) return undefined;
+  const plain = refused.find((o) => o.needs === undefined);
+  const pick = plain ?? refused[0]!;
+  const nodes = refused.map((o) => o.node).sort();
+  return new KmsError(
+    pick.error!.code,
+    `${what} of key ${keyId} refused by ${nodes.join(', ')}: ${pick.error!.message}`,
+    {
+      details: {
+        refusedBy: nodes,
+        ...(plain === undefined && pick.needs ? { pending: true, needs: pick.needs } : {}),
+      },
+    },
+  );
+}
+
+/**
+ * Tells every member the key's new state, with the client-signed request each member checks
+ * (`auth`), and resolves only when all of them confirmed; otherwise throws: the members' refusal
+ * when they all refused it, else notConfirmedError (the caller keeps the record's state).
  */
 export async function changeStateOnNodes(
   cluster: Cluster,
   rec: KeyRecord,
   operation: StateChange,
   state: SettableKeyState,
+  auth?: AuthorizationWire,
 ): Promise<NodeOutcome[]> {
   const outcomes = await cluster.setKeyState({
     keyId: rec.keyId,
     state,
     operation,
     members: membersOf(rec),
+    ...(auth === undefined ? {} : { auth }),
   });
-  if (outcomes.some((o) => !o.ok)) throw notConfirmedError(operation, rec.keyId, outcomes);
+  if (outcomes.some((o) => !o.ok)) {
+    throw refusedError(operation, rec.keyId, outcomes) ?? notConfirmedError(operation, rec.keyId, outcomes);
+  }
   return outcomes;
 }
 

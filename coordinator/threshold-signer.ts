@@ -13,9 +13,11 @@ import { nodeIndex } from '../protocol/ids.ts';
 import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
+import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { EpochInfo, SignResult } from './cluster.ts';
 import type { EpochSync } from './epoch-sync.ts';
 import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
+import { isRefusal, refusalError } from './node-refusal.ts';
 
 export class ThresholdSigner {
   readonly #n: NodeRpc;
@@ -28,7 +30,12 @@ export class ThresholdSigner {
     this.#sync = sync;
   }
 
-  async sign(req: { key: EpochInfo; message: Uint8Array }): Promise<SignResult> {
+  /**
+   * `auth`: the client-signed request each signer verifies at round one (the nodes decide). A
+   * member that refuses it is left out without blame; when too few members remain, the refusal is
+   * the answer (node-refusal.ts).
+   */
+  async sign(req: { key: EpochInfo; message: Uint8Array; auth?: AuthorizationWire }): Promise<SignResult> {
     let { k, pub } = await this.#sync.sync(req.key);
     const spec = keySpec(k.keySpec);
     const excluded: Blame[] = [];
@@ -40,11 +47,13 @@ export class ThresholdSigner {
     };
     let order = orderOf(k.participants);
     let resynced = false;
+    const refusals: { node: string; err: KmsError }[] = [];
     // Each attempt uses fresh nonces and a new session; a node that timed out or sent an invalid
     // share is left out of the next attempt (RFC 9591 §5.4 identifiable abort).
     for (;;) {
       const avail = order.filter((n) => !out.has(n));
       if (avail.length < k.threshold) {
+        if (refusals.length > 0) throw refusalError(`signing with key ${k.keyId}`, refusals);
         throw new KmsError(
           'QuorumUnavailable',
           `key ${k.keyId}: ${avail.length} usable members left, threshold is ${k.threshold}`,
@@ -53,9 +62,17 @@ export class ThresholdSigner {
       }
       // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
       const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
-      const attempt = await this.#once(spec, k, pub, signers, req.message);
+      const attempt = await this.#once(spec, k, pub, signers, req.message, req.auth);
       // Verified by the aggregate under pub.commitments[0], which #sync proved against k.groupElement.
       if ('signature' in attempt) return { signature: attempt.signature, signers, excluded, verified: true };
+      if ('refused' in attempt) {
+        // The nodes' decision, not a fault: out of this call, never named as culprits.
+        for (const r of attempt.refused) {
+          out.add(r.node);
+          refusals.push(r);
+        }
+        continue;
+      }
       if (
         !resynced &&
         attempt.blame.some((b) => b.evidence === 'EpochMismatch' || b.evidence === 'KeyNotFound')
@@ -86,17 +103,30 @@ export class ThresholdSigner {
     pub: FrostPublic,
     signers: string[],
     message: Uint8Array,
-  ): Promise<{ signature: Uint8Array } | { blame: Blame[] }> {
+    auth: AuthorizationWire | undefined,
+  ): Promise<
+    { signature: Uint8Array } | { blame: Blame[] } | { refused: { node: string; err: KmsError }[] }
+  > {
     const sessionId = randomUUID();
     const commits = await Promise.allSettled(
       signers.map((n) =>
         this.#n.rpc(
           n,
-          { op: 'sign-commit', sessionId, keyId: k.keyId, epoch: k.epoch },
+          {
+            op: 'sign-commit',
+            sessionId,
+            keyId: k.keyId,
+            epoch: k.epoch,
+            ...(auth === undefined ? {} : { auth }),
+          },
           this.#n.signTimeoutMs,
         ),
       ),
     );
+    const refused = commits.flatMap((c, i) =>
+      c.status === 'rejected' && isRefusal(c.reason) ? [{ node: signers[i]!, err: c.reason }] : [],
+    );
+    if (refused.length > 0) return { refused };
     const blame = unresponsive(signers, commits, 'sign.commit');
     if (blame.length > 0) return { blame };
     crashPoint('coordinator.sign.after-commit');

@@ -16,7 +16,7 @@ export type SignedRequestWire = {
   /** `?…` or empty. */
   query: string;
   headers: { 'content-digest': string; 'signature-input': string; signature: string };
-  /** The request body, base64 (at most 96 KiB decoded: a 64 KiB message hex-encoded plus JSON). */
+  /** The request body, base64 (at most 192 KiB decoded: the coordinator's body limit, which holds a 64 KiB message hex-encoded plus JSON). */
   body: string;
 };
 
@@ -38,7 +38,7 @@ export const signedRequestSchema = {
       required: ['content-digest', 'signature-input', 'signature'],
       properties: { 'content-digest': header, 'signature-input': header, signature: header },
     },
-    body: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength: 131_072 },
+    body: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength: 262_144 },
   },
 } as const;
 

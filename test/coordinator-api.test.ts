@@ -3,7 +3,7 @@
  * daemons in this process (libp2p on 127.0.0.1, each node on its own SoftHSM2 token), one cluster
  * for the whole file. A node is made unreachable by stopping its daemon.
  */
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, startCoordinator } from '../coordinator/app.ts';
 import { loadConfig, parseConfig } from '../coordinator/config.ts';
 import { LIFECYCLE } from '../coordinator/lifecycle.ts';
+import { signedInit } from '../client/sign-request.ts';
 import type { AuditDb } from '../common/audit-log.ts';
 import { KEY_SPEC_REGISTRY, KEY_SPECS, verifySignature } from '../protocol/suites.ts';
 import { verifyAuditChain } from '../scripts/kms.ts';
@@ -213,11 +214,24 @@ describe('key events', () => {
       threshold: 2,
       participants: k.participants,
     });
-    const r2 = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, {
+    // A committee change needs the admin quorum whatever the key policy says (H-3), never counting
+    // the initiator: 202 with an approval request, which a second admin's approval completes.
+    const pending = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, {
       threshold: 3,
       participants: ['node-1', 'node-2', 'node-3', 'node-4'],
     });
-    expect(r2.status, r2.text).toBe(200);
+    expect(pending.status, pending.text).toBe(202);
+    expect(pending.body).toMatchObject({ state: 'Pending', operation: 'ReshareKey', keyId: k.keyId });
+    const approved = await c.call(
+      'POST',
+      `/v1/requests/${pending.body.requestId}/approvals`,
+      { requestDigest: pending.body.digest },
+      { principal: c.admin2 },
+    );
+    expect(approved.status, approved.text).toBe(200);
+    expect(approved.body.state, approved.text).toBe('Executed');
+    const r2 = approved.body.result;
+    expect(r2.status).toBe(200);
     expect(r2.body).toMatchObject({
       epoch: 2,
       publicKey: k.publicKey,
@@ -242,14 +256,29 @@ describe('key events', () => {
         ),
       ).toBe(true);
     }
-    // reshare with defaults keeps committee and threshold; a count keeps current members first
-    const r4 = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, { participants: 3, threshold: 2 });
-    expect(r4.body).toMatchObject({ epoch: 3, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] });
+    // a count keeps current members first (a smaller committee and threshold: approved again)
+    const p4 = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, { participants: 3, threshold: 2 });
+    expect(p4.status, p4.text).toBe(202);
+    const r4 = await c.call(
+      'POST',
+      `/v1/requests/${p4.body.requestId}/approvals`,
+      { requestDigest: p4.body.digest },
+      { principal: c.admin2 },
+    );
+    expect(r4.body.result.body).toMatchObject({
+      epoch: 3,
+      threshold: 2,
+      participants: ['node-1', 'node-2', 'node-3'],
+    });
+    // reshare with defaults keeps committee and threshold: no approval needed
+    const r5 = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, {});
+    expect(r5.status, r5.text).toBe(200);
+    expect(r5.body).toMatchObject({ epoch: 4, threshold: 2, participants: ['node-1', 'node-2', 'node-3'] });
     const bad = await c.call('POST', `/v1/keys/${k.keyId}/repair`, { participant: 'node-4' });
     expectProblem(bad, 400, 'ValidationError');
     const tooHigh = await c.call('POST', `/v1/keys/${k.keyId}/reshare`, { threshold: 4 });
     expectProblem(tooHigh, 400, 'ValidationError');
-    expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.epoch).toBe(3);
+    expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.epoch).toBe(4);
   });
 
   it('operations on one key are serialized, different keys run concurrently', async () => {
@@ -598,9 +627,13 @@ describe('idempotency', () => {
       'IdempotencyKeyMismatch',
     );
     expect(c.observed.calls.createKey).toBe(creates + 1);
-    // a different caller's same key is a different scope
-    const tok = (await c.call('POST', '/v1/tokens', { role: 'operator', name: 'op-idem' })).body.token;
-    const other = await c.call('POST', '/v1/keys', { ...body, alias: 'idem-3' }, { headers: h, token: tok });
+    // a different principal's same key is a different scope
+    const other = await c.call(
+      'POST',
+      '/v1/keys',
+      { ...body, alias: 'idem-3' },
+      { headers: h, principal: c.admin2 },
+    );
     expect(other.status).toBe(201);
     expect(other.body.keyId).not.toBe(a.body.keyId);
   });
@@ -643,6 +676,11 @@ describe('audit', () => {
     await c.call('GET', `/v1/keys/${k.keyId}`, undefined, { token: 'wrong-token' });
     const aud = (await c.call('POST', '/v1/tokens', { role: 'auditor', name: 'auditor-1' })).body;
     await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: '' }, { token: aud.token });
+    await c.call('GET', '/v1/tokens', undefined, { token: aud.token });
+    const signed = await c.call('POST', `/v1/keys/${k.keyId}/sign`, { message: '0a0b' });
+    expect(signed.status).toBe(200);
+    // Unauthenticated failures are aggregated: one record per source and minute, with a count (M-3).
+    await c.context.authFailures.flush();
     const all: any[] = [];
     let after = 0;
     for (;;) {
@@ -656,15 +694,30 @@ describe('audit', () => {
     expect(text).not.toContain(aud.token);
     const mine = all.filter((r) => r.entry.keyId === k.keyId);
     expect(
-      mine.find((r) => r.entry.type === 'decision' && r.entry.action === 'CreateKey')?.entry.caller.tokenId,
-    ).toBe('bootstrap-admin');
+      mine.find((r) => r.entry.type === 'decision' && r.entry.action === 'CreateKey')?.entry.caller,
+    ).toEqual({ principal: 'admin' });
     const created = mine.find((r) => r.entry.type === 'request' && r.entry.action === 'CreateKey');
     expect(created.entry).toMatchObject({ status: 201, epoch: 0, participants: k.participants });
-    const denied = all.filter((r) => r.entry.status === 401 && r.entry.route === '/v1/keys/:keyId');
-    expect(denied.length).toBeGreaterThanOrEqual(2);
-    expect(denied[0].entry.caller).toBeNull();
-    expect(denied[0].entry.code).toBe('Unauthorized');
-    const forbidden = all.find((r) => r.entry.status === 403 && r.entry.action === 'Sign');
+    expect(created.entry.requestDigest).toMatch(/^[0-9a-f]{64}$/);
+    // Sign records carry the message's SHA-256 and the signed request's digest, never the message.
+    const sign = mine.find(
+      (r) => r.entry.type === 'request' && r.entry.action === 'Sign' && r.entry.status === 200,
+    );
+    expect(sign.entry).toMatchObject({
+      caller: { principal: 'admin' },
+      messageSha256: createHash('sha256').update(Buffer.from('0a0b', 'hex')).digest('hex'),
+    });
+    expect(sign.entry.requestDigest).toMatch(/^[0-9a-f]{64}$/);
+    expect(all.filter((r) => r.entry.status === 401 && r.entry.caller === null)).toEqual([]);
+    const failures = all.filter((r) => r.entry.type === 'auth-failures');
+    const count = failures.reduce((n, r) => n + r.entry.count, 0);
+    expect(count).toBeGreaterThanOrEqual(2);
+    expect(failures.some((r) => r.entry.routes.includes('GET /v1/keys/:keyId'))).toBe(true);
+    expect(failures.some((r) => (r.entry.keyIds ?? []).includes(k.keyId))).toBe(true);
+    // A valid token that tried to use a key is named on its own record, with the key.
+    const refused = mine.find((r) => r.entry.status === 401 && r.entry.action === 'Sign');
+    expect(refused.entry.caller).toMatchObject({ tokenId: aud.tokenId, role: 'auditor' });
+    const forbidden = all.find((r) => r.entry.status === 403 && r.entry.action === 'ListTokens');
     expect(forbidden.entry.caller).toMatchObject({ tokenId: aud.tokenId, role: 'auditor' });
     expect(verifyAuditChain(all)).toEqual({ ok: true, count: all.length });
     const server = await c.context.audit.verify();
@@ -684,6 +737,7 @@ describe('audit', () => {
     const built = await buildApp({
       config: parseConfig({ dataDir: join(dir, 'data'), adminToken: ADMIN_TOKEN, logLevel: 'silent' }),
       cluster,
+      clock: c.clock,
       auditDb: auditDb as unknown as AuditDb,
     });
     try {
@@ -691,16 +745,22 @@ describe('audit', () => {
       const ok = await built.app.inject({ method: 'GET', url: '/v1/keys', headers: H });
       expect(ok.statusCode).toBe(200);
       await auditDb.close(); // the audit store fails from now on
+      const create = signedInit('POST', 'http://localhost/v1/keys', c.admin, {
+        body: { keySpec: 'FROST_ED25519', threshold: 2 },
+        nowS: Math.floor(c.clock.now() / 1000),
+      });
       for (const req of [
-        { method: 'POST' as const, url: '/v1/keys', payload: { keySpec: 'FROST_ED25519', threshold: 2 } },
-        { method: 'GET' as const, url: '/v1/keys' },
-        { method: 'GET' as const, url: '/v1/keys', headers: {} }, // denied (401) requests too
+        { method: 'POST' as const, url: '/v1/keys', headers: create.headers, payload: create.body as string },
+        { method: 'GET' as const, url: '/v1/keys', headers: H },
       ]) {
-        const r = await built.app.inject({ headers: H, ...req });
-        expect(r.statusCode).toBe(503);
+        const r = await built.app.inject(req);
+        expect(r.statusCode, r.body).toBe(503);
         expect(r.headers['content-type']).toMatch(/problem\+json/);
         expect(r.json().code).toBe('AuditWriteFailed');
       }
+      // Unauthenticated failures are aggregated (M-3): answered at once, written with their minute.
+      const denied = await built.app.inject({ method: 'GET', url: '/v1/keys' });
+      expect(denied.statusCode).toBe(401);
       expect(cluster.calls.createKey).toBe(0);
       expect((await built.context.keys.list({ limit: 10 })).keys).toHaveLength(0);
     } finally {
@@ -783,7 +843,13 @@ describe('probes, metrics, OpenAPI', () => {
       'GET /v1/tokens',
       'DELETE /v1/tokens/{tokenId}',
       'GET /v1/nodes',
+      'GET /v1/nodes/{nodeId}/audit',
       'GET /v1/audit',
+      'GET /v1/governance',
+      'POST /v1/governance',
+      'GET /v1/requests',
+      'GET /v1/requests/{requestId}',
+      'POST /v1/requests/{requestId}/approvals',
       'GET /healthz',
       'GET /readyz',
       'GET /metrics',

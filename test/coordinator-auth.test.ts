@@ -1,12 +1,17 @@
 /**
  * Access control: 401 without a valid token, 403 for the wrong role, 404 for a key a limited
  * signer token may not see; tokens stored hashed; revocation; every role against every route.
+ * Using or changing a key needs a principal's signed request (issue 12): no bearer token of any
+ * role can, each gets 401 naming what is missing (test/signed-api.test.ts covers signed requests).
  * The real coordinator over three real node daemons (libp2p, SoftHSM2 tokens), one for the file.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PERMISSIONS, type Permission, ROLES, type Role } from '../coordinator/auth.ts';
+
+/** Permissions whose routes now need a principal's signature: a bearer token never suffices. */
+const SIGNED_ONLY: readonly Permission[] = ['keys:create', 'keys:sign', 'keys:events', 'keys:lifecycle'];
 import { startTestCoordinator, type TestCoordinator } from './helpers/coordinator.ts';
 
 let c: TestCoordinator;
@@ -83,7 +88,12 @@ describe('roles', () => {
       for (const p of ALL_PERMISSIONS) {
         const r = await routeFor(p);
         const res = await c.call(r.method, r.path, r.body, { token: tokens[role]!.token });
-        if (PERMISSIONS[role].includes(p)) expect(res.status, `${role} ${p}: ${res.text}`).toBe(r.ok);
+        if (SIGNED_ONLY.includes(p)) {
+          expectProblem(res, 401, 'Unauthorized');
+          expect(res.body.detail).toMatch(
+            /principal's signed request: signature-input, signature, content-digest missing/,
+          );
+        } else if (PERMISSIONS[role].includes(p)) expect(res.status, `${role} ${p}: ${res.text}`).toBe(r.ok);
         else expectProblem(res, 403, 'Forbidden');
       }
     });
@@ -103,24 +113,26 @@ describe('roles', () => {
     expect([...PERMISSIONS.auditor].sort()).toEqual(['audit:read', 'keys:read', 'keys:verify', 'nodes:read']);
   });
 
-  it('a forbidden call changes nothing', async () => {
-    const before = c.observed.calls.createKey;
-    expectProblem(
-      await c.call(
-        'POST',
-        '/v1/keys',
-        { keySpec: 'FROST_ED25519', threshold: 2 },
-        { token: tokens.signer!.token },
-      ),
-      403,
-      'Forbidden',
-    );
-    expectProblem(
-      await c.call('POST', `/v1/keys/${keyB.keyId}/disable`, undefined, { token: tokens.auditor!.token }),
-      403,
-      'Forbidden',
-    );
-    expect(c.observed.calls.createKey).toBe(before);
+  it('a bearer token, even the admin token, cannot use or change a key; nothing changes', async () => {
+    const before = { ...c.observed.calls };
+    for (const token of [tokens.signer!.token, tokens.admin!.token]) {
+      expectProblem(
+        await c.call('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2 }, { token }),
+        401,
+        'Unauthorized',
+      );
+      expectProblem(
+        await c.call('POST', `/v1/keys/${keyB.keyId}/disable`, undefined, { token }),
+        401,
+        'Unauthorized',
+      );
+      expectProblem(
+        await c.call('POST', `/v1/keys/${keyB.keyId}/sign`, { message: '00' }, { token }),
+        401,
+        'Unauthorized',
+      );
+    }
+    expect(c.observed.calls).toEqual(before);
     expect((await c.call('GET', `/v1/keys/${keyB.keyId}`)).body.state).toBe('Enabled');
   });
 });
@@ -207,7 +219,12 @@ describe('signer tokens limited to keys', () => {
     const list = await c.call('GET', '/v1/keys', undefined, opt);
     expect(list.body.keys.map((k: any) => k.keyId)).toEqual([keyA.keyId]);
     expect((await c.call('GET', '/v1/keys/key-a', undefined, opt)).status).toBe(200);
-    expect((await c.call('POST', `/v1/keys/${keyA.keyId}/sign`, { message: '01' }, opt)).status).toBe(200);
+    // Signing is a principal's signed request: not even its own key's signer token can.
+    expectProblem(
+      await c.call('POST', `/v1/keys/${keyA.keyId}/sign`, { message: '01' }, opt),
+      401,
+      'Unauthorized',
+    );
     const signs = c.observed.calls.sign;
     for (const path of [`/v1/keys/${keyB.keyId}`, '/v1/keys/key-b', `/v1/keys/${keyB.keyId}/public-key`]) {
       const r = await c.call('GET', path, undefined, opt);
@@ -218,8 +235,8 @@ describe('signer tokens limited to keys', () => {
     }
     expectProblem(
       await c.call('POST', `/v1/keys/${keyB.keyId}/sign`, { message: '01' }, opt),
-      404,
-      'KeyNotFound',
+      401,
+      'Unauthorized',
     );
     expectProblem(
       await c.call('POST', '/v1/keys/key-b/verify', { message: '01', signature: '00' }, opt),
@@ -232,18 +249,25 @@ describe('signer tokens limited to keys', () => {
     expect(all.body.keys.map((k: any) => k.keyId)).toEqual(expect.arrayContaining([keyA.keyId, keyB.keyId]));
   });
 
-  it('denied calls are audited with the caller and the code', async () => {
-    await c.call(
-      'POST',
-      '/v1/keys',
-      { keySpec: 'FROST_ED25519', threshold: 2 },
-      { token: tokens.auditor!.token },
-    );
+  it('denied calls are audited with the caller, the code and the key', async () => {
+    await c.call('GET', '/v1/tokens', undefined, { token: tokens.auditor!.token });
+    await c.call('POST', `/v1/keys/${keyB.keyId}/disable`, undefined, { token: tokens.auditor!.token });
     const records = (await c.call('GET', '/v1/audit?limit=1000')).body.records;
-    const denied = records.filter(
-      (r: any) => r.entry.status === 403 && r.entry.caller?.tokenId === tokens.auditor!.tokenId,
-    );
-    expect(denied.length).toBeGreaterThan(0);
-    expect(denied.at(-1).entry).toMatchObject({ code: 'Forbidden', action: 'CreateKey', method: 'POST' });
+    const mine = records.filter((r: any) => r.entry.caller?.tokenId === tokens.auditor!.tokenId);
+    expect(mine.filter((r: any) => r.entry.status === 403).at(-1).entry).toMatchObject({
+      code: 'Forbidden',
+      action: 'ListTokens',
+      method: 'GET',
+    });
+    // A token that tried to change a key is named, with the key: GET /v1/audit?keyId= shows it.
+    expect(mine.filter((r: any) => r.entry.status === 401).at(-1).entry).toMatchObject({
+      code: 'Unauthorized',
+      action: 'DisableKey',
+      keyId: keyB.keyId,
+    });
+    const byKey = (await c.call('GET', `/v1/audit?keyId=${keyB.keyId}&limit=1000`)).body.records;
+    expect(
+      byKey.some((r: any) => r.entry.status === 401 && r.entry.caller?.tokenId === tokens.auditor!.tokenId),
+    ).toBe(true);
   });
 });

@@ -3,9 +3,14 @@
  * plus the per-request audit facts (`request.audit`) that the app's onSend hook writes before the
  * answer leaves.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../../common/audit-log.ts';
+import type { AuthorizationWire } from '../../net/signed-request.ts';
+import type { Operation } from '../../policy/policy-rule.ts';
+import type { ApprovalStore } from '../approval-requests.ts';
+import type { AuthFailureLog } from '../auth-failures.ts';
+import type { GovernanceView } from '../governance.ts';
 import { KmsError, StateError } from '../../protocol/errors.ts';
 import type { Blame } from '../../protocol/errors.ts';
 import { nodeIndex } from '../../protocol/ids.ts';
@@ -35,9 +40,39 @@ export type AppContext = {
   readonly metrics: CoordinatorMetrics;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The governance as the nodes hold it (installs the genesis, relays versions, reads them back). */
+  readonly governance: GovernanceView;
+  /** Requests waiting for approvals. */
+  readonly approvals: ApprovalStore;
+  /** The signed operations by name: routes register them, approved requests are run by them. */
+  readonly operations: Map<Operation, OpRunner>;
+  /** Unauthenticated failures, aggregated per source and minute (M-3). */
+  readonly authFailures: AuthFailureLog;
   /** Whether the key store is open (for /readyz). */
   storeOpen(): boolean;
 };
+
+/**
+ * What an operation needs of the request that asks for it: the route passes the fastify request
+ * (which has these fields); an approved request is run again from its stored signed request.
+ */
+export type OpRequest = {
+  readonly id: string;
+  readonly audit: RequestAudit;
+  readonly caller: Caller | null;
+  /** The principal whose signature the request carries (signed operations). */
+  readonly principal: string | null;
+  /** The signed request and its approvals, forwarded to the nodes as they were signed. */
+  readonly auth: AuthorizationWire | null;
+  readonly log: Pick<Logger, 'debug' | 'info' | 'warn'>;
+};
+
+/** A signed operation: its answer's status and body. */
+export type OpRunner = (
+  r: OpRequest,
+  params: { keyId?: string },
+  body: any,
+) => Promise<{ status: number; body: unknown }>;
 
 /** Facts about one request gathered by handlers, written to the audit log by the onSend hook. */
 export type RequestAudit = {
@@ -47,11 +82,25 @@ export type RequestAudit = {
   participants?: readonly string[];
   signers?: readonly string[];
   culprits?: readonly Blame[];
+  /** Sign: SHA-256 of the message, hex (the message itself is never logged). */
+  messageSha256?: string;
+  /** The signed request's digest (net/signed-request.ts requestDigest) and its approvers. */
+  requestDigest?: string;
+  approvers?: readonly string[];
+  /** The approval request this operation ran for (coordinator/approval-requests.ts). */
+  approvalRequestId?: string;
+  /** Nodes that refused it (their decision: PolicyDenied, Unauthorized). */
+  refusedBy?: readonly string[];
 };
 
+/** Routes authenticated by a principal's RFC 9421 signature instead of a bearer token. */
+export type SignedAction = Operation | 'ApproveRequest' | 'UpdateGovernance';
+
 export type RouteConfig = {
-  /** Needed permission; absent on public routes. */
+  /** Needed permission (bearer-token routes); absent on public and signed routes. */
   permission?: Permission;
+  /** Signed routes: the action the principal's signature authorizes (no bearer token can). */
+  signed?: SignedAction;
   /** Public routes skip authentication and the audit log (health probes, metrics, OpenAPI). */
   public?: boolean;
   /** Audit `action` name. */
@@ -61,11 +110,18 @@ export type RouteConfig = {
 declare module 'fastify' {
   interface FastifyContextConfig {
     permission?: Permission;
+    signed?: SignedAction;
     public?: boolean;
     action?: string;
   }
   interface FastifyRequest {
     caller: Caller | null;
+    /** Signed routes: the verified principal. */
+    principal: string | null;
+    /** Signed routes: what the principal signed, as the nodes will get it. */
+    auth: AuthorizationWire | null;
+    /** The body's bytes exactly as received (what a Content-Digest covers). */
+    rawBody: Buffer | null;
     audit: RequestAudit;
     problem: Problem | null;
     idempotency: Extract<IdempotencyBegin, { kind: 'new' }> | null;
@@ -75,13 +131,17 @@ declare module 'fastify' {
   }
 }
 
-export function callerOf(req: FastifyRequest): Caller {
+export function callerOf(req: Pick<OpRequest, 'caller'>): Caller {
   if (!req.caller) throw new KmsError('Unauthorized', 'a bearer token is required');
   return req.caller;
 }
 
-/** Caller summary for audit entries: never the token. */
-export function callerEntry(c: Caller | null): Record<string, unknown> | null {
+/** Caller summary for audit entries: never the token. A signed request's principal. */
+export function callerEntry(
+  c: Caller | null,
+  principal: string | null = null,
+): Record<string, unknown> | null {
+  if (principal !== null) return { principal };
   return c ? { tokenId: c.tokenId, name: c.name, role: c.role } : null;
 }
 
@@ -93,13 +153,10 @@ export function plain(o: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** Resolves a key the caller may see; a key outside a signer's list is KeyNotFound, as if absent. */
-export async function visibleKey(
-  ctx: AppContext,
-  req: FastifyRequest,
-  keyIdOrAlias: string,
-): Promise<KeyRecord> {
+export async function visibleKey(ctx: AppContext, req: OpRequest, keyIdOrAlias: string): Promise<KeyRecord> {
   const rec = await ctx.keys.resolve(keyIdOrAlias);
-  if (!canSeeKey(callerOf(req), rec.keyId)) {
+  // Bearer tokens limited to keys; a signed request is the nodes' to decide.
+  if (req.principal === null && !canSeeKey(callerOf(req), rec.keyId)) {
     throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
   }
   req.audit.keyId = rec.keyId;
@@ -112,7 +169,7 @@ export async function visibleKey(
  */
 export async function underKey<T>(
   ctx: AppContext,
-  req: FastifyRequest,
+  req: OpRequest,
   keyIdOrAlias: string,
   op: KeyOperation,
   fn: (rec: KeyRecord) => Promise<T>,
@@ -138,7 +195,7 @@ export async function underKey<T>(
 /** Audits the decision to run a state-changing operation; throws AuditWriteFailed before any change. */
 export async function auditDecision(
   ctx: AppContext,
-  req: FastifyRequest,
+  req: OpRequest,
   extra: Record<string, unknown> = {},
 ): Promise<void> {
   await ctx.audit.append(
@@ -147,10 +204,14 @@ export async function auditDecision(
       decision: 'allow',
       requestId: req.id,
       action: req.audit.action,
-      caller: callerEntry(req.caller),
+      caller: callerEntry(req.caller, req.principal),
       keyId: req.audit.keyId,
       epoch: req.audit.epoch,
       participants: req.audit.participants,
+      messageSha256: req.audit.messageSha256,
+      requestDigest: req.audit.requestDigest,
+      approvers: req.audit.approvers ? [...req.audit.approvers] : undefined,
+      approvalRequestId: req.audit.approvalRequestId,
       ...extra,
     }),
   );

@@ -3,26 +3,35 @@
  * repair (rebuild one member's lost share). Each yields the next epoch with the same public key;
  * the coordinator checks that before storing it.
  */
-import type { FastifyRequest } from 'fastify';
 import { KmsError, ProtocolError } from '../../protocol/errors.ts';
 import type { EpochInfo } from '../cluster.ts';
 import { type KeyRecord, keyView } from '../key-store.ts';
 import type { KeyOperation } from '../lifecycle.ts';
-import { type AppContext, type KmsApp, auditDecision, chooseParticipants, underKey } from './context.ts';
 import {
-  bearer,
+  type AppContext,
+  type KmsApp,
+  type OpRequest,
+  auditDecision,
+  chooseParticipants,
+  underKey,
+} from './context.ts';
+import { runSigned } from './operations.ts';
+import {
   emptyBody,
   keyIdParam,
   keyObject,
   nodeId,
   participantsSpec,
   responses,
+  signed,
   threshold,
 } from './schemas.ts';
 
+type ReshareBody = { threshold?: number; participants?: number | string[] } | undefined;
+
 export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
   async function run(
-    req: FastifyRequest,
+    req: OpRequest,
     keyId: string,
     op: KeyOperation,
     plan: (rec: KeyRecord, info: EpochInfo) => Promise<Record<string, unknown>>,
@@ -62,67 +71,39 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
     });
   }
 
-  const progress = (req: FastifyRequest, keyId: string) => (e: { phase: string; detail?: string }) =>
+  const progress = (req: OpRequest, keyId: string) => (e: { phase: string; detail?: string }) =>
     req.log.debug({ keyId, ...e }, 'key event progress');
+  // The signed request, as signed, for every member of the session to check (`auth`).
+  const auth = (req: OpRequest) => (req.auth ? { auth: req.auth } : {});
 
-  app.post<{ Params: { keyId: string }; Body: Record<string, never> | undefined }>(
-    '/v1/keys/:keyId/refresh',
-    {
-      config: { permission: 'keys:events', action: 'RefreshKey' },
-      schema: {
-        summary: 'Refresh the shares (same committee and threshold): next epoch, same public key',
-        tags: ['key events'],
-        security: bearer,
-        params: keyIdParam,
-        body: emptyBody,
-        response: responses(200, keyObject),
-      },
-    },
-    async (req) =>
-      run(
-        req,
-        req.params.keyId,
-        'refresh',
-        async () => ({}),
-        (info) => ctx.cluster.refresh({ key: info, progress: progress(req, info.keyId) }),
-      ),
-  );
+  ctx.operations.set('RefreshKey', async (req, params) => ({
+    status: 200,
+    body: await run(
+      req,
+      params.keyId!,
+      'refresh',
+      async () => ({}),
+      (info) => ctx.cluster.refresh({ key: info, progress: progress(req, info.keyId), ...auth(req) }),
+    ),
+  }));
 
-  app.post<{
-    Params: { keyId: string };
-    Body: { threshold?: number; participants?: number | string[] } | undefined;
-  }>(
-    '/v1/keys/:keyId/reshare',
-    {
-      config: { permission: 'keys:events', action: 'ReshareKey' },
-      schema: {
-        summary: 'Reshare to a new committee and/or threshold: next epoch, same public key',
-        tags: ['key events'],
-        security: bearer,
-        params: keyIdParam,
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { threshold, participants: participantsSpec },
-        },
-        response: responses(200, keyObject),
-      },
-    },
-    async (req) => {
-      let t = 0;
-      let members: string[] = [];
-      return run(
+  ctx.operations.set('ReshareKey', async (req, params, body: ReshareBody) => {
+    let t = 0;
+    let members: string[] = [];
+    return {
+      status: 200,
+      body: await run(
         req,
-        req.params.keyId,
+        params.keyId!,
         'reshare',
         async (_rec, info) => {
           members = await chooseParticipants(
             ctx,
-            req.body?.participants,
-            req.body?.participants === undefined ? info.participants : null,
+            body?.participants,
+            body?.participants === undefined ? info.participants : null,
             info.participants,
           );
-          t = req.body?.threshold ?? info.threshold;
+          t = body?.threshold ?? info.threshold;
           if (t > members.length) {
             throw new KmsError(
               'ValidationError',
@@ -137,19 +118,78 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
             threshold: t,
             participants: members,
             progress: progress(req, info.keyId),
+            ...auth(req),
           }),
-      );
+      ),
+    };
+  });
+
+  ctx.operations.set('RepairKey', async (req, params, body: { participant: string }) => ({
+    status: 200,
+    body: await run(
+      req,
+      params.keyId!,
+      'repair',
+      async (_rec, info) => {
+        if (!info.participants.includes(body.participant)) {
+          throw new KmsError('ValidationError', `${body.participant} is not a member of the key's committee`);
+        }
+        return { repaired: body.participant };
+      },
+      (info) =>
+        ctx.cluster.repair({
+          key: info,
+          participant: body.participant,
+          progress: progress(req, info.keyId),
+          ...auth(req),
+        }),
+    ),
+  }));
+
+  app.post<{ Params: { keyId: string }; Body: Record<string, never> | undefined }>(
+    '/v1/keys/:keyId/refresh',
+    {
+      config: { signed: 'RefreshKey', action: 'RefreshKey' },
+      schema: {
+        summary: 'Refresh the shares (same committee and threshold): next epoch, same public key',
+        tags: ['key events'],
+        security: signed,
+        params: keyIdParam,
+        body: emptyBody,
+        response: responses(200, keyObject),
+      },
     },
+    async (req, reply) => runSigned(ctx, req, reply, 'RefreshKey', req.params, req.body),
+  );
+
+  app.post<{ Params: { keyId: string }; Body: ReshareBody }>(
+    '/v1/keys/:keyId/reshare',
+    {
+      config: { signed: 'ReshareKey', action: 'ReshareKey' },
+      schema: {
+        summary: 'Reshare to a new committee and/or threshold: next epoch, same public key',
+        tags: ['key events'],
+        security: signed,
+        params: keyIdParam,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { threshold, participants: participantsSpec },
+        },
+        response: responses(200, keyObject),
+      },
+    },
+    async (req, reply) => runSigned(ctx, req, reply, 'ReshareKey', req.params, req.body),
   );
 
   app.post<{ Params: { keyId: string }; Body: { participant: string } }>(
     '/v1/keys/:keyId/repair',
     {
-      config: { permission: 'keys:events', action: 'RepairShare' },
+      config: { signed: 'RepairKey', action: 'RepairShare' },
       schema: {
         summary: "Rebuild a committee member's lost share from t helpers",
         tags: ['key events'],
-        security: bearer,
+        security: signed,
         params: keyIdParam,
         body: {
           type: 'object',
@@ -160,26 +200,6 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
         response: responses(200, keyObject),
       },
     },
-    async (req) =>
-      run(
-        req,
-        req.params.keyId,
-        'repair',
-        async (_rec, info) => {
-          if (!info.participants.includes(req.body.participant)) {
-            throw new KmsError(
-              'ValidationError',
-              `${req.body.participant} is not a member of the key's committee`,
-            );
-          }
-          return { repaired: req.body.participant };
-        },
-        (info) =>
-          ctx.cluster.repair({
-            key: info,
-            participant: req.body.participant,
-            progress: progress(req, info.keyId),
-          }),
-      ),
+    async (req, reply) => runSigned(ctx, req, reply, 'RepairKey', req.params, req.body),
   );
 }

@@ -11,33 +11,49 @@ import { publicKeyPem } from '../spki.ts';
 import {
   type AppContext,
   type KmsApp,
+  type OpRequest,
   auditDecision,
   callerOf,
   chooseParticipants,
   plain,
   visibleKey,
 } from './context.ts';
-import { ALIAS, bearer, keyIdParam, keyObject, participantsSpec, responses, threshold } from './schemas.ts';
+import { runSigned } from './operations.ts';
+import {
+  ALIAS,
+  bearer,
+  keyIdParam,
+  keyObject,
+  participantsSpec,
+  responses,
+  signed,
+  threshold,
+} from './schemas.ts';
+
+type CreateBody = {
+  keySpec: KeySpecName;
+  threshold: number;
+  participants?: number | string[];
+  alias?: string;
+  description?: string;
+};
 
 export const PEM_TYPE = 'application/x-pem-file';
 
 export function keyRoutes(app: KmsApp, ctx: AppContext): void {
-  app.post<{
-    Body: {
-      keySpec: KeySpecName;
-      threshold: number;
-      participants?: number | string[];
-      alias?: string;
-      description?: string;
-    };
-  }>(
+  ctx.operations.set('CreateKey', async (r, _params, body: CreateBody) => ({
+    status: 201,
+    body: await createKey(r, body),
+  }));
+
+  app.post<{ Body: CreateBody }>(
     '/v1/keys',
     {
-      config: { permission: 'keys:create', action: 'CreateKey' },
+      config: { signed: 'CreateKey', action: 'CreateKey' },
       schema: {
-        summary: 'Create a key: runs a DKG among the participants',
+        summary: 'Create a key: runs a DKG among the participants (signed request)',
         tags: ['keys'],
-        security: bearer,
+        security: signed,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -53,62 +69,65 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
         response: responses(201, keyObject),
       },
     },
-    async (req, reply) => {
-      const b = req.body;
-      if (b.alias !== undefined && KEY_ID_RE.test(b.alias.toLowerCase())) {
-        throw new KmsError('ValidationError', 'alias must not look like a key id');
-      }
-      const participants = await chooseParticipants(ctx, b.participants, null);
-      if (b.threshold > participants.length) {
-        throw new KmsError(
-          'ValidationError',
-          `threshold ${b.threshold} exceeds the ${participants.length} participants`,
-        );
-      }
-      const keyId = randomUUID();
-      req.audit.keyId = keyId;
-      req.audit.participants = participants;
-      await auditDecision(ctx, req, { keySpec: b.keySpec, threshold: b.threshold, alias: b.alias });
-      const rec: KeyRecord = {
-        keyId,
-        alias: b.alias ?? null,
-        keySpec: b.keySpec,
-        state: 'Creating',
-        createdAt: new Date(ctx.clock.now()).toISOString(),
-        threshold: b.threshold,
-        participants,
-        epochInfo: null,
-        ...(b.description === undefined ? {} : { description: b.description }),
-      };
-      await ctx.keys.create(rec);
-      const done = await ctx.queue.run(keyId, async () => {
-        const started = performance.now();
-        try {
-          const info = await ctx.cluster.createKey({
-            keyId,
-            keySpec: b.keySpec,
-            threshold: b.threshold,
-            participants,
-            progress: (e) => req.log.debug({ keyId, ...e }, 'dkg progress'),
-          });
-          ctx.metrics.sessions.inc({ operation: 'dkg', outcome: 'ok' });
-          req.log.info({ keyId, ms: Math.round(performance.now() - started) }, 'key created');
-          const next: KeyRecord = { ...rec, state: 'Enabled', epochInfo: info };
-          await ctx.keys.put(next);
-          req.audit.epoch = info.epoch;
-          req.audit.participants = info.participants;
-          return next;
-        } catch (e) {
-          ctx.metrics.sessions.inc({ operation: 'dkg', outcome: (e as KmsError).code ?? 'Internal' });
-          // The DKG did not commit: forget the key (and free its alias); nodes drop partial state.
-          await ctx.keys.releaseAlias(rec, null).catch(() => undefined);
-          await ctx.cluster.destroyKey({ keyId }).catch(() => undefined);
-          throw e;
-        }
-      });
-      return reply.code(201).send(keyView(done));
-    },
+    async (req, reply) => runSigned(ctx, req, reply, 'CreateKey', {}, req.body),
   );
+
+  /** The DKG: every member checks the signed body (keySpec, threshold, participants) itself. */
+  async function createKey(req: OpRequest, b: CreateBody) {
+    if (b.alias !== undefined && KEY_ID_RE.test(b.alias.toLowerCase())) {
+      throw new KmsError('ValidationError', 'alias must not look like a key id');
+    }
+    const participants = await chooseParticipants(ctx, b.participants, null);
+    if (b.threshold > participants.length) {
+      throw new KmsError(
+        'ValidationError',
+        `threshold ${b.threshold} exceeds the ${participants.length} participants`,
+      );
+    }
+    const keyId = randomUUID();
+    req.audit.keyId = keyId;
+    req.audit.participants = participants;
+    await auditDecision(ctx, req, { keySpec: b.keySpec, threshold: b.threshold, alias: b.alias });
+    const rec: KeyRecord = {
+      keyId,
+      alias: b.alias ?? null,
+      keySpec: b.keySpec,
+      state: 'Creating',
+      createdAt: new Date(ctx.clock.now()).toISOString(),
+      threshold: b.threshold,
+      participants,
+      epochInfo: null,
+      ...(b.description === undefined ? {} : { description: b.description }),
+    };
+    await ctx.keys.create(rec);
+    const done = await ctx.queue.run(keyId, async () => {
+      const started = performance.now();
+      try {
+        const info = await ctx.cluster.createKey({
+          keyId,
+          keySpec: b.keySpec,
+          threshold: b.threshold,
+          participants,
+          progress: (e) => req.log.debug({ keyId, ...e }, 'dkg progress'),
+          ...(req.auth ? { auth: req.auth } : {}),
+        });
+        ctx.metrics.sessions.inc({ operation: 'dkg', outcome: 'ok' });
+        req.log.info({ keyId, ms: Math.round(performance.now() - started) }, 'key created');
+        const next: KeyRecord = { ...rec, state: 'Enabled', epochInfo: info };
+        await ctx.keys.put(next);
+        req.audit.epoch = info.epoch;
+        req.audit.participants = info.participants;
+        return next;
+      } catch (e) {
+        ctx.metrics.sessions.inc({ operation: 'dkg', outcome: (e as KmsError).code ?? 'Internal' });
+        // The DKG did not commit: forget the key (and free its alias); nodes drop partial state.
+        await ctx.keys.releaseAlias(rec, null).catch(() => undefined);
+        await ctx.cluster.destroyKey({ keyId }).catch(() => undefined);
+        throw e;
+      }
+    });
+    return keyView(done);
+  }
 
   app.get<{ Querystring: { limit?: string; nextToken?: string } }>(
     '/v1/keys',

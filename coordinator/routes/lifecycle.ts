@@ -15,14 +15,16 @@ import {
   changeStateOnNodes,
   transition,
 } from '../lifecycle.ts';
+import type { Operation } from '../../policy/policy-rule.ts';
 import { type AppContext, type KmsApp, auditDecision, underKey } from './context.ts';
-import { bearer, emptyBody, keyIdParam, keyObject, pendingWindowDays, responses } from './schemas.ts';
+import { runSigned } from './operations.ts';
+import { emptyBody, keyIdParam, keyObject, pendingWindowDays, responses, signed } from './schemas.ts';
 
 export function lifecycleRoutes(app: KmsApp, ctx: AppContext): void {
   const routes: {
     path: string;
     op: StateChange;
-    action: string;
+    action: Operation;
     summary: string;
     body: Record<string, unknown>;
   }[] = [
@@ -50,47 +52,50 @@ export function lifecycleRoutes(app: KmsApp, ctx: AppContext): void {
     },
   ];
   for (const r of routes) {
+    ctx.operations.set(r.action, async (req, params, body: { pendingWindowDays?: number } | undefined) => ({
+      status: 200,
+      body: await underKey(ctx, req, params.keyId!, r.op, async (rec) => {
+        const next: KeyState = transition(rec.state, r.op);
+        const days = body?.pendingWindowDays ?? DEFAULT_PENDING_WINDOW_DAYS;
+        const deletionDate =
+          r.op === 'scheduleDeletion' ? new Date(ctx.clock.now() + days * DAY_MS).toISOString() : undefined;
+        await auditDecision(ctx, req, { from: rec.state, to: next, deletionDate });
+        if (next !== rec.state) {
+          try {
+            await changeStateOnNodes(ctx.cluster, rec, r.op, next as SettableKeyState, req.auth ?? undefined);
+            ctx.metrics.sessions.inc({ operation: 'set-state', outcome: 'ok' });
+          } catch (e) {
+            ctx.metrics.sessions.inc({
+              operation: 'set-state',
+              outcome: e instanceof KmsError ? e.code : 'Internal',
+            });
+            throw e;
+          }
+        }
+        const { deletionDate: _old, ...rest } = rec;
+        const updated: KeyRecord = {
+          ...rest,
+          state: next,
+          ...(deletionDate === undefined ? {} : { deletionDate }),
+        };
+        await ctx.keys.put(updated);
+        return keyView(updated);
+      }),
+    }));
     app.post<{ Params: { keyId: string }; Body: { pendingWindowDays?: number } | undefined }>(
       `/v1/keys/:keyId/${r.path}`,
       {
-        config: { permission: 'keys:lifecycle', action: r.action },
+        config: { signed: r.action, action: r.action },
         schema: {
-          summary: r.summary,
+          summary: `${r.summary} (signed request; key id, not alias)`,
           tags: ['lifecycle'],
-          security: bearer,
+          security: signed,
           params: keyIdParam,
           body: r.body,
           response: responses(200, keyObject),
         },
       },
-      async (req) =>
-        underKey(ctx, req, req.params.keyId, r.op, async (rec) => {
-          const next: KeyState = transition(rec.state, r.op);
-          const days = req.body?.pendingWindowDays ?? DEFAULT_PENDING_WINDOW_DAYS;
-          const deletionDate =
-            r.op === 'scheduleDeletion' ? new Date(ctx.clock.now() + days * DAY_MS).toISOString() : undefined;
-          await auditDecision(ctx, req, { from: rec.state, to: next, deletionDate });
-          if (next !== rec.state) {
-            try {
-              await changeStateOnNodes(ctx.cluster, rec, r.op, next as SettableKeyState);
-              ctx.metrics.sessions.inc({ operation: 'set-state', outcome: 'ok' });
-            } catch (e) {
-              ctx.metrics.sessions.inc({
-                operation: 'set-state',
-                outcome: e instanceof KmsError ? e.code : 'Internal',
-              });
-              throw e;
-            }
-          }
-          const { deletionDate: _old, ...rest } = rec;
-          const updated: KeyRecord = {
-            ...rest,
-            state: next,
-            ...(deletionDate === undefined ? {} : { deletionDate }),
-          };
-          await ctx.keys.put(updated);
-          return keyView(updated);
-        }),
+      async (req, reply) => runSigned(ctx, req, reply, r.action, req.params, req.body),
     );
   }
 }

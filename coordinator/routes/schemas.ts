@@ -120,3 +120,5 @@ export const pendingWindowDays = {
 
 export const role = { type: 'string', enum: [...ROLES] };
 export const bearer = [{ bearerAuth: [] }];
+/** Signed routes: a principal's RFC 9421 signature (Signature-Input, Signature, Content-Digest). */
+export const signed = [{ httpSignature: [] }];

@@ -5,23 +5,43 @@
  * aggregation can never reach a client: by the cluster's aggregation (RFC 9591 §5.3, `verified`)
  * or else here with the suite's standard verifier.
  */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { requestDigest } from '../../net/signed-request.ts';
+import { bytesToHex } from '../../protocol/bytes.ts';
 import { KmsError, ProtocolError } from '../../protocol/errors.ts';
 import { KEY_SPEC_REGISTRY, verifySignature } from '../../protocol/suites.ts';
 import { transition } from '../lifecycle.ts';
-import { type AppContext, type KmsApp, auditDecision, underKey, visibleKey } from './context.ts';
-import { bearer, blame, hex, keyIdParam, responses } from './schemas.ts';
+import {
+  type AppContext,
+  type KmsApp,
+  type OpRequest,
+  auditDecision,
+  underKey,
+  visibleKey,
+} from './context.ts';
+import { runSigned } from './operations.ts';
+import { bearer, blame, hex, keyIdParam, responses, signed } from './schemas.ts';
 
 export function signRoutes(app: KmsApp, ctx: AppContext): void {
   const maxMsg = ctx.config.limits.maxMessageBytes;
 
+  // The signed request goes to every signer as it was signed (`auth`): each node checks that the
+  // message it signs is the one in the signed body, and records its SHA-256.
+  ctx.operations.set('Sign', async (r: OpRequest, params, body: { message: string }) => {
+    const message = Buffer.from(body.message, 'hex');
+    r.audit.messageSha256 = bytesToHex(sha256(message));
+    if (r.auth) r.audit.requestDigest = requestDigest(r.auth.request);
+    return { status: 200, body: await signWith(r, params.keyId!, message) };
+  });
+
   app.post<{ Params: { keyId: string }; Body: { message: string } }>(
     '/v1/keys/:keyId/sign',
     {
-      config: { permission: 'keys:sign', action: 'Sign' },
+      config: { signed: 'Sign', action: 'Sign' },
       schema: {
-        summary: "Sign a message with t of the key's participants",
+        summary: "Sign a message with t of the key's participants (signed request; key id, not alias)",
         tags: ['sign'],
-        security: bearer,
+        security: signed,
         params: keyIdParam,
         body: {
           type: 'object',
@@ -47,59 +67,60 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
         }),
       },
     },
-    async (req) => {
-      const message = Buffer.from(req.body.message, 'hex');
-      return underKey(ctx, req, req.params.keyId, 'sign', async (rec) => {
-        const info = rec.epochInfo!;
-        await auditDecision(ctx, req);
-        const spec = KEY_SPEC_REGISTRY[rec.keySpec];
-        const started = performance.now();
-        let result: Awaited<ReturnType<typeof ctx.cluster.sign>>;
-        try {
-          result = await ctx.cluster.sign({ key: info, message });
-        } catch (e) {
-          const code = e instanceof KmsError ? e.code : 'Internal';
-          ctx.metrics.signDuration.observe(
-            { key_spec: rec.keySpec, result: code },
-            (performance.now() - started) / 1000,
-          );
-          ctx.metrics.sessions.inc({ operation: 'sign', outcome: code });
-          throw e;
-        }
+    async (req, reply) => runSigned(ctx, req, reply, 'Sign', req.params, req.body),
+  );
+
+  async function signWith(req: OpRequest, keyId: string, message: Uint8Array) {
+    return underKey(ctx, req, keyId, 'sign', async (rec) => {
+      const info = rec.epochInfo!;
+      await auditDecision(ctx, req);
+      const spec = KEY_SPEC_REGISTRY[rec.keySpec];
+      const started = performance.now();
+      let result: Awaited<ReturnType<typeof ctx.cluster.sign>>;
+      try {
+        result = await ctx.cluster.sign({ key: info, message, ...(req.auth ? { auth: req.auth } : {}) });
+      } catch (e) {
+        const code = e instanceof KmsError ? e.code : 'Internal';
         ctx.metrics.signDuration.observe(
-          { key_spec: rec.keySpec, result: 'ok' },
+          { key_spec: rec.keySpec, result: code },
           (performance.now() - started) / 1000,
         );
-        req.audit.signers = result.signers;
-        req.audit.culprits = result.excluded;
-        for (const b of result.excluded) ctx.metrics.excludedParticipants.inc({ reason: b.reason });
-        // Verified once: the real cluster's aggregation already checked it under the group key
-        // (RFC 9591 §5.3, natively for Ed25519 and secp256k1-TR); any other Cluster is checked here.
-        if (
-          result.verified !== true &&
-          !verifySignature(spec, message, result.signature, Buffer.from(info.publicKey, 'hex'))
-        ) {
-          ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'InvalidSignature' });
-          throw new ProtocolError(
-            'ProtocolAborted',
-            'the cluster produced a signature that does not verify; not returned',
-          );
-        }
-        ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'ok' });
-        return {
-          keyId: rec.keyId,
-          signature: Buffer.from(result.signature).toString('hex'),
-          signers: [...result.signers],
-          epoch: info.epoch,
-          excluded: result.excluded.map((b) => ({
-            participant: b.participant,
-            reason: b.reason,
-            ...(b.round === undefined ? {} : { round: b.round }),
-          })),
-        };
-      });
-    },
-  );
+        ctx.metrics.sessions.inc({ operation: 'sign', outcome: code });
+        throw e;
+      }
+      ctx.metrics.signDuration.observe(
+        { key_spec: rec.keySpec, result: 'ok' },
+        (performance.now() - started) / 1000,
+      );
+      req.audit.signers = result.signers;
+      req.audit.culprits = result.excluded;
+      for (const b of result.excluded) ctx.metrics.excludedParticipants.inc({ reason: b.reason });
+      // Verified once: the real cluster's aggregation already checked it under the group key
+      // (RFC 9591 §5.3, natively for Ed25519 and secp256k1-TR); any other Cluster is checked here.
+      if (
+        result.verified !== true &&
+        !verifySignature(spec, message, result.signature, Buffer.from(info.publicKey, 'hex'))
+      ) {
+        ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'InvalidSignature' });
+        throw new ProtocolError(
+          'ProtocolAborted',
+          'the cluster produced a signature that does not verify; not returned',
+        );
+      }
+      ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'ok' });
+      return {
+        keyId: rec.keyId,
+        signature: Buffer.from(result.signature).toString('hex'),
+        signers: [...result.signers],
+        epoch: info.epoch,
+        excluded: result.excluded.map((b) => ({
+          participant: b.participant,
+          reason: b.reason,
+          ...(b.round === undefined ? {} : { round: b.round }),
+        })),
+      };
+    });
+  }
 
   app.post<{ Params: { keyId: string }; Body: { message: string; signature: string } }>(
     '/v1/keys/:keyId/verify',

@@ -49,6 +49,8 @@ export async function startTestCluster(
      * fixtures that do not sign yet (issue 12: to be removed as the coordinator side signs).
      */
     genesisHash?: string;
+    /** Test-only wall clock of every node (signed-request expiry, deletion windows): StartNodeOptions.clock. */
+    clock?: () => number;
     /** Fault injection on node-to-node session messages (see StartNodeOptions.linkFault). */
     linkFault?: (
       from: string,
@@ -120,7 +122,10 @@ export async function startTestCluster(
       await startNode(
         loadNodeConfig(configs.get(id)!),
         logger,
-        fault ? { linkFault: (to, frame, deliver) => fault(id, to, frame, deliver) } : {},
+        {
+          ...(fault ? { linkFault: (to, frame, deliver) => fault(id, to, frame, deliver) } : {}),
+          ...(opts.clock ? { clock: opts.clock } : {}),
+        },
       ),
     );
   };

@@ -3,11 +3,25 @@
  * temp dir) over real node daemons (test/helpers/cluster.ts, in this process) and the real
  * Libp2pCluster. `startTestCoordinator` is the default for API, CLI, auth and lifecycle tests:
  * nodes on SoftHSM2 tokens, short session deadlines and a clock the test moves.
+ *
+ * The nodes decide (issue 12): each fixture makes an `admin` principal (Ed25519) and a governance
+ * genesis (by default: admin may do everything, no approvals), configures its hash on every node,
+ * and the coordinator installs it at start. `call()` signs the requests that use or change a key
+ * (RFC 9421, client/sign-request.ts) as `admin` and sends bearer tokens for everything else.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import {
+  generatePrincipal,
+  type PrincipalSigner,
+  principalEntry,
+  type SignOptions,
+  signedInit,
+} from '../../client/sign-request.ts';
+import { type Governance, governanceHash } from '../../policy/governance.ts';
+import { OPERATIONS } from '../../policy/policy-rule.ts';
 import { type RunningCoordinator, startCoordinator } from '../../coordinator/app.ts';
 import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
 import { parseConfig } from '../../coordinator/config.ts';
@@ -22,6 +36,42 @@ import { startTestCluster, type TestCluster } from './cluster.ts';
 import { type ObservedCluster, observeCluster } from './observed-cluster.ts';
 
 export const ADMIN_TOKEN = `test-admin-${'x'.repeat(32)}`;
+
+/**
+ * The devnet-style genesis: the admins (group `admins`, quorum 1) and the other principals given,
+ * and one policy letting the admins perform every operation on every key with no approvals (a
+ * committee change or a lower threshold still needs another admin's approval: the admin-quorum
+ * guard never counts the initiator). `more` adds groups and policies (placed before the admins'
+ * rule, so they match first).
+ */
+export function adminGenesis(
+  admins: readonly PrincipalSigner[],
+  more: {
+    principals?: PrincipalSigner[];
+    groups?: Record<string, string[]>;
+    policies?: Governance['policies'];
+  } = {},
+): Governance {
+  return {
+    version: 1,
+    previous: null,
+    principals: [...admins, ...(more.principals ?? [])].map(principalEntry),
+    groups: { admins: admins.map((a) => a.id), ...(more.groups ?? {}) },
+    admins: { group: 'admins', quorum: 1 },
+    policies: [
+      ...(more.policies ?? []),
+      { id: 'admins-all', effect: 'allow', operations: [...OPERATIONS], keys: ['*'], groups: ['admins'] },
+    ],
+  };
+}
+
+/** Routes that use or change a key, a policy or a request: they need a principal's signature. */
+const SIGNED_ROUTE =
+  /^\/v1\/(keys|keys\/[^/?]+\/(sign|refresh|reshare|repair|disable|enable|schedule-deletion|cancel-deletion)|governance|requests\/[^/?]+\/approvals)(\?.*)?$/;
+
+export function isSignedRoute(method: string, path: string): boolean {
+  return method.toUpperCase() === 'POST' && SIGNED_ROUTE.test(path);
+}
 
 /** A coordinator over real nodes, with a clock the test moves (`clock.t`, ms since the epoch). */
 export type TestCoordinator = ClusterCoordinator & { clock: { t: number; now(): number } };
@@ -50,26 +100,46 @@ export async function startTestCoordinator(
 
 export type HttpAnswer = { status: number; headers: Headers; body: any; text: string };
 
-/** fetch against a coordinator URL with a bearer token (admin by default; `null`: none). */
+export type CallOptions = {
+  /** Bearer token (admin by default when not signing; `null`: none). */
+  token?: string | null;
+  headers?: Record<string, string>;
+  raw?: string;
+  /** Sign the request as this principal (RFC 9421); `null`: do not sign. */
+  principal?: PrincipalSigner | null;
+  /** Signature time, lifetime, nonce. */
+  sign?: SignOptions;
+  /** Signed key routes: leave an alias in the path as it is (default: resolved to the key id). */
+  keepAlias?: boolean;
+};
+
+/**
+ * fetch against a coordinator URL: signed by `o.principal` when given (then no bearer token unless
+ * `o.token` names one), else with a bearer token (admin by default; `null`: none).
+ */
 export async function httpCall(
   base: string,
   method: string,
   path: string,
   body?: unknown,
-  o: { token?: string | null; headers?: Record<string, string>; raw?: string } = {},
+  o: CallOptions = {},
 ): Promise<HttpAnswer> {
   const headers: Record<string, string> = { ...(o.headers ?? {}) };
-  const token = o.token === undefined ? ADMIN_TOKEN : o.token;
+  const signer = o.principal ?? null;
+  const token = o.token === undefined ? (signer ? null : ADMIN_TOKEN) : o.token;
   if (token !== null) headers.authorization = `Bearer ${token}`;
   let payload: string | undefined = o.raw;
   if (body !== undefined) payload = JSON.stringify(body);
   if (payload !== undefined && headers['content-type'] === undefined)
     headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers,
-    ...(payload === undefined ? {} : { body: payload }),
-  });
+  const init = signer
+    ? signedInit(method, `${base}${path}`, signer, {
+        ...(o.sign ?? {}),
+        headers,
+        ...(payload === undefined ? {} : { raw: payload }),
+      })
+    : { method, headers, ...(payload === undefined ? {} : { body: payload }) };
+  const res = await fetch(`${base}${path}`, init);
   const text = await res.text();
   let parsed: unknown;
   try {
@@ -93,6 +163,12 @@ export type TappedRpc = {
 
 export type ClusterCoordinator = RunningCoordinator & {
   tc: TestCluster;
+  /** The `admin` principal of the genesis (every operation, no approvals, by default). */
+  admin: PrincipalSigner;
+  /** A second admin (`admin-2`): approves what the admin-quorum guard asks of another admin. */
+  admin2: PrincipalSigner;
+  /** The genesis the nodes accept by hash (installed by the coordinator at start). */
+  genesis: Governance;
   /** The Libp2pCluster the coordinator drives (over the tapping transport). */
   cluster: Libp2pCluster;
   /** What the coordinator calls: `cluster`, counted (calls per method, sessions at once). */
@@ -104,12 +180,13 @@ export type ClusterCoordinator = RunningCoordinator & {
   peers: ClusterPeer[];
   /** Every RPC the coordinator's cluster sends, while `tap.on` (off by default). */
   tap: { on: boolean; records: TappedRpc[] };
-  call(
-    method: string,
-    path: string,
-    body?: unknown,
-    opts?: Parameters<typeof httpCall>[4],
-  ): Promise<HttpAnswer>;
+  /**
+   * A request to the coordinator: signed as `admin` on the routes that need a signature (unless
+   * `opts.principal` or `opts.token` says otherwise; an alias in a signed key path is resolved to
+   * the key id first, as the CLI does), with the admin bearer token on the others. Signatures are
+   * made on the fixture's clock.
+   */
+  call(method: string, path: string, body?: unknown, opts?: CallOptions): Promise<HttpAnswer>;
   /** Sends one RPC straight to a node with the coordinator identity (untapped); decoded answer. */
   rpc(nodeId: string, req: RpcRequest, timeoutMs?: number): Promise<any>;
   /** Restarts a node daemon in this process, optionally with test-only nonce-table bounds. */
@@ -134,11 +211,19 @@ export async function startClusterCoordinator(
     sessionTimeoutMs?: number;
     sealer?: 'software' | 'pkcs11';
     clock?: Clock;
+    /** The genesis (default adminGenesis([admin, admin2])); call() signs as `admin` by default. */
+    genesis?: (admin: PrincipalSigner, admin2: PrincipalSigner) => Governance;
   } = {},
 ): Promise<ClusterCoordinator> {
   const key = await generateIdentityKey();
+  const admin = generatePrincipal('admin').signer;
+  const admin2 = generatePrincipal('admin-2').signer;
+  const genesis = opts.genesis ? opts.genesis(admin, admin2) : adminGenesis([admin, admin2]);
+  const nodeClock = opts.clock ? { clock: () => opts.clock!.now() } : {};
   const tc = await startTestCluster(n, {
     coordinators: [{ id: 'coordinator-test', peerId: peerIdOf(key), addresses: [] }],
+    genesisHash: governanceHash(genesis),
+    ...nodeClock,
     ...(opts.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: opts.sessionTimeoutMs }),
     ...(opts.sealer === undefined ? {} : { sealer: opts.sealer }),
   });
@@ -149,7 +234,7 @@ export async function startClusterCoordinator(
   const logger = pino({ level: 'silent' });
   const restartNode = async (id: string, o: StartNodeOptions = {}) => {
     await tc.stopNode(id);
-    tc.nodes.set(id, await startNode(loadNodeConfig(tc.configPath(id)), logger, o));
+    tc.nodes.set(id, await startNode(loadNodeConfig(tc.configPath(id)), logger, { ...nodeClock, ...o }));
   };
   // The fixture's cluster replaces startTestCluster's (whose identity stays allowed but unused).
   await tc.cluster.close();
@@ -197,12 +282,15 @@ export async function startClusterCoordinator(
     statusTimeoutMs: 2_000,
   });
   const dir = mkdtempSync(join(tmpdir(), 'kms-coord-'));
+  const genesisFile = join(dir, 'genesis.json');
+  writeFileSync(genesisFile, JSON.stringify(genesis));
   const config = parseConfig({
     host: '127.0.0.1',
     port: 0,
     dataDir: dir,
     adminToken: ADMIN_TOKEN,
     logLevel: 'silent',
+    governance: { genesisFile },
     ...opts.config,
   });
   const observed = observeCluster(cluster);
@@ -216,16 +304,38 @@ export async function startClusterCoordinator(
     decodeJsonFrame(
       await transport.request(peerOf.get(nodeId)!, RPC_PROTOCOL, encodeRpc(req), { timeoutMs }),
     ) as any;
+  const keyPath = /^\/v1\/keys\/([^/?]+)(\/[a-z-]+(?:\?.*)?)$/;
+  const call: ClusterCoordinator['call'] = async (method, path, body, o = {}) => {
+    const principal =
+      o.principal !== undefined
+        ? o.principal
+        : o.token === undefined && isSignedRoute(method, path)
+          ? admin
+          : null;
+    if (!principal) return httpCall(c.url, method, path, body, o);
+    let p = path;
+    const m = keyPath.exec(path);
+    if (m && !o.keepAlias && !/^[0-9a-f]{8}-[0-9a-f]{4}-/.test(m[1]!)) {
+      // As the CLI does: signed requests name keys by key id.
+      const k = await httpCall(c.url, 'GET', `/v1/keys/${m[1]}`);
+      if (k.status === 200) p = `/v1/keys/${k.body.keyId}${m[2]}`;
+    }
+    const sign = opts.clock ? { nowS: Math.floor(opts.clock.now() / 1000), ...(o.sign ?? {}) } : o.sign;
+    return httpCall(c.url, method, p, body, { ...o, principal, ...(sign ? { sign } : {}) });
+  };
   return {
     ...c,
     tc,
+    admin,
+    admin2,
+    genesis,
     cluster,
     observed,
     dir,
     transport,
     peers: file.nodes,
     tap,
-    call: (method, path, body, o) => httpCall(c.url, method, path, body, o),
+    call,
     rpc,
     restartNode,
     keyStates: async (keyId) => {
