@@ -8,8 +8,11 @@
 #      project's own Dockerfile (BASE_IMAGE=<deps image>, PREBUILT_DEPS=1, no network in the build).
 #   3. docker-compose.yml up: the init service to completion, then the coordinator and the nodes.
 #   4. Waits for health (every node's compose health check, the coordinator's /readyz, every node
-#      reachable), creates an Ed25519 key and signs through the port published on 127.0.0.1,
-#      verifies with OpenSSL; stops one node container and signs again, verified again.
+#      reachable); checks the isolation of review H-5 in the running containers (non-root, no node
+#      reads the admin token, the admin key or the coordinator identity, nobody but init writes
+#      the allow-list); creates an Ed25519 key and signs through the port published on 127.0.0.1
+#      with the `kms` CLI (requests signed by the devnet's admin principal, its key read from the
+#      init-only volume), verifies with OpenSSL; stops one node container and signs again.
 #   5. Tears everything down (containers, volumes, network, app image) on success and on failure;
 #      the base and deps images stay as a cache.
 #
@@ -212,6 +215,7 @@ coord=$(container_of coordinator)
 
 # The API as published on the host: 127.0.0.1 and the host port compose mapped to the coordinator.
 devnet=$(podman volume inspect "${PROJECT}_devnet" --format '{{.Mountpoint}}')
+coordvol=$(podman volume inspect "${PROJECT}_coordinator" --format '{{.Mountpoint}}')
 mapping=$(podman port "$coord" | head -1)
 hostport=${mapping##*:}
 [[ "$hostport" =~ ^[0-9]+$ ]] || fail "the coordinator publishes no port (podman port: '$mapping')"
@@ -219,7 +223,7 @@ hostport=${mapping##*:}
 if [ -z "${KMS_PUBLISH_HOST:-}" ]; then
   case ${mapping#* -> } in 127.0.0.1:*) ;; *) fail "the API is published beyond loopback: $mapping" ;; esac
 fi
-TOKEN=$(cat "$devnet/admin-token")
+TOKEN=$(cat "$coordvol/admin-token")
 CURL=(curl -sS --max-time 60)
 if [ -f "$devnet/ca.pem" ]; then
   # HTTPS with the devnet's CA: the name in the certificate is the one in api-url (the compose
@@ -280,6 +284,11 @@ while :; do
       process.stdout.write(String(b.nodes.filter((n) => n.reachable).length));' 2>/dev/null || echo 0)
     [ "$reachable" = "${#nodes[@]}" ] || pending+=("reachable:$reachable/${#nodes[@]}")
   fi
+  # Signed requests need the governance genesis on the nodes: reading it offers it to a node that
+  # started after the coordinator (podman-compose starts every service at once).
+  if [ ${#pending[@]} = 0 ]; then
+    api GET /v1/governance >/dev/null 2>&1 || pending+=("governance-genesis")
+  fi
   [ ${#pending[@]} = 0 ] && break
   if [ "${pending[*]}" != "$status" ]; then
     status="${pending[*]}"
@@ -291,7 +300,39 @@ done
 log "healthy: coordinator + ${#nodes[@]} nodes"
 phase healthy
 
-# --- 5. sign and verify -----------------------------------------------------------------------------
+# --- 5. isolation (review H-5) ------------------------------------------------------------------------
+in_container() { podman exec "$(container_of "$1")" sh -c "$2" 2>&1; }
+for s in "${nodes[@]}" coordinator; do
+  uid=$(in_container "$s" 'id -u') || fail "$s: cannot run id"
+  [ "$uid" != 0 ] || fail "$s runs as root"
+done
+for s in "${nodes[@]}"; do
+  for f in /devnet/admin-key /devnet/admin-token /devnet/coordinator/admin-token \
+    /devnet/coordinator/identity.sealed /devnet/coordinator/identity-passphrase /devnet/coordinator/tls/server.key; do
+    if in_container "$s" "cat $f" >/dev/null; then fail "$s can read $f"; fi
+  done
+  other=node-1
+  [ "$s" != node-1 ] || other=node-2
+  if in_container "$s" "ls /devnet/$other/" | grep -q node.json; then fail "$s can read /devnet/$other"; fi
+  in_container "$s" "cat /devnet/public/cluster.json" >/dev/null || fail "$s cannot read the allow-list"
+done
+for s in coordinator "${nodes[0]}"; do
+  if in_container "$s" 'echo x >> /devnet/public/cluster.json'; then fail "$s can write the allow-list"; fi
+done
+if in_container coordinator 'cat /devnet/admin-key' >/dev/null; then fail "the coordinator can read the admin key"; fi
+in_container coordinator 'grep -q tkms-sealed-identity /devnet/coordinator/identity.sealed' >/dev/null ||
+  fail "the coordinator identity is not sealed"
+log "isolation: every service runs as non-root; no node reads the admin token, admin key or coordinator identity; the allow-list is read-only"
+phase isolation
+
+# --- 6. sign and verify -----------------------------------------------------------------------------
+# The kms CLI of this checkout, signing as the devnet's admin principal (its key from init's volume).
+mkdir -p "$WORK/no-devnet"
+kms() {
+  KMS_DEVNET_DIR="$WORK/no-devnet" KMS_URL="https://127.0.0.1:$hostport" KMS_CA="$devnet/ca.pem" \
+    KMS_TOKEN="$TOKEN" KMS_PRINCIPAL=admin KMS_PRINCIPAL_KEY="$devnet/admin-key" \
+    timeout "$REQUEST_TIMEOUT" "$NODE_BIN" scripts/kms.ts --json "$@"
+}
 hex2bin() { printf '%b' "$(sed 's/../\\x&/g' <<<"$1")"; }
 ed25519_pem() { # RFC 8410 SubjectPublicKeyInfo around a raw 32-byte key
   printf -- '-----BEGIN PUBLIC KEY-----\n%s\n-----END PUBLIC KEY-----\n' \
@@ -301,7 +342,7 @@ sign_and_verify() { # label: signs a fresh message with the key, verifies it wit
   local msg sig signers
   msg=$(openssl rand -hex 32)
   local answer
-  answer=$(api POST "/v1/keys/$KEY_ID/sign" "{\"message\":\"$msg\"}") || fail "$1: sign failed"
+  answer=$(kms keys sign "$KEY_ID" --message-hex "$msg" 2>"$WORK/kms.err") || fail "$1: sign failed: $(cat "$WORK/kms.err")"
   sig=$(json signature <<<"$answer") || fail "$1: no signature in $answer"
   signers=$(json signers <<<"$answer") || fail "$1: no signers in $answer"
   LAST_SIGNERS=$signers
@@ -318,8 +359,8 @@ sign_and_verify() { # label: signs a fresh message with the key, verifies it wit
   log "$1: signature by $signers verified by OpenSSL"
 }
 
-key=$(api POST /v1/keys '{"keySpec":"FROST_ED25519","threshold":3,"alias":"compose-smoke"}') ||
-  fail "key creation failed"
+key=$(kms keys create --spec FROST_ED25519 --threshold 3 --alias compose-smoke 2>"$WORK/kms.err") ||
+  fail "key creation failed: $(cat "$WORK/kms.err")"
 KEY_ID=$(json keyId <<<"$key") || fail "no keyId in $key"
 deadline=$((SECONDS + REQUEST_TIMEOUT))
 until PUB=$(json publicKey <<<"$key"); do
@@ -353,4 +394,4 @@ phase sign-one-down
 
 # --- summary ----------------------------------------------------------------------------------------
 log "phases: ${PHASES[*]}"
-echo "compose-smoke: passed: podman compose devnet (coordinator + ${#nodes[@]} nodes, $scheme on 127.0.0.1:$hostport): Ed25519 key by DKG, signed and OpenSSL-verified with all nodes up and with $stopped stopped, in $((SECONDS - START))s"
+echo "compose-smoke: passed: podman compose devnet (coordinator + ${#nodes[@]} nodes, $scheme on 127.0.0.1:$hostport): services isolated and non-root, Ed25519 key by DKG, signed (requests signed by the admin principal) and OpenSSL-verified with all nodes up and with $stopped stopped, in $((SECONDS - START))s"

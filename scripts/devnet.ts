@@ -233,10 +233,16 @@ async function waitReady(url: string, token: string, nodes: number, timeoutMs: n
         const body = (await r.json()) as { nodes?: { reachable: boolean }[] } | { reachable: boolean }[];
         const list = Array.isArray(body) ? body : (body.nodes ?? []);
         const up = list.filter((n) => n.reachable).length;
-        const msg = `${up}/${nodes} nodes reachable`;
+        let msg = `${up}/${nodes} nodes reachable`;
+        if (up >= nodes) {
+          // Ready when the nodes also hold the governance genesis: signed requests need it (a node
+          // that started after the coordinator is offered it when the governance is read).
+          const g = await fetch(`${url}/v1/governance`, { headers: { authorization: `Bearer ${token}` } });
+          if (g.ok) return;
+          msg = `${up}/${nodes} nodes reachable, governance genesis not yet on every node`;
+        }
         if (msg !== last) log(msg);
         last = msg;
-        if (up >= nodes) return;
       }
     } catch {
       /* coordinator not listening yet */
