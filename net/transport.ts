@@ -20,6 +20,9 @@
  *   header); the reader refuses an oversized length as soon as the prefix arrives, answers that
  *   request id with MessageTooLarge and discards the body unread, never buffering more than the limit;
  * - every operation (dial + channel opening, write, waiting for the answer, handler) has a deadline;
+ *   a TCP connect has its own short one, and dials to a peer are one at a time with a backoff;
+ * - a connection that owes us an answer and has gone silent is probed, and closed if the probe goes
+ *   unanswered too (see "stalled connections" below), so a healed link is used again within seconds;
  * - per-peer limits: libp2p resets streams beyond `maxInboundStreamsPerPeer`; handler calls beyond
  *   `maxConcurrentPerPeer` are answered with an `Overloaded` error frame.
  *
@@ -44,6 +47,7 @@ import type {
 } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tcp } from '@libp2p/tcp';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
@@ -76,6 +80,16 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_HANDLER_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_INBOUND_STREAMS_PER_PEER = 64;
 export const DEFAULT_MAX_CONCURRENT_PER_PEER = 32;
+export const DEFAULT_LIVENESS_TIMEOUT_MS = 2_000;
+/**
+ * Budget of one TCP connect. Linux resends a SYN after 1 s, then 2 s, 4 s... so a connect begun
+ * during a cut would notice the heal only at its next resend; an abandoned connect is followed at
+ * once by a fresh one instead (connectionTo). One lost SYN still fits.
+ */
+const CONNECT_TIMEOUT_MS = 1_500;
+/** Consecutive dial attempts to one peer start at least this far apart: doubling, capped low. */
+const DIAL_BACKOFF_MIN_MS = 100;
+const DIAL_BACKOFF_MAX_MS = 1_000;
 
 export type AllowedPeer = { readonly peerId: string; readonly addresses: readonly string[] };
 
@@ -102,6 +116,11 @@ export type TransportConfig = {
   readonly handlerTimeoutMs?: number;
   readonly maxInboundStreamsPerPeer?: number;
   readonly maxConcurrentPerPeer?: number;
+  /**
+   * How long a connection may stay silent while it owes us an answer before it is probed, and how
+   * long the probe may then go unanswered before the connection is closed as stalled. Default 2 s.
+   */
+  readonly livenessTimeoutMs?: number;
   readonly logger?: TransportLogger;
 };
 
@@ -142,12 +161,14 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
   const maxInboundStreams = cfg.maxInboundStreamsPerPeer ?? DEFAULT_MAX_INBOUND_STREAMS_PER_PEER;
   const maxConcurrent =
     cfg.maxConcurrentPerPeer ?? Math.min(DEFAULT_MAX_CONCURRENT_PER_PEER, maxInboundStreams);
+  const livenessMs = cfg.livenessTimeoutMs ?? DEFAULT_LIVENESS_TIMEOUT_MS;
   for (const [name, v] of [
     ['maxMessageBytes', maxMessageBytes],
     ['timeoutMs', timeoutMs],
     ['handlerTimeoutMs', handlerTimeoutMs],
     ['maxInboundStreamsPerPeer', maxInboundStreams],
     ['maxConcurrentPerPeer', maxConcurrent],
+    ['livenessTimeoutMs', livenessMs],
   ] as const) {
     if (!Number.isSafeInteger(v) || v <= 0)
       throw new KmsError('ValidationError', `${name} must be a positive integer`);
@@ -171,7 +192,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
     node = await createLibp2p({
       privateKey: cfg.privateKey,
       addresses: { listen: [...cfg.listen] },
-      transports: [coalescingTcp()],
+      transports: [tunedTcp(Math.min(timeoutMs, CONNECT_TIMEOUT_MS))],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionGater: {
@@ -207,6 +228,24 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
 
   const handleOpts = { maxInboundStreams, maxOutboundStreams: maxInboundStreams };
 
+  /** Liveness of each connection, whichever side opened it (see "stalled connections" below). */
+  const links = new WeakMap<Connection, Link>();
+  const linkOf = (conn: Connection): Link => {
+    let link = links.get(conn);
+    if (link === undefined) {
+      link = {
+        conn,
+        peer: conn.remotePeer.toString(),
+        heard: performance.now(),
+        owedSince: undefined,
+        pending: 0,
+        probing: false,
+      };
+      links.set(conn, link);
+    }
+    return link;
+  };
+
   // ---- serving: one inbound channel per (peer, protocol) stream --------------------------------
 
   /**
@@ -216,6 +255,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
    */
   function serveChannel(protocol: string, handler: Handler, stream: Stream, connection: Connection): void {
     const from = connection.remotePeer.toString();
+    const link = linkOf(connection);
     lazyWindowUpdates(stream);
     const running = new Map<number, AbortController>();
     const reader = new FrameReader(maxMessageBytes + FRAME_HEADER_BYTES);
@@ -275,6 +315,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
     }
 
     const onMessage = (evt: { data: Uint8Array | Uint8ArrayList }) => {
+      arrived(link);
       let frames: Frame[];
       try {
         frames = reader.push(evt.data);
@@ -335,15 +376,64 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
 
   /**
    * The open connection to a peer, dialed once and then reused: `dialProtocol` per request costs a
-   * peer-store lookup (protobuf decode, peer id re-encoding) each time.
+   * peer-store lookup (protobuf decode, peer id re-encoding) each time. Every outbound channel to a
+   * peer lives on this one connection (it is replaced only once it is no longer open).
    */
   const connections = new Map<string, Connection>();
+  const dialing = new Map<string, Dialing>();
+
+  /**
+   * At most one dial in flight per peer, shared by its callers; consecutive attempts start at least
+   * a backoff apart (100 ms doubling to 1 s, reset by a success), so an unreachable peer costs about
+   * one dial a second however many requests want it. An attempt that ran out of time (a path that
+   * drops packets, see CONNECT_TIMEOUT_MS) is followed by another until `signal`, as the path may
+   * heal meanwhile; one that failed outright (refused: nothing listens) fails its callers at once.
+   */
   async function connectionTo(target: string, signal: AbortSignal): Promise<Connection> {
-    const known = connections.get(target);
-    if (known !== undefined && known.status === 'open') return known;
-    const conn = await node.dial(dialTarget(target), { signal });
-    connections.set(target, conn);
-    return conn;
+    for (;;) {
+      const known = connections.get(target);
+      if (known !== undefined && known.status === 'open') return known;
+      let d = dialing.get(target);
+      if (d === undefined) {
+        d = { attempt: undefined, failures: 0, nextAt: 0 };
+        dialing.set(target, d);
+      }
+      if (d.attempt === undefined) {
+        const wait = d.nextAt - performance.now();
+        if (wait > 0) {
+          await sleep(wait, undefined, { signal });
+          continue;
+        }
+        d.attempt = dialOnce(target, d);
+      }
+      try {
+        return await raceSignal(d.attempt, signal);
+      } catch (e) {
+        if (signal.aborted || !dialTimedOut(e)) throw e;
+      }
+    }
+  }
+
+  function dialOnce(target: string, d: Dialing): Promise<Connection> {
+    d.nextAt = performance.now() + Math.min(DIAL_BACKOFF_MAX_MS, DIAL_BACKOFF_MIN_MS * 2 ** d.failures);
+    // Its own deadline: the callers sharing it come and go.
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), stopController.signal]);
+    return node
+      .dial(dialTarget(target), { signal })
+      .then(
+        (conn) => {
+          d.failures = 0;
+          connections.set(target, conn);
+          return conn;
+        },
+        (e: unknown) => {
+          d.failures++;
+          throw e;
+        },
+      )
+      .finally(() => {
+        d.attempt = undefined;
+      });
   }
 
   function dialTarget(target: string): Multiaddr[] | PeerId {
@@ -367,11 +457,15 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       p = (async () => {
         try {
           const conn = await connectionTo(target, sig);
-          const stream = await conn.newStream(protocol, {
-            signal: sig,
-            maxOutboundStreams: maxInboundStreams,
-          });
-          const ch = openChannel(key, target, stream);
+          const link = linkOf(conn);
+          owe(link); // the peer's side of the protocol negotiation
+          let stream: Stream;
+          try {
+            stream = await conn.newStream(protocol, { signal: sig, maxOutboundStreams: maxInboundStreams });
+          } finally {
+            link.pending--;
+          }
+          const ch = openChannel(key, link, stream);
           channels.set(key, ch);
           return ch;
         } catch (e) {
@@ -385,14 +479,16 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
     return raceSignal(p, signal);
   }
 
-  function openChannel(key: string, target: string, stream: Stream): Channel {
+  function openChannel(key: string, link: Link, stream: Stream): Channel {
+    const target = link.peer;
     lazyWindowUpdates(stream);
-    const ch: Channel = { stream, pending: new Map(), nextId: 1, closed: false };
+    const ch: Channel = { stream, link, pending: new Map(), nextId: 1, closed: false };
     const reader = new FrameReader(maxMessageBytes + FRAME_HEADER_BYTES);
     const end = (err: KmsError) => {
       if (ch.closed) return;
       ch.closed = true;
       if (channels.get(key) === ch) channels.delete(key);
+      link.pending -= ch.pending.size;
       for (const p of ch.pending.values()) p.reject(err);
       ch.pending.clear();
     };
@@ -422,6 +518,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
         const p = ch.pending.get(f.id);
         if (p === undefined) continue; // the answer to a request we gave up on
         ch.pending.delete(f.id);
+        link.pending--;
         if (f.tooLarge) {
           p.reject(
             new KmsError('MessageTooLarge', 'peer sent a frame larger than the maximum message size', {
@@ -430,6 +527,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
           );
         } else p.resolve(f.body);
       }
+      arrived(link); // after the answers: what they settled is owed no more
     });
     const closed = (evt?: { error?: Error }) =>
       end(
@@ -448,6 +546,34 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       { once: true },
     );
     return ch;
+  }
+
+  /** One request and its answer on a channel, within `signal`; the peer is told if we give up. */
+  async function exchange(ch: Channel, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const id = ch.nextId;
+    ch.nextId = ch.nextId >= 0xffff_ffff ? 1 : ch.nextId + 1;
+    const answer = new Promise<Uint8Array>((resolve, reject) => ch.pending.set(id, { resolve, reject }));
+    answer.catch(() => {});
+    owe(ch.link);
+    try {
+      // A peer that refuses the request (too large, overloaded) may answer before our write ends.
+      const writing = sendFrame(ch.stream, encodeFrame(FRAME_REQUEST, id, body), signal);
+      writing.catch(() => {});
+      const frame = await raceSignal(Promise.race([answer, writing.then(() => answer)]), signal);
+      return decodeResponse(frame, ch.link.peer);
+    } catch (e) {
+      if (ch.pending.delete(id)) {
+        // Given up unanswered: still owed (`owedSince` stays) until something arrives.
+        ch.link.pending--;
+        // Tell the peer we left, so its handler stops (best effort).
+        try {
+          if (ch.stream.writeStatus === 'writable') ch.stream.send(encodeFrame(FRAME_CANCEL, id, EMPTY));
+        } catch {
+          /* the channel is going away anyway */
+        }
+      }
+      throw e;
+    }
   }
 
   async function request(
@@ -488,30 +614,80 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       } catch (e) {
         throw streamError(e, signal, user, target);
       }
-      const id = ch.nextId;
-      ch.nextId = ch.nextId >= 0xffff_ffff ? 1 : ch.nextId + 1;
-      const answer = new Promise<Uint8Array>((resolve, reject) => ch.pending.set(id, { resolve, reject }));
-      answer.catch(() => {});
       signal = op();
       try {
-        // A peer that refuses the request (too large, overloaded) may answer before our write ends.
-        const writing = sendFrame(ch.stream, encodeFrame(FRAME_REQUEST, id, body), signal);
-        writing.catch(() => {});
-        const frame = await raceSignal(Promise.race([answer, writing.then(() => answer)]), signal);
-        return decodeResponse(frame, target);
+        return await exchange(ch, body, signal);
       } catch (e) {
-        if (ch.pending.delete(id)) {
-          // Tell the peer we left, so its handler stops (best effort).
-          try {
-            if (ch.stream.writeStatus === 'writable') ch.stream.send(encodeFrame(FRAME_CANCEL, id, EMPTY));
-          } catch {
-            /* the channel is going away anyway */
-          }
-        }
         throw streamError(e, signal, user, target);
       }
     } finally {
       sem.release();
+    }
+  }
+
+  // ---- stalled connections ------------------------------------------------------------------------
+
+  /*
+   * TCP does not say when a path stops carrying packets: our data sits unacknowledged while the
+   * retransmission timeout doubles (up to 120 s), and once the path heals nothing moves until the
+   * next retransmission, about as long after the heal as the cut had lasted. So a connection is
+   * suspect once it has owed us something for `livenessMs` with nothing at all arriving on it: an
+   * answer to a request (pending, or given up unanswered: its timeout is no news from the peer) or
+   * to a stream opening. Silence alone proves nothing (a handler may take long: a coordinator's
+   * `session` call lasts a whole session), so the suspect is asked a ping on that same connection;
+   * if nothing arrives within `livenessMs` more, it is closed: its requests fail at once and the
+   * next request dials afresh (connectionTo), which a healed path carries at once. One timer looks
+   * at our connection to each peer; the hot path pays a counter per request and a clock read per
+   * arriving message.
+   */
+  const sweep = setInterval(
+    () => {
+      const now = performance.now();
+      for (const conn of connections.values()) {
+        const link = links.get(conn);
+        if (link === undefined || link.owedSince === undefined || link.probing) continue;
+        if (now - link.owedSince >= livenessMs && conn.status === 'open') void probe(link);
+      }
+    },
+    Math.max(10, Math.floor(livenessMs / 4)),
+  );
+  sweep.unref();
+
+  async function probe(link: Link): Promise<void> {
+    link.probing = true;
+    const since = performance.now();
+    const signal = AbortSignal.any([AbortSignal.timeout(livenessMs), stopController.signal]);
+    try {
+      const ch = await channelTo(link.peer, PROTOCOL_PING, signal);
+      // Another connection means this one is already closing (connectionTo replaced it).
+      if (ch.link !== link) return;
+      // Not through the per-peer semaphore: requests stuck on this very connection may fill it.
+      await exchange(ch, EMPTY, signal);
+    } catch {
+      // Judged below by whether anything arrived, whatever became of the ping itself.
+    } finally {
+      link.probing = false;
+    }
+    if (link.heard >= since || stopController.signal.aborted) return;
+    // Every connection to the peer that stayed silent too goes: the same path, equally cut (e.g.
+    // the one the peer dialed to us, which a redial would otherwise be handed back).
+    const probeMs = performance.now() - since;
+    const stalled = node.getConnections(peerIdFromString(link.peer)).filter((conn) => {
+      const heard = links.get(conn)?.heard;
+      const silent = heard === undefined ? Date.now() - conn.timeline.open >= probeMs : heard < since;
+      return silent && conn.status === 'open';
+    });
+    if (stalled.length === 0) return;
+    log?.warn(
+      {
+        peer: link.peer,
+        silentMs: Math.round(performance.now() - link.heard),
+        connections: stalled.length,
+      },
+      'connection to peer stalled (a ping went unanswered); closed, the next request dials afresh',
+    );
+    for (const conn of stalled) {
+      conn.abort(new KmsError('Timeout', 'peer connection stalled', { details: { peer: link.peer } }));
     }
   }
 
@@ -557,6 +733,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
     request,
     isReachable,
     async stop() {
+      clearInterval(sweep);
       stopController.abort(new KmsError('TransportError', 'transport stopped'));
       await node.stop();
       log?.info({ peerId }, 'transport stopped');
@@ -592,31 +769,53 @@ function buildAllowMap(list: readonly AllowedPeer[]): Map<string, Multiaddr[]> {
   return map;
 }
 
-// ---- socket writes: one syscall per event-loop turn -------------------------------------------------
+// ---- TCP: bounded connects, one write syscall per event-loop turn ---------------------------------
 
 /**
- * libp2p's TCP connection writes every buffer it is given with its own `socket.write`, and the
- * layers above hand it many small ones: Noise writes each message as a 2-byte length and a
+ * libp2p's TCP transport with two changes.
+ *
+ * Connects: a TCP connect not done within `connectTimeoutMs` is abandoned (CONNECT_TIMEOUT_MS says
+ * why); the rest of the dial (Noise, yamux) keeps the dial's own deadline.
+ *
+ * Writes: libp2p's TCP connection writes every buffer it is given with its own `socket.write`, and
+ * the layers above hand it many small ones: Noise writes each message as a 2-byte length and a
  * ciphertext, yamux sends a frame per SYN, window update, data chunk and FIN. One request/response
  * was 14 write syscalls per side, and `writeBuffer` the top entry of the coordinator's profile.
  * Here the socket is corked at the first write of a turn and uncorked once the turn's I/O callbacks
  * have run (setImmediate), so everything written in one turn leaves in one writev. Latency cost:
  * at most the rest of the current event-loop turn.
  */
-function coalescingTcp(): (components: Parameters<ReturnType<typeof tcp>>[0]) => Libp2pTransport {
+function tunedTcp(
+  connectTimeoutMs: number,
+): (components: Parameters<ReturnType<typeof tcp>>[0]) => Libp2pTransport {
   const make = tcp();
   return (components) => {
     const inner = make(components);
-    const wrapUpgrader = (u: Upgrader): Upgrader =>
+    const wrapUpgrader = (u: Upgrader, connected?: () => void): Upgrader =>
       Object.assign(Object.create(u) as Upgrader, {
-        upgradeOutbound: (maConn: MultiaddrConnection, opts: never) =>
-          u.upgradeOutbound(corkWrites(maConn), opts),
+        upgradeOutbound: (maConn: MultiaddrConnection, opts: never) => {
+          connected?.();
+          return u.upgradeOutbound(corkWrites(maConn), opts);
+        },
         upgradeInbound: (maConn: MultiaddrConnection, opts: never) =>
           u.upgradeInbound(corkWrites(maConn), opts),
       });
     return Object.assign(Object.create(inner) as Libp2pTransport, {
-      dial: (ma: Multiaddr, opts: Parameters<Libp2pTransport['dial']>[1]) =>
-        inner.dial(ma, { ...opts, upgrader: wrapUpgrader(opts.upgrader) }),
+      dial: async (ma: Multiaddr, opts: Parameters<Libp2pTransport['dial']>[1]) => {
+        // The upgrade starts once the socket is connected: that ends the connect budget.
+        const connect = new AbortController();
+        const timer = setTimeout(() => connect.abort(), connectTimeoutMs);
+        const connected = () => clearTimeout(timer);
+        try {
+          return await inner.dial(ma, {
+            ...opts,
+            signal: opts.signal ? AbortSignal.any([opts.signal, connect.signal]) : connect.signal,
+            upgrader: wrapUpgrader(opts.upgrader, connected),
+          });
+        } finally {
+          clearTimeout(timer);
+        }
+      },
       createListener: (opts: Parameters<Libp2pTransport['createListener']>[0]) =>
         inner.createListener({ ...opts, upgrader: wrapUpgrader(opts.upgrader) }),
     });
@@ -711,6 +910,13 @@ function streamError(e: unknown, signal: AbortSignal, user: AbortSignal | undefi
   });
 }
 
+/** A dial that ran out of time (connect budget, deadline), as opposed to one refused outright. */
+function dialTimedOut(e: unknown): boolean {
+  if (e instanceof AggregateError) return e.errors.length > 0 && e.errors.every(dialTimedOut);
+  const name = e instanceof Error ? e.name : '';
+  return name === 'TimeoutError' || name === 'AbortError';
+}
+
 function dialError(e: unknown, signal: AbortSignal, user: AbortSignal | undefined, peer: string): KmsError {
   if (isKmsError(e) || user?.aborted || signal.aborted) return streamError(e, signal, user, peer);
   const name = e instanceof Error ? e.name : '';
@@ -771,10 +977,40 @@ type Frame = {
 /** The caller's side of a channel: requests awaiting their RESPONSE frame, by id. */
 type Channel = {
   readonly stream: Stream;
+  readonly link: Link;
   readonly pending: Map<number, { resolve: (body: Uint8Array) => void; reject: (e: unknown) => void }>;
   nextId: number;
   closed: boolean;
 };
+
+/**
+ * One connection's liveness ("stalled connections" in createTransport), times from
+ * `performance.now()`: when anything last arrived on it; since when it has owed us an answer with
+ * nothing arriving (undefined: owes nothing); answers awaited (requests, stream openings).
+ */
+type Link = {
+  readonly conn: Connection;
+  readonly peer: string;
+  heard: number;
+  owedSince: number | undefined;
+  pending: number;
+  probing: boolean;
+};
+
+/** A request or stream opening leaves on `link`: an answer is owed. */
+function owe(link: Link): void {
+  link.pending++;
+  link.owedSince ??= performance.now();
+}
+
+/** Bytes arrived on `link`: what was owed is settled, what is still awaited is owed from now. */
+function arrived(link: Link): void {
+  link.heard = performance.now();
+  link.owedSince = link.pending > 0 ? link.heard : undefined;
+}
+
+/** Dialing one peer: the attempt in flight, failures in a row, earliest start of the next attempt. */
+type Dialing = { attempt: Promise<Connection> | undefined; failures: number; nextAt: number };
 
 /** Unsigned LEB128, as used by libp2p's length-prefixed streams. */
 function encodeVarint(n: number): Uint8Array {

@@ -2,6 +2,7 @@
  * The libp2p transport over real TCP on 127.0.0.1 (port 0), several transports in one process.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys';
+import { type AddressInfo, createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isKmsError, KmsError, StateError } from '../protocol/errors.ts';
 import {
@@ -306,6 +307,59 @@ describe('transport', () => {
       'QuorumUnavailable',
     );
     expect(await a.isReachable(goneEntry.peerId, 2000)).toBe(false);
+  });
+
+  it('keeps a live connection whose handler is slow: silence is probed, not taken for a stall', async () => {
+    const warnings: unknown[] = [];
+    const logger: TransportLogger = {
+      child: () => logger,
+      info: () => {},
+      warn: (obj, msg) => {
+        warnings.push({ ...obj, msg });
+      },
+    };
+    // The caller's liveness window is a sixth of the handler's time: it probes several times.
+    const { a, b } = await pair({ livenessTimeoutMs: 100, logger });
+    let callerLeft = false;
+    await b.handle(PROTOCOL_RPC, async (_from, req, ctx) => {
+      ctx.signal.addEventListener('abort', () => {
+        callerLeft = true;
+      });
+      await new Promise((r) => setTimeout(r, 600));
+      return req;
+    });
+    expect(dec(await a.request(b.peerId, PROTOCOL_RPC, enc('slow')))).toBe('slow');
+    expect(callerLeft).toBe(false);
+    expect(warnings).toEqual([]);
+  });
+
+  it('dials a peer that hangs up one attempt at a time, with a backoff between attempts', async () => {
+    // A listener that accepts and at once closes every connection: each dial fails outright.
+    let accepted = 0;
+    const server = createServer((socket) => {
+      accepted++;
+      socket.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const ghost = peerIdOf(await generateIdentityKey());
+      const a = await make(await generateIdentityKey(), [
+        { peerId: ghost, addresses: [`/ip4/127.0.0.1/tcp/${port}`] },
+      ]);
+      // Twenty concurrent requests share one dial.
+      const codes = await Promise.all(
+        Array.from({ length: 20 }, () => codeOf(a.request(ghost, PROTOCOL_RPC, enc('x')))),
+      );
+      expect(new Set(codes)).toEqual(new Set(['QuorumUnavailable']));
+      expect(accepted).toBe(1);
+      // Later requests each wait out the backoff, then dial once (100, 200, 400 ms...).
+      for (let i = 0; i < 3; i++)
+        expect(await codeOf(a.request(ghost, PROTOCOL_RPC, enc('x')))).toBe('QuorumUnavailable');
+      expect(accepted).toBe(4);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('stops cleanly: no sockets or servers left open', async () => {
