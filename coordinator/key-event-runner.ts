@@ -20,7 +20,8 @@ import { type Blame, type KmsError, ProtocolError, isKmsError } from '../protoco
 import { type Epoch, type SessionId, nodeIndex } from '../protocol/ids.ts';
 import { packageDigest } from '../protocol/package-proof.ts';
 import { publicFromHex } from '../protocol/packages.ts';
-import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
+import { outputPublicKey } from '../protocol/key-tweak.ts';
+import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
 import { certFromHex } from '../net/certificate.ts';
 import type { SessionAnswer, SessionSpec } from '../net/rpc.ts';
@@ -184,7 +185,8 @@ export class KeyEventRunner {
       epoch: session.epoch,
       threshold: session.threshold,
       participants: session.participants,
-      publicKey: toHex(publicKeyFromGroupElement(spec, fromHex(first.r.groupElement))),
+      // FROST_SECP256K1_TR: the BIP341 output key of the key path (protocol/key-tweak.ts).
+      publicKey: toHex(outputPublicKey(spec, fromHex(first.r.groupElement))),
       groupElement: first.r.groupElement,
       transcriptHash: first.r.transcriptHash,
     };

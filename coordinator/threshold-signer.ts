@@ -10,6 +10,7 @@ import { participantIdOf } from '../protocol/elements.ts';
 import { type Blame, KmsError, isKmsError } from '../protocol/errors.ts';
 import { checkElement } from '../protocol/fast-sign.ts';
 import { nodeIndex } from '../protocol/ids.ts';
+import { defaultSigningTweak } from '../protocol/key-tweak.ts';
 import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
@@ -176,6 +177,8 @@ export class ThresholdSigner {
         public: pub,
         epoch: k.epoch,
         message,
+        // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+        tweak: defaultSigningTweak(spec),
         commitments: decoded as DecodedCommitment[],
         shares: Object.fromEntries(
           shares.map((s, i) => [

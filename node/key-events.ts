@@ -17,7 +17,8 @@ import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/p
 import { refreshMachine } from '../protocol/refresh.ts';
 import { repairMachine } from '../protocol/repair.ts';
 import { reshareMachine } from '../protocol/reshare.ts';
-import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
+import { outputPublicKey } from '../protocol/key-tweak.ts';
+import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
 import { certFromHex, certToHex } from '../net/certificate.ts';
 import type { Confirmations, OkAnswer, RpcRequest, SessionAnswer, SessionSpec } from '../net/rpc.ts';
@@ -405,7 +406,8 @@ export class KeyEvents {
     return {
       epoch: s.epoch,
       groupElement: toHex(groupElement),
-      publicKey: toHex(publicKeyFromGroupElement(spec, groupElement)),
+      // FROST_SECP256K1_TR: the BIP341 output key of the key path (protocol/key-tweak.ts).
+      publicKey: toHex(outputPublicKey(spec, groupElement)),
       transcriptHash: toHex(cert.transcriptHash),
       public: publicToHex(pub),
       certificate,

@@ -9,6 +9,7 @@
 import type { Key } from '@noble/curves/abstract/frost.js';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import type { Epoch, ParticipantId } from '../protocol/ids.ts';
+import { defaultSigningTweak } from '../protocol/key-tweak.ts';
 import { type NonceState, type SigningCommitment, signerCommit, signerSign } from '../protocol/sign.ts';
 import type { KeySpec } from '../protocol/suites.ts';
 
@@ -92,10 +93,11 @@ export class NonceTable {
     if (e.keyId !== keyId || e.epoch !== epoch) {
       throw new StateError('EpochMismatch', 'signing session belongs to another key or epoch');
     }
-    void spec;
     void key;
     const out = signerSign(e.state, {
       message: req.message,
+      // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+      tweak: defaultSigningTweak(spec),
       commitments: req.commitments.map((c) => ({
         identifier: c.identifier as ParticipantId,
         hiding: c.hiding,

@@ -2,9 +2,15 @@
  * noble's FROST DKG rounds (`frost.DKG.round1/round2/round3/clean`: Komlo–Goldberg KeyGen,
  * ePrint 2020/852 §5.1, with RFC 9591 Appendix C.2 VSS) restated on protocol/group.ts, so that they
  * run on the native backends. Same contracts, same packages, same results: with the same `rng`,
- * round1 gives noble's bytes, round2 noble's shares, round3 noble's key package (for
- * FROST(secp256k1)-TR including noble's even-y normalization and empty-merkle-root TapTweak);
- * and it throws wherever noble throws (test/fast-dkg.test.ts is the proof).
+ * round1 gives noble's bytes, round2 noble's shares, round3 noble's key package; and it throws
+ * wherever noble throws (test/fast-dkg.test.ts is the proof).
+ *
+ * FROST(secp256k1)-TR keeps the BIP341 INTERNAL key: round3 normalizes the group key to even y
+ * (BIP340 x-only keys; shares, verifying shares and commitments negated with it) and applies no
+ * TapTweak. The tweak (key path, merkle root, or none) is applied at signing time
+ * (protocol/key-tweak.ts). noble's own DKG also adds the empty-merkle-root TapTweak (its adjustDKG);
+ * the noble backend here removes it again (`untweakNoble`), so both backends give the same
+ * internal-key packages. Packages made before this change carry the tweak ("baked", docs/custody.md).
  *
  * Where noble's time went (3-of-5, Ed25519, ~400 ms summed over the parties): every point is parsed
  * and subgroup-checked again at each use (round2, round3, merged commitment), in JavaScript. Here a
@@ -28,8 +34,51 @@ type Rng = (n: number) => Uint8Array;
 /** The DKG rounds of a suite: the native restatement where a backend exists, else noble's own. */
 export function dkgRounds(spec: KeySpec, backend: Backend = 'native'): DkgRounds {
   const g = groupOf(spec, backend);
-  if (g.backend === 'noble') return spec.frost.DKG;
+  if (g.backend === 'noble') return spec.name === 'FROST_SECP256K1_TR' ? untweakNoble(spec) : spec.frost.DKG;
   return nativeRounds(spec, g);
+}
+
+/**
+ * noble's FROST(secp256k1)-TR DKG with its empty-merkle-root TapTweak (adjustDKG) removed from the
+ * output: the internal key P is the sum of the round-one constant terms, even-y normalized; noble's
+ * output is P + t·G with t = hash_TapTweak(x(P)) (shares + t, verifying shares + t·G), checked and
+ * undone here, so the result is the even-y internal-key package the native rounds produce.
+ */
+function untweakNoble(spec: KeySpec): DkgRounds {
+  const DKG = spec.frost.DKG;
+  const P = spec.Point;
+  const Fn = P.Fn;
+  return {
+    round1: DKG.round1,
+    round2: DKG.round2,
+    clean: DKG.clean,
+    round3(secret, round1, round2) {
+      const own = secret.commitment[0];
+      const key = DKG.round3(secret, round1, round2);
+      let internal = P.fromBytes(own!);
+      for (const p of round1) internal = internal.add(P.fromBytes(p.commitment[0]!));
+      if ((internal.toAffine().y & 1n) === 1n) internal = internal.negate();
+      const t = bytesToNumberBE(schnorr.utils.taggedHash('TapTweak', internal.toBytes().subarray(1)));
+      const tG = P.BASE.multiply(t).negate();
+      const untweak = (b: Uint8Array) => P.fromBytes(b).add(tG).toBytes();
+      const commitments = key.public.commitments.map((c, i) => (i === 0 ? untweak(c) : c));
+      if (!equalBytes(commitments[0]!, internal.toBytes()))
+        throw new Error('noble DKG output is not the tweaked sum');
+      return {
+        public: {
+          signers: key.public.signers,
+          commitments,
+          verifyingShares: Object.fromEntries(
+            Object.entries(key.public.verifyingShares).map(([id, y]) => [id, untweak(y)]),
+          ),
+        },
+        secret: {
+          identifier: key.secret.identifier,
+          signingShare: Fn.toBytes(Fn.sub(Fn.fromBytes(key.secret.signingShare), t)),
+        },
+      } as Key;
+    },
+  } as DkgRounds;
 }
 
 /** HDKG (RFC 9591 §6 "dkg" tag, as noble's suites define it). */
@@ -138,28 +187,21 @@ function nativeRounds(spec: KeySpec, g: Group): DkgRounds {
     return { R, Rb, z: scalarOf(full.subarray(full.length - Fn.BYTES)) };
   };
 
-  /** noble's adjustDKG for BIP340/Taproot: even-y group key, then the empty-merkle-root TapTweak. */
+  /**
+   * BIP340/Taproot: the group key with even y (noble's frostPubToEvenY/frostSecretToEvenY, the
+   * first half of its adjustDKG), so the stored key is the BIP341 internal key P = lift_x(x(P)).
+   * No TapTweak: it is applied at signing (protocol/key-tweak.ts), never baked into the shares.
+   */
   const taprootAdjust = (
     commitments: Elem[],
     shares: [string, Elem][],
     share: bigint,
   ): { commitments: Elem[]; shares: [string, Elem][]; share: bigint } => {
-    let c = commitments;
-    let v = shares;
-    let s = share;
-    if (!g.hasEvenY(c[0]!)) {
-      c = c.map((p) => p.negate());
-      v = v.map(([k, p]) => [k, p.negate()]);
-      s = Fn.neg(s);
-    }
-    const t = bytesToNumberBE(schnorr.utils.taggedHash('TapTweak', c[0]!.toBytes().subarray(1)));
-    if (!Fn.isValid(t)) fail('invalid TapTweak hash');
-    if (t === 0n) return { commitments: c, shares: v, share: s };
-    const tp = g.baseMul(t); // t is public
+    if (g.hasEvenY(commitments[0]!)) return { commitments, shares, share };
     return {
-      commitments: c.map((p, i) => (i === 0 ? p.add(tp) : p)),
-      shares: v.map(([k, p]) => [k, p.add(tp)]),
-      share: Fn.add(s, t),
+      commitments: commitments.map((p) => p.negate()),
+      shares: shares.map(([k, p]) => [k, p.negate()]),
+      share: Fn.neg(share),
     };
   };
 

@@ -37,6 +37,7 @@ import { ed25519Sodium, ed25519VerifySodium, sha512Sodium } from './backend-ed25
 import { bip340Equation, hasOddY, negateElement, secp256k1Native } from './backend-secp256k1-native.ts';
 import { bytesToHex, concatBytes, equalBytes, utf8ToBytes } from './bytes.ts';
 import { decodeElement } from './elements.ts';
+import type { AffineTweak } from './key-tweak.ts';
 import { DecodeError, ProtocolError } from './errors.ts';
 import { type FastGroup, ValidElementCache } from './fast-group.ts';
 import type { KeySpec, KeySpecName } from './suites.ts';
@@ -252,10 +253,13 @@ type Session = {
   readonly PK: Uint8Array;
 };
 
-/** Binding factors (§4.4), group commitment (§4.5) and challenge (§4.6) of one signing session. */
+/**
+ * Binding factors (§4.4), group commitment (§4.5) and challenge (§4.6) of one signing session for
+ * the (validated) group key PK: the key signed for, which the binding factors hash too.
+ */
 function session(
   suite: FastSuite,
-  pub: FrostPublic,
+  PK: Uint8Array,
   list: readonly NonceCommitments[],
   msg: Uint8Array,
 ): Session {
@@ -263,7 +267,6 @@ function session(
   const Fn = group.Fn;
   if (!Array.isArray(list)) throw new DecodeError('DecodeError', 'commitment list: must be an array');
   if (!(msg instanceof Uint8Array)) throw new DecodeError('DecodeError', 'message: must be bytes');
-  const PK = element(suite, pub.commitments[0], 'group public key');
   const entries: Entry[] = list.map((c) => ({
     id: c.identifier,
     x: identifier(suite, c.identifier),
@@ -306,25 +309,179 @@ function baseMulOrIdentity(suite: FastSuite, k: bigint): Uint8Array | undefined 
   return k === 0n ? undefined : suite.group.baseMul(k);
 }
 
-/** §5.4 verify_signature_share, with the session already computed. */
-function shareValid(suite: FastSuite, pub: FrostPublic, s: Session, id: string, z: bigint): boolean {
+/**
+ * The key a session signs for, as an affine image of the stored package (protocol/key-tweak.ts):
+ * shares are used as a·s_i + b and verifying shares as a·Y_i + b·G, a = -1 iff `negate`; `PK` is
+ * the resulting group key (for BIP340: with even y).
+ */
+type View = { readonly negate: boolean; readonly add: bigint; readonly PK: Uint8Array };
+
+/** The package as it is (RFC 9591). */
+function plainView(suite: FastSuite, pub: FrostPublic): View {
+  return { negate: false, add: 0n, PK: element(suite, pub.commitments[0], 'group public key') };
+}
+
+/**
+ * A resolved tweak. noble's reference (key-tweak.ts tweakPackageNoble) decodes every element of the
+ * package to shift it, so every one is checked here too (cached): the same packages are refused.
+ */
+function tweakedView(suite: FastSuite, pub: FrostPublic, t: AffineTweak): View {
+  for (const [i, c] of pub.commitments.entries()) element(suite, c, `key commitment ${i}`);
+  for (const [id, y] of Object.entries(pub.verifyingShares)) element(suite, y, `verifying share ${id}`);
+  const Fn = suite.group.Fn;
+  if (typeof t.add !== 'bigint' || t.add < 0n || t.add >= Fn.ORDER) {
+    throw new DecodeError('InvalidScalar', 'tweak: not a reduced scalar');
+  }
+  return { negate: t.negate === true, add: t.add, PK: element(suite, t.key, 'tweaked group key') };
+}
+
+/** The share a signer signs with under `v`: a·s_i + b. */
+function viewShare(suite: FastSuite, v: View, sk: bigint): bigint {
+  const Fn = suite.group.Fn;
+  return Fn.add(v.negate ? Fn.neg(sk) : sk, v.add);
+}
+
+/**
+ * §5.4 verify_signature_share, with the session already computed, under the view: [z]B =
+ * commShare + [c·λ](a·Y + b·G). `taproot`: the commitment share is negated when R has odd y
+ * (noble's adjustGroupCommitmentShare: the signer then signed with negated nonces).
+ */
+function shareValid(
+  suite: FastSuite,
+  pub: FrostPublic,
+  v: View,
+  s: Session,
+  id: string,
+  z: bigint,
+  taproot: boolean,
+): boolean {
   const { group } = suite;
+  const Fn = group.Fn;
   const e = s.entries.find((x) => x.id === id);
   if (e === undefined) throw new DecodeError('InvalidIdentifier', `${id} is not in the commitment list`);
   const Y = element(suite, pub.verifyingShares[id], `verifying share ${id}`);
   const lhs = baseMulOrIdentity(suite, z);
-  const commShare = group.add(e.hiding, group.mul(e.binding, e.rho));
-  const rhs = group.add(commShare, group.mul(Y, group.Fn.mul(s.c, lambda(suite, s.entries, e.x))));
+  let commShare = group.add(e.hiding, group.mul(e.binding, e.rho));
+  if (taproot && hasOddY(s.R)) commShare = negateElement(commShare);
+  const k = Fn.mul(s.c, lambda(suite, s.entries, e.x));
+  let rhs = group.add(commShare, group.mul(Y, v.negate ? Fn.neg(k) : k));
+  const bk = Fn.mul(v.add, k);
+  if (bk !== 0n) rhs = group.add(rhs, group.baseMul(bk));
   return lhs !== undefined && equalBytes(lhs, rhs);
+}
+
+/** The operations of sign.ts with the key given as a view (plain, even-y, or a resolved tweak). */
+type Core = {
+  signShare(
+    secret: FrostSecret,
+    pub: FrostPublic,
+    nonces: Nonces,
+    list: NonceCommitments[],
+    msg: Uint8Array,
+    view: (pub: FrostPublic) => View,
+  ): Uint8Array;
+  verifyShare(
+    pub: FrostPublic,
+    list: NonceCommitments[],
+    msg: Uint8Array,
+    id: string,
+    share: Uint8Array,
+    view: (pub: FrostPublic) => View,
+  ): boolean;
+  aggregate(
+    pub: FrostPublic,
+    list: NonceCommitments[],
+    msg: Uint8Array,
+    shares: Record<string, Uint8Array>,
+    view: (pub: FrostPublic) => View,
+  ): Uint8Array;
+};
+
+/**
+ * §5.2 sign, §5.4 verify_signature_share and §5.3 aggregate of one suite. `taproot` adds noble's
+ * schnorr_FROST rules for R (adjustNonces, adjustGroupCommitmentShare) and the BIP340 check.
+ */
+function core(suite: FastSuite, taproot: boolean): Core {
+  const Fn = suite.group.Fn;
+  return {
+    // §5.2 sign. Consumes (zeroes) the nonces on success, as noble's signShare does.
+    signShare(secret, pub, nonces, list, msg, view) {
+      // Checked against the nonces as committed, before any negation (as noble does).
+      const { sk, d, e } = signInputs(suite, secret, pub, nonces, list);
+      const v = view(pub);
+      const s = session(suite, v.PK, list, msg);
+      const self = s.entries.find((x) => x.id === secret.identifier)!;
+      // BIP340 (noble's adjustNonces): nonces negated when R has odd y, so the aggregate's R is even.
+      const oddR = taproot && hasOddY(s.R);
+      const dA = oddR ? Fn.neg(d) : d;
+      const eA = oddR ? Fn.neg(e) : e;
+      // z_i = d_i + e_i·ρ_i + λ_i·s'_i·c with s'_i = a·s_i + b
+      const z = Fn.add(
+        Fn.add(dA, Fn.mul(eA, self.rho)),
+        Fn.mul(Fn.mul(lambda(suite, s.entries, self.x), viewShare(suite, v, sk)), s.c),
+      );
+      nonces.hiding.fill(0);
+      nonces.binding.fill(0);
+      return Fn.toBytes(z);
+    },
+
+    verifyShare(pub, list, msg, id, share, view) {
+      checkPublic(pub);
+      identifier(suite, id);
+      const z = scalar(suite, share, 'signature share');
+      const v = view(pub);
+      return shareValid(suite, pub, v, session(suite, v.PK, list, msg), id, z, taproot);
+    },
+
+    // §5.3 aggregate: verify the aggregate signature; only if that fails check every share (§5.4)
+    // and name the signers whose shares are invalid (`cheaters`, as noble's error carries them).
+    aggregate(pub, list, msg, shares, view) {
+      checkPublic(pub);
+      const fail = (cheaters: string[]) =>
+        Object.assign(new ProtocolError('InvalidSignature', 'aggregation failed'), { cheaters });
+      if (!Array.isArray(list) || typeof shares !== 'object' || shares === null) throw fail([]);
+      // Where noble decodes the key: first with schnorr_FROST (adjustPublic), else in the session.
+      const early = taproot ? view(pub) : undefined;
+      if (list.length < pub.signers.min || list.length > pub.signers.max) throw fail([]);
+      const ids = list.map((c) => c.identifier);
+      if (new Set(ids).size !== ids.length || ids.length !== Object.keys(shares).length) throw fail([]);
+      for (const id of ids) {
+        if (!Object.hasOwn(shares, id) || !Object.hasOwn(pub.verifyingShares, id)) throw fail([]);
+      }
+      const v = early ?? view(pub);
+      const s = session(suite, v.PK, list, msg);
+      const zs = new Map<string, bigint>();
+      let z = Fn.ZERO;
+      for (const id of ids) {
+        const zi = scalar(suite, shares[id], `signature share ${id}`);
+        zs.set(id, zi);
+        z = Fn.add(z, zi);
+      }
+      const sig = suite.encodeSignature(s.R, z);
+      if (taproot) {
+        // The challenge of this session is BIP340's for (x(R), x(PK), msg): no need to hash again.
+        if (bip340Equation(sig, v.PK, s.c)) return sig;
+      } else {
+        if (suite.quickVerify(sig, msg, v.PK)) return sig;
+        // The exact §5.3 equation [z]B = R + [c]PK, for the negligible cases the standard verifier
+        // refuses although the equation holds (e.g. R the identity).
+        const zB = baseMulOrIdentity(suite, z);
+        if (zB !== undefined && equalBytes(zB, suite.group.add(s.R, suite.group.mul(v.PK, s.c)))) return sig;
+      }
+      const cheaters = ids.filter((id) => !shareValid(suite, pub, v, s, id, zs.get(id)!, taproot));
+      throw fail(cheaters);
+    },
+  };
 }
 
 // ---- the four operations, with noble's contracts ----
 
-function makeSigning(suite: FastSuite): FrostSigning {
+function makeSigning(suite: FastSuite, c: Core, view: (pub: FrostPublic) => View): FrostSigning {
   const { group } = suite;
   const Fn = group.Fn;
   return {
     // §5.1 commit, nonces by §4.1 nonce_generate: H3(random_bytes(32) || SerializeScalar(sk)).
+    // BIP340's even-y rules only apply once R is known, so it is the same for every suite.
     commit(secret: FrostSecret, rng: RNG = randomBytes): GenNonce {
       identifier(suite, secret.identifier);
       const sk = scalar(suite, secret.signingShare, 'signing share');
@@ -341,208 +498,41 @@ function makeSigning(suite: FastSuite): FrostSigning {
         },
       } as GenNonce;
     },
-
-    // §5.2 sign. Consumes (zeroes) the nonces on success, as noble's signShare does.
-    signShare(
-      secret: FrostSecret,
-      pub: FrostPublic,
-      nonces: Nonces,
-      list: NonceCommitments[],
-      msg: Uint8Array,
-    ) {
-      const { sk, d, e } = signInputs(suite, secret, pub, nonces, list);
-      const s = session(suite, pub, list, msg);
-      const self = s.entries.find((x) => x.id === secret.identifier)!;
-      // z_i = d_i + e_i·ρ_i + λ_i·s_i·c
-      const z = Fn.add(
-        Fn.add(d, Fn.mul(e, self.rho)),
-        Fn.mul(Fn.mul(lambda(suite, s.entries, self.x), sk), s.c),
-      );
-      nonces.hiding.fill(0);
-      nonces.binding.fill(0);
-      return Fn.toBytes(z) as ReturnType<FROST['signShare']>;
-    },
-
-    verifyShare(pub: FrostPublic, list: NonceCommitments[], msg: Uint8Array, id: string, share: Uint8Array) {
-      checkPublic(pub);
-      identifier(suite, id);
-      const z = scalar(suite, share, 'signature share');
-      return shareValid(suite, pub, session(suite, pub, list, msg), id, z);
-    },
-
-    // §5.3 aggregate: verify the aggregate signature; only if that fails check every share (§5.4)
-    // and name the signers whose shares are invalid (`cheaters`, as noble's error carries them).
-    aggregate(
-      pub: FrostPublic,
-      list: NonceCommitments[],
-      msg: Uint8Array,
-      shares: Record<string, Uint8Array>,
-    ) {
-      checkPublic(pub);
-      const fail = (cheaters: string[]) =>
-        Object.assign(new ProtocolError('InvalidSignature', 'aggregation failed'), { cheaters });
-      if (!Array.isArray(list) || typeof shares !== 'object' || shares === null) throw fail([]);
-      if (list.length < pub.signers.min || list.length > pub.signers.max) throw fail([]);
-      const ids = list.map((c) => c.identifier);
-      if (new Set(ids).size !== ids.length || ids.length !== Object.keys(shares).length) throw fail([]);
-      for (const id of ids) {
-        if (!Object.hasOwn(shares, id) || !Object.hasOwn(pub.verifyingShares, id)) throw fail([]);
-      }
-      const s = session(suite, pub, list, msg);
-      const zs = new Map<string, bigint>();
-      let z = Fn.ZERO;
-      for (const id of ids) {
-        const zi = scalar(suite, shares[id], `signature share ${id}`);
-        zs.set(id, zi);
-        z = Fn.add(z, zi);
-      }
-      const sig = suite.encodeSignature(s.R, z);
-      if (suite.quickVerify(sig, msg, s.PK)) return sig as ReturnType<FROST['aggregate']>;
-      // The exact §5.3 equation [z]B = R + [c]PK, for the negligible cases the standard verifier
-      // refuses although the equation holds (e.g. R the identity).
-      const zB = baseMulOrIdentity(suite, z);
-      if (zB !== undefined && equalBytes(zB, group.add(s.R, group.mul(s.PK, s.c))))
-        return sig as ReturnType<FROST['aggregate']>;
-      const cheaters = ids.filter((id) => !shareValid(suite, pub, s, id, zs.get(id)!));
-      throw fail(cheaters);
-    },
+    signShare: (secret, pub, nonces, list, msg) =>
+      c.signShare(
+        secret as FrostSecret,
+        pub as FrostPublic,
+        nonces as Nonces,
+        list as NonceCommitments[],
+        msg,
+        view,
+      ) as ReturnType<FROST['signShare']>,
+    verifyShare: (pub, list, msg, id, share) =>
+      c.verifyShare(pub as FrostPublic, list as NonceCommitments[], msg, id, share, view),
+    aggregate: (pub, list, msg, shares) =>
+      c.aggregate(pub as FrostPublic, list as NonceCommitments[], msg, shares, view) as ReturnType<
+        FROST['aggregate']
+      >,
   };
 }
 
 // ---- the BIP340/Taproot variant (noble's schnorr_FROST hooks, secp256k1.ts) ----
 
-/** The key package as schnorr_FROST signs with it: group key and verifying shares with even y. */
-type EvenView = {
-  /** The group key had odd y: shares, the key and verifying shares are used negated. */
-  readonly odd: boolean;
-  /** The even-y group key (0x02 || x); binding factors hash it (§4.4) and BIP340 keys are x-only. */
-  readonly PK: Uint8Array;
-  /** `pub` with commitments[0] replaced by PK, for session(). */
-  readonly pub: FrostPublic;
-};
-
 /**
  * noble's adjustPublic (frostPubToEvenY): if the group key Y has odd y, sign for -Y, so negate the
- * key and every verifying share. A negated element is valid iff the element is, so only parities
- * change here. noble decodes every commitment and verifying share of an odd-y package to negate
- * it; they are checked here too (cached), so exactly the same packages are refused. DKG-output
- * packages already carry the Taproot tweak (noble's adjustDKG): it is not applied again.
+ * key, every share and every verifying share. A negated element is valid iff the element is, so only
+ * parities change here. noble decodes every commitment and verifying share of an odd-y package to
+ * negate it; they are checked here too (cached), so exactly the same packages are refused. No
+ * Taproot tweak is applied here: that is a tweak (protocol/key-tweak.ts, `fastTweaked`).
  */
-function evenView(suite: FastSuite, pub: FrostPublic): EvenView {
+function evenView(suite: FastSuite, pub: FrostPublic): View {
   const VK = element(suite, pub.commitments[0], 'group public key');
   const odd = hasOddY(VK);
   if (odd) {
     for (const [i, c] of pub.commitments.entries()) element(suite, c, `key commitment ${i}`);
     for (const [id, y] of Object.entries(pub.verifyingShares)) element(suite, y, `verifying share ${id}`);
   }
-  const PK = odd ? negateElement(VK) : VK;
-  return { odd, PK, pub: { ...pub, commitments: [PK] } as FrostPublic };
-}
-
-/**
- * §5.4 with the Taproot adjustments: the verifying share negated with an odd-y key (here: its
- * multiplier negated), and the commitment share negated when the group commitment R has odd y
- * (noble's adjustGroupCommitmentShare: the signer then signed with negated nonces).
- */
-function taprootShareValid(
-  suite: FastSuite,
-  pub: FrostPublic,
-  v: EvenView,
-  s: Session,
-  id: string,
-  z: bigint,
-) {
-  const { group } = suite;
-  const Fn = group.Fn;
-  const e = s.entries.find((x) => x.id === id);
-  if (e === undefined) throw new DecodeError('InvalidIdentifier', `${id} is not in the commitment list`);
-  const Y = element(suite, pub.verifyingShares[id], `verifying share ${id}`);
-  const lhs = baseMulOrIdentity(suite, z);
-  let commShare = group.add(e.hiding, group.mul(e.binding, e.rho));
-  if (hasOddY(s.R)) commShare = negateElement(commShare);
-  const k = Fn.mul(s.c, lambda(suite, s.entries, e.x));
-  const rhs = group.add(commShare, group.mul(Y, v.odd ? Fn.neg(k) : k));
-  return lhs !== undefined && equalBytes(lhs, rhs);
-}
-
-function taprootSigning(suite: FastSuite): FrostSigning {
-  const { group } = suite;
-  const Fn = group.Fn;
-  // Round one is the plain RFC 9591 §5.1 commit: the even-y rules only apply once R is known.
-  const { commit } = makeSigning(suite);
-  return {
-    commit,
-
-    // §5.2 with noble's adjustSecret (share negated with an odd-y key) and adjustNonces (nonces
-    // negated when R has odd y, so that the aggregate signs for the even-y R of BIP340).
-    signShare(
-      secret: FrostSecret,
-      pub: FrostPublic,
-      nonces: Nonces,
-      list: NonceCommitments[],
-      msg: Uint8Array,
-    ) {
-      // Checked against the nonces as committed, before any negation (as noble does).
-      const { sk, d, e } = signInputs(suite, secret, pub, nonces, list);
-      const v = evenView(suite, pub);
-      const s = session(suite, v.pub, list, msg);
-      const self = s.entries.find((x) => x.id === secret.identifier)!;
-      const oddR = hasOddY(s.R);
-      const dA = oddR ? Fn.neg(d) : d;
-      const eA = oddR ? Fn.neg(e) : e;
-      const skA = v.odd ? Fn.neg(sk) : sk;
-      // z_i = d_i + e_i·ρ_i + λ_i·s_i·c
-      const z = Fn.add(
-        Fn.add(dA, Fn.mul(eA, self.rho)),
-        Fn.mul(Fn.mul(lambda(suite, s.entries, self.x), skA), s.c),
-      );
-      nonces.hiding.fill(0);
-      nonces.binding.fill(0);
-      return Fn.toBytes(z) as ReturnType<FROST['signShare']>;
-    },
-
-    verifyShare(pub: FrostPublic, list: NonceCommitments[], msg: Uint8Array, id: string, share: Uint8Array) {
-      checkPublic(pub);
-      identifier(suite, id);
-      const z = scalar(suite, share, 'signature share');
-      const v = evenView(suite, pub);
-      return taprootShareValid(suite, pub, v, session(suite, v.pub, list, msg), id, z);
-    },
-
-    // §5.3: the aggregate x(R) || z is checked as a BIP340 signature under the even-y key; only if
-    // that fails is every share checked (§5.4) and the invalid ones named (`cheaters`).
-    aggregate(
-      pub: FrostPublic,
-      list: NonceCommitments[],
-      msg: Uint8Array,
-      shares: Record<string, Uint8Array>,
-    ) {
-      checkPublic(pub);
-      const fail = (cheaters: string[]) =>
-        Object.assign(new ProtocolError('InvalidSignature', 'aggregation failed'), { cheaters });
-      if (!Array.isArray(list) || typeof shares !== 'object' || shares === null) throw fail([]);
-      const v = evenView(suite, pub);
-      if (list.length < pub.signers.min || list.length > pub.signers.max) throw fail([]);
-      const ids = list.map((c) => c.identifier);
-      if (new Set(ids).size !== ids.length || ids.length !== Object.keys(shares).length) throw fail([]);
-      for (const id of ids) {
-        if (!Object.hasOwn(shares, id) || !Object.hasOwn(pub.verifyingShares, id)) throw fail([]);
-      }
-      const s = session(suite, v.pub, list, msg);
-      const zs = new Map<string, bigint>();
-      let z = Fn.ZERO;
-      for (const id of ids) {
-        const zi = scalar(suite, shares[id], `signature share ${id}`);
-        zs.set(id, zi);
-        z = Fn.add(z, zi);
-      }
-      const sig = suite.encodeSignature(s.R, z);
-      // The challenge of this session is BIP340's for (x(R), x(PK), msg): no need to hash again.
-      if (bip340Equation(sig, v.PK, s.c)) return sig as ReturnType<FROST['aggregate']>;
-      const cheaters = ids.filter((id) => !taprootShareValid(suite, pub, v, s, id, zs.get(id)!));
-      throw fail(cheaters);
-    },
-  };
+  return { negate: odd, add: 0n, PK: odd ? negateElement(VK) : VK };
 }
 
 const signing = new Map<KeySpecName, FrostSigning>();
@@ -553,8 +543,58 @@ export function fastFrost(spec: KeySpec): FrostSigning | undefined {
   if (f === undefined) {
     const suite = suiteOf(spec);
     if (suite === undefined) return undefined;
-    f = spec.name === 'FROST_SECP256K1_TR' ? taprootSigning(suite) : makeSigning(suite);
+    const taproot = spec.name === 'FROST_SECP256K1_TR';
+    f = makeSigning(suite, core(suite, taproot), (pub) =>
+      taproot ? evenView(suite, pub) : plainView(suite, pub),
+    );
     signing.set(spec.name, f);
+  }
+  return f;
+}
+
+/** Signing for a tweaked key (protocol/key-tweak.ts): the operations of sign.ts with the resolved tweak. */
+export type TweakedSigning = {
+  signShare(
+    secret: FrostSecret,
+    pub: FrostPublic,
+    nonces: Nonces,
+    list: NonceCommitments[],
+    msg: Uint8Array,
+    tweak: AffineTweak,
+  ): Uint8Array;
+  verifyShare(
+    pub: FrostPublic,
+    list: NonceCommitments[],
+    msg: Uint8Array,
+    id: string,
+    share: Uint8Array,
+    tweak: AffineTweak,
+  ): boolean;
+  aggregate(
+    pub: FrostPublic,
+    list: NonceCommitments[],
+    msg: Uint8Array,
+    shares: Record<string, Uint8Array>,
+    tweak: AffineTweak,
+  ): Uint8Array;
+};
+
+const tweaked = new Map<KeySpecName, TweakedSigning>();
+
+/** The fast tweaked signing of `spec`, or undefined if the suite has no fast backend. */
+export function fastTweaked(spec: KeySpec): TweakedSigning | undefined {
+  let f = tweaked.get(spec.name);
+  if (f === undefined) {
+    const suite = suiteOf(spec);
+    if (suite === undefined) return undefined;
+    const c = core(suite, spec.name === 'FROST_SECP256K1_TR');
+    const at = (t: AffineTweak) => (pub: FrostPublic) => tweakedView(suite, pub, t);
+    f = {
+      signShare: (secret, pub, nonces, list, msg, t) => c.signShare(secret, pub, nonces, list, msg, at(t)),
+      verifyShare: (pub, list, msg, id, share, t) => c.verifyShare(pub, list, msg, id, share, at(t)),
+      aggregate: (pub, list, msg, shares, t) => c.aggregate(pub, list, msg, shares, at(t)),
+    };
+    tweaked.set(spec.name, f);
   }
   return f;
 }

@@ -11,16 +11,31 @@
  * Aggregator side (the coordinator, §5.3): `aggregate` verifies the aggregate signature and, only
  * if that fails, every share (§5.4, noble's aggregate does exactly this), and throws
  * ParticipantMisbehaved naming the invalid-share senders so the caller can retry without them.
+ *
+ * Tweaks (protocol/key-tweak.ts): signer and aggregator may pass `tweak` (a derivation path, and
+ * for FROST_SECP256K1_TR the BIP341 key-path tweak with an optional merkle root, or none); both
+ * must pass the same one. Without it the package signs as it is (RFC 9591, noble's semantics).
+ * `backend: 'noble'` runs noble's operations on the tweaked package (the reference) instead of the
+ * fast path; both give the same bytes (test/taproot-tweak.test.ts).
  */
-import type { FrostPublic, Key, NonceCommitments, Nonces, RNG } from '@noble/curves/abstract/frost.js';
+import type {
+  FrostPublic,
+  FrostSecret,
+  Key,
+  NonceCommitments,
+  Nonces,
+  RNG,
+} from '@noble/curves/abstract/frost.js';
 import { equalBytes, toHex } from './bytes.ts';
 import { readBytes, readInt, readString } from './codec.ts';
 import { sortIds } from './dkg.ts';
 import { decodeIdentifier, decodeScalar } from './elements.ts';
 import { type Blame, DecodeError, KmsError, ProtocolError, misbehaved } from './errors.ts';
 // Fast backends where a suite has one (protocol/fast-sign.ts), noble's FROST otherwise.
-import { checkElement, signingFrost } from './fast-sign.ts';
+import { checkElement, fastTweaked, signingFrost } from './fast-sign.ts';
+import type { Backend } from './group.ts';
 import type { Epoch, ParticipantId } from './ids.ts';
+import { type AffineTweak, resolveTweak, type SigningTweak, tweakPackageNoble } from './key-tweak.ts';
 import type { KeySpec } from './suites.ts';
 
 /** One signer's round-one commitment, tagged with the key epoch of the share behind it. */
@@ -126,7 +141,12 @@ export function sortCommitments<C extends { identifier: ParticipantId }>(
  */
 export function signerSign(
   state: NonceState,
-  req: { message: Uint8Array; commitments: readonly SigningCommitment[] },
+  req: {
+    message: Uint8Array;
+    commitments: readonly SigningCommitment[];
+    tweak?: SigningTweak | undefined;
+    backend?: Backend | undefined;
+  },
 ): SignatureShare {
   if (state.status !== 'fresh') throw new ProtocolError('NonceReused', 'signing nonce already used');
   state.status = 'used';
@@ -144,9 +164,10 @@ export function signerSign(
     ) {
       throw new DecodeError('ContextMismatch', 'commitments: this signer’s commitment was altered');
     }
+    const signWith = signer(spec, key.public, req.tweak, req.backend);
     let share: Uint8Array;
     try {
-      share = signingFrost(spec).signShare(key.secret, key.public, state.nonces, list, req.message);
+      share = signWith(key.secret, state.nonces, list, req.message);
     } catch (e) {
       throw new ProtocolError('ProtocolAborted', 'signShare failed', { cause: e });
     }
@@ -170,6 +191,8 @@ export function aggregate(args: {
   commitments: readonly SigningCommitment[];
   shares: readonly SignatureShare[];
   message: Uint8Array;
+  tweak?: SigningTweak | undefined;
+  backend?: Backend | undefined;
 }): Uint8Array {
   const { spec, epoch, commitments, shares, message } = args;
   const pub = args.public;
@@ -208,9 +231,10 @@ export function aggregate(args: {
       culprits: missing.map((p) => ({ participant: p, reason: 'unresponsive', round: 'sign.share' })),
     });
   }
+  const aggregateWith = aggregator(spec, pub, args.tweak, args.backend);
   let sig: Uint8Array;
   try {
-    sig = signingFrost(spec).aggregate(pub, list, message, byId);
+    sig = aggregateWith(list, message, byId);
   } catch (e) {
     const cheaters = (e as { cheaters?: unknown }).cheaters;
     if (Array.isArray(cheaters) && cheaters.length > 0) {
@@ -233,6 +257,66 @@ export function aggregate(args: {
     );
   }
   return sig;
+}
+
+/** A resolved tweak; KmsError('ValidationError') for a tweak the key cannot take (before any secret is used). */
+function resolved(spec: KeySpec, pub: FrostPublic, tweak: SigningTweak, backend: Backend): AffineTweak {
+  checkElement(spec, pub.commitments[0]!, 'group public key');
+  return resolveTweak(spec, pub.commitments[0]!, tweak, backend);
+}
+
+type ShareSigner = (
+  secret: FrostSecret,
+  nonces: Nonces,
+  list: NonceCommitments[],
+  msg: Uint8Array,
+) => Uint8Array;
+
+/** §5.2 for the key `tweak` selects: the fast path where the suite has one, noble's otherwise. */
+function signer(
+  spec: KeySpec,
+  pub: FrostPublic,
+  tweak?: SigningTweak,
+  backend: Backend = 'native',
+): ShareSigner {
+  const frost = backend === 'noble' ? spec.frost : signingFrost(spec);
+  if (tweak === undefined)
+    return (secret, nonces, list, msg) => frost.signShare(secret, pub, nonces, list, msg);
+  const fast = backend === 'noble' ? undefined : fastTweaked(spec);
+  if (fast !== undefined) {
+    const t = resolved(spec, pub, tweak, backend);
+    return (secret, nonces, list, msg) => fast.signShare(secret, pub, nonces, list, msg, t);
+  }
+  resolved(spec, pub, tweak, 'noble');
+  return (secret, nonces, list, msg) => {
+    const k = tweakPackageNoble(spec, pub, secret, tweak);
+    return spec.frost.signShare(k.secret!, k.public, nonces, list, msg);
+  };
+}
+
+type Aggregator = (
+  list: NonceCommitments[],
+  msg: Uint8Array,
+  shares: Record<string, Uint8Array>,
+) => Uint8Array;
+
+/** §5.3 (with §5.4 on failure) for the key `tweak` selects. */
+function aggregator(
+  spec: KeySpec,
+  pub: FrostPublic,
+  tweak?: SigningTweak,
+  backend: Backend = 'native',
+): Aggregator {
+  const frost = backend === 'noble' ? spec.frost : signingFrost(spec);
+  if (tweak === undefined) return (list, msg, shares) => frost.aggregate(pub, list, msg, shares);
+  const fast = backend === 'noble' ? undefined : fastTweaked(spec);
+  if (fast !== undefined) {
+    const t = resolved(spec, pub, tweak, backend);
+    return (list, msg, shares) => fast.aggregate(pub, list, msg, shares, t);
+  }
+  resolved(spec, pub, tweak, 'noble');
+  const k = tweakPackageNoble(spec, pub, undefined, tweak);
+  return (list, msg, shares) => spec.frost.aggregate(k.public, list, msg, shares);
 }
 
 function hexOf(b: unknown): string {
@@ -285,6 +369,7 @@ export function aggregateSignature(args: {
   message: Uint8Array;
   commitments: readonly { identifier: string; hiding: Uint8Array; binding: Uint8Array; epoch?: number }[];
   shares: Readonly<Record<string, Uint8Array>>;
+  tweak?: SigningTweak | undefined;
 }): Uint8Array {
   const epoch = args.epoch as Epoch;
   const commitments = sortCommitments(
@@ -308,5 +393,6 @@ export function aggregateSignature(args: {
     commitments,
     shares,
     message: args.message,
+    tweak: args.tweak,
   });
 }

@@ -628,17 +628,21 @@ function agreesWithNoble(impl: FrostSigning): boolean {
 
 describe('FROST_SECP256K1_TR fast path: mutation check', () => {
   const MUTATIONS: [string, string, string][] = [
-    ['nonces not negated for odd-y R', 'const oddR = hasOddY(s.R);', 'const oddR = false;'],
-    ['share not negated for an odd-y key', 'const skA = v.odd ? Fn.neg(sk) : sk;', 'const skA = sk;'],
-    ['binding factors hash the odd-y key', 'const PK = odd ? negateElement(VK) : VK;', 'const PK = VK;'],
+    ['nonces not negated for odd-y R', 'const oddR = taproot && hasOddY(s.R);', 'const oddR = false;'],
+    [
+      'share not negated for an odd-y key',
+      'return Fn.add(v.negate ? Fn.neg(sk) : sk, v.add);',
+      'return Fn.add(sk, v.add);',
+    ],
+    ['binding factors hash the odd-y key', 'PK: odd ? negateElement(VK) : VK', 'PK: VK'],
     [
       'commitment share not negated for odd-y R',
-      'if (hasOddY(s.R)) commShare = negateElement(commShare);',
+      'if (taproot && hasOddY(s.R)) commShare = negateElement(commShare);',
       '',
     ],
     [
       'verifying share not negated for an odd-y key',
-      'group.mul(Y, v.odd ? Fn.neg(k) : k)',
+      'group.mul(Y, v.negate ? Fn.neg(k) : k)',
       'group.mul(Y, k)',
     ],
     ['odd-y package elements not checked', 'if (odd) {', 'if (false) {'],
