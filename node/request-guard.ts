@@ -55,7 +55,16 @@ const MAX_REPLAY_ENTRIES = 100_000;
 const MAX_RATE_PAIRS = 10_000;
 const MAX_RESTART_SCAN = 200_000;
 
-type ReplayEntry = { digest: string; expires: number; shared: boolean };
+type ReplayEntry = { digest: string; expires: number; shares: number };
+
+/**
+ * How many signature shares one signed Sign request may yield on one node: one per attempt of the
+ * coordinator's bounded retry (an attempt fails when another signer times out or misbehaves, and
+ * the retry needs this node's share again, with fresh nonces). Every share is over the same
+ * authorized message, so a coordinator gains nothing it was not authorized to get (at most this
+ * many signatures of one authorized message); a replay beyond it is refused and audited.
+ */
+export const MAX_SHARES_PER_SIGN_REQUEST = 3;
 
 /** Used nonces by (principal, nonce), each kept until its request's `expires` (seconds). */
 class ReplayCache {
@@ -206,7 +215,7 @@ export class RequestGuard {
   async rebuild(): Promise<number> {
     const nowS = this.#nowS();
     const horizonMs = (nowS - MAX_SIGNATURE_LIFETIME_S - 2 * MAX_CLOCK_SKEW_S) * 1000;
-    const shared = new Set<string>();
+    const shares = new Map<string, number>();
     let before: number | undefined;
     let scanned = 0;
     while (scanned < MAX_RESTART_SCAN) {
@@ -222,9 +231,9 @@ export class RequestGuard {
           continue;
         if (typeof digest !== 'string' || expires <= nowS) continue;
         const k = ReplayCache.key(initiator, nonce);
-        if (e['event'] === 'request.share') shared.add(k);
+        if (e['event'] === 'request.share') shares.set(k, (shares.get(k) ?? 0) + 1);
         else if (e['event'] === 'request' && e['decision'] === 'allow' && !this.#replay.get(k, nowS)) {
-          this.#replay.add(k, { digest, expires, shared: shared.has(k) }, nowS);
+          this.#replay.add(k, { digest, expires, shares: shares.get(k) ?? 0 }, nowS);
         }
       }
       if (old) break;
@@ -281,9 +290,10 @@ export class RequestGuard {
     };
     const rk = ReplayCache.key(verified.principal, verified.nonce);
     const used = this.#replay.get(rk, nowS);
-    if (used && (used.digest !== digest || bound.operation !== 'Sign' || used.shared)) {
-      const reason = used.shared
-        ? 'replayed: this signing request already yielded a signature share on this node'
+    const exhausted = (used?.shares ?? 0) >= MAX_SHARES_PER_SIGN_REQUEST;
+    if (used && (used.digest !== digest || bound.operation !== 'Sign' || exhausted)) {
+      const reason = exhausted
+        ? `replayed: this signing request already yielded ${MAX_SHARES_PER_SIGN_REQUEST} signature shares on this node`
         : 'replayed: this request nonce was already used on this node';
       await this.#d.audit.appendRefusal({ ...record, approvers: [], decision: 'unauthorized', reason });
       throw new KmsError('Unauthorized', reason);
@@ -316,7 +326,7 @@ export class RequestGuard {
     // Taken before the audit write (no second request with this nonce slips in meanwhile), given
     // back if the write fails (fail closed: nothing was done).
     const fresh = !used;
-    if (fresh) this.#replay.add(rk, { digest, expires: verified.expires, shared: false }, nowS);
+    if (fresh) this.#replay.add(rk, { digest, expires: verified.expires, shares: 0 }, nowS);
     try {
       await this.#d.audit.append({
         ...withApprovers,
@@ -380,15 +390,16 @@ export class RequestGuard {
       requestDigest: a.requestDigest,
       sessionId,
     };
-    if (e?.shared || a.expires <= nowS) {
-      const reason = e?.shared
-        ? 'replayed: this signing request already yielded a signature share on this node'
+    const exhausted = (e?.shares ?? 0) >= MAX_SHARES_PER_SIGN_REQUEST;
+    if (exhausted || a.expires <= nowS) {
+      const reason = exhausted
+        ? `replayed: this signing request already yielded ${MAX_SHARES_PER_SIGN_REQUEST} signature shares on this node`
         : 'the signed request expired before its signature share';
       await this.#d.audit.append({ event: 'request', ...base, decision: 'unauthorized', reason });
       throw new KmsError('Unauthorized', reason);
     }
-    const entry = e ?? { digest: a.requestDigest, expires: a.expires, shared: false };
-    entry.shared = true;
+    const entry = e ?? { digest: a.requestDigest, expires: a.expires, shares: 0 };
+    entry.shares++;
     if (!e) this.#replay.add(rk, entry, nowS);
     try {
       await this.#d.audit.append({
@@ -399,7 +410,7 @@ export class RequestGuard {
         expires: a.expires,
       });
     } catch (err) {
-      entry.shared = false;
+      entry.shares--;
       throw err;
     }
   }

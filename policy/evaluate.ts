@@ -5,7 +5,8 @@
  * `allow` rule still denies on its message rules and rate limit, and answers `pending` until its
  * approvals (distinct members of the group, never the initiator) are in. Key-event guards come from
  * the admin quorum: lowering a key's threshold or changing its committee needs `admins.quorum`
- * admin approvals whatever the rule says, and no rule lets a threshold go below its floor.
+ * distinct admins whatever the rule says — an admin who initiates is one of them, as with
+ * governance changes (k admin signatures) — and no rule lets a threshold go below its floor.
  */
 import type { Governance } from './governance.ts';
 import type { Operation, PolicyRule } from './policy-rule.ts';
@@ -48,6 +49,12 @@ function matches(doc: Governance, r: PolicyRule, f: RequestFacts): boolean {
   if (!r.keys.includes('*') && !r.keys.includes(f.keyId)) return false;
   if (r.principals?.includes(f.initiator)) return true;
   return (r.groups ?? []).some((g) => doc.groups[g]?.includes(f.initiator));
+}
+
+/** Distinct admins among the initiator and the approvers (the admin quorum of key-event guards). */
+function adminVotes(doc: Governance, f: RequestFacts): string[] {
+  const admins = new Set(doc.groups[doc.admins.group] ?? []);
+  return [...new Set([f.initiator, ...f.approvers])].filter((a) => admins.has(a)).sort();
 }
 
 /** Distinct members of `group` among the approvers, never the initiator. */
@@ -96,7 +103,7 @@ export function evaluate(doc: Governance, f: RequestFacts): Decision {
       needs.push({
         group: doc.admins.group,
         needed: doc.admins.quorum,
-        have: approvalsIn(doc, doc.admins.group, f),
+        have: adminVotes(doc, f),
       });
     }
   }

@@ -31,6 +31,7 @@ import { type SignedRequestWire, requestDigest, toWire } from '../net/signed-req
 import { RPC_PROTOCOL } from '../net/transport.ts';
 import { loadNodeConfig } from '../node/config.ts';
 import { startNode } from '../node/daemon.ts';
+import { MAX_SHARES_PER_SIGN_REQUEST } from '../node/request-guard.ts';
 import {
   type Governance,
   type GovernanceSignature,
@@ -405,10 +406,13 @@ describe('a malicious coordinator with the real coordinator identity', () => {
     for (const n of NODES) expect((await rpc(n, { op: 'status' })).signingSessions).toBe(0);
   });
 
-  it('a replayed signing request is refused; a message other than the signed one gets no share', async () => {
+  it('a replayed signing request is refused once it yielded its bounded number of shares; a message other than the signed one gets no share', async () => {
     const m = utf8('one signature only');
     const request = signRequestFor(alice, key.keyId, m);
-    await sign(key, ['node-1', 'node-2'], m, { request });
+    // A coordinator may retry an attempt (a co-signer failed): at most MAX_SHARES_PER_SIGN_REQUEST
+    // shares per node for one signed request, each over the same authorized message.
+    for (let i = 0; i < MAX_SHARES_PER_SIGN_REQUEST; i++)
+      await sign(key, ['node-1', 'node-2'], m, { request });
     const since = await heads();
     for (const n of ['node-1', 'node-2']) {
       const e = await refusal(n, {

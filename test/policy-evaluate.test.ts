@@ -213,24 +213,23 @@ const table: [string, RequestFacts, Decision['effect'], RegExp | string][] = [
     'admin-keys',
   ],
   [
-    'reshare to another committee needs the admin quorum',
+    'reshare to another committee: the initiating admin is one of the admin quorum, one more admin is needed',
     facts({
       operation: 'ReshareKey',
       keyId: 'hot',
       initiator: 'admin1',
-      approvers: ['admin2'],
       keyEvent: { oldThreshold: 3, newThreshold: 3, committeeChanges: true },
     }),
     'pending',
     'admin-keys',
   ],
   [
-    'reshare to another committee with two other admins',
+    'reshare to another committee: the initiating admin and one other admin make the quorum of 2',
     facts({
       operation: 'ReshareKey',
       keyId: 'hot',
       initiator: 'admin1',
-      approvers: ['admin2', 'admin3'],
+      approvers: ['admin2'],
       keyEvent: { oldThreshold: 3, newThreshold: 3, committeeChanges: true },
     }),
     'allow',
@@ -289,14 +288,13 @@ describe('policy evaluation: request × policy → decision', () => {
         operation: 'ReshareKey',
         keyId: 'k',
         initiator: 'admin1',
-        approvers: ['admin2'],
         keyEvent: { oldThreshold: 3, newThreshold: 2, committeeChanges: true },
       }),
     );
     expect(d).toEqual({
       effect: 'pending',
       rule: 'admin-keys',
-      needs: [{ group: 'admins', needed: 2, have: ['admin2'] }],
+      needs: [{ group: 'admins', needed: 2, have: ['admin1'] }],
     });
   });
 

@@ -432,7 +432,7 @@ describe('the request guard on a real node store (node/request-guard.ts)', async
   const { NodeStore } = await import('../node/store.ts');
   const { NodeAudit } = await import('../node/node-audit.ts');
   const { GovernanceStore } = await import('../node/governance-store.ts');
-  const { RequestGuard } = await import('../node/request-guard.ts');
+  const { RequestGuard, MAX_SHARES_PER_SIGN_REQUEST } = await import('../node/request-guard.ts');
   const { governanceHash, parseGovernance } = await import('../policy/governance.ts');
   const { signRequest } = await import('../policy/request-signature.ts');
   const { requestDigest, toWire } = await import('../net/signed-request.ts');
@@ -504,7 +504,7 @@ describe('the request guard on a real node store (node/request-guard.ts)', async
     throw new Error('allowed');
   };
 
-  it('rate limit per principal and key; retried sign-commits of one request, one share; pending keeps the nonce; a restart keeps the replay cache', async () => {
+  it('rate limit per principal and key; retried sign-commits of one request, a bounded number of shares; pending keeps the nonce; a restart keeps the replay cache', async () => {
     let n = await open();
     try {
       await n.governance.update(doc, []);
@@ -524,11 +524,12 @@ describe('the request guard on a real node store (node/request-guard.ts)', async
       expect(
         await n.guard.authorize({ rpc: 'sign-commit', keyId: OTHER }, { request: signFor(alice, OTHER) }),
       ).toBeDefined();
-      // One share per signed request on this node.
-      await n.guard.shareOnce(again!, 'session-a');
-      expect(await refusedWith(n.guard.shareOnce(again!, 'session-b'))).toMatchObject({
+      // At most MAX_SHARES_PER_SIGN_REQUEST shares per signed request on this node (one per
+      // retried attempt of the coordinator), then the request is used up.
+      for (let i = 0; i < MAX_SHARES_PER_SIGN_REQUEST; i++) await n.guard.shareOnce(again!, `session-${i}`);
+      expect(await refusedWith(n.guard.shareOnce(again!, 'session-x'))).toMatchObject({
         code: 'Unauthorized',
-        message: expect.stringMatching(/already yielded/),
+        message: expect.stringMatching(/already yielded 3 signature shares/),
       });
       expect(await refusedWith(n.guard.authorize(g, { request: r1 }))).toMatchObject({
         code: 'Unauthorized',
