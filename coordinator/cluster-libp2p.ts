@@ -73,6 +73,13 @@ export class Libp2pCluster implements Cluster {
 
   async createKey(req: Parameters<Cluster['createKey']>[0]): Promise<EpochInfo> {
     this.#n.checkMembers(req.participants);
+    // Refused here, before any node is asked (each node would refuse it as well).
+    if (!Number.isInteger(req.threshold) || req.threshold < 2 || req.threshold > req.participants.length) {
+      throw new KmsError(
+        'ValidationError',
+        `threshold ${req.threshold} must be in [2, ${req.participants.length}] (the committee size)`,
+      );
+    }
     const session: SessionSpec = {
       kind: 'dkg',
       sessionId: randomUUID(),
@@ -210,24 +217,11 @@ export class Libp2pCluster implements Cluster {
   }
 
   async #destroyOn(node: string, keyId: string): Promise<DestroyOutcome> {
-    const destroy = () => this.#n.rpc(node, { op: 'destroy', keyId }, 5_000);
     try {
-      let a: Awaited<ReturnType<typeof destroy>>;
-      try {
-        a = await destroy();
-      } catch (e) {
-        if (!(isKmsError(e) && e.code === 'InvalidKeyState')) throw e;
-        // The node missed the schedule-deletion (it was down) and, following the table, refuses to
-        // destroy a key that is not PendingDeletion: move it there first.
-        const set = {
-          op: 'set-state',
-          keyId,
-          state: 'PendingDeletion',
-          operation: 'scheduleDeletion',
-        } as const;
-        await this.#n.rpc(node, set, 5_000);
-        a = await destroy();
-      }
+      // No signature: each node destroys only a key whose signed schedule-deletion it processed
+      // and whose window has passed on its own clock (a node that missed it says InvalidKeyState;
+      // no one can move it to PendingDeletion without a principal's signature).
+      const a = await this.#n.rpc(node, { op: 'destroy', keyId }, 5_000);
       return {
         node,
         ok: true,

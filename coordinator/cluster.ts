@@ -167,9 +167,10 @@ export interface Cluster {
   }): Promise<NodeOutcome[]>;
   /**
    * Destroys every share of the key on `nodes` (default: every configured node, since a node outside
-   * the committee may still hold a share of an older epoch); a node not in PendingDeletion is
-   * moved there first. One outcome per node; the caller keeps the key PendingDeletion until
-   * every member confirmed.
+   * the committee may still hold a share of an older epoch). Real nodes carry no signature for it:
+   * each destroys only a key whose signed schedule-deletion it processed, once that window has passed
+   * on its own clock (others refuse). One outcome per node; the caller keeps the key
+   * PendingDeletion until every member confirmed.
    */
   destroyKey(req: { keyId: string; nodes?: readonly string[] }): Promise<DestroyOutcome[]>;
   /** One page of a node's key states (throws when the node cannot be reached). */

@@ -14,7 +14,7 @@ import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex } from '../protocol/bytes.ts';
 import { participantIdOf } from '../protocol/elements.ts';
 import { certificateGaps } from '../protocol/epoch.ts';
-import { KmsError } from '../protocol/errors.ts';
+import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import type { Epoch, SessionId } from '../protocol/ids.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { packageDigest, packageGaps } from '../protocol/package-proof.ts';
@@ -73,7 +73,7 @@ export class EpochSync {
     const spec = keySpec(k.keySpec);
     const judged = await this.#ask(spec, k, k.participants);
     const pub = current(k, judged);
-    if (!pub) throw unproven(k);
+    if (!pub) throw unproven(k, judged);
     this.#publics.set(`${k.keyId}/${k.epoch}`, pub.pub);
     return pub.pub;
   }
@@ -118,7 +118,7 @@ export class EpochSync {
         judged.filter((j) => k0.participants.includes(j.node)),
       );
     }
-    if (!chosen) throw unproven(k0);
+    if (!chosen) throw unproven(k0, judged);
     const ignored = judged.filter((j) => j.r.epoch > k.epoch && !j.proven).map((j) => j.node);
     if (ignored.length > 0) {
       this.#n.log.warn(
@@ -136,17 +136,19 @@ export class EpochSync {
   }
 
   /** Asks `nodes` for their `public` answer, in parallel; each judged against `k`'s group element. */
-  async #ask(spec: KeySpec, k: EpochInfo, nodes: readonly string[]): Promise<Judged[]> {
+  async #ask(spec: KeySpec, k: EpochInfo, nodes: readonly string[]): Promise<Asked> {
     const trusted = fromHex(k.groupElement);
     const answers = await Promise.all(
       nodes.map((n) =>
         this.#n.rpc(n, { op: 'public', keyId: k.keyId }, this.#n.statusTimeoutMs).then(
-          (r) => ({ n, r }),
-          () => ({ n, r: undefined }),
+          (r) => ({ n, r, code: undefined }),
+          (e: unknown) => ({ n, r: undefined, code: isKmsError(e) ? e.code : undefined }),
         ),
       ),
     );
-    const out: Judged[] = [];
+    const out: Asked = Object.assign([] as Judged[], {
+      notFound: answers.filter((a) => a.code === 'KeyNotFound').map((a) => a.n),
+    });
     for (const { n, r } of answers) {
       if (!r) continue;
       try {
@@ -204,7 +206,16 @@ export class EpochSync {
   }
 }
 
-function unproven(k: EpochInfo): KmsError {
+/** The judged answers, and the nodes that answered that they hold no share of the key. */
+type Asked = Judged[] & { notFound: string[] };
+
+function unproven(k: EpochInfo, asked: Asked): KmsError {
+  if (k.participants.length > 0 && k.participants.every((p) => asked.notFound.includes(p))) {
+    return new StateError(
+      'KeyNotFound',
+      `key ${k.keyId}: no member of its committee holds a share of it (${k.participants.join(', ')})`,
+    );
+  }
   return new KmsError(
     'QuorumUnavailable',
     `no proven package of ${k.keyId} epoch ${k.epoch}: no member answered with a complete certificate, and fewer than ${k.threshold} agree`,

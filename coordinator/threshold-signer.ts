@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { participantIdOf } from '../protocol/elements.ts';
-import { type Blame, KmsError, isKmsError } from '../protocol/errors.ts';
+import { type Blame, KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { checkElement } from '../protocol/fast-sign.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { defaultSigningTweak } from '../protocol/key-tweak.ts';
@@ -55,6 +55,8 @@ export class ThresholdSigner {
       const avail = order.filter((n) => !out.has(n));
       if (avail.length < k.threshold) {
         if (refusals.length > 0) throw refusalError(`signing with key ${k.keyId}`, refusals);
+        const state = stateRefusal(k.keyId, excluded);
+        if (state) throw state;
         throw new KmsError(
           'QuorumUnavailable',
           `key ${k.keyId}: ${avail.length} usable members left, threshold is ${k.threshold}`,
@@ -83,7 +85,12 @@ export class ThresholdSigner {
         // moves to another epoch only on proof (epoch-sync.ts), never on the node's word (C-2);
         // a member that still answers so after it is left out like any other.
         resynced = true;
-        ({ k, pub } = await this.#sync.sync(k, true));
+        try {
+          ({ k, pub } = await this.#sync.sync(k, true));
+        } catch (e) {
+          // No member proves any epoch of the key: when every one asked holds no share, say so.
+          throw stateRefusal(k.keyId, attempt.blame) ?? e;
+        }
         order = orderOf(k.participants);
         continue;
       }
@@ -127,9 +134,18 @@ export class ThresholdSigner {
     const refused = commits.flatMap((c, i) =>
       c.status === 'rejected' && isRefusal(c.reason) ? [{ node: signers[i]!, err: c.reason }] : [],
     );
-    if (refused.length > 0) return { refused };
+    // The signers that committed hold an open nonce for this session until round two uses it: if
+    // round two is never sent, they are told to discard it now rather than keep it for its TTL (L-4).
+    const committed = signers.filter((_, i) => commits[i]!.status === 'fulfilled');
+    if (refused.length > 0) {
+      await this.#abandon(sessionId, committed);
+      return { refused };
+    }
     const blame = unresponsive(signers, commits, 'sign.commit');
-    if (blame.length > 0) return { blame };
+    if (blame.length > 0) {
+      await this.#abandon(sessionId, committed);
+      return { blame };
+    }
     crashPoint('coordinator.sign.after-commit');
     const commitments = commits.map((c) => (c as PromiseFulfilledResult<CommitAnswer>).value);
     // Checked here, so a bad commitment is blamed on the node that sent it: forwarded unchecked, it
@@ -139,6 +155,7 @@ export class ThresholdSigner {
     const decoded = signers.map((n, i) => commitmentOf(spec, n, commitments[i]));
     const badCommit = signers.filter((_, i) => decoded[i] === undefined);
     if (badCommit.length > 0) {
+      await this.#abandon(sessionId, committed);
       return {
         blame: badCommit.map(
           (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.commit' }) as Blame,
@@ -200,6 +217,33 @@ export class ThresholdSigner {
       throw e;
     }
   }
+
+  /**
+   * `sign-abort` to the members of an attempt that ends before round two: each discards its open
+   * nonce entry for the session (node/nonces.ts release; the nonce is never used). Best effort:
+   * a member that does not answer keeps the entry until its TTL, as before.
+   */
+  async #abandon(sessionId: string, nodes: readonly string[]): Promise<void> {
+    await Promise.allSettled(
+      nodes.map((n) => this.#n.rpc(n, { op: 'sign-abort', sessionId }, this.#n.statusTimeoutMs)),
+    );
+  }
+}
+
+/**
+ * When every member left out answered with the same key-state error (InvalidKeyState: the key is
+ * Disabled or PendingDeletion on them; KeyNotFound: they hold no share of it), that is what is
+ * true about the key, and the caller gets that code rather than QuorumUnavailable.
+ */
+function stateRefusal(keyId: string, excluded: readonly Blame[]): KmsError | undefined {
+  const code = excluded[0]?.evidence;
+  if (code !== 'InvalidKeyState' && code !== 'KeyNotFound') return undefined;
+  if (!excluded.every((b) => b.evidence === code)) return undefined;
+  const nodes = [...new Set(excluded.map((b) => b.participant))].sort(byNodeIndex);
+  const what = code === 'KeyNotFound' ? 'hold no share of it' : 'refuse it in its current state';
+  return new StateError(code, `key ${keyId}: ${nodes.join(', ')} ${what}`, {
+    details: { refusedBy: nodes },
+  });
 }
 
 type CommitAnswer = { identifier: string; hiding: string; binding: string };

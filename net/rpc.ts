@@ -153,6 +153,11 @@ export type RpcRequest =
       sessionId: string;
     }
   | { op: 'sign-commit'; sessionId: string; keyId: string; epoch: number; auth?: AuthorizationWire }
+  /**
+   * The coordinator gave up this signing attempt (it starts another for the same request): the
+   * node discards the attempt's open nonce, never to be used, instead of holding it until its TTL.
+   */
+  | { op: 'sign-abort'; sessionId: string }
   | {
       op: 'sign-share';
       sessionId: string;
@@ -210,6 +215,7 @@ const rpcSchema = {
       ['keyId', 'epoch', 'public', 'certificate', 'transcriptHash', 'sessionId'],
     ),
     req('sign-commit', { sessionId: id, keyId: id, epoch }, ['sessionId', 'keyId', 'epoch']),
+    req('sign-abort', { sessionId: id }, ['sessionId']),
     req(
       'sign-share',
       {
@@ -329,6 +335,7 @@ export type RpcAnswers = {
   'abort-epoch': OkAnswer;
   retire: OkAnswer;
   'sign-commit': CommitAnswer;
+  'sign-abort': OkAnswer;
   'sign-share': ShareAnswer;
   'set-state': OkAnswer;
   destroy: DestroyAnswer;
@@ -411,6 +418,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
     'hiding',
     'binding',
   ]),
+  'sign-abort': okAnswer,
   'sign-share': obj({ share: hex(300) }, ['share']),
   'set-state': okAnswer,
   destroy: obj(

@@ -108,6 +108,18 @@ export class NonceTable {
     return out.share;
   }
 
+  /**
+   * Discards the open entry of an abandoned session (the coordinator's `sign-abort`), so a failed
+   * attempt does not hold its place until the TTL (L-4). The nonce is dropped, never used: a later
+   * `sign` for this session is refused like any unknown one. False if there was none.
+   */
+  release(sessionId: string): boolean {
+    const e = this.#entries.get(sessionId);
+    if (!e) return false;
+    this.#remove(sessionId, e);
+    return true;
+  }
+
   clear(): void {
     this.#entries.clear();
     this.#perKey.clear();

@@ -138,6 +138,12 @@ export class Signing {
     return { share: toHex(share) };
   }
 
+  /** `sign-abort`: the attempt is abandoned; its nonce is discarded unused (node/nonces.ts). */
+  abort(sessionId: string): { ok: true; already?: true } {
+    this.#bindings.delete(sessionId);
+    return this.#nonces.release(sessionId) ? { ok: true } : { ok: true, already: true };
+  }
+
   /** Round two signs exactly the authorized message of the authorized key, once per request. */
   async #checkBinding(b: Binding, req: Extract<RpcRequest, { op: 'sign-share' }>): Promise<void> {
     const a = b.authorized;

@@ -9,13 +9,17 @@
  * Properties, per request: never a 5xx; every non-2xx is an application/problem+json with a
  * `code` and the HTTP status; keys and tokens (GET /v1/keys, /v1/keys/{id}, /v1/tokens) are as
  * before; every request the server parsed to a non-public route leaves exactly one `request`
- * record in GET /v1/audit with its method, status and caller. Slow senders are cut off by the
- * server's request timeout with a problem document, and nothing they sent is acted on.
+ * record in GET /v1/audit with its method, status and caller, except unauthenticated failures,
+ * which are counted into one `auth-failures` record per source and minute (review M-3). Routes that
+ * use or change a key take no bearer token (issue 12): a valid token there is refused (401) and
+ * named. Slow senders are cut off by the server's request timeout with a problem document, and
+ * nothing they sent is acted on.
  */
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { propertyOptions } from './helpers/properties.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signedHeaders } from '../client/sign-request.ts';
 import { ADMIN_TOKEN, type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
 
 const REQUEST_TIMEOUT_MS = 1_500;
@@ -402,13 +406,28 @@ async function snapshot(): Promise<string> {
   return JSON.stringify([keys.body, tokens.body, one.body]);
 }
 
-/** Request records written since the last call, other than the observer's own. */
-async function newAuditRecords(): Promise<any[]> {
+/** Records written since the last call, other than the observer's own. */
+async function newRecords(): Promise<any[]> {
   const r = await cc.call('GET', `/v1/audit?after=${auditCursor}&limit=1000`, undefined, { token: observer });
   expect(r.status).toBe(200);
   const recs = r.body.records as any[];
   if (recs.length > 0) auditCursor = recs.at(-1).seq;
-  return recs.filter((x) => x.entry.type === 'request' && x.entry.caller?.tokenId !== observerId);
+  return recs.filter((x) => x.entry.caller?.tokenId !== observerId);
+}
+
+/** Request records written since the last call, other than the observer's own. */
+async function newAuditRecords(): Promise<any[]> {
+  return (await newRecords()).filter((x) => x.entry.type === 'request');
+}
+
+/** Unauthenticated failures counted since the last call (aggregates flushed now). */
+async function newFailureCount(): Promise<{ count: number; routes: string[] }> {
+  await cc.context.authFailures.flush();
+  const aggregates = (await newRecords()).filter((x) => x.entry.type === 'auth-failures');
+  return {
+    count: aggregates.reduce((n, x) => n + x.entry.count, 0),
+    routes: aggregates.flatMap((x) => x.entry.routes),
+  };
 }
 
 function expectProblem(a: RawAnswer, note: string): void {
@@ -436,12 +455,19 @@ async function checkBroken(op: Op, r: Req, before: string): Promise<void> {
     expect(recs, r.note).toEqual([]);
     return;
   }
+  if (r.caller === null) {
+    // Unauthenticated: no record of its own, one more in its source's aggregate (M-3).
+    expect(recs, r.note).toEqual([]);
+    const f = await newFailureCount();
+    expect(f.count, r.note).toBe(1);
+    expect(f.routes[0], r.note).toMatch(new RegExp(`^${r.method} `));
+    return;
+  }
   expect(recs.length, `${r.note}: ${JSON.stringify(recs)}`).toBe(1);
   const e = recs[0].entry;
   expect(e.method, r.note).toBe(r.method);
   expect(e.status, r.note).toBe(a.status);
-  if (r.caller === null) expect(e.caller, r.note).toBeNull();
-  else expect(e.caller?.tokenId, r.note).toBe(r.caller);
+  expect(e.caller?.tokenId, r.note).toBe(r.caller);
 }
 
 const opOf = (method: string, path: string) => {
@@ -580,7 +606,12 @@ describe('API fuzzer over the OpenAPI document', () => {
     const before = await snapshot();
     await newAuditRecords(); // start from here, whatever an earlier test left
     const body = Buffer.from('{}');
-    const head = `POST /v1/keys/${keyId}/disable HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${ADMIN_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`;
+    // Signed by the admin principal (a disable takes no bearer token), so only the timeout stops it.
+    const sig = signedHeaders({ method: 'POST', url: `${cc.url}/v1/keys/${keyId}/disable`, body }, cc.admin);
+    const signed = Object.entries(sig)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    const head = `POST /v1/keys/${keyId}/disable HTTP/1.1\r\nhost: x\r\n${signed}content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`;
     // Headers one byte at a time, then a body one byte at a time: each far slower than the timeout allows.
     const slowHeaders = rawExchange(
       [...head].map((c) => c),

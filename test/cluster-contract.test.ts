@@ -208,14 +208,10 @@ describe.each(IMPLEMENTATIONS)('Cluster contract: %s', (_name, make) => {
       const page = await c.nodeKeyStates(n, { limit: 1000 });
       expect(page.keys.find((x) => x.keyId === k.keyId)?.state).toBe('Disabled');
     }
-    // The nodes refuse to sign a Disabled key, whether the implementation reports it as such or as
-    // too few members, each refusing with InvalidKeyState.
+    // Every member refuses to sign a Disabled key: the answer says so (InvalidKeyState), not that
+    // too few members were reachable.
     const refused = await kmsErrorOf(c.sign({ key: k, message: Buffer.from('disabled') }));
-    if (refused.code !== 'InvalidKeyState') {
-      expect(refused.code).toBe('QuorumUnavailable');
-      expect(refused.culprits.length).toBeGreaterThan(0);
-      for (const b of refused.culprits) expect(b.evidence).toBe('InvalidKeyState');
-    }
+    expect(refused.code, refused.message).toBe('InvalidKeyState');
     const enabled = await c.setKeyState({ keyId: k.keyId, state: 'Enabled', members: ALL });
     expect(enabled.every((o) => o.ok)).toBe(true);
     await signs(k, 'contract: enabled again');
@@ -225,5 +221,24 @@ describe.each(IMPLEMENTATIONS)('Cluster contract: %s', (_name, make) => {
     expect(destroyed.map((o) => [o.node, o.ok])).toEqual(ALL.map((n) => [n, true]));
     for (const n of await c.nodes()) expect(n.keys).not.toContain(k.keyId);
     await kmsErrorOf(c.sign({ key: k, message: Buffer.from('destroyed') }));
+  });
+
+  it('a key no member holds is KeyNotFound; a threshold above the committee is ValidationError before any node is asked', async () => {
+    const k = await c.createKey({
+      keyId: newKeyId(),
+      keySpec: 'FROST_ED25519',
+      threshold: 2,
+      participants: ALL,
+    });
+    const unknown: EpochInfo = { ...k, keyId: newKeyId() };
+    const missing = await kmsErrorOf(c.sign({ key: unknown, message: Buffer.from('unknown') }));
+    expect(missing.code, missing.message).toBe('KeyNotFound');
+    const keyId = newKeyId();
+    const tooHigh = await kmsErrorOf(
+      c.createKey({ keyId, keySpec: 'FROST_ED25519', threshold: 3, participants: ['node-1', 'node-2'] }),
+    );
+    expect(tooHigh.code, tooHigh.message).toBe('ValidationError');
+    // Nothing was started anywhere: no node holds or lists that key.
+    for (const n of await c.nodes()) expect(n.keys).not.toContain(keyId);
   });
 });

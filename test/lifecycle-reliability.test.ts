@@ -4,8 +4,9 @@
  * - a node down while the shares are destroyed keeps the key PendingDeletion (never reported
  *   Destroyed while a member still holds its share: the review's PoC G); when it is back the sweeper
  *   destroys it there too, and only then is the key Destroyed;
- * - a disable that a member missed is an error naming it, the key keeps its state, and the reconcile
- *   pass brings every member back to the record;
+ * - a disable that a member missed is an error naming it, and the key keeps its state; the reconcile
+ *   pass cannot undo it on the members that applied it (nodes change a state only on a principal's
+ *   signature: issue 12), it reports them; the client's retried signed change completes it;
  * - the nodes check the state table themselves (no PendingDeletion -> Enabled without a cancel, no
  *   key event on a Disabled key, destroy only after schedule-deletion, destroy idempotent);
  * - an HSM scope whose destruction failed is retried, and the start-up sweep removes a leftover one.
@@ -14,7 +15,7 @@ import { createRequire } from 'node:module';
 import type * as P from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKmsError } from '../protocol/errors.ts';
-import type { StateChange } from '../protocol/key-states.ts';
+import { type StateChange, stateChangeTo } from '../protocol/key-states.ts';
 import { type TestCoordinator, startTestCoordinator } from './helpers/coordinator.ts';
 import type { TestToken } from './helpers/softhsm.ts';
 
@@ -157,7 +158,8 @@ describe('a state change a member missed (M-2)', () => {
     expect((await c.call('GET', `/v1/keys/${k.keyId}`)).body.state).toBe('Enabled');
 
     await c.tc.startNode('node-2');
-    // node-1 and node-3 applied the disable; the record says Enabled: the reconcile pass re-enables them.
+    // node-1 and node-3 applied the disable; the record says Enabled. The reconcile pass has no
+    // principal's signature to re-enable them with: the nodes refuse it, and it reports them.
     expect(await c.keyStates(k.keyId)).toEqual({
       'node-1': 'Disabled',
       'node-2': 'Enabled',
@@ -166,19 +168,21 @@ describe('a state change a member missed (M-2)', () => {
     const pass = await c.sweeper.reconcile();
     expect(pass.unreachable).toEqual([]);
     expect(pass.fixed.filter((f) => f.keyId === k.keyId).sort((a, b) => (a.node < b.node ? -1 : 1))).toEqual([
-      { node: 'node-1', keyId: k.keyId, from: 'Disabled', to: 'Enabled', ok: true },
-      { node: 'node-3', keyId: k.keyId, from: 'Disabled', to: 'Enabled', ok: true },
+      { node: 'node-1', keyId: k.keyId, from: 'Disabled', to: 'Enabled', ok: false },
+      { node: 'node-3', keyId: k.keyId, from: 'Disabled', to: 'Enabled', ok: false },
     ]);
     expect(await c.keyStates(k.keyId)).toEqual({
-      'node-1': 'Enabled',
+      'node-1': 'Disabled',
       'node-2': 'Enabled',
-      'node-3': 'Enabled',
+      'node-3': 'Disabled',
     });
-    expect(
-      (await auditOf(k.keyId)).filter((e) => e.action === 'reconcile' && e.outcome === 'ok'),
-    ).toHaveLength(2);
+    const failed = (await auditOf(k.keyId)).filter((e) => e.action === 'reconcile' && e.outcome === 'failed');
+    expect(failed.map((e) => [e.node, e.code]).sort()).toEqual([
+      ['node-1', 'Unauthorized'],
+      ['node-3', 'Unauthorized'],
+    ]);
 
-    // With every member up the disable goes through, on every member.
+    // With every member up the client's retried (signed) disable goes through, on every member.
     expect((await c.call('POST', `/v1/keys/${k.keyId}/disable`)).body.state).toBe('Disabled');
     expect(await c.keyStates(k.keyId)).toEqual({
       'node-1': 'Disabled',
@@ -190,15 +194,32 @@ describe('a state change a member missed (M-2)', () => {
 
 describe('the nodes enforce the state table themselves', () => {
   it('no PendingDeletion -> Enabled without cancel, no refresh on a Disabled key, destroy only after scheduling, idempotent', async () => {
-    // A key the coordinator has no record of, so only the nodes decide (the cluster is driven directly).
+    // A key the coordinator has no record of, so only the nodes decide (the cluster is driven
+    // directly, each request signed by the admin as a client would: the nodes check the table
+    // only for a request they may act on).
     const key = await c.cluster.createKey({
       keyId: 'table-check',
       keySpec: 'FROST_ED25519',
       threshold: 2,
       participants: MEMBERS,
+      auth: c.authFor('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2, participants: MEMBERS }),
     });
-    const set = (state: 'Enabled' | 'Disabled' | 'PendingDeletion', operation?: StateChange) =>
-      ({ op: 'set-state', keyId: key.keyId, state, ...(operation ? { operation } : {}) }) as const;
+    const PATHS: Record<StateChange, string> = {
+      disable: 'disable',
+      enable: 'enable',
+      scheduleDeletion: 'schedule-deletion',
+      cancelDeletion: 'cancel-deletion',
+    };
+    const set = (state: 'Enabled' | 'Disabled' | 'PendingDeletion', operation?: StateChange) => {
+      const op = operation ?? stateChangeTo(state);
+      return {
+        op: 'set-state',
+        keyId: key.keyId,
+        state,
+        ...(operation ? { operation } : {}),
+        auth: c.authFor('POST', `/v1/keys/${key.keyId}/${PATHS[op]}`),
+      } as const;
+    };
     expect(await refusal('node-1', { op: 'destroy', keyId: key.keyId })).toBe('InvalidKeyState');
     expect(await refusal('node-1', set('PendingDeletion', 'cancelDeletion'))).toBe('InvalidKeyState');
     expect(await refusal('node-1', set('PendingDeletion'))).toBeUndefined();
@@ -211,14 +232,20 @@ describe('the nodes enforce the state table themselves', () => {
 
     // Every member Disabled: the nodes refuse the refresh itself; the epoch stays.
     for (const n of ['node-2', 'node-3']) expect(await refusal(n, set('Disabled'))).toBeUndefined();
-    const err = await c.cluster.refresh({ key }).catch((e: unknown) => e);
+    const err = await c.cluster
+      .refresh({ key, auth: c.authFor('POST', `/v1/keys/${key.keyId}/refresh`) })
+      .catch((e: unknown) => e);
     expect(isKmsError(err)).toBe(true);
     expect((err as Error).message).toContain('refresh is not allowed while key table-check is Disabled');
     for (const n of MEMBERS)
       expect(await onNode(n, key.keyId)).toMatchObject({ state: 'Disabled', activeEpoch: 0 });
 
-    // Destroy after schedule-deletion reports what it destroyed; a second destroy is a harmless no-op.
-    expect(await refusal('node-1', set('PendingDeletion', 'scheduleDeletion'))).toBeUndefined();
+    // Destroy only after the signed schedule-deletion's window, on the node's own clock; then it
+    // reports what it destroyed; a second destroy is a harmless no-op.
+    const schedule = set('PendingDeletion', 'scheduleDeletion');
+    for (const n of MEMBERS) expect(await refusal(n, schedule)).toBeUndefined();
+    expect(await refusal('node-1', { op: 'destroy', keyId: key.keyId })).toBe('PolicyDenied');
+    c.clock.t += 31 * DAY;
     expect(await c.rpc('node-1', { op: 'destroy', keyId: key.keyId })).toEqual({
       ok: true,
       epochs: [0],
@@ -233,7 +260,6 @@ describe('the nodes enforce the state table themselves', () => {
       pendingScopes: [],
     });
     expect(await refusal('node-1', set('Disabled', 'cancelDeletion'))).toBe('InvalidKeyState');
-    // The cluster's destroy moves the members that were not PendingDeletion there first.
     const outcomes = await c.cluster.destroyKey({ keyId: key.keyId });
     expect(outcomes.every((o) => o.ok)).toBe(true);
     expect(await c.keyStates(key.keyId)).toEqual({

@@ -21,6 +21,7 @@ import {
   signedInit,
 } from '../../client/sign-request.ts';
 import { type Governance, governanceHash } from '../../policy/governance.ts';
+import { type AuthorizationWire, requestDigest, type SignedRequestWire } from '../../net/signed-request.ts';
 import { OPERATIONS } from '../../policy/policy-rule.ts';
 import { type RunningCoordinator, startCoordinator } from '../../coordinator/app.ts';
 import { Libp2pCluster } from '../../coordinator/cluster-libp2p.ts';
@@ -84,13 +85,19 @@ export type TestCoordinator = ClusterCoordinator & { clock: { t: number; now(): 
  * Start one per test file.
  */
 export async function startTestCoordinator(
-  opts: { nodes?: number; config?: Record<string, unknown>; sealer?: 'software' | 'pkcs11' } = {},
+  opts: {
+    nodes?: number;
+    config?: Record<string, unknown>;
+    sealer?: 'software' | 'pkcs11';
+    genesis?: (admin: PrincipalSigner, admin2: PrincipalSigner) => Governance;
+  } = {},
 ): Promise<TestCoordinator> {
   const clock = { t: Date.parse('2030-01-01T00:00:00Z'), now: () => clock.t };
   const cc = await startClusterCoordinator(opts.nodes ?? 3, {
     sessionTimeoutMs: 5_000,
     sealer: opts.sealer ?? 'pkcs11',
     clock,
+    ...(opts.genesis ? { genesis: opts.genesis } : {}),
     config: { deletionSweepIntervalMs: 24 * 3600 * 1000, ...opts.config },
   });
   return Object.assign(cc, { clock });
@@ -187,6 +194,17 @@ export type ClusterCoordinator = RunningCoordinator & {
    * made on the fixture's clock.
    */
   call(method: string, path: string, body?: unknown, opts?: CallOptions): Promise<HttpAnswer>;
+  /**
+   * The `auth` a client-signed `method path` with `body` carries to the nodes, exactly as the
+   * coordinator forwards it (signed as `principal`, default admin, on the fixture's clock), with
+   * signed approvals of it by `approvers`: for driving the nodes directly (c.rpc, c.cluster).
+   */
+  authFor(
+    method: string,
+    path: string,
+    body?: unknown,
+    o?: { principal?: PrincipalSigner; approvers?: PrincipalSigner[]; sign?: SignOptions },
+  ): AuthorizationWire;
   /** Sends one RPC straight to a node with the coordinator identity (untapped); decoded answer. */
   rpc(nodeId: string, req: RpcRequest, timeoutMs?: number): Promise<any>;
   /** Restarts a node daemon in this process, optionally with test-only nonce-table bounds. */
@@ -323,10 +341,40 @@ export async function startClusterCoordinator(
     const sign = opts.clock ? { nowS: Math.floor(opts.clock.now() / 1000), ...(o.sign ?? {}) } : o.sign;
     return httpCall(c.url, method, p, body, { ...o, principal, ...(sign ? { sign } : {}) });
   };
+  const nowS = () => Math.floor((opts.clock ?? { now: Date.now }).now() / 1000);
+  const wire = (method: string, path: string, body: unknown, s: PrincipalSigner, o: SignOptions = {}) => {
+    const u = new URL(`http://coordinator.test${path}`);
+    const init = signedInit(method, u, s, {
+      nowS: nowS(),
+      ...o,
+      ...(body === undefined ? {} : { body }),
+    });
+    const w: SignedRequestWire = {
+      method: method.toUpperCase() as SignedRequestWire['method'],
+      path: u.pathname,
+      query: u.search,
+      headers: {
+        'content-digest': init.headers['content-digest']!,
+        'signature-input': init.headers['signature-input']!,
+        signature: init.headers.signature!,
+      },
+      body: Buffer.from(init.body ?? '').toString('base64'),
+    };
+    return w;
+  };
+  const authFor: ClusterCoordinator['authFor'] = (method, path, body, o = {}) => {
+    const request = wire(method, path, body, o.principal ?? admin, o.sign);
+    const digest = requestDigest(request);
+    const approvals = (o.approvers ?? []).map((a) =>
+      wire('POST', '/v1/requests/direct/approvals', { requestDigest: digest }, a),
+    );
+    return { request, ...(approvals.length > 0 ? { approvals } : {}) };
+  };
   return {
     ...c,
     tc,
     admin,
+    authFor,
     admin2,
     genesis,
     cluster,
