@@ -24,7 +24,7 @@ import { runInNewContext } from 'node:vm';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDEMPOTENCY_TTL_MS, IdempotencyStore } from '../coordinator/idempotency.ts';
-import type { EpochInfo } from '../coordinator/cluster.ts';
+import { signedHeaders } from '../client/sign-request.ts';
 import { DEFAULT_EARLY_LIMITS } from '../node/early-buffer.ts';
 import { NonceTable } from '../node/nonces.ts';
 import { type SessionMember, SessionRunner } from '../node/session-runner.ts';
@@ -36,6 +36,7 @@ import { isKmsError } from '../protocol/errors.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from '../protocol/ids.ts';
 import type { Envelope, Machine } from '../protocol/machine.ts';
 import { keySpec, verifySignature } from '../protocol/suites.ts';
+import { type AuthorizationWire, toWire } from '../net/signed-request.ts';
 import { type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
 import { type LyingPeer, startLyingPeer } from './helpers/lying-peer.ts';
 import { testNodeKeys } from './helpers/node-keys.ts';
@@ -298,7 +299,8 @@ describe('pruning (unit, L-5)', () => {
 });
 
 describe('flood from an allow-listed node (real libp2p, in-process daemons)', () => {
-  const SESSION_TIMEOUT_MS = 4_000;
+  /** Also how long an announced session's early frames are held (node `prepare`). */
+  const SESSION_TIMEOUT_MS = 6_000;
   let cc: ClusterCoordinator;
   let liar: LyingPeer;
 
@@ -311,17 +313,44 @@ describe('flood from an allow-listed node (real libp2p, in-process daemons)', ()
     await cc?.stop();
   }, 30_000);
 
-  const honestKey = (keyId: string) =>
-    cc.cluster.createKey({
-      keyId,
+  /** A key of node-1..3 made through the API (signed as the genesis admin, as the nodes require). */
+  type ApiKey = { keyId: string; publicKey: string };
+  const honestKey = async (): Promise<ApiKey> => {
+    const r = await cc.call('POST', '/v1/keys', {
       keySpec: SPEC,
       threshold: 2,
       participants: ['node-1', 'node-2', 'node-3'],
     });
-  const signs = async (k: EpochInfo) => {
-    const m = new TextEncoder().encode(`signed next to a flood ${k.keyId}`);
-    const s = await cc.cluster.sign({ key: k, message: m });
-    return verifySignature(spec, m, s.signature, fromHex(k.publicKey));
+    expect(r.status, r.text).toBe(201);
+    return r.body as ApiKey;
+  };
+  /** Signs `text` through the API; true when the signature verifies. Returns who was left out. */
+  const signText = async (k: ApiKey, text: string) => {
+    const m = new TextEncoder().encode(text);
+    const r = await cc.call('POST', `/v1/keys/${k.keyId}/sign`, { message: Buffer.from(m).toString('hex') });
+    expect(r.status, r.text).toBe(200);
+    return {
+      ok: verifySignature(spec, m, fromHex(r.body.signature), fromHex(k.publicKey)),
+      excluded: r.body.excluded as { participant: string; reason: string }[],
+    };
+  };
+  const signs = async (k: ApiKey) => (await signText(k, `signed next to a flood ${k.keyId}`)).ok;
+  /** `path` with `body` signed by the genesis admin, as the coordinator forwards it to nodes. */
+  const signedBy = (path: string, body?: unknown): AuthorizationWire => {
+    const raw = body === undefined ? undefined : JSON.stringify(body);
+    const headers = signedHeaders(
+      { method: 'POST', url: `http://127.0.0.1${path}`, ...(raw === undefined ? {} : { body: raw }) },
+      cc.admin,
+    );
+    return {
+      request: toWire({
+        method: 'POST',
+        path,
+        query: '',
+        headers,
+        body: raw === undefined ? new Uint8Array() : new TextEncoder().encode(raw),
+      }),
+    };
   };
   /** Sends `frames` to node-1, 8 at a time; the answer codes in order. */
   const flood = async (frames: (() => Uint8Array)[]) => {
@@ -344,31 +373,46 @@ describe('flood from an allow-listed node (real libp2p, in-process daemons)', ()
 
   it('maximal frames (unannounced, non-member, member past its budget) are refused or bounded; memory stays flat; DKG and signing complete', async () => {
     // Warm-up: connections, streams and caches exist before the baseline is taken.
-    expect(await signs(await honestKey('warm'))).toBe(true);
+    expect(await signs(await honestKey())).toBe(true);
     await flood(Array.from({ length: 8 }, () => () => frame(randomUUID(), 4, MAX_FRAME)));
     const base = retained();
 
     const nonMember = randomUUID();
     const asMember = randomUUID();
-    await cc.rpc('node-1', { op: 'prepare', sessionId: nonMember, members: ['node-1', 'node-2'] });
-    await cc.rpc('node-1', { op: 'prepare', sessionId: asMember, members: ['node-1', 'node-4'] });
-    const PER_KIND = 128;
+    // (c) is three times the per-peer budget and short, so it is over well within the announcement
+    // even on a loaded machine; (a) and (b) carry the bulk (~96 MiB in all).
+    const PER_MEMBER = 48;
+    const PER_KIND = 168;
+    // Each session is announced right before its flood: an announcement lasts one session timeout,
+    // and on a loaded machine the earlier floods alone once outlasted it, so (c) found its session
+    // forgotten and every frame was refused unheld. (c) goes first, right after its announcement.
+    const announce = (sessionId: string, members: string[]) =>
+      cc.rpc('node-1', { op: 'prepare', sessionId, members });
     const [codes, key] = await Promise.all([
-      (async () => ({
-        a: await flood(Array.from({ length: PER_KIND }, () => () => frame(randomUUID(), 4, MAX_FRAME))),
-        b: await flood(Array.from({ length: PER_KIND }, (_, n) => () => frame(nonMember, 4, MAX_FRAME, n))),
-        c: await flood(Array.from({ length: PER_KIND }, (_, n) => () => frame(asMember, 4, MAX_FRAME, n))),
-      }))(),
+      (async () => {
+        await announce(asMember, ['node-1', 'node-4']);
+        const c = await flood(
+          Array.from({ length: PER_MEMBER }, (_, n) => () => frame(asMember, 4, MAX_FRAME, n)),
+        );
+        await announce(nonMember, ['node-1', 'node-2']);
+        const b = await flood(
+          Array.from({ length: PER_KIND }, (_, n) => () => frame(nonMember, 4, MAX_FRAME, n)),
+        );
+        const a = await flood(
+          Array.from({ length: PER_KIND }, () => () => frame(randomUUID(), 4, MAX_FRAME)),
+        );
+        return { a, b, c };
+      })(),
       // An honest DKG among node-1..3 during the flood.
-      honestKey('during'),
+      honestKey(),
     ]);
-    const sentMiB = (3 * PER_KIND * MAX_FRAME) / MiB;
-    expect(codes.a.every((c) => c === 'ContextMismatch')).toBe(true);
-    expect(codes.b.every((c) => c === 'ContextMismatch')).toBe(true);
+    const sentMiB = ((2 * PER_KIND + PER_MEMBER) * MAX_FRAME) / MiB;
+    expect(new Set(codes.a)).toEqual(new Set(['ContextMismatch']));
+    expect(new Set(codes.b)).toEqual(new Set(['ContextMismatch']));
     const held = codes.c.filter((c) => c === 'ok').length;
     // The per-peer budget holds floor(4 MiB / 256 KiB) = 16 maximal frames; the rest are refused.
     expect(held).toBe(Math.floor(DEFAULT_EARLY_LIMITS.perPeerBytes / MAX_FRAME));
-    expect(codes.c.slice(held).every((c) => c === 'Overloaded')).toBe(true);
+    expect(new Set(codes.c.slice(held))).toEqual(new Set(['Overloaded']));
     expect(await signs(key)).toBe(true);
 
     const growth = retained() - base;
@@ -381,7 +425,53 @@ describe('flood from an allow-listed node (real libp2p, in-process daemons)', ()
     // After the session timeout the announcement is gone: what it held is freed, new frames refused.
     await new Promise((r) => setTimeout(r, SESSION_TIMEOUT_MS + 300));
     expect(await liar.sendRaw('node-1', frame(asMember, 4, 1_000))).toBe('ContextMismatch');
-    expect(await signs(await honestKey('after'))).toBe(true);
+    expect(await signs(await honestKey())).toBe(true);
     expect(retained() - base).toBeLessThan(8 * MiB);
   }, 90_000);
+
+  it("a failed signing attempt releases its honest signers' nonce entries at once (sign-abort), not after the 60 s TTL", async () => {
+    const open = async (n: string) => (await cc.rpc(n, { op: 'status', limit: 1 })).signingSessions;
+    const k = await honestKey();
+    const before = { 'node-1': await open('node-1'), 'node-3': await open('node-3') };
+    // The node's side: a committed entry is discarded by sign-abort, and its nonce never signs.
+    const sid = randomUUID();
+    const message = Buffer.from('never signed').toString('hex');
+    const auth = signedBy(`/v1/keys/${k.keyId}/sign`, { message });
+    const c = await cc.rpc('node-1', { op: 'sign-commit', sessionId: sid, keyId: k.keyId, epoch: 0, auth });
+    expect(await open('node-1')).toBe(before['node-1'] + 1);
+    expect(await cc.rpc('node-1', { op: 'sign-abort', sessionId: sid })).toEqual({ ok: true });
+    expect(await open('node-1')).toBe(before['node-1']);
+    const late = await cc
+      .rpc('node-1', {
+        op: 'sign-share',
+        sessionId: sid,
+        keyId: k.keyId,
+        epoch: 0,
+        message,
+        commitments: [c],
+      })
+      .then(
+        () => 'ok',
+        (e: unknown) => (isKmsError(e) ? e.code : String(e)),
+      );
+    expect(late).toBe('NonceReused');
+    // The coordinator's side: node-2's copy of the key is Disabled, so each attempt that asks it
+    // fails after its co-signer committed; the coordinator tells that co-signer to drop its entry
+    // before the next attempt, which signs without node-2.
+    await cc.rpc('node-2', {
+      op: 'set-state',
+      keyId: k.keyId,
+      state: 'Disabled',
+      auth: signedBy(`/v1/keys/${k.keyId}/disable`),
+    });
+    let failedAttempts = 0;
+    for (let i = 0; i < 3; i++) {
+      const s = await signText(k, `after a failed attempt ${i}`);
+      expect(s.ok).toBe(true);
+      failedAttempts += s.excluded.filter((b) => b.participant === 'node-2').length;
+    }
+    // Three rotations: node-2 is among the first two signers asked in two of them.
+    expect(failedAttempts).toBeGreaterThan(0);
+    expect({ 'node-1': await open('node-1'), 'node-3': await open('node-3') }).toEqual(before);
+  }, 30_000);
 });

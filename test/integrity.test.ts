@@ -7,17 +7,36 @@
  * lie is refused or named, the honest nodes keep their shares, and the keys keep signing.
  */
 import { randomUUID } from 'node:crypto';
-import { cpSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signedHeaders } from '../client/sign-request.ts';
+import { AuditLog } from '../common/audit-log.ts';
 import { Libp2pCluster } from '../coordinator/cluster-libp2p.ts';
 import type { EpochInfo } from '../coordinator/cluster.ts';
-import { fromHex } from '../protocol/bytes.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
+import { type DkgResult, dkgMachine } from '../protocol/dkg.ts';
 import { participantIdOf } from '../protocol/elements.ts';
-import { StateError, isKmsError } from '../protocol/errors.ts';
+import { type Certificate, certificateGaps } from '../protocol/epoch.ts';
+import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
+import { asEpoch, asSessionId, type SessionId } from '../protocol/ids.ts';
+import { packageDigest } from '../protocol/package-proof.ts';
+import { publicToHex } from '../protocol/packages.ts';
+import type { KeyEventResult } from '../protocol/reshare.ts';
+import { simulate } from '../protocol/simulate.ts';
 import { keySpec } from '../protocol/suites.ts';
+import { ActiveKeys } from '../node/active-keys.ts';
 import { loadNodeConfig } from '../node/config.ts';
+import { KeyEvents } from '../node/key-events.ts';
+import { type NodeContext, shareCtx } from '../node/node-context.ts';
+import { SoftwareSealer } from '../node/sealer-software.ts';
+import { NodeStore } from '../node/store.ts';
+import { certToHex } from '../net/certificate.ts';
 import type { RpcRequest } from '../net/rpc.ts';
+import { type AuthorizationWire, toWire } from '../net/signed-request.ts';
 import { type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
 import {
   type LyingPeer,
@@ -26,6 +45,7 @@ import {
   forgeEpoch,
   startLyingPeer,
 } from './helpers/lying-peer.ts';
+import { KEY_ID, pids, runReshare } from './key-events-fixture.ts';
 
 const SPEC = 'FROST_ED25519' as const;
 const spec = keySpec(SPEC);
@@ -60,6 +80,36 @@ async function signs(key: { keyId: string; publicKey: string }, msg: string): Pr
   expect(r.status, r.text).toBe(200);
   expect(verifies(key.publicKey, msg, r.body.signature)).toBe(true);
   return r.body.excluded as Named[];
+}
+
+/**
+ * A sign request for `keyId` signed by the genesis admin, as the coordinator forwards it to the
+ * nodes (they require it): for calling a Libp2pCluster directly.
+ */
+function signAuth(keyId: string, message: Uint8Array): AuthorizationWire {
+  return signedBy(`/v1/keys/${keyId}/sign`, { message: Buffer.from(message).toString('hex') });
+}
+
+/** `POST path` with `body`, signed by the genesis admin (a fresh nonce each time). */
+function signedBy(path: string, body: unknown): AuthorizationWire {
+  const raw = JSON.stringify(body);
+  const headers = signedHeaders({ method: 'POST', url: `http://127.0.0.1${path}`, body: raw }, cc.admin);
+  return {
+    request: toWire({ method: 'POST', path, query: '', headers, body: new TextEncoder().encode(raw) }),
+  };
+}
+
+/** A DKG's certificate: every member's confirmation (protocol/dkg.ts). */
+function dkgCert(r: DkgResult, sessionId: SessionId): Certificate {
+  return {
+    protocol: 'dkg',
+    keyId: KEY_ID,
+    sessionId,
+    epoch: asEpoch(0),
+    transcriptHash: r.transcriptHash,
+    groupElement: r.groupElement,
+    confirmations: r.confirmations,
+  };
 }
 
 /** Each honest node's state and active epoch of `keyId` (status RPC), undefined if it holds none. */
@@ -261,7 +311,8 @@ describe('a lying node-1 with its real identity', () => {
     const named: string[] = [];
     for (let i = 0; i < ALL.length; i++) {
       const msg = `h1 ${i}`;
-      const s = await fresh.sign({ key: info, message: Buffer.from(msg) });
+      const message = Buffer.from(msg);
+      const s = await fresh.sign({ key: info, message, auth: signAuth(k.keyId, message) });
       expect(verifies(k.publicKey, msg, Buffer.from(s.signature).toString('hex'))).toBe(true);
       expect(s.signers).not.toContain('node-1');
       named.push(...s.excluded.map((b) => `${b.participant}/${b.reason}`));
@@ -292,6 +343,96 @@ describe('a lying node-1 with its real identity', () => {
     };
     for (let i = 0; i < ALL.length; i++) expect(await signs(k, `refused ${i}`)).toEqual([]);
   }, 30_000);
+
+  it('sync refuses a genuinely proven newer epoch that fewer than t of its committee hold: the coordinator keeps its epoch, the key signs, honest shares stay', async () => {
+    const key = await createKey(HONEST);
+    const p0 = await cc.rpc('node-2', { op: 'public', keyId: key.keyId });
+    const Q = fromHex(p0.public.commitments[0]);
+    // The liar joins a real reshare as a new member and withholds only its own confirmation: the
+    // honest new members never complete and the event is aborted everywhere, while the liar, who
+    // received every other confirmation, holds a COMPLETE certificate of epoch 1 over the key.
+    let proof: KeyEventResult | undefined;
+    liar.lies = {
+      keySpec: SPEC,
+      dkg: (env) => (env.header.round === 'reshare.confirm' ? [] : [env]),
+      session: (_s, result) => {
+        if (result && 'certificate' in result) proof = result;
+        throw new KmsError('Internal', 'not telling');
+      },
+    };
+    const newCommittee = ['node-1', 'node-2', 'node-3'];
+    const r = await cc.call('POST', `/v1/keys/${key.keyId}/reshare`, {
+      threshold: 2,
+      participants: newCommittee,
+    });
+    expect(r.status, r.text).not.toBe(200);
+    expect(proof).toBeDefined();
+    const got = proof!;
+    // Genuine: the package is consistent with the key's group element and every member confirmed.
+    expect(
+      certificateGaps(
+        SPEC,
+        {
+          epoch: got.epoch,
+          public: got.public,
+          transcriptHash: got.transcriptHash,
+          sessionId: got.certificate.sessionId,
+        },
+        Q,
+        got.certificate,
+      ),
+    ).toEqual([]);
+    for (const h of Object.values(await held(key.keyId))) {
+      expect(h?.activeEpoch).toBe(0);
+      expect(h).not.toHaveProperty('pendingEpoch');
+    }
+    // Now it answers `public` with that proven epoch 1, which no other member holds (1 < t = 2).
+    liar.lies = {
+      keySpec: SPEC,
+      public: (req) => {
+        if (req.keyId !== key.keyId) throw new KmsError('KeyNotFound', 'no');
+        return {
+          epoch: got.epoch,
+          public: publicToHex(got.public),
+          threshold: 2,
+          participants: newCommittee,
+          transcriptHash: toHex(got.transcriptHash),
+          certificate: certToHex(got.certificate),
+          sessionId: got.certificate.sessionId,
+        };
+      },
+    };
+    // A restarted coordinator (empty cache) syncs with every node before it signs: epoch 0 stays.
+    const fresh = new Libp2pCluster({
+      transport: cc.transport,
+      nodes: cc.peers,
+      signTimeoutMs: 3_000,
+      statusTimeoutMs: 1_000,
+    });
+    const info: EpochInfo = {
+      keyId: key.keyId,
+      keySpec: SPEC,
+      epoch: 0,
+      threshold: 2,
+      participants: HONEST,
+      publicKey: key.publicKey,
+      groupElement: p0.public.commitments[0],
+      transcriptHash: p0.transcriptHash,
+    };
+    const message = Buffer.from('stale-proof');
+    const s = await fresh.sign({ key: info, message, auth: signAuth(key.keyId, message) });
+    expect(verifies(key.publicKey, 'stale-proof', Buffer.from(s.signature).toString('hex'))).toBe(true);
+    expect(s.excluded).toEqual([]);
+    const described = await cc.call('GET', `/v1/keys/${key.keyId}`);
+    expect(described.body.epoch).toBe(0);
+    // The API coordinator's forced sync (a refresh) does not adopt it either: its refresh is the
+    // key's epoch 1 on its own committee, and the honest shares moved there.
+    const refreshed = await cc.call('POST', `/v1/keys/${key.keyId}/refresh`, {});
+    expect(refreshed.status, refreshed.text).toBe(200);
+    expect(refreshed.body).toMatchObject({ epoch: 1, participants: HONEST });
+    for (const h of Object.values(await held(key.keyId))) expect(h?.activeEpoch).toBe(1);
+    expect(await signs(key, 'after stale proof')).toEqual([]);
+  }, 45_000);
 });
 
 describe('retire and repair refuse what they cannot check (L-1, L-2)', () => {
@@ -348,7 +489,11 @@ describe('retire and repair refuse what they cannot check (L-1, L-2)', () => {
       target: 'node-4',
     };
     const session = (over: Record<string, unknown>, to: string) =>
-      answer(to, { op: 'session', session: { ...base, sessionId: randomUUID(), ...over } } as RpcRequest);
+      answer(to, {
+        op: 'session',
+        session: { ...base, sessionId: randomUUID(), ...over },
+        auth: signedBy(`/v1/keys/${key.keyId}/repair`, { participant: 'node-4' }),
+      } as RpcRequest);
     expect(await session({ epoch: 1 }, 'node-2')).toBe('EpochMismatch');
     expect(await session({ threshold: 3 }, 'node-4')).toBe('ValidationError');
     expect(await session({ participants: ALL }, 'node-4')).toBe('ValidationError');
@@ -359,5 +504,123 @@ describe('retire and repair refuse what they cannot check (L-1, L-2)', () => {
     const repaired = await cc.call('POST', `/v1/keys/${key.keyId}/repair`, { participant: 'node-4' });
     expect(repaired.status, repaired.text).toBe(200);
     expect(await signs(key, 'after repair')).toEqual([]);
+  }, 30_000);
+});
+
+describe('a leaving dealer retires only for the reshare it dealt in', () => {
+  it('refuses a genuinely complete certificate of another session of the same epoch, accepts its own', async () => {
+    // The node's retire decision (node/key-events.ts) on a real store and a real sealer, for
+    // node-2 of a real key: two reshares from the same epoch-0 shares to the same epoch 1 (the
+    // production machines in memory), each with a complete certificate; node-2 dealt in the first.
+    const dir = mkdtempSync(join(tmpdir(), 'retire-'));
+    const store = await NodeStore.open(dir);
+    const sealer = await SoftwareSealer.open({
+      passphrase: 'pw',
+      keyStore: store.sealerKeyStore(),
+      scryptLogN: 10,
+    });
+    try {
+      const ids = pids(spec, [1, 2, 3]);
+      const dkgSession = asSessionId(`retire-dkg-${randomUUID()}`);
+      const d = simulate(
+        ids.map((self) =>
+          dkgMachine({ spec, keyId: KEY_ID, sessionId: dkgSession, self, participants: ids, threshold: 2 }),
+        ),
+      );
+      const mine = d.results.get(ids[1]!)!;
+      await store.putPendingEpoch(
+        {
+          keyId: KEY_ID,
+          keySpec: SPEC,
+          epoch: 0,
+          threshold: 2,
+          participants: ['node-1', 'node-2', 'node-3'],
+          participant: ids[1]!,
+          public: publicToHex(mine.key.public),
+          transcriptHash: '',
+          status: 'pending',
+          sessionId: dkgSession,
+        },
+        await sealer.seal(shareCtx('node-2', KEY_ID, 0), mine.key.secret.signingShare),
+      );
+      await store.activateEpoch(KEY_ID, 0, {
+        transcriptHash: toHex(mine.transcriptHash),
+        certificate: certToHex(dkgCert(mine, dkgSession)),
+      });
+      const old = new Map([...d.results].map(([p, r]) => [p, r.key]));
+      const reshare = () =>
+        runReshare(spec, old, {
+          oldEpoch: 0,
+          dealers: [ids[0]!, ids[1]!],
+          newParticipants: pids(spec, [3, 4]),
+          newThreshold: 2,
+        });
+      const [dealtIn, other] = [reshare(), reshare()];
+      const Q = mine.groupElement;
+      const resultOf = (o: ReturnType<typeof reshare>) => o.results.get(pids(spec, [3])[0]!)!;
+      for (const o of [dealtIn, other]) {
+        expect(o.errors.size).toBe(0);
+        const r = resultOf(o);
+        expect(
+          certificateGaps(
+            SPEC,
+            {
+              epoch: r.epoch,
+              public: r.public,
+              transcriptHash: r.transcriptHash,
+              sessionId: r.certificate.sessionId,
+            },
+            Q,
+            r.certificate,
+          ),
+        ).toEqual([]);
+      }
+      expect(resultOf(dealtIn).certificate.sessionId).not.toBe(resultOf(other).certificate.sessionId);
+      // What node-2 records as a leaving dealer (node/key-events.ts, reshare as a dealer).
+      const asDealer = dealtIn.results.get(ids[1]!)!;
+      await store.putDealt(KEY_ID, {
+        epoch: 1,
+        sessionId: asDealer.certificate.sessionId,
+        transcriptHash: toHex(asDealer.transcriptHash),
+        publicDigest: packageDigest(asDealer.public),
+      });
+      const keys = new ActiveKeys('node-2', store, sealer);
+      const audit = await AuditLog.open(store.auditDb());
+      const events = new KeyEvents({
+        cfg: { nodeId: 'node-2' },
+        store,
+        sealer,
+        keys,
+        log: pino({ level: 'silent' }),
+        record: async (e: Record<string, unknown>) => {
+          await audit.append(e);
+        },
+      } as unknown as NodeContext);
+      const retireOf = (r: KeyEventResult) =>
+        ({
+          op: 'retire',
+          keyId: KEY_ID,
+          epoch: r.epoch,
+          public: publicToHex(r.public),
+          certificate: certToHex(r.certificate),
+          transcriptHash: toHex(r.transcriptHash),
+          sessionId: r.certificate.sessionId,
+        }) as const;
+      const refused = await events.retire(retireOf(resultOf(other))).catch((e: unknown) => e);
+      expect(isKmsError(refused) && refused.code).toBe('ProtocolAborted');
+      expect((refused as Error).message).toContain(asDealer.certificate.sessionId);
+      // Nothing was destroyed: the epoch-0 share is there and still opens to the same share.
+      expect(await store.getKey(KEY_ID)).toMatchObject({ activeEpoch: 0 });
+      const held0 = await keys.active(KEY_ID);
+      expect(toHex(held0.key.secret.signingShare)).toBe(toHex(mine.key.secret.signingShare));
+      // Its own reshare's certificate retires the share.
+      expect(await events.retire(retireOf(resultOf(dealtIn)))).toEqual({ ok: true });
+      expect(await store.getKey(KEY_ID)).toBeUndefined();
+      expect(await store.getDealt(KEY_ID)).toBeUndefined();
+    } finally {
+      await sealer.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 30_000);
 });

@@ -6,8 +6,9 @@
  * its allow-list entry lets it in. From there it speaks the real wire protocols
  * (`/tkms/session/1.0.0` envelopes, `/tkms/rpc/1.0.0` answers), and lies as told:
  * - `signCommit` / `signShare`: its answers to the coordinator's signing round trips;
- * - `dkg`: it runs an honest DKG machine through the real SessionRunner and rewrites each outgoing
- *   envelope per recipient (drop, alter, add spoofed or replayed copies) before it leaves;
+ * - `dkg`: it runs an honest DKG machine (or, as a new member that deals nothing, an honest reshare
+ *   machine) through the real SessionRunner and rewrites each outgoing envelope per recipient
+ *   (drop, alter, add spoofed or replayed copies) before it leaves;
  * - `sendRaw`: arbitrary bytes on the session protocol (garbage, oversized frames, replays);
  * - `public` / `session`: its answers to the coordinator's `public` and `session` requests (a forged
  *   epoch package and certificate, made with `forgeEpoch`: security review C-1, C-2, H-1).
@@ -19,13 +20,14 @@ import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { toHex } from '../../protocol/bytes.ts';
 import { confirm, confirmationContext } from '../../protocol/confirm.ts';
 import type { DkgResult } from '../../protocol/dkg.ts';
-import { publicToHex } from '../../protocol/packages.ts';
+import { publicFromHex, publicToHex } from '../../protocol/packages.ts';
+import { type KeyEventResult, reshareMachine } from '../../protocol/reshare.ts';
 import { evaluatePolynomial, identifierScalar } from '../../protocol/polynomial.ts';
 import { decodeEnvelope, signEnvelope } from '../../protocol/codec.ts';
 import { dkgMachine } from '../../protocol/dkg.ts';
 import { participantIdOf } from '../../protocol/elements.ts';
 import { KmsError, isKmsError } from '../../protocol/errors.ts';
-import { type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../../protocol/ids.ts';
+import { type Epoch, type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../../protocol/ids.ts';
 import type { Envelope } from '../../protocol/machine.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../../protocol/suites.ts';
 import { loadClusterFile } from '../../net/cluster-file.ts';
@@ -57,7 +59,7 @@ export type Lies = {
   signCommit?: (req: Extract<RpcRequest, { op: 'sign-commit' }>) => unknown;
   /** Answer to sign-share; default: a random scalar (an invalid signature share). */
   signShare?: (req: Extract<RpcRequest, { op: 'sign-share' }>) => unknown;
-  /** Outgoing DKG traffic; without it the peer accepts the session and then stays silent. */
+  /** Outgoing DKG (or reshare) traffic; without it the peer accepts the session and then stays silent. */
   dkg?: DkgLie;
   /** Answer to `public` (may throw a KmsError); default: `{ ok: true }`, which fails the schema. */
   public?: (req: Extract<RpcRequest, { op: 'public' }>) => unknown;
@@ -65,7 +67,7 @@ export type Lies = {
    * Answer to `session` once its DKG run ended (`result` if it completed); default: an error.
    * `(s) => forgeEpoch(...)` with no `dkg` lie: silent in the DKG, then claims a result (C-1).
    */
-  session?: (s: SessionSpec, result?: DkgResult) => unknown;
+  session?: (s: SessionSpec, result?: DkgResult | KeyEventResult) => unknown;
 };
 
 export type LyingPeer = {
@@ -187,36 +189,59 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
       case 'session': {
         const s = req.session;
         sessions.push(s.sessionId);
-        if (s.kind !== 'dkg') throw new KmsError('Conflict', 'the lying peer only runs DKG');
+        // A DKG, or a reshare it joins as a new member (it holds no old share to deal with).
+        const joining = s.kind === 'reshare' && !(s.dealers ?? []).includes(nodeId);
+        if (s.kind !== 'dkg' && !joining)
+          throw new KmsError('Conflict', 'the lying peer runs DKG, and reshare as a new member only');
         const sp = keySpec(s.keySpec);
-        const members = s.participants.map((m) => ({
+        const pidOf = (m: string) => participantIdOf(sp, nodeIndex(m)!) as ParticipantId;
+        const members = [...new Set([...(s.dealers ?? []), ...s.participants])].map((m) => ({
           nodeId: m,
-          participant: participantIdOf(sp, nodeIndex(m)!) as ParticipantId,
+          participant: pidOf(m),
         }));
-        const machine = dkgMachine({
+        const common = {
           spec: sp,
           keyId: s.keyId as KeyId,
           sessionId: s.sessionId as SessionId,
-          self: participantIdOf(sp, nodeIndex(nodeId)!) as ParticipantId,
-          participants: members.map((m) => m.participant),
-          threshold: s.threshold,
+          self: pidOf(nodeId),
           verify: runner.signatureCheck(members),
-        });
-        let result: DkgResult | undefined;
+        };
+        const ctx = {
+          sessionId: s.sessionId,
+          keyId: s.keyId,
+          keySpec: s.keySpec,
+          protocol: s.kind,
+          members,
+          self: members.find((m) => m.nodeId === nodeId)!,
+          // As short as the honest nodes' deadline: the coordinator waits for every member's answer.
+          timeoutMs: 3_000,
+          epoch: s.epoch,
+        };
+        let result: DkgResult | KeyEventResult | undefined;
         try {
-          result = await runner.run(
-            {
-              sessionId: s.sessionId,
-              keyId: s.keyId,
-              keySpec: s.keySpec,
-              protocol: 'dkg',
-              members,
-              self: members.find((m) => m.nodeId === nodeId)!,
-              // As short as the honest nodes' deadline: the coordinator waits for every member's answer.
-              timeoutMs: 3_000,
-            },
-            machine,
-          );
+          result =
+            s.kind === 'dkg'
+              ? await runner.run(
+                  ctx,
+                  dkgMachine({
+                    ...common,
+                    participants: members.map((m) => m.participant),
+                    threshold: s.threshold,
+                  }),
+                )
+              : await runner.run(
+                  ctx,
+                  reshareMachine({
+                    ...common,
+                    oldEpoch: s.oldEpoch as Epoch,
+                    newEpoch: s.epoch as Epoch,
+                    oldThreshold: s.oldThreshold!,
+                    oldPublic: publicFromHex(sp, s.oldPublic!),
+                    dealers: (s.dealers ?? []).map(pidOf),
+                    newParticipants: s.participants.map(pidOf),
+                    newThreshold: s.threshold,
+                  }),
+                );
         } catch (e) {
           if (!isKmsError(e)) throw e;
         }
