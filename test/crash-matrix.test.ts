@@ -358,9 +358,17 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
    * node keeps an active share of a key the coordinator does not know.
    */
   async function checkCoordinatorDkg(): Promise<void> {
-    const list = await api('GET', '/v1/keys?limit=1000');
-    expect(list.status).toBe(200);
-    const keys = (list.body.keys ?? list.body.items ?? []) as { keyId: string; state: string }[];
+    // The restarted coordinator recovers interrupted creates right after it starts listening
+    // (coordinator/app.ts recoverInterruptedCreates: it asks every node to destroy its share
+    // first), so the API may answer before that ends: wait for it, bounded.
+    let keys: { keyId: string; state: string }[] = [];
+    for (let until = Date.now() + 20_000; ; ) {
+      const list = await api('GET', '/v1/keys?limit=1000');
+      expect(list.status).toBe(200);
+      keys = (list.body.keys ?? list.body.items ?? []) as { keyId: string; state: string }[];
+      if (!keys.some((k) => k.state === 'Creating') || Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     expect(keys.filter((k) => k.state === 'Creating')).toEqual([]);
     const known = new Set(keys.map((k) => k.keyId));
     for (const n of net.nodeIds) {
