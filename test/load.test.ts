@@ -18,6 +18,8 @@ import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKmsError } from '../protocol/errors.ts';
 import { KEY_SPEC_REGISTRY, verifySignature } from '../protocol/suites.ts';
+import { signedHeaders } from '../client/sign-request.ts';
+import type { SignedRequestWire } from '../net/signed-request.ts';
 import { type ClusterCoordinator, type HttpAnswer, startClusterCoordinator } from './helpers/coordinator.ts';
 
 setFlagsFromString('--expose-gc');
@@ -191,8 +193,25 @@ describe('load through the HTTP API', () => {
     const heap0 = process.memoryUsage().heapUsed;
     const handles0 = process.getActiveResourcesInfo().length;
 
+    // One signed request (as admin) for every abandoned attempt: nodes accept retried sign-commits
+    // of one signed request (they refuse only its shares beyond the bound), so the table fills.
+    const path = `/v1/keys/${key.keyId}/sign`;
+    const body = JSON.stringify({ message: 'ee' });
+    const request: SignedRequestWire = {
+      method: 'POST',
+      path,
+      query: '',
+      headers: signedHeaders({ method: 'POST', url: `${cc.url}${path}`, body }, cc.admin, { lifetimeS: 300 }),
+      body: Buffer.from(body).toString('base64'),
+    };
     const commit = () =>
-      cc.rpc('node-2', { op: 'sign-commit', sessionId: randomUUID(), keyId: key.keyId, epoch: key.epoch });
+      cc.rpc('node-2', {
+        op: 'sign-commit',
+        sessionId: randomUUID(),
+        keyId: key.keyId,
+        epoch: key.epoch,
+        auth: { request },
+      });
     let accepted = 0;
     let overloaded = 0;
     let peak = 0;

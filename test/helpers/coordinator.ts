@@ -41,9 +41,8 @@ export const ADMIN_TOKEN = `test-admin-${'x'.repeat(32)}`;
 /**
  * The devnet-style genesis: the admins (group `admins`, quorum 1) and the other principals given,
  * and one policy letting the admins perform every operation on every key with no approvals (a
- * committee change or a lower threshold still needs another admin's approval: the admin-quorum
- * guard never counts the initiator). `more` adds groups and policies (placed before the admins'
- * rule, so they match first).
+ * committee change or a lower threshold needs the admin quorum, here 1: the initiating admin).
+ * `more` adds groups and policies (placed before the admins' rule, so they match first).
  */
 export function adminGenesis(
   admins: readonly PrincipalSigner[],

@@ -14,7 +14,8 @@ import { NODE_BIN, ROOT, createTempDevnet } from '../../scripts/devnet-lib.ts';
 const run = promisify(execFile);
 
 /** Routes whose requests a principal signs (the rest take the bearer token alone). */
-const SIGNED = /^\/v1\/(?:keys(?:\/[^/]+\/(?!verify$)[a-z-]+)?|governance|requests\/[^/]+\/approvals)$/;
+export const SIGNED_ROUTE =
+  /^\/v1\/(?:keys(?:\/[^/]+\/(?!verify$)[a-z-]+)?|governance|requests\/[^/]+\/approvals)$/;
 
 export type Devnet = {
   dir: string;
@@ -79,7 +80,7 @@ export async function createDevnet(nodes = 5): Promise<Devnet> {
     api: async (method, path, body, as) => {
       const headers = { authorization: `Bearer ${d.token}` };
       const init =
-        method === 'POST' && SIGNED.test(path)
+        method === 'POST' && SIGNED_ROUTE.test(path)
           ? signedInit(method, `${url}${path}`, as ?? d.admin(), { headers, body: body ?? {} })
           : {
               method,

@@ -48,7 +48,9 @@ import {
   readProcesses,
 } from '../../scripts/devnet-lib.ts';
 import { issueCert, makeCa, trustCa } from '../../scripts/devnet-tls.ts';
+import { principalFromPem, signedInit } from '../../client/sign-request.ts';
 import { type NodeKeyStatus, pidAlive } from './crash.ts';
+import { SIGNED_ROUTE } from './devnet-process.ts';
 
 const exec = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -434,16 +436,19 @@ export async function createNetnsDevnet(
       if (!peer || !probe) throw new Error(`no node ${nodeId}`);
       return decodeJsonFrame(await probe.request(peer, RPC_PROTOCOL, encodeRpc(req), { timeoutMs }));
     };
+    // Requests that use or change a key are signed as the devnet's admin principal, as the CLI does.
+    const admin = principalFromPem('admin', readFileSync(join(dir, 'admin-key')));
     const api: NetnsDevnet['api'] = async (method, path, body) => {
-      const r = await fetch(`${url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(60_000),
-      });
+      const headers = { authorization: `Bearer ${token}` };
+      const init: RequestInit =
+        method === 'POST' && SIGNED_ROUTE.test(path)
+          ? signedInit(method, `${url}${path}`, admin, { headers, body: body ?? {} })
+          : {
+              method,
+              headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+              ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+            };
+      const r = await fetch(`${url}${path}`, { ...init, signal: AbortSignal.timeout(60_000) });
       const text = await r.text();
       let parsed: unknown = text;
       try {
