@@ -18,6 +18,8 @@ type Harness = {
   cluster: Cluster;
   /** Stops (false) or starts again (true) a node. */
   setReachable(nodeId: string, reachable: boolean): Promise<void>;
+  /** Moves the nodes' clocks past a signed schedule-deletion's window (real nodes check it). */
+  passDeletionWindow(): void;
   close(): Promise<void>;
 };
 
@@ -25,10 +27,20 @@ const IMPLEMENTATIONS: [string, () => Promise<Harness>][] = [
   [
     'Libp2pCluster over three real node daemons',
     async () => {
-      const tc = await startTestCluster(3, { sealer: 'pkcs11', sessionTimeoutMs: 5_000 });
+      // The fixture's cluster signs each operation as a client would (issue 12); the nodes' clock is
+      // the test's, so that a deletion window can pass.
+      const clock = { t: Date.now() };
+      const tc = await startTestCluster(3, {
+        sealer: 'pkcs11',
+        sessionTimeoutMs: 5_000,
+        clock: () => clock.t,
+      });
       return {
         cluster: tc.cluster,
         setReachable: (id, up) => (up ? tc.startNode(id) : tc.stopNode(id)),
+        passDeletionWindow: () => {
+          clock.t += 31 * 24 * 3600 * 1000;
+        },
         close: () => tc.close(),
       };
     },
@@ -40,6 +52,7 @@ const IMPLEMENTATIONS: [string, () => Promise<Harness>][] = [
       return {
         cluster,
         setReachable: async (id, up) => cluster.setReachable(id, up),
+        passDeletionWindow: () => {},
         close: () => cluster.close(),
       };
     },
@@ -217,6 +230,7 @@ describe.each(IMPLEMENTATIONS)('Cluster contract: %s', (_name, make) => {
     await signs(k, 'contract: enabled again');
 
     await c.setKeyState({ keyId: k.keyId, state: 'PendingDeletion', members: ALL });
+    h.passDeletionWindow();
     const destroyed = await c.destroyKey({ keyId: k.keyId });
     expect(destroyed.map((o) => [o.node, o.ok])).toEqual(ALL.map((n) => [n, true]));
     for (const n of await c.nodes()) expect(n.keys).not.toContain(k.keyId);

@@ -99,7 +99,9 @@ async function openApproval(
 
 /**
  * What is still missing once `approvers` approved, by the groups the nodes named: distinct members
- * of each group, never the initiator (policy/evaluate.ts counts the same way; the nodes decide).
+ * of each group, not the initiator unless the nodes counted it already (the admin-quorum guard of
+ * key events counts an initiating admin: policy/evaluate.ts). The nodes decide; this only says when
+ * to ask them again.
  */
 function recount(
   ctx: AppContext,
@@ -110,7 +112,9 @@ function recount(
   const counted = new Set<string>();
   const needed = rec.needed.map((n) => {
     const members = new Set(groups[n.group] ?? []);
-    const have = [...new Set(approvers)].filter((a) => a !== rec.initiator && members.has(a)).sort();
+    const initiatorCounts = n.have.includes(rec.initiator);
+    const others = [...new Set(approvers)].filter((a) => a !== rec.initiator && members.has(a));
+    const have = [...(initiatorCounts ? [rec.initiator] : []), ...others].sort();
     for (const h of have) counted.add(h);
     return { group: n.group, needed: n.needed, have };
   });

@@ -3,6 +3,11 @@
  * Libp2pCluster, over real TCP on 127.0.0.1 with Noise and yamux, each node with its own LevelDB
  * data directory and either the software sealer or its own SoftHSM2 token (`sealer: 'pkcs11'`:
  * one token per node, all in one token directory, since one process uses one SoftHSM2 config).
+ *
+ * The nodes decide (issue 12): they require client-signed requests. Unless the caller brings its
+ * own governance (`genesisHash`), the fixture makes two admin principals and a genesis letting
+ * them do everything, installs it on every node, and `cluster` signs each operation as `admin`
+ * with `admin-2`'s approval (test/helpers/signing-cluster.ts); `unsigned` is the bare cluster.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +20,9 @@ import { type NodeHandle, initNode, startNode } from '../../node/daemon.ts';
 import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
 import { type Transport, createTransport } from '../../net/transport.ts';
 import { freeRange } from '../../scripts/devnet-lib.ts';
+import { generatePrincipal, type PrincipalSigner } from '../../client/sign-request.ts';
+import { type Governance, governanceHash } from '../../policy/governance.ts';
+import { allowAllGenesis, signingCluster } from './signing-cluster.ts';
 import { type TestToken, createTestTokens } from './softhsm.ts';
 
 /** A free port outside the ephemeral range (see scripts/devnet-lib.ts freeRange). */
@@ -24,7 +32,12 @@ export async function freePort(): Promise<number> {
 
 export type TestCluster = {
   dir: string;
+  /** Signs every operation as `admin` with `admin-2`'s approval (the fixture's own governance). */
   cluster: Libp2pCluster;
+  /** The same cluster, sending only the `auth` it is given. */
+  unsigned: Libp2pCluster;
+  /** The fixture's governance (absent when the caller brought its `genesisHash`). */
+  governance?: { admin: PrincipalSigner; admin2: PrincipalSigner; genesis: Governance };
   nodes: Map<string, NodeHandle>;
   /** SoftHSM2 tokens by node id (pkcs11 sealer only). */
   tokens: Map<string, TestToken>;
@@ -44,9 +57,8 @@ export async function startTestCluster(
     /** More coordinator identities on every node's allow-list (beside this fixture's own). */
     coordinators?: readonly ClusterPeer[];
     /**
-     * The governance genesis hash every node accepts (node config `genesisHash`); with it the nodes
-     * require client-signed requests. Without it they run with `requireSignedRequests: false`: the
-     * fixtures that do not sign yet (issue 12: to be removed as the coordinator side signs).
+     * The governance genesis hash every node accepts (node config `genesisHash`), for a caller that
+     * installs its own genesis. Without it the fixture makes and installs one (above).
      */
     genesisHash?: string;
     /** Test-only wall clock of every node (signed-request expiry, deletion windows): StartNodeOptions.clock. */
@@ -69,6 +81,12 @@ export async function startTestCluster(
     for (const [i, id] of ids.entries()) tokens.set(id, made[i]!);
   }
   const coordKey = await generateIdentityKey();
+  let own: TestCluster['governance'];
+  if (!opts.genesisHash) {
+    const admin = generatePrincipal('admin').signer;
+    const admin2 = generatePrincipal('admin-2').signer;
+    own = { admin, admin2, genesis: allowAllGenesis([admin, admin2]) };
+  }
   const peers: { id: string; peerId: string; addresses: string[] }[] = [];
   const configs = new Map<string, string>();
   for (let k = 1; k <= n; k++) {
@@ -96,7 +114,7 @@ export async function startTestCluster(
         sealer,
         sessionTimeoutMs: opts.sessionTimeoutMs ?? 20_000,
         logLevel: 'silent',
-        ...(opts.genesisHash ? { genesisHash: opts.genesisHash } : { requireSignedRequests: false }),
+        genesisHash: opts.genesisHash ?? governanceHash(own!.genesis),
       }),
     );
     configs.set(id, cfgPath);
@@ -119,14 +137,10 @@ export async function startTestCluster(
     const fault = opts.linkFault;
     nodes.set(
       id,
-      await startNode(
-        loadNodeConfig(configs.get(id)!),
-        logger,
-        {
-          ...(fault ? { linkFault: (to, frame, deliver) => fault(id, to, frame, deliver) } : {}),
-          ...(opts.clock ? { clock: opts.clock } : {}),
-        },
-      ),
+      await startNode(loadNodeConfig(configs.get(id)!), logger, {
+        ...(fault ? { linkFault: (to, frame, deliver) => fault(id, to, frame, deliver) } : {}),
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      }),
     );
   };
   for (const p of peers) await start(p.id);
@@ -138,15 +152,25 @@ export async function startTestCluster(
       addresses: p.addresses,
     })),
   });
-  const cluster = new Libp2pCluster({
+  const unsigned = new Libp2pCluster({
     transport,
     nodes: peers,
     signTimeoutMs: 3_000,
     statusTimeoutMs: 1_000,
   });
+  let cluster = unsigned;
+  if (own) {
+    const installed = await unsigned.updateGovernance({ document: own.genesis, signatures: [] });
+    const missed = installed.filter((o) => !o.ok);
+    if (missed.length > 0)
+      throw new Error(`genesis not installed on ${missed.map((o) => o.node).join(', ')}`);
+    cluster = signingCluster(unsigned, own.admin, own.admin2, opts.clock ?? Date.now);
+  }
   return {
     dir,
     cluster,
+    unsigned,
+    ...(own ? { governance: own } : {}),
     nodes,
     tokens,
     coordinatorTransport: transport,
@@ -157,7 +181,7 @@ export async function startTestCluster(
     },
     startNode: start,
     close: async () => {
-      await cluster.close();
+      await unsigned.close();
       for (const h of nodes.values()) await h.stop();
       rmSync(dir, { recursive: true, force: true });
     },
