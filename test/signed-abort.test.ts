@@ -32,6 +32,7 @@ import type { SessionSpec } from '../net/rpc.ts';
 import { type Transport, createTransport } from '../net/transport.ts';
 import { type TestCluster, startTestCluster } from './helpers/cluster.ts';
 import { type Env, type LyingPeer, startLyingPeer } from './helpers/lying-peer.ts';
+import { authorizer, sessionRequest } from './helpers/signing-cluster.ts';
 
 /** The nodes' session deadline: every abort below must end the session well before it. */
 const DEADLINE_MS = 20_000;
@@ -67,15 +68,23 @@ async function connect(c: TestCluster, key: Awaited<ReturnType<typeof generateId
   return { transport, rpc };
 }
 
+/** The admin's signed request for `session` (the nodes require one: issue 12), from the fixture's governance. */
+function authOf(c: TestCluster, session: SessionSpec) {
+  const g = c.governance!;
+  const r = sessionRequest(session);
+  return authorizer(g.admin, g.admin2)(r.method, r.path, r.body);
+}
+
 /** Announces `session`, starts it on every member and collects each member's own answer. */
-async function runOnEach(rpc: NodeRpc, session: SessionSpec): Promise<Map<string, Outcome>> {
+async function runOnEach(c: TestCluster, rpc: NodeRpc, session: SessionSpec): Promise<Map<string, Outcome>> {
+  const auth = authOf(c, session);
   const members = [...new Set([...(session.dealers ?? []), ...session.participants])];
   await rpc.prepare(session, members);
   const t0 = performance.now();
   const out = await Promise.all(
     members.map(async (node): Promise<Outcome> => {
       try {
-        const answer = await rpc.rpc(node, { op: 'session', session }, DEADLINE_MS + 10_000);
+        const answer = await rpc.rpc(node, { op: 'session', session, auth }, DEADLINE_MS + 10_000);
         return { node, ms: performance.now() - t0, answer };
       } catch (e) {
         if (!isKmsError(e)) throw e;
@@ -142,7 +151,7 @@ describe('signed abort: a member whose HSM refuses tells the others at once (rea
       threshold: 2,
       participants: ['node-1', 'node-2', 'node-3'],
     };
-    const out = await runOnEach(rpc, session);
+    const out = await runOnEach(c, rpc, session);
     const own = out.get('node-3')!;
     expect(own.err?.code).toBe('SealerUnavailable');
     for (const n of ['node-1', 'node-2']) {
@@ -258,7 +267,7 @@ describe('signed abort: forged aborts are dropped (real nodes, a lying peer)', (
       threshold: 3,
       participants: ['node-1', 'node-2', 'node-3', 'node-4'],
     };
-    const out = await runOnEach(rpc, session);
+    const out = await runOnEach(c, rpc, session);
     expect(once.size).toBe(3);
     for (const n of ['node-1', 'node-2', 'node-3']) {
       const o = out.get(n)!;
@@ -292,12 +301,13 @@ describe('signed abort: forged aborts are dropped (real nodes, a lying peer)', (
       body: { code: 'StorageError', culprits: [] },
     });
     const members = session.participants;
+    const auth = authOf(c, session);
     await rpc.prepare(session, members);
     // Announced, not started: held only from the members the announcement names.
     for (const n of members) expect(await liar.sendRaw(n, frame)).toBe('ContextMismatch');
     const running = Promise.all(
       members.map((n) =>
-        rpc.rpc(n, { op: 'session', session }, DEADLINE_MS + 10_000).then(
+        rpc.rpc(n, { op: 'session', session, auth }, DEADLINE_MS + 10_000).then(
           (a) => ({ n, a }),
           (e: unknown) => ({ n, e }),
         ),

@@ -11,6 +11,7 @@ import type { Cluster } from '../../coordinator/cluster.ts';
 import { type AuthorizationWire, requestDigest, type SignedRequestWire } from '../../net/signed-request.ts';
 import { type Governance, type Principal, principalKey } from '../../policy/governance.ts';
 import { OPERATIONS } from '../../policy/policy-rule.ts';
+import type { SessionSpec } from '../../net/rpc.ts';
 import { type StateChange, stateChangeTo } from '../../protocol/key-states.ts';
 
 const STATE_PATHS: Record<StateChange, string> = {
@@ -63,14 +64,13 @@ export function allowAllGenesis(admins: readonly PrincipalSigner[]): Governance 
   };
 }
 
-/** Wraps `inner` (a Proxy: every other member is the inner cluster's own). */
-export function signingCluster<C extends Cluster>(
-  inner: C,
+/** Signs `method path body` as `signer`, with `approver`'s approval of it attached. */
+export function authorizer(
   signer: PrincipalSigner,
   approver: PrincipalSigner,
-  nowMs: () => number,
-): C {
-  const auth = (method: string, path: string, body?: unknown): AuthorizationWire => {
+  nowMs: () => number = Date.now,
+): (method: string, path: string, body?: unknown) => AuthorizationWire {
+  return (method, path, body) => {
     const nowS = Math.floor(nowMs() / 1000);
     const request = signedWire(method, path, body, signer, nowS);
     const approval = signedWire(
@@ -82,6 +82,38 @@ export function signingCluster<C extends Cluster>(
     );
     return { request, approvals: [approval] };
   };
+}
+
+/** The signed API request a key-creating session answers to (the contract's binding table). */
+export function sessionRequest(s: SessionSpec): { method: 'POST'; path: string; body?: unknown } {
+  switch (s.kind) {
+    case 'dkg':
+      return {
+        method: 'POST',
+        path: '/v1/keys',
+        body: { keySpec: s.keySpec, threshold: s.threshold, participants: [...s.participants] },
+      };
+    case 'refresh':
+      return { method: 'POST', path: `/v1/keys/${s.keyId}/refresh` };
+    case 'reshare':
+      return {
+        method: 'POST',
+        path: `/v1/keys/${s.keyId}/reshare`,
+        body: { threshold: s.threshold, participants: [...s.participants] },
+      };
+    case 'repair':
+      return { method: 'POST', path: `/v1/keys/${s.keyId}/repair`, body: { participant: s.target } };
+  }
+}
+
+/** Wraps `inner` (a Proxy: every other member is the inner cluster's own). */
+export function signingCluster<C extends Cluster>(
+  inner: C,
+  signer: PrincipalSigner,
+  approver: PrincipalSigner,
+  nowMs: () => number,
+): C {
+  const auth = authorizer(signer, approver, nowMs);
   const signed: Partial<Cluster> = {
     createKey: (r) =>
       inner.createKey({
