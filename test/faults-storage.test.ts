@@ -6,8 +6,9 @@
  * untouched node-3 comes back and the key signs with every node: nothing was half-written.
  *
  * Last, the disk fills under a running node (issue 13 item 8): node-3's data dir on a small tmpfs,
- * filled while it runs; its next write in a key event fails, it aborts the session and tells the
- * others (signed abort, node/session-abort.ts), so every node aborts at once naming it; no node
+ * filled while it runs; its next write in a key event fails (its audit record of the signed request,
+ * or its store's), it aborts the session and tells the others (signed abort,
+ * node/session-abort.ts), so every node aborts at once naming it with that code; no node
  * activates the new epoch, every node keeps its share of the old one, which signs. With space freed
  * and node-3 restarted (its store refuses writes after a failed one until reopened), the next key
  * event commits.
@@ -263,7 +264,13 @@ describe('storage and HSM faults of a node process (real devnet, SoftHSM2)', () 
         (b: { participant: string; reason: string }) => `${b.participant}/${b.reason}`,
       ),
     ).toEqual(['node-3/aborted']);
-    expect(JSON.stringify(failed.body)).toContain('StorageError');
+    // node-3's first write of the key event fails, and its signed abort carries the code to the API
+    // answer. Nodes now audit each signed request before acting on it (issue 12), so that write is
+    // its audit record of the refresh (AuditWriteFailed), or its store's (StorageError) when the
+    // record still fit in the last page: both are this full disk, nothing else.
+    const abortCode = (JSON.parse(failed.body.culprits[0].evidence) as { code: string }).code;
+    expect(['AuditWriteFailed', 'StorageError']).toContain(abortCode);
+    expect(failed.body.detail).toContain(`aborted by node-3 (${abortCode})`);
     expect((await d.api('GET', `/v1/keys/${keyId}`)).body.epoch).toBe(0);
 
     // Every node's store, read from a copy: epoch 0 active with its share, nothing of epoch 1.
