@@ -285,6 +285,14 @@ export class Libp2pCluster implements Cluster {
     );
   }
 
+  async reviewSign(req: { key: EpochInfo; auth: AuthorizationWire }): Promise<void> {
+    await Promise.allSettled(
+      req.key.participants.map((n) =>
+        this.#n.rpc(n, { op: 'sign-review', keyId: req.key.keyId, auth: req.auth }, this.#n.statusTimeoutMs),
+      ),
+    );
+  }
+
   nodeAudit(node: string, page: { after?: number; limit: number }): Promise<AuditAnswer> {
     return this.#n.rpc(
       node,

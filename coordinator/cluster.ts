@@ -186,6 +186,11 @@ export interface Cluster {
     signatures: readonly GovernanceSignature[];
     nodes?: readonly string[];
   }): Promise<NodeOutcome[]>;
+  /**
+   * Shows a signing request that waits for approvals to every committee member (`sign-review`), so
+   * each keeps it approvable after the initiator's signature expires (best effort, never signs).
+   */
+  reviewSign?(req: { key: EpochInfo; auth: AuthorizationWire }): Promise<void>;
   /** One page of a node's own audit chain and its signed head (throws when it cannot be reached). */
   nodeAudit?(node: string, page: { after?: number; limit: number }): Promise<AuditAnswer>;
   close(): Promise<void>;

@@ -34,7 +34,7 @@
  * | tls.rejectUnauthorized | KMS_TLS_REJECT_UNAUTHORIZED | true | with requestCert: refuse a client without a valid certificate |
  * | insecureHttp | KMS_INSECURE_HTTP, `--insecure-http` | false | allow plain HTTP on a non-loopback host |
  * | governance.genesisFile | KMS_GENESIS_FILE | none | the governance genesis document (JSON, version 1) installed on every node at start; each node accepts it only if its hash is the node's `genesisHash` |
- * | approvals.ttlMs | KMS_APPROVAL_TTL_MS | 86400000 (24 h) | longest wait of a request for its approvals (the initiator's signature, at most 300 s, may end it sooner: nodes check it on their clocks) |
+ * | approvals.ttlMs | KMS_APPROVAL_TTL_MS | 86400000 (24 h) | longest wait of a request for its approvals (at most 24 h: nodes keep a pending request approvable that long, policy/approvals.ts) |
  * | approvals.maxOpen | KMS_APPROVAL_MAX_OPEN | 1000 | requests waiting for approvals at most (more: 503 Overloaded) |
  * | approvals.retentionMs | KMS_APPROVAL_RETENTION_MS | 604800000 (7 d) | how long finished and expired requests stay readable |
  *

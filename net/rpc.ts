@@ -158,6 +158,12 @@ export type RpcRequest =
    * node discards the attempt's open nonce, never to be used, instead of holding it until its TTL.
    */
   | { op: 'sign-abort'; sessionId: string }
+  /**
+   * A signing request that waits for approvals: each committee member verifies it now and keeps
+   * the time it did, so it can accept the initiator's (by then expired) signature with the
+   * approvals later (node/request-guard.ts). Never makes a nonce; never signs.
+   */
+  | { op: 'sign-review'; keyId: string; auth?: AuthorizationWire }
   | {
       op: 'sign-share';
       sessionId: string;
@@ -216,6 +222,7 @@ const rpcSchema = {
     ),
     req('sign-commit', { sessionId: id, keyId: id, epoch }, ['sessionId', 'keyId', 'epoch']),
     req('sign-abort', { sessionId: id }, ['sessionId']),
+    req('sign-review', { keyId: id }, ['keyId']),
     req(
       'sign-share',
       {
@@ -336,6 +343,7 @@ export type RpcAnswers = {
   retire: OkAnswer;
   'sign-commit': CommitAnswer;
   'sign-abort': OkAnswer;
+  'sign-review': OkAnswer;
   'sign-share': ShareAnswer;
   'set-state': OkAnswer;
   destroy: DestroyAnswer;
@@ -419,6 +427,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
     'binding',
   ]),
   'sign-abort': okAnswer,
+  'sign-review': okAnswer,
   'sign-share': obj({ share: hex(300) }, ['share']),
   'set-state': okAnswer,
   destroy: obj(

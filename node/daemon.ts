@@ -351,6 +351,7 @@ class NodeDaemon {
     retire: (req) => this.#events.retire(req),
     'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch, req.auth),
     'sign-abort': async (req) => this.#signing.abort(req.sessionId),
+    'sign-review': (req) => this.#signing.review(req),
     'sign-share': (req) => this.#metrics.observeSession('sign', this.#signing.share(req)),
     'set-state': (req) => this.#lifecycle.setState(req),
     destroy: (req) => this.#lifecycle.destroy(req),

@@ -17,7 +17,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '../protocol/bytes.ts';
 import { KmsError, isKmsError } from '../protocol/errors.ts';
-import { verifyApprovals } from '../policy/approvals.ts';
+import { PENDING_APPROVAL_TTL_S, verifyApprovals } from '../policy/approvals.ts';
 import { type Decision, evaluate } from '../policy/evaluate.ts';
 import { findPrincipal, type Governance, principalKey } from '../policy/governance.ts';
 import type { Operation } from '../policy/policy-rule.ts';
@@ -65,6 +65,16 @@ type ReplayEntry = { digest: string; expires: number; shares: number };
  * many signatures of one authorized message); a replay beyond it is refused and audited.
  */
 export const MAX_SHARES_PER_SIGN_REQUEST = 3;
+
+/**
+ * A request waiting for approvals stays approvable on this node for PENDING_APPROVAL_TTL_S
+ * (policy/approvals.ts) after it first saw it pending. The initiator's signature lives at most 300 s; when the
+ * approvals come later, the node verifies that same signature again at the time it first saw the
+ * request (it keeps only that time, by request digest, never the request's facts), and each
+ * approval at its own time. Memory only: a node restarted meanwhile has forgotten the request,
+ * so it refuses its expired signature (the others may still make up the threshold).
+ */
+const MAX_PENDING_REQUESTS = 10_000;
 
 /** Used nonces by (principal, nonce), each kept until its request's `expires` (seconds). */
 class ReplayCache {
@@ -188,6 +198,8 @@ export class RequestGuard {
   readonly #d: RequestGuardDeps;
   readonly #replay = new ReplayCache();
   readonly #rates = new RateCounters();
+  /** Requests this node refused as pending: digest -> when it first verified them. */
+  readonly #pending = new Map<string, { seenS: number; until: number }>();
   readonly #now: () => number;
 
   constructor(deps: RequestGuardDeps) {
@@ -247,7 +259,11 @@ export class RequestGuard {
    * node does not require signed requests (test fixtures) and none came. Writes the decision to the
    * audit log either way. Throws Unauthorized or PolicyDenied.
    */
-  async authorize(g: GuardedRequest, auth: AuthorizationWire | undefined): Promise<Authorized | undefined> {
+  async authorize(
+    g: GuardedRequest,
+    auth: AuthorizationWire | undefined,
+    opts: { review?: boolean } = {},
+  ): Promise<Authorized | undefined> {
     if (!auth && !this.#d.required) return undefined;
     const base = { event: 'request', rpc: g.rpc, operation: operationOf(g), keyId: keyOf(g) };
     const installed = this.#d.governance.current();
@@ -270,8 +286,11 @@ export class RequestGuard {
     };
     let verified: VerifiedRequest;
     let bound: BoundRequest;
+    const pend = this.#pendingEntry(digest, nowS);
+    // A request this node saw waiting for approvals is verified at the time it first saw it.
+    const atS = pend ? pend.seenS : nowS;
     try {
-      verified = verifyRequest(signed, lookup, nowS);
+      verified = verifyRequest(signed, lookup, atS);
       bound = bindRequest(g, signed);
     } catch (e) {
       const reason = isKmsError(e) ? e.message : 'invalid signed request';
@@ -313,6 +332,7 @@ export class RequestGuard {
       approvers: approvals.approvers,
       ...(approvals.rejected.length > 0 ? { rejectedApprovals: approvals.rejected.length } : {}),
     };
+    if (decision.effect !== 'pending') this.#pending.delete(digest);
     if (decision.effect === 'deny') {
       await this.#d.audit.append({ ...withApprovers, decision: 'deny', reason: decision.reason });
       throw new KmsError('PolicyDenied', decision.reason);
@@ -320,20 +340,24 @@ export class RequestGuard {
     if (decision.effect === 'pending') {
       const needs = decision.needs.map((n) => ({ group: n.group, needed: n.needed, have: [...n.have] }));
       const reason = `approvals missing: ${needs.map((n) => `${n.needed - n.have.length} of ${n.group}`).join(', ')}`;
+      this.#rememberPending(digest, atS, nowS);
       await this.#d.audit.append({ ...withApprovers, decision: 'pending', reason, needs });
       throw new KmsError('PolicyDenied', reason, { details: { pending: true, needs } });
     }
+    // A review (sign-review) only records a pending request; an allowed one stays unused.
+    if (opts.review) return undefined;
     // Taken before the audit write (no second request with this nonce slips in meanwhile), given
     // back if the write fails (fail closed: nothing was done).
     const fresh = !used;
-    if (fresh) this.#replay.add(rk, { digest, expires: verified.expires, shares: 0 }, nowS);
+    const validUntil = pend ? Math.max(verified.expires, pend.until) : verified.expires;
+    if (fresh) this.#replay.add(rk, { digest, expires: validUntil, shares: 0 }, nowS);
     try {
       await this.#d.audit.append({
         ...withApprovers,
         decision: 'allow',
         rule: decision.rule,
         nonce: verified.nonce,
-        expires: verified.expires,
+        expires: validUntil,
       });
     } catch (e) {
       if (fresh) this.#replay.delete(rk);
@@ -346,9 +370,32 @@ export class RequestGuard {
       approvers: approvals.approvers,
       requestDigest: digest,
       nonce: verified.nonce,
-      expires: verified.expires,
+      expires: validUntil,
       ...(messageSha256 ? { messageSha256 } : {}),
     };
+  }
+
+  #pendingEntry(digest: string, nowS: number): { seenS: number; until: number } | undefined {
+    const p = this.#pending.get(digest);
+    if (p && p.until <= nowS) {
+      this.#pending.delete(digest);
+      return undefined;
+    }
+    return p;
+  }
+
+  /** Keeps the first time this node verified a pending request (bounded: the oldest go first). */
+  #rememberPending(digest: string, seenS: number, nowS: number): void {
+    if (this.#pending.has(digest)) return;
+    if (this.#pending.size >= MAX_PENDING_REQUESTS) {
+      for (const [d, p] of this.#pending) if (p.until <= nowS) this.#pending.delete(d);
+      while (this.#pending.size >= MAX_PENDING_REQUESTS) {
+        const oldest = this.#pending.keys().next().value;
+        if (oldest === undefined) break;
+        this.#pending.delete(oldest);
+      }
+    }
+    this.#pending.set(digest, { seenS, until: seenS + PENDING_APPROVAL_TTL_S });
   }
 
   /**

@@ -11,7 +11,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, fromHex, toHex } from '../protocol/bytes.ts';
-import { KmsError, StateError } from '../protocol/errors.ts';
+import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { crashPoint } from '../common/crash-points.ts';
 import type { CommitAnswer, RpcRequest, ShareAnswer } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
@@ -136,6 +136,20 @@ export class Signing {
     });
     crashPoint('sign.share.sent');
     return { share: toHex(share) };
+  }
+
+  /**
+   * `sign-review`: a signing request waiting for approvals is verified now and its time kept, so
+   * the approvals may come later than the initiator's signature lives (node/request-guard.ts).
+   * Nothing is signed and no nonce is made; a request that needs no approvals is left unused.
+   */
+  async review(req: Extract<RpcRequest, { op: 'sign-review' }>): Promise<{ ok: true }> {
+    try {
+      await this.#c.guard.authorize({ rpc: 'sign-commit', keyId: req.keyId }, req.auth, { review: true });
+    } catch (e) {
+      if (!(isKmsError(e) && e.code === 'PolicyDenied' && e.details?.['pending'] === true)) throw e;
+    }
+    return { ok: true };
   }
 
   /** `sign-abort`: the attempt is abandoned; its nonce is discarded unused (node/nonces.ts). */

@@ -9,6 +9,13 @@ import { KmsError } from '../protocol/errors.ts';
 import type { PrincipalKey } from './principal-key.ts';
 import { type SignedRequest, verifyRequest } from './request-signature.ts';
 
+/**
+ * How long a request may wait for its approvals (24 h, as Turnkey's approvals): every node keeps
+ * the time it first verified a pending request, by digest, this long (node/request-guard.ts), and
+ * the coordinator's request objects expire no later.
+ */
+export const PENDING_APPROVAL_TTL_S = 24 * 3600;
+
 export const APPROVAL_PATH = /^\/v1\/requests\/([A-Za-z0-9_-]{1,128})\/approvals$/;
 
 export type ApprovalCheck = {

@@ -14,6 +14,7 @@ import { type ApprovalRecord, approvalView } from '../approval-requests.ts';
 import { KEY_ID_RE } from '../key-store.ts';
 import { isRefusal, type PendingNeeds, pendingNeeds } from '../node-refusal.ts';
 import { problemOf } from '../problems.ts';
+import { PENDING_APPROVAL_TTL_S } from '../../policy/approvals.ts';
 import { signatureParam } from '../signed-api.ts';
 import { type AppContext, callerEntry, type OpRequest, plain } from './context.ts';
 
@@ -62,6 +63,11 @@ export async function runSigned(
     const needs = pendingNeeds(e);
     if (!needs || !req.auth || req.principal === null) throw e;
     const rec = await openApproval(ctx, req.auth.request, req.principal, op, req.audit.keyId ?? null, needs);
+    if (op === 'Sign' && req.audit.keyId && ctx.cluster.reviewSign) {
+      // Every committee member, not only the signers asked, keeps the request approvable.
+      const info = (await ctx.keys.resolve(req.audit.keyId).catch(() => undefined))?.epochInfo;
+      if (info) await ctx.cluster.reviewSign({ key: info, auth: { request: req.auth.request } });
+    }
     req.audit.approvalRequestId = rec.requestId;
     return reply.code(202).header('location', `/v1/requests/${rec.requestId}`).send(approvalView(rec));
   }
@@ -76,9 +82,9 @@ async function openApproval(
   needs: PendingNeeds,
 ): Promise<ApprovalRecord> {
   const now = ctx.clock.now();
-  // The nodes check the initiator's signature on their own clocks when the request runs: it cannot
-  // wait longer than the signature lives, whatever the configured time to live.
-  const signatureEnds = (signatureParam(wire, 'expires') ?? 0) * 1000;
+  // Every node that refused the request as pending verifies the initiator's signature again at the
+  // time it first saw it, for PENDING_APPROVAL_TTL_S (policy/approvals.ts): no longer than that.
+  const approvable = (signatureParam(wire, 'created') ?? now / 1000) * 1000 + PENDING_APPROVAL_TTL_S * 1000;
   const rec: ApprovalRecord = {
     requestId: randomUUID(),
     operation,
@@ -87,7 +93,7 @@ async function openApproval(
     initiator,
     state: 'Pending',
     createdAt: new Date(now).toISOString(),
-    expiresAt: new Date(Math.min(now + ctx.approvals.limits.ttlMs, signatureEnds)).toISOString(),
+    expiresAt: new Date(Math.min(now + ctx.approvals.limits.ttlMs, approvable)).toISOString(),
     approvals: [],
     needed: needs.map((n) => ({ group: n.group, needed: n.needed, have: [...n.have] })),
     signedRequest: wire,
