@@ -168,13 +168,41 @@ export class EpochSync {
     return out;
   }
 
-  /** Sends the proven epoch to members that lag (`commit-epoch`) and to leavers (`retire`). */
+  /**
+   * Sends the proven epoch to members that lag (`commit-epoch`) and to leavers (`retire`). A key's
+   * epoch 0 reaches this only once its DKG was committed here, so a member that holds it
+   * unconfirmed (it missed its `confirm-key`, or was just brought to it) is sent `confirm-key`;
+   * the node checks the values against what it completed itself.
+   */
   async #bringForward(k: EpochInfo, proof: Judged, ids: readonly string[], judged: Judged[]): Promise<void> {
     const byNode = new Map(judged.map((j) => [j.node, j.r]));
+    const confirm: RpcRequest = {
+      op: 'confirm-key',
+      keyId: k.keyId,
+      epoch: k.epoch,
+      groupElement: k.groupElement,
+      transcriptHash: proof.r.transcriptHash!,
+    };
+    const send = (n: string, req: RpcRequest) =>
+      this.#n.rpc(n, req, this.#n.statusTimeoutMs).then(
+        () => true,
+        (e: unknown) => {
+          this.#n.log.warn(
+            { node: n, keyId: k.keyId, op: req.op, err: String(e) },
+            'member not brought to the epoch',
+          );
+          return false;
+        },
+      );
     await Promise.all(
       ids.map(async (n) => {
         const r = byNode.get(n);
         const member = k.participants.includes(n);
+        const first = member && k.epoch === 0;
+        if (first && r?.epoch === 0 && r.unconfirmed) {
+          await send(n, confirm);
+          return;
+        }
         if ((r?.epoch ?? -1) >= k.epoch || (!member && !r)) return;
         const req: RpcRequest = member
           ? {
@@ -193,14 +221,7 @@ export class EpochSync {
               transcriptHash: proof.r.transcriptHash!,
               sessionId: proof.r.sessionId ?? '',
             };
-        await this.#n
-          .rpc(n, req, this.#n.statusTimeoutMs)
-          .catch((e: unknown) =>
-            this.#n.log.warn(
-              { node: n, keyId: k.keyId, op: req.op, err: String(e) },
-              'member not brought to the epoch',
-            ),
-          );
+        if ((await send(n, req)) && first) await send(n, confirm);
       }),
     );
   }

@@ -9,8 +9,11 @@
  * against the group element the coordinator trusts before anything is committed, sent or cached.
  * A DKG has no group element to trust yet: it is reported created only when every member returned
  * the same proven (group element, transcript hash, package digest) (see dkgAgreed for a member
- * that crashed after its certificate); otherwise it is aborted and every member destroys what it
- * holds of the key.
+ * that crashed after its certificate); only then is every member sent `confirm-key` (a member
+ * holds its completed key unconfirmed until then: it neither signs nor runs key events); otherwise
+ * it is aborted and every member destroys what it holds of the key, which an unconfirmed key
+ * allows at once. A member that misses its confirm-key is confirmed by the next sync
+ * (epoch-sync.ts).
  */
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
@@ -177,7 +180,27 @@ export class KeyEventRunner {
       ),
     );
     crashPoint('coordinator.event.after-commit');
-    // Not cached while a member missed its commit-epoch or retire: the next operation syncs (#sync).
+    if (session.kind === 'dkg') {
+      // Agreement proven: the members may use the key (C-1). Sent last, so a crash before it leaves
+      // every member's key unconfirmed, and the restarted coordinator discards it (threats F-04).
+      const confirm = {
+        op: 'confirm-key',
+        keyId: session.keyId,
+        epoch: session.epoch,
+        groupElement: first.r.groupElement,
+        transcriptHash: first.r.transcriptHash,
+      } as const;
+      await Promise.allSettled(
+        session.participants.map((m) =>
+          this.#n.rpc(m, confirm, 5_000).catch((e: unknown) => {
+            undelivered = true;
+            this.#n.log.warn({ node: m, keyId: session.keyId, err: String(e) }, 'confirm-key not delivered');
+          }),
+        ),
+      );
+    }
+    // Not cached while a member missed its commit-epoch, retire or confirm-key: the next operation
+    // syncs (#sync) and brings it along.
     if (!undelivered) this.#sync.remember(session.keyId, session.epoch, pub);
     return {
       keyId: session.keyId,
@@ -194,7 +217,8 @@ export class KeyEventRunner {
 
   /**
    * Nothing committed: every member drops its pending share; after a DKG, every member also
-   * destroys whatever it holds of the never-committed key (a member that completed has it active).
+   * destroys whatever it holds of the never-committed key (a member that completed holds it
+   * active but unconfirmed, which `destroy` drops at once: node/key-confirmation.ts).
    */
   async #abort(session: SessionSpec, members: readonly string[]): Promise<void> {
     await Promise.allSettled(
@@ -203,23 +227,8 @@ export class KeyEventRunner {
       ),
     );
     if (session.kind !== 'dkg') return;
-    const destroy = (m: string) => this.#n.rpc(m, { op: 'destroy', keyId: session.keyId }, 5_000);
     const destroyed = await Promise.allSettled(
-      members.map((m) =>
-        destroy(m).catch(async (e: unknown) => {
-          if (!(isKmsError(e) && e.code === 'InvalidKeyState')) throw e;
-          // A member that completed holds the key Enabled; nodes destroy only a key scheduled for
-          // deletion (the lifecycle table): schedule it first, as coordinator start-up does.
-          const set = {
-            op: 'set-state',
-            keyId: session.keyId,
-            state: 'PendingDeletion',
-            operation: 'scheduleDeletion',
-          } as const;
-          await this.#n.rpc(m, set, 5_000);
-          return destroy(m);
-        }),
-      ),
+      members.map((m) => this.#n.rpc(m, { op: 'destroy', keyId: session.keyId }, 5_000)),
     );
     const missed = members.filter((_, i) => destroyed[i]!.status === 'rejected');
     if (missed.length > 0) {

@@ -78,10 +78,11 @@ export class ThresholdSigner {
       }
       if (
         !resynced &&
-        attempt.blame.some((b) => b.evidence === 'EpochMismatch' || b.evidence === 'KeyNotFound')
+        attempt.blame.some((b) => ['EpochMismatch', 'KeyNotFound', 'InvalidKeyState'].includes(b.evidence!))
       ) {
         // A member answered as if the epoch were not committed (it crashed before activating, or
-        // this coordinator's record lags): sync once, then retry without excluding it. The sync
+        // missed its DKG's confirm-key, or this coordinator's record lags): sync once, then retry
+        // without excluding it. The sync
         // moves to another epoch only on proof (epoch-sync.ts), never on the node's word (C-2);
         // a member that still answers so after it is left out like any other.
         resynced = true;

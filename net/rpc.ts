@@ -143,6 +143,11 @@ export type RpcRequest =
   | { op: 'prepare'; sessionId: string; members: string[] }
   | { op: 'commit-epoch'; keyId: string; epoch: number; certificate: Confirmations; transcriptHash: string }
   | { op: 'abort-epoch'; keyId: string; epoch: number }
+  /**
+   * After a DKG every member agreed on (security review C-1): the node clears the key's
+   * `unconfirmed` mark if these are the values it completed itself (node/key-confirmation.ts).
+   */
+  | { op: 'confirm-key'; keyId: string; epoch: number; groupElement: string; transcriptHash: string }
   | {
       op: 'retire';
       keyId: string;
@@ -208,6 +213,12 @@ const rpcSchema = {
       'transcriptHash',
     ]),
     req('abort-epoch', { keyId: id, epoch }, ['keyId', 'epoch']),
+    req('confirm-key', { keyId: id, epoch, groupElement: hex(300), transcriptHash: hex(64) }, [
+      'keyId',
+      'epoch',
+      'groupElement',
+      'transcriptHash',
+    ]),
     req(
       'retire',
       {
@@ -296,6 +307,8 @@ export type PublicAnswer = {
   sessionId?: string;
   /** A pending epoch this member holds (persisted, not yet committed) and its package digest. */
   pending?: { epoch: number; publicDigest: string };
+  /** The active epoch is a DKG's that the coordinator has not confirmed yet (`confirm-key`). */
+  unconfirmed?: true;
 };
 
 /** What a member of a key-creating session answers when its part ended. */
@@ -340,6 +353,7 @@ export type RpcAnswers = {
   prepare: OkAnswer;
   'commit-epoch': OkAnswer;
   'abort-epoch': OkAnswer;
+  'confirm-key': OkAnswer;
   retire: OkAnswer;
   'sign-commit': CommitAnswer;
   'sign-abort': OkAnswer;
@@ -396,6 +410,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
       certificate: confirmations,
       sessionId: { type: 'string', pattern: '^[A-Za-z0-9._:-]{0,128}$' },
       pending: obj({ epoch, publicDigest: hex(64) }, ['epoch', 'publicDigest']),
+      unconfirmed: { const: true },
     },
     ['epoch', 'public', 'threshold', 'participants'],
   ),
@@ -420,6 +435,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
   prepare: okAnswer,
   'commit-epoch': okAnswer,
   'abort-epoch': okAnswer,
+  'confirm-key': okAnswer,
   retire: okAnswer,
   'sign-commit': obj({ identifier: hex(114), hiding: hex(300), binding: hex(300) }, [
     'identifier',

@@ -2,7 +2,7 @@
  * Active key material by key id: the unsealed package, its epoch record and the key's state, so
  * signing reads neither LevelDB nor the HSM (bench/results: two store reads per sign were ~28% of a
  * node's busy time). The daemon is its store's only writer: every write that changes a key's state
- * or active epoch drops the entry (set-state, destroy, activate, commit, retire, repair).
+ * or active epoch drops the entry (set-state, destroy, activate, commit, confirm, retire, repair).
  */
 import type { Key } from '@noble/curves/abstract/frost.js';
 import { KmsError } from '../protocol/errors.ts';
@@ -13,7 +13,14 @@ import type { Sealer } from './sealer.ts';
 import type { EpochRecordStored, NodeStore } from './store.ts';
 
 /** An active key epoch as signing needs it. */
-export type ActiveKey = { record: EpochRecordStored; key: Key; spec: KeySpec; state: string };
+export type ActiveKey = {
+  record: EpochRecordStored;
+  key: Key;
+  spec: KeySpec;
+  state: string;
+  /** A DKG's key the coordinator has not confirmed yet (node/key-confirmation.ts). */
+  unconfirmed?: true;
+};
 
 export class ActiveKeys {
   readonly #nodeId: string;
@@ -42,7 +49,13 @@ export class ActiveKeys {
     const record = await this.#store.getEpoch(keyId, k.activeEpoch);
     if (!record) throw new KmsError('KeyNotFound', `no record of ${keyId} epoch ${k.activeEpoch}`);
     const spec = keySpec(record.keySpec);
-    const entry: ActiveKey = { record, key: await this.#load(spec, record), spec, state: k.state };
+    const entry: ActiveKey = {
+      record,
+      key: await this.#load(spec, record),
+      spec,
+      state: k.state,
+      ...(k.unconfirmed ? { unconfirmed: true as const } : {}),
+    };
     this.#keys.set(keyId, entry);
     return entry;
   }

@@ -38,6 +38,7 @@ import { ActiveKeys } from './active-keys.ts';
 import type { NodeConfig } from './config.ts';
 import { readinessProbe, startHealthServer } from './health.ts';
 import { GovernanceStore } from './governance-store.ts';
+import { confirmKey } from './key-confirmation.ts';
 import { KeyEvents } from './key-events.ts';
 import { KeyLifecycle } from './key-lifecycle.ts';
 import { NodeMetrics } from './metrics.ts';
@@ -231,6 +232,7 @@ class NodeDaemon {
   readonly #events: KeyEvents;
   readonly #signing: Signing;
   readonly #lifecycle: KeyLifecycle;
+  readonly #ctx: NodeContext;
   readonly #audit: NodeAudit;
   readonly #governance: GovernanceStore;
   #runner: SessionRunner | undefined;
@@ -276,6 +278,7 @@ class NodeDaemon {
         return this.#runner;
       },
     };
+    this.#ctx = ctx;
     this.#events = new KeyEvents(ctx);
     this.#signing = new Signing(ctx, this.#nonces);
     this.#lifecycle = new KeyLifecycle(ctx);
@@ -323,7 +326,7 @@ class NodeDaemon {
   readonly #handlers: RpcHandlers = {
     status: (req) => this.#status(req),
     public: async (req) => {
-      const { record } = await this.#keys.active(req.keyId);
+      const { record, unconfirmed } = await this.#keys.active(req.keyId);
       const pending = await this.#events.pendingOf(req.keyId);
       // The certificate lets the coordinator prove this epoch to itself and to lagging members.
       return {
@@ -336,6 +339,8 @@ class NodeDaemon {
         sessionId: record.sessionId ?? '',
         // A pending epoch's digest lets the coordinator count who agrees on a newer epoch (C-2).
         ...(pending ? { pending } : {}),
+        // A member that missed its confirm-key is confirmed by the coordinator's next sync.
+        ...(unconfirmed ? { unconfirmed } : {}),
       };
     },
     session: (req) =>
@@ -348,6 +353,7 @@ class NodeDaemon {
     'commit-epoch': (req) =>
       this.#events.commitEpoch(req.keyId, req.epoch, req.transcriptHash, req.certificate),
     'abort-epoch': (req) => this.#events.abortEpoch(req.keyId, req.epoch),
+    'confirm-key': (req) => confirmKey(this.#ctx, req),
     retire: (req) => this.#events.retire(req),
     'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch, req.auth),
     'sign-abort': async (req) => this.#signing.abort(req.sessionId),

@@ -23,6 +23,7 @@ import { crashPoint } from '../common/crash-points.ts';
 import { certFromHex, certToHex } from '../net/certificate.ts';
 import type { Confirmations, OkAnswer, RpcRequest, SessionAnswer, SessionSpec } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
+import { assertConfirmed } from './key-confirmation.ts';
 import { type NodeContext, participantOf, shareCtx } from './node-context.ts';
 import { destroyEpochScopes } from './scope-cleanup.ts';
 import type { SessionMember, SessionRunner } from './session-runner.ts';
@@ -100,7 +101,10 @@ export class KeyEvents {
       if (!existing && (s.dealers ?? []).includes(ctx.self.nodeId))
         throw new KmsError('KeyNotFound', `no share of ${s.keyId}`);
     }
-    if (existing && s.kind !== 'dkg') transition(existing.state, s.kind, s.keyId); // protocol/key-states.ts
+    if (existing && s.kind !== 'dkg') {
+      transition(existing.state, s.kind, s.keyId); // protocol/key-states.ts
+      assertConfirmed(existing);
+    }
     if (s.oldPublic && s.kind !== 'repair') await this.#checkOldPublic(spec, s.keyId, s.oldPublic);
     await this.#c.store.markSessionSeen(s.sessionId);
     await this.#c.record({
@@ -293,6 +297,7 @@ export class KeyEvents {
     if (k.state !== 'Enabled' && k.state !== 'Disabled') {
       throw new StateError('InvalidKeyState', `key ${s.keyId} is ${k.state}: no repair`);
     }
+    assertConfirmed(k);
     const { key, record } = await this.#c.keys.active(s.keyId);
     this.#checkOldEpoch({ ...s, oldEpoch: s.epoch }, record.epoch);
     if (packageDigest(pub) !== packageDigest(publicFromHex(spec, record.public))) {
@@ -384,7 +389,11 @@ export class KeyEvents {
     crashPoint(`${s.kind}.pending.stored`);
   }
 
-  /** Complete certificate in hand: make the pending epoch active and destroy the old one. */
+  /**
+   * Complete certificate in hand: make the pending epoch active and destroy the old one. A DKG's
+   * epoch 0 is stored unconfirmed: only the coordinator knows whether every member agreed (C-1),
+   * and it says so with `confirm-key` (node/key-confirmation.ts).
+   */
   async #activate(
     spec: KeySpec,
     s: SessionSpec,
@@ -393,10 +402,12 @@ export class KeyEvents {
   ): Promise<SessionAnswer> {
     const certificate = certToHex(cert);
     crashPoint(`${s.kind}.cert.complete`);
-    const destroyed = await this.#c.store.activateEpoch(s.keyId, s.epoch, {
-      transcriptHash: toHex(cert.transcriptHash),
-      certificate,
-    });
+    const destroyed = await this.#c.store.activateEpoch(
+      s.keyId,
+      s.epoch,
+      { transcriptHash: toHex(cert.transcriptHash), certificate },
+      { unconfirmed: s.kind === 'dkg' },
+    );
     crashPoint(`${s.kind}.activated`);
     await destroyEpochScopes(this.#c, s.keyId, destroyed);
     crashPoint(`${s.kind}.old.deleted`);
@@ -436,10 +447,13 @@ export class KeyEvents {
     const gaps = certificateGaps(rec.keySpec, { epoch: epoch as Epoch, public: pub }, trusted, cert);
     if (gaps.length > 0)
       throw new StateError('ProtocolAborted', `certificate incomplete: ${gaps.join(', ')}`);
-    const destroyed = await this.#c.store.activateEpoch(keyId, epoch, {
-      transcriptHash,
-      certificate: confirmations,
-    });
+    // A key's first epoch stays unconfirmed until the coordinator's confirm-key, like a DKG's.
+    const destroyed = await this.#c.store.activateEpoch(
+      keyId,
+      epoch,
+      { transcriptHash, certificate: confirmations },
+      { unconfirmed: true },
+    );
     await destroyEpochScopes(this.#c, keyId, destroyed);
     this.#c.keys.drop(keyId);
     await this.#c.record({ event: 'epoch.active', keyId, epoch, destroyed, via: 'commit-epoch' });

@@ -69,7 +69,7 @@ export class KeyLifecycle {
   /**
    * Deletes every epoch and sealed share of the key and destroys their sealer scopes (a scope that
    * cannot be destroyed now is retried: node/scope-cleanup.ts). Only a PendingDeletion key (or one
-   * whose DKG never committed) may be destroyed. Idempotent: a destroyed or unknown key answers
+   * whose DKG never committed or was never confirmed) may be destroyed. Idempotent: a destroyed or unknown key answers
    * `already`, after retrying any scope of it still owed.
    */
   async destroy(req: Extract<RpcRequest, { op: 'destroy' }>): Promise<DestroyAnswer> {
@@ -108,7 +108,9 @@ export class KeyLifecycle {
   /**
    * A key that ever signed (it has an active epoch) is destroyed only after the window its signed
    * schedule-deletion asked for, counted from when THIS node processed it, on this node's clock.
-   * A DKG that never committed holds nothing usable and may be dropped at once.
+   * A DKG that never committed, or whose key the coordinator never confirmed (it was reported to
+   * no one: node/key-confirmation.ts), holds nothing usable and may be dropped at once (the table
+   * sees it as Creating).
    */
   async #deletionWindowPassed(k: { keyId: string; state: string; activeEpoch?: number }): Promise<void> {
     if (k.activeEpoch === undefined || k.state !== 'PendingDeletion') return; // the table check refuses the rest

@@ -1,7 +1,7 @@
 /**
  * Signing on one node (RFC 9591 §5.1 and §5.2): round one makes a nonce pair held in memory only
- * (node/nonces.ts), round two uses it once. A key signs only in state Enabled and only with its
- * active epoch.
+ * (node/nonces.ts), round two uses it once. A key signs only in state Enabled, only with its
+ * active epoch, and only once the coordinator confirmed its DKG (node/key-confirmation.ts).
  *
  * Only for a client-signed request this node verified and its policy allows (node/request-guard.ts),
  * checked BEFORE the nonce is made: the session remembers the authorized key, the SHA-256 of the
@@ -16,6 +16,7 @@ import { crashPoint } from '../common/crash-points.ts';
 import type { CommitAnswer, RpcRequest, ShareAnswer } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { ActiveKey } from './active-keys.ts';
+import { assertConfirmed } from './key-confirmation.ts';
 import type { NodeContext } from './node-context.ts';
 import type { NonceTable } from './nonces.ts';
 import type { Authorized } from './request-guard.ts';
@@ -64,9 +65,11 @@ export class Signing {
         );
       }
       if (k.state !== 'Enabled') throw new StateError('InvalidKeyState', `key ${keyId} is ${k.state}`);
+      assertConfirmed(k);
     }
     const a = await this.#c.keys.active(keyId);
     if (a.state !== 'Enabled') throw new StateError('InvalidKeyState', `key ${keyId} is ${a.state}`);
+    assertConfirmed({ keyId, unconfirmed: a.unconfirmed });
     if (a.record.epoch !== epoch) {
       throw new StateError(
         'EpochMismatch',

@@ -60,6 +60,12 @@ export type KeyRecordStored = {
   /** Absent until the first epoch (DKG) is activated, and after destroyKey. */
   activeEpoch?: number;
   pendingEpoch?: number;
+  /**
+   * Set when a DKG's epoch 0 is activated, cleared by the coordinator's `confirm-key` once every
+   * member agreed (C-1): until then the key neither signs nor runs key events, and may be dropped
+   * at once. Absent = confirmed (records written before this field existed, and every later key).
+   */
+  unconfirmed?: true;
 };
 /** Aliases kept for callers written against the first draft of this file. */
 export type KeyRecord = KeyRecordStored;
@@ -190,7 +196,8 @@ function validKeyRecord(v: unknown, keyId: string): v is KeyRecordStored {
     isKeySpec(v['keySpec']) &&
     KEY_STATES.includes(v['state'] as KeyState) &&
     (v['activeEpoch'] === undefined || isEpochNum(v['activeEpoch'])) &&
-    (v['pendingEpoch'] === undefined || isEpochNum(v['pendingEpoch']))
+    (v['pendingEpoch'] === undefined || isEpochNum(v['pendingEpoch'])) &&
+    (v['unconfirmed'] === undefined || v['unconfirmed'] === true)
   );
 }
 
@@ -258,7 +265,7 @@ function epochRecordOf(r: EpochRecordStored, from: 'stored' | 'caller'): EpochRe
 
 /** The key record that stores `state` (protocol/epoch.ts) for key `k`. */
 function keyRecordOf(
-  k: Pick<KeyRecordStored, 'keyId' | 'keySpec' | 'state'>,
+  k: Pick<KeyRecordStored, 'keyId' | 'keySpec' | 'state' | 'unconfirmed'>,
   state: KeyEpochState | NewKeyState,
 ): KeyRecordStored {
   return {
@@ -267,6 +274,7 @@ function keyRecordOf(
     state: k.state,
     ...(state.active ? { activeEpoch: state.active.epoch } : {}),
     ...(state.pending ? { pendingEpoch: state.pending.epoch } : {}),
+    ...(k.unconfirmed ? { unconfirmed: true as const } : {}),
   };
 }
 
@@ -790,7 +798,12 @@ export class NodeStore {
         ? propose(cleared, proposal)
         : proposeFirst(record.keyId as KeyId, record.keySpec, proposal);
       const key = keyRecordOf(
-        { keyId: record.keyId, keySpec: record.keySpec, state: k?.state ?? 'Enabled' },
+        {
+          keyId: record.keyId,
+          keySpec: record.keySpec,
+          state: k?.state ?? 'Enabled',
+          ...(k?.unconfirmed ? { unconfirmed: true as const } : {}),
+        },
         next,
       );
       await this.#write(`pending epoch ${record.keyId}/${record.epoch}`, [
@@ -807,11 +820,14 @@ export class NodeStore {
    * `transcriptHash` and the session the pending record names) and refuses otherwise
    * (ProtocolAborted, the epoch stays pending). Returns the deleted epochs, for the caller to
    * destroy their sealer scopes. Idempotent: an already active epoch returns [].
+   * `unconfirmed`: a key's FIRST epoch (a DKG's) is stored marked unconfirmed (KeyRecordStored);
+   * ignored for later epochs (a key event on a confirmed key needs no second agreement).
    */
   async activateEpoch(
     keyId: string,
     epoch: number,
     proof: { transcriptHash: string; certificate: StoredCertificate },
+    opts: { unconfirmed?: boolean } = {},
   ): Promise<number[]> {
     checkId('keyId', keyId);
     checkEpoch(epoch);
@@ -857,10 +873,40 @@ export class NodeStore {
           value: JSON.stringify(clean(active)),
           ...UTF8,
         },
-        this.#putKeyOp(keyRecordOf(k, next)),
+        this.#putKeyOp(
+          keyRecordOf(
+            opts.unconfirmed && k.activeEpoch === undefined ? { ...k, unconfirmed: true } : k,
+            next,
+          ),
+        ),
         ...older.flatMap((e) => this.#delEpochOps(keyId, e)),
       ]);
       return older;
+    });
+  }
+
+  /**
+   * Clears a key's `unconfirmed` mark (the coordinator's `confirm-key`). `check` runs on the
+   * current record and its active epoch inside the serial section and throws to refuse. Returns
+   * false, changing nothing, when the key is confirmed already.
+   */
+  async confirmKey(
+    keyId: string,
+    check: (current: KeyRecordStored, active: EpochRecordStored) => void,
+  ): Promise<boolean> {
+    checkId('keyId', keyId);
+    return this.#serial(async () => {
+      const k = await this.getKey(keyId);
+      if (!k || k.state === 'Destroyed' || k.activeEpoch === undefined)
+        throw new StateError('KeyNotFound', `no active share of ${keyId} on this node`);
+      const active = await this.getEpoch(keyId, k.activeEpoch);
+      if (active?.status !== 'active')
+        throw new InfraError('StorageError', `key ${keyId} points at a missing active epoch`);
+      check(k, active);
+      if (!k.unconfirmed) return false;
+      const { unconfirmed: _done, ...confirmed } = k;
+      await this.#write(`confirm key ${keyId}`, [this.#putKeyOp(confirmed)]);
+      return true;
     });
   }
 
@@ -924,7 +970,12 @@ export class NodeStore {
       const next = repaired(state, record.keyId as KeyId, record.keySpec, rec);
       const older = (await this.#epochNumbers(record.keyId)).filter((e) => e < record.epoch);
       const key = keyRecordOf(
-        { keyId: record.keyId, keySpec: record.keySpec, state: k?.state ?? 'Enabled' },
+        {
+          keyId: record.keyId,
+          keySpec: record.keySpec,
+          state: k?.state ?? 'Enabled',
+          ...(k?.unconfirmed ? { unconfirmed: true as const } : {}),
+        },
         next,
       );
       await this.#write(`repaired epoch ${record.keyId}/${record.epoch}`, [

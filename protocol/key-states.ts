@@ -6,7 +6,8 @@
  * docs/api.md prints the same table.
  *
  * `Creating` is the coordinator's state while the DKG runs; a node holds a key in that state from
- * its pending DKG share until epoch 0 is activated (`tableStateOf`), and may only drop it then.
+ * its pending DKG share until the coordinator confirms that every member agreed on epoch 0
+ * (`tableStateOf`: not before, even once epoch 0 is active here), and may only drop it until then.
  */
 import { StateError } from './errors.ts';
 
@@ -115,10 +116,16 @@ export function stateChangeTo(to: SettableKeyState): StateChange {
 
 /**
  * The state a node's key record stands for in the table: a key whose first epoch is not active yet
- * (its DKG has not committed) is still `Creating`.
+ * (its DKG has not committed), or active but not yet confirmed by the coordinator (security review
+ * C-1: a DKG commits only on every member's agreement), is still `Creating`.
  */
-export function tableStateOf(k: { state: NodeKeyState; activeEpoch?: number }): KeyState {
-  return k.activeEpoch === undefined && k.state !== 'Destroyed' ? 'Creating' : k.state;
+export function tableStateOf(k: {
+  state: NodeKeyState;
+  activeEpoch?: number;
+  unconfirmed?: boolean;
+}): KeyState {
+  if (k.state === 'Destroyed') return k.state;
+  return k.activeEpoch === undefined || k.unconfirmed === true ? 'Creating' : k.state;
 }
 
 /**

@@ -388,15 +388,18 @@ describe(`crash matrix on real processes (${FULL ? 'full' : 'lean'})`, () => {
     const signers = ['node-1', 'node-2'];
     // node-2 (armed) commits, then computes its share and dies before answering.
     await net.restart('node-2', crashEnv('sign.share.sent'));
+    const message = hex(Buffer.from('probe'));
+    // One admin-signed request for the message (the nodes require one): each node yields one share.
+    const auth = net.signAuth(key.keyId, message);
     const commitments = [];
     for (const n of signers)
-      commitments.push(await net.rpc(n, { op: 'sign-commit', sessionId, keyId: key.keyId, epoch: 0 }));
+      commitments.push(await net.rpc(n, { op: 'sign-commit', sessionId, keyId: key.keyId, epoch: 0, auth }));
     const req = {
       op: 'sign-share' as const,
       sessionId,
       keyId: key.keyId,
       epoch: 0,
-      message: hex(Buffer.from('probe')),
+      message,
       commitments,
     };
     await expect(net.rpc('node-2', req)).rejects.toThrow();

@@ -435,6 +435,66 @@ describe('a lying node-1 with its real identity', () => {
   }, 45_000);
 });
 
+describe('a DKG key is used only once the coordinator confirmed that every member agreed (C-1)', () => {
+  it('an unconfirmed key refuses to sign and a confirm-key naming another group element; confirmed with its own values, it signs', async () => {
+    // A DKG run on the honest nodes by hand: each completes its certificate, no confirm-key yet.
+    const keyId = randomUUID();
+    const session = {
+      kind: 'dkg' as const,
+      sessionId: randomUUID(),
+      keyId,
+      keySpec: SPEC,
+      epoch: 0,
+      threshold: 2,
+      participants: HONEST,
+    };
+    const auth = signedBy('/v1/keys', { keySpec: SPEC, threshold: 2, participants: HONEST });
+    for (const n of HONEST) await cc.rpc(n, { op: 'prepare', sessionId: session.sessionId, members: HONEST });
+    const results = await Promise.all(HONEST.map((n) => cc.rpc(n, { op: 'session', session, auth }, 15_000)));
+    const { groupElement, transcriptHash, publicKey } = results[0];
+    for (const h of Object.values(await held(keyId)))
+      expect(h).toMatchObject({ state: 'Enabled', activeEpoch: 0 });
+    expect((await cc.rpc('node-2', { op: 'public', keyId })).unconfirmed).toBe(true);
+
+    const message = Buffer.from('before confirmation');
+    const refused = await cc
+      .rpc('node-2', {
+        op: 'sign-commit',
+        sessionId: randomUUID(),
+        keyId,
+        epoch: 0,
+        auth: signAuth(keyId, message),
+      })
+      .catch((e: unknown) => e);
+    expect(isKmsError(refused) && refused.code).toBe('InvalidKeyState');
+    expect((refused as KmsError).message).toContain('not yet confirmed by the coordinator');
+
+    // Another key's (genuine) group element, with this key's transcript: refused, nothing changes.
+    const other = (await cc.rpc('node-2', { op: 'public', keyId: k.keyId })).public.commitments[0];
+    const confirm = { op: 'confirm-key' as const, keyId, epoch: 0, groupElement, transcriptHash };
+    expect(await answer('node-2', { ...confirm, groupElement: other })).toBe('Conflict');
+    expect((await cc.rpc('node-2', { op: 'public', keyId })).unconfirmed).toBe(true);
+
+    for (const n of HONEST) expect(await cc.rpc(n, confirm)).toEqual({ ok: true });
+    expect(await cc.rpc('node-2', confirm)).toEqual({ ok: true, already: true });
+    expect((await cc.rpc('node-2', { op: 'public', keyId })).unconfirmed).toBeUndefined();
+    const cluster = new Libp2pCluster({ transport: cc.transport, nodes: cc.peers, signTimeoutMs: 3_000 });
+    const info: EpochInfo = {
+      keyId,
+      keySpec: SPEC,
+      epoch: 0,
+      threshold: 2,
+      participants: HONEST,
+      publicKey,
+      groupElement,
+      transcriptHash,
+    };
+    const s = await cluster.sign({ key: info, message, auth: signAuth(keyId, message) });
+    expect(verifies(publicKey, message.toString(), Buffer.from(s.signature).toString('hex'))).toBe(true);
+    expect(s.excluded).toEqual([]);
+  }, 30_000);
+});
+
 describe('retire and repair refuse what they cannot check (L-1, L-2)', () => {
   it('a replayed genuine retire of an older epoch, and one naming a committee the node is in, are refused; the share survives', async () => {
     const key = await createKey(HONEST);

@@ -72,12 +72,14 @@ describe('restore a node from an old backup (F-34)', () => {
     expect(await epochOf('node-3', keyId)).toBe(0);
 
     // Asked for the cluster's epoch it refuses; asked for its stale one it cannot open the share.
+    // (Each with a sign request signed by the devnet admin: the node checks it before the key.)
+    const auth = () => net.signAuth(keyId, hex(Buffer.from('restored')));
     const current = await net
-      .rpc('node-3', { op: 'sign-commit', sessionId: 'restore-1', keyId, epoch: 1 })
+      .rpc('node-3', { op: 'sign-commit', sessionId: 'restore-1', keyId, epoch: 1, auth: auth() })
       .catch((e) => e);
     expect(codeOf(current)).toBe('EpochMismatch');
     const stale = await net
-      .rpc('node-3', { op: 'sign-commit', sessionId: 'restore-0', keyId, epoch: 0 })
+      .rpc('node-3', { op: 'sign-commit', sessionId: 'restore-0', keyId, epoch: 0, auth: auth() })
       .catch((e) => e);
     expect(codeOf(stale), `stale epoch answered ${JSON.stringify(stale)}`).toBe('SealError');
     expect(stale.message).not.toMatch(/[0-9a-f]{64}/); // a clear error, no key material in it

@@ -8,13 +8,16 @@
  *
  * A "probe" is added to the allow-list as a second coordinator: a libp2p peer in the test process
  * that sends node RPCs directly (`status` to read every node's active epoch while it runs, and
- * `sign-commit`/`sign-share` to drive one signing session by hand across a restart).
+ * `sign-commit`/`sign-share` to drive one signing session by hand across a restart, with a sign
+ * request signed by the devnet admin: `signAuth`).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { signedHeaders } from '../../client/sign-request.ts';
 import { generateIdentityKey, peerIdOf } from '../../net/identity.ts';
+import type { AuthorizationWire } from '../../net/signed-request.ts';
 import { type RpcRequest, decodeJsonFrame, encodeRpc } from '../../net/rpc.ts';
 import { RPC_PROTOCOL, type Transport, createTransport } from '../../net/transport.ts';
 import { NODE_BIN, type ProcessSpec, ROOT, readProcesses, startProcess } from '../../scripts/devnet-lib.ts';
@@ -54,6 +57,11 @@ export type CrashNet = {
   log(name: string): string;
   /** A node RPC sent by the probe (typed KmsError on refusal, as the coordinator sees it). */
   rpc<T = any>(nodeId: string, req: RpcRequest, timeoutMs?: number): Promise<T>;
+  /**
+   * The `auth` of a raw `sign-commit` for `message` (hex) with `keyId`: a sign request signed by the
+   * devnet admin, as the coordinator forwards a client's (the nodes require one).
+   */
+  signAuth(keyId: string, message: string): AuthorizationWire;
   /** A node's keys as its `status` RPC reports them. */
   keysOf(nodeId: string): Promise<NodeKeyStatus[]>;
   /** Waits until the coordinator answers and sees every node reachable. */
@@ -190,6 +198,14 @@ export async function createCrashNet(
       const peer = peerOf.get(nodeId);
       if (!peer || !probe) throw new Error(`no node ${nodeId}`);
       return decodeJsonFrame(await probe.request(peer, RPC_PROTOCOL, encodeRpc(req), { timeoutMs })) as any;
+    },
+    signAuth: (keyId, message) => {
+      const path = `/v1/keys/${keyId}/sign`;
+      const body = JSON.stringify({ message });
+      const headers = signedHeaders({ method: 'POST', url: `${d.url}${path}`, body }, d.admin());
+      return {
+        request: { method: 'POST', path, query: '', headers, body: Buffer.from(body).toString('base64') },
+      };
     },
     keysOf: async (nodeId) => ((await net.rpc(nodeId, { op: 'status' })) as { keys: NodeKeyStatus[] }).keys,
     waitApi: async () => {
