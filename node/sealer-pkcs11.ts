@@ -534,6 +534,10 @@ export class Pkcs11Sealer implements Sealer {
     } finally {
       p.C_FindObjectsFinal(s);
     }
+    // SoftHSM2 answers a search on a token that went away with nothing, not an error: "no such
+    // key" holds only while the token still answers. Otherwise a destroyScope would report a key
+    // destroyed that still exists, and forget it was owed (L-3). Throws, so #op sees the loss.
+    if (out.length === 0) p.C_GetTokenInfo(this.#slot);
     return out;
   }
 

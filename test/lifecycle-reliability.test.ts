@@ -9,9 +9,12 @@
  *   signature: issue 12), it reports them; the client's retried signed change completes it;
  * - the nodes check the state table themselves (no PendingDeletion -> Enabled without a cancel, no
  *   key event on a Disabled key, destroy only after schedule-deletion, destroy idempotent);
- * - an HSM scope whose destruction failed is retried, and the start-up sweep removes a leftover one.
+ * - an HSM scope whose destruction failed (the token gone while the node ran) is retried once it is
+ *   back, and the start-up sweep removes a leftover one.
  */
+import { readFileSync, readdirSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import type * as P from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKmsError } from '../protocol/errors.ts';
@@ -96,6 +99,15 @@ function withToken<T>(t: TestToken, fn: (p: P.PKCS11, s: P.Handle, slot: P.Handl
       // closed by fn (C_CloseAllSessions)
     }
   }
+}
+
+/** The token's own directory inside the fixture's shared SoftHSM2 token directory. */
+function tokenDirOf(t: TestToken): string {
+  const mine = readdirSync(t.tokenDir).filter((d) =>
+    readFileSync(join(t.tokenDir, d, 'token.object')).includes(Buffer.from(t.label)),
+  );
+  expect(mine).toHaveLength(1);
+  return join(t.tokenDir, mine[0]!);
 }
 
 function scopeKeys(t: TestToken, scope: string): number {
@@ -297,20 +309,38 @@ describe('HSM scopes are destroyed for sure (L-3)', () => {
     expect(scopeKeys(t1, `${k.keyId}/0`)).toBe(0);
     expect(scopeKeys(t1, `${k.keyId}/1`)).toBe(1);
 
-    // The HSM drops node-1's session (every session on its token closed): its next destroy fails.
-    withToken(t1, (p, _s, slot) => p.C_CloseAllSessions(slot));
+    // node-1's HSM token goes away while it runs (its SoftHSM2 directory taken away: F-18). A lost
+    // session alone no longer does it (the sealer re-opens one: node/sealer-pkcs11.ts), but with no
+    // token to re-open, its destroy of the HSM key fails; the share record goes, the scope is owed.
     expect(
       (await c.call('POST', `/v1/keys/${k.keyId}/schedule-deletion`, { pendingWindowDays: 7 })).status,
     ).toBe(200);
+    const token = tokenDirOf(t1);
+    const away = join(t1.dir, 'node-1-token-away');
+    renameSync(token, away);
     c.clock.t += 8 * DAY;
-    expect(await c.sweeper.sweep()).toContain(k.keyId);
+    try {
+      expect(await c.sweeper.sweep()).toContain(k.keyId);
+    } finally {
+      renameSync(away, token);
+    }
     const ok = (await auditOf(k.keyId)).find((e) => e.action === 'destroy' && e.outcome === 'ok');
     expect(ok?.nodes.find((n: { node: string }) => n.node === 'node-1')).toMatchObject({
       ok: true,
       epochs: [1],
       pendingScopes: [`${k.keyId}/1`],
     });
-    // The share record is gone, the HSM key is still owed; the node retries it (here: at restart).
+    // With the token back, the running node-1 re-opens its HSM session by itself (its reconnect
+    // re-initializes the module, so SoftHSM2 reads the token again): a new key commits on it.
+    let created = 0;
+    for (let i = 0; i < 20 && created !== 201; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 500));
+      created = (
+        await c.call('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 2, participants: MEMBERS })
+      ).status;
+    }
+    expect(created).toBe(201);
+    // The HSM key is still owed (nothing destroyed it meanwhile); the node retries it at restart.
     expect(scopeKeys(t1, `${k.keyId}/1`)).toBe(1);
     await c.restartNode('node-1');
     expect(scopeKeys(t1, `${k.keyId}/1`)).toBe(0);

@@ -1,4 +1,6 @@
+import { readdirSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import type * as P from 'pkcs11js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PinGuard } from '../node/pin-guard.ts';
@@ -260,5 +262,36 @@ describe('Pkcs11Sealer on SoftHSM2', () => {
       expect(pt).toEqual(secret.map((b) => b ^ i));
     });
     expect((await s.listScopes()).sort()).toEqual(['key-0/1', 'key-1/1', 'key-2/1']);
+  });
+
+  it('a destroyScope while the token is gone fails SealerUnavailable and the key stays; back, it is destroyed (L-3)', async () => {
+    const t = await token();
+    const s = await Pkcs11Sealer.open({
+      library: t.library,
+      tokenLabel: t.label,
+      pin: t.pin,
+      softhsmConf: t.confPath,
+      guard: await PinGuard.open(),
+      reconnect: { delayMs: 10, pauseMs: 10, maxPauseMs: 10 },
+    });
+    cleanups.push(() => s.close());
+    await s.seal(ctx, secret);
+    // The token's own directory taken away (SoftHSM2 then answers every search with nothing).
+    const [dir] = readdirSync(t.tokenDir);
+    renameSync(join(t.tokenDir, dir!), join(t.dir, 'away'));
+    try {
+      expect(await errCode(s.destroyScope(ctx.scope))).toBe('SealerUnavailable');
+    } finally {
+      renameSync(join(t.dir, 'away'), join(t.tokenDir, dir!));
+    }
+    // Back: the sealer re-opens its session (after its pause) and finds the key still there.
+    let scopes: string[] = [];
+    for (let i = 0; i < 50 && scopes.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      scopes = await s.listScopes().catch(() => []);
+    }
+    expect(scopes).toEqual([ctx.scope]);
+    await s.destroyScope(ctx.scope);
+    expect(await s.listScopes()).toEqual([]);
   });
 });
