@@ -77,9 +77,16 @@ export type EpochInfo = {
   readonly threshold: number;
   /** Node ids of the committee, sorted (`node-1`, ...). */
   readonly participants: readonly string[];
-  /** API public key (suite's canonical encoding), hex. Never changes across epochs. */
+  /**
+   * API public key (suite's canonical encoding), hex: what signatures verify under. Never changes
+   * across epochs. For FROST_SECP256K1_TR it is the BIP341 output key (x-only) of the key path with
+   * no merkle root, the TapTweak of `groupElement` (protocol/key-tweak.ts `outputPublicKey`).
+   */
   readonly publicKey: string;
-  /** Serialized group element (`commitments[0]`), hex. */
+  /**
+   * Serialized group element (`commitments[0]`), hex. For FROST_SECP256K1_TR it is the BIP341
+   * internal key P (compressed, even y: docs/custody.md), not the output key.
+   */
   readonly groupElement: string;
   /** Transcript hash every member confirmed, hex. */
   readonly transcriptHash: string;

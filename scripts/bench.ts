@@ -7,7 +7,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { fullPlan, type ProtocolResults, quickPlan, runProtocolBench } from './bench/protocol.ts';
+import {
+  fullPlan,
+  type ProtocolResults,
+  quickPlan,
+  runProtocolBench,
+  runRequestCheckOnly,
+} from './bench/protocol.ts';
 import {
   type BenchFile,
   machineInfo,
@@ -45,6 +51,31 @@ export async function benchProtocol(
   log('');
   for (const w of written) log(`wrote ${w}`);
   return results;
+}
+
+/**
+ * Measures only a node's request check and the 3-of-5 signatures it is compared with, and adds
+ * them to the saved protocol.json (the rest of it is kept as it was measured); re-renders.
+ */
+export async function benchRequestCheckOnly(
+  opts: Opts,
+  log: (line: string) => void = console.log,
+): Promise<void> {
+  const path = join(opts.out, 'protocol.json');
+  if (!existsSync(path)) throw new Error(`--only request-check adds to a saved run: ${path} is missing`);
+  const file = JSON.parse(readFileSync(path, 'utf8')) as BenchFile<ProtocolResults>;
+  const { section } = await runRequestCheckOnly(
+    opts.quick ? { sign: 1, check: 20 } : { sign: 20, check: 3000 },
+    (l) => log(`  ${l}`),
+  );
+  const updated: BenchFile<ProtocolResults> = { ...file, data: { ...file.data, requestCheck: section } };
+  const written = writeResults(
+    updated,
+    protocolMarkdown(updated.data, updated.durationS),
+    protocolCharts(updated.data),
+    opts.out,
+  );
+  for (const w of written) log(`wrote ${w}`);
 }
 
 /** Rewrites protocol.md, the charts and SUMMARY.md from a saved protocol.json (no measuring). */
@@ -143,6 +174,7 @@ async function main(argv: string[]): Promise<void> {
         'Examples:',
         '  npm run bench -- protocol',
         '  npm run bench -- protocol --quick --out /tmp/bench',
+        "  npm run bench -- protocol --only request-check   (a node's request check vs signing, added to the saved run)",
       ].join('\n'),
     )
     .addOption(
@@ -153,16 +185,27 @@ async function main(argv: string[]): Promise<void> {
     .addOption(new Option('--out <dir>', 'where to write results').default(RESULTS_DIR))
     .addOption(
       new Option(
+        '--only <part>',
+        'protocol only: measure just this part and add it to the saved protocol.json (request-check)',
+      ).choices(['request-check']),
+    )
+    .addOption(
+      new Option(
         '--render-only',
         're-render the .md, SVG and SUMMARY.md from the saved <benchmark>.json; measures nothing',
       ).default(false),
     )
     .argument('<which>', 'protocol | service | all')
     .showHelpAfterError()
-    .action(async (which: string, o: { quick: boolean; out: string; renderOnly: boolean }) => {
+    .action(async (which: string, o: { quick: boolean; out: string; renderOnly: boolean; only?: string }) => {
       if (!['protocol', 'service', 'all'].includes(which))
         program.error(`unknown benchmark ${JSON.stringify(which)}: protocol | service | all`);
       const opts: Opts = { quick: o.quick, out: o.out };
+      if (o.only !== undefined) {
+        if (which !== 'protocol') program.error('--only request-check belongs to the protocol benchmark');
+        await benchRequestCheckOnly(opts);
+        return;
+      }
       if (o.renderOnly) {
         if (which === 'protocol' || which === 'all') renderProtocol(opts);
         if (which === 'service' || which === 'all') {

@@ -23,6 +23,9 @@ import {
   targetChecks,
 } from '../scripts/bench/service.ts';
 import { KEY_SPECS } from '../protocol/suites.ts';
+import { generatePrincipal } from '../client/sign-request.ts';
+import type { PrincipalKey } from '../policy/principal-key.ts';
+import { verifyRequest } from '../policy/request-signature.ts';
 import { asEpoch, asKeyId, asParticipantId, asSessionId, type ParticipantId } from '../protocol/ids.ts';
 import type { Envelope, Machine, Step } from '../protocol/machine.ts';
 
@@ -71,6 +74,23 @@ describe('protocol benchmark (--quick)', () => {
       // A machine that throws on an honest run is a failure of the harness or the machine.
       expect(why.filter((s) => s.includes('failed:'))).toEqual([]);
       for (const r of rows) expect(r.criticalPathCpuMs.p50).toBeLessThanOrEqual(r.summedCpuMs.p50 + 1e-9);
+    }
+  });
+
+  it("measures a node's check of a signed request beside our 3-of-5 signatures, and the ratio", () => {
+    const rc = results.requestCheck;
+    expect(rc).toBeDefined();
+    if (!rc) return;
+    for (const s of [rc.costs.checkCpuMs, rc.costs.verifyNativeCpuMs, rc.costs.verifyNobleCpuMs])
+      expect(finitePositive(s.p50)).toBe(true);
+    // The signature is part of the check.
+    expect(rc.costs.verifyNativeCpuMs.p50).toBeLessThanOrEqual(rc.costs.checkCpuMs.p50 + 1e-9);
+    expect(rc.measured.alone).toBe(false);
+    expect(rc.rows.map((r) => r.keySpec).sort()).toEqual(['FROST_ED25519', 'FROST_SECP256K1_TR']);
+    for (const r of rc.rows) {
+      expect(r.size).toEqual({ t: 3, n: 5 });
+      expect(r.checksPerSignature).toBe(3);
+      expect(r.ratio).toBeCloseTo((3 * rc.costs.checkCpuMs.p50) / r.signSummedCpuMs, 9);
     }
   });
 
@@ -231,10 +251,49 @@ describe('service benchmark: load generator', () => {
     server.on('connection', (s) => sockets.add(s));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    await startSignedServer();
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
+    await new Promise((r) => signedServer.close(r));
   });
+
+  // Answers with the principal whose signature over the request verifies (401 otherwise).
+  let signedServer: Server;
+  let signedUrl: string;
+  const principals = new Map<string, PrincipalKey>();
+  async function startSignedServer(): Promise<void> {
+    signedServer = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const u = new URL(req.url ?? '/', 'http://x');
+        const headers = Object.fromEntries(
+          Object.entries(req.headers).filter((e): e is [string, string] => typeof e[1] === 'string'),
+        );
+        try {
+          const v = verifyRequest(
+            {
+              method: req.method ?? '',
+              path: u.pathname,
+              query: u.search,
+              headers,
+              body: Buffer.concat(chunks),
+            },
+            (id) => principals.get(id),
+            Math.floor(Date.now() / 1000),
+          );
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ principal: v.principal, authorization: req.headers.authorization }));
+        } catch (e) {
+          res.writeHead(401, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ code: 'Unauthorized', message: (e as Error).message }));
+        }
+      });
+    });
+    await new Promise<void>((r) => signedServer.listen(0, '127.0.0.1', () => r()));
+    signedUrl = `http://127.0.0.1:${(signedServer.address() as { port: number }).port}`;
+  }
 
   it('keeps one connection per client and counts answers in the window', async () => {
     sockets.clear();
@@ -269,9 +328,31 @@ describe('service benchmark: load generator', () => {
     expect(bad.errorSamples[0]).toBe('503 Busy');
   });
 
-  it('signs through the single-key baseline server (real coordinator app over WholeKeyCluster: whole keys, one process)', async () => {
+  it('signs every request but a GET as its principal, over exactly the bytes it sends (RFC 9421)', async () => {
+    const { signer } = generatePrincipal('bench-client');
+    principals.set(signer.id, { alg: signer.alg, publicKey: signer.publicKey });
+    const c = new LoadClient({ url: signedUrl, token: 't', signer });
+    const spec = signRequest('k1');
+    const a = await c.call(spec.method, spec.path, spec.body());
+    const got = await c.call('GET', '/v1/keys/k1');
+    c.close();
+    expect(a.status, JSON.stringify(a.body)).toBe(200);
+    const seen = a.body as { principal: string; authorization?: string };
+    expect(seen.principal).toBe('bench-client');
+    expect(seen.authorization).toBeUndefined();
+    // A GET carries the bearer token and no signature.
+    expect(got.status).toBe(401);
+  });
+
+  it('signs through the single-key baseline server (real coordinator app over WholeKeyCluster: whole keys, one process; HTTPS and signed requests as on the devnet)', async () => {
     const b = await startBaseline();
     try {
+      expect(b.target.url.startsWith('https://')).toBe(true);
+      // Bearer tokens are read-only for keys: the baseline refuses them as the devnet does.
+      const unsigned = new LoadClient({ url: b.target.url, token: b.target.token });
+      const refused = await unsigned.call('POST', '/v1/keys', { keySpec: 'FROST_ED25519', threshold: 3 });
+      unsigned.close();
+      expect(refused.status).toBe(401);
       const c = new LoadClient(b.target);
       const created = await c.call('POST', '/v1/keys', {
         keySpec: 'FROST_ED25519',

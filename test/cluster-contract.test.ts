@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster, EpochInfo } from '../coordinator/cluster.ts';
 import { type KmsError, isKmsError } from '../protocol/errors.ts';
+import { taprootKeys } from '../protocol/key-tweak.ts';
 import { KEY_SPEC_REGISTRY, type KeySpecName, publicKeyFromGroupElement } from '../protocol/suites.ts';
 import { WholeKeyCluster } from '../scripts/bench/whole-key-cluster.ts';
 import { startTestCluster } from './helpers/cluster.ts';
@@ -98,15 +99,23 @@ describe.each(IMPLEMENTATIONS)('Cluster contract: %s', (_name, make) => {
   }
 
   it.each<KeySpecName>(['FROST_ED25519', 'FROST_SECP256K1_TR'])(
-    'createKey (%s): epoch 0 of the sorted committee, the public key of its group element; sign verifies under it',
+    'createKey (%s): epoch 0 of the sorted committee, the public key of its group element (Taproot: the BIP341 key-path output key of the internal key); sign verifies under it',
     async (keySpec) => {
       const keyId = newKeyId();
       const k = await c.createKey({ keyId, keySpec, threshold: 2, participants: ['node-3', 'node-1'] });
       expect(k).toMatchObject({ keyId, keySpec, epoch: 0, threshold: 2, participants: ['node-1', 'node-3'] });
       const spec = KEY_SPEC_REGISTRY[keySpec];
-      expect(k.publicKey).toBe(
-        Buffer.from(publicKeyFromGroupElement(spec, Buffer.from(k.groupElement, 'hex'))).toString('hex'),
-      );
+      const element = Buffer.from(k.groupElement, 'hex');
+      if (keySpec === 'FROST_SECP256K1_TR') {
+        // The group element is the internal key P (even y); publicKey is Q = P + int(hash_TapTweak(x(P)))·G.
+        expect(k.groupElement.slice(0, 2)).toBe('02');
+        const tr = taprootKeys(spec, element, null);
+        expect(Buffer.from(tr.internalKey).toString('hex')).toBe(k.groupElement.slice(2));
+        expect(k.publicKey).toBe(Buffer.from(tr.outputKey).toString('hex'));
+        expect(k.publicKey).not.toBe(k.groupElement.slice(2));
+      } else {
+        expect(k.publicKey).toBe(Buffer.from(publicKeyFromGroupElement(spec, element)).toString('hex'));
+      }
       expect(k.transcriptHash).toMatch(/^[0-9a-f]{64}$/);
       expect((await c.sign({ key: k, message: Buffer.from('x') })).excluded).toEqual([]);
       await signs(k, 'contract: created');

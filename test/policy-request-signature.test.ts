@@ -11,7 +11,11 @@ import { describe, expect, it } from 'vitest';
 import { contentDigest, contentDigestMatches } from '../policy/content-digest.ts';
 import { fromWire, requestDigest, toWire } from '../net/signed-request.ts';
 import { verifyApprovals } from '../policy/approvals.ts';
-import type { PrincipalKey } from '../policy/principal-key.ts';
+import {
+  type PrincipalKey,
+  verifyPrincipalSignature,
+  verifyPrincipalSignatureNoble,
+} from '../policy/principal-key.ts';
 import {
   type SignedRequest,
   signatureBase,
@@ -203,6 +207,97 @@ describe('our profile (label sig1, @method @path [@query] content-digest; create
     expect(() =>
       verifyRequest({ ...r, headers: { ...r.headers, 'signature-input': input } }, lookup, NOW),
     ).toThrow(/signs with ed25519/);
+  });
+});
+
+describe('principal signatures: libsodium Ed25519 (what nodes run) answers exactly as noble (the reference)', () => {
+  const L = ed25519.Point.Fn.ORDER;
+  const N = p256.Point.Fn.ORDER;
+  const le = (x: bigint) => {
+    const out = new Uint8Array(32);
+    for (let i = 0; i < 32; i++) out[i] = Number((x >> BigInt(8 * i)) & 0xffn);
+    return out;
+  };
+  const be = (x: bigint) => Uint8Array.from(Buffer.from(x.toString(16).padStart(64, '0'), 'hex'));
+  const num = (b: Uint8Array, little: boolean) =>
+    BigInt(`0x${Buffer.from(little ? [...b].reverse() : b).toString('hex') || '0'}`);
+
+  /** Valid, tampered, malleated and malformed signatures for one key; both verifiers must agree on each. */
+  function cases(
+    k: PrincipalKey,
+    sign: (m: Uint8Array) => Uint8Array,
+    malleate: (sig: Uint8Array) => Uint8Array[],
+  ) {
+    const out: { what: string; data: Uint8Array; sig: Uint8Array; valid?: boolean }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const data = new Uint8Array(randomBytes(1 + i * 37));
+      const sig = sign(data);
+      out.push({ what: `valid ${i}`, data, sig, valid: true });
+      const flipped = sig.slice();
+      flipped[i * 7]! ^= 1;
+      out.push({ what: `signature bit ${i}`, data, sig: flipped, valid: false });
+      const other = data.slice();
+      other[0]! ^= 0x80;
+      out.push({ what: `data bit ${i}`, data: other, sig, valid: false });
+      for (const [j, m] of malleate(sig).entries()) out.push({ what: `malleated ${i}.${j}`, data, sig: m });
+    }
+    const data = new Uint8Array(randomBytes(10));
+    out.push({ what: 'empty', data, sig: new Uint8Array(0), valid: false });
+    out.push({ what: 'short', data, sig: sign(data).subarray(0, 63), valid: false });
+    out.push({ what: 'long', data, sig: Uint8Array.from([...sign(data), 0]), valid: false });
+    out.push({ what: 'zeros', data, sig: new Uint8Array(64), valid: false });
+    out.push({ what: 'ones', data, sig: new Uint8Array(64).fill(0xff), valid: false });
+    return out.map((c) => ({ ...c, k }));
+  }
+
+  it('Ed25519: valid, tampered, non-canonical S (S + L), wrong lengths, another key', () => {
+    const sk = ed25519.utils.randomSecretKey();
+    const k: PrincipalKey = { alg: 'ed25519', publicKey: ed25519.getPublicKey(sk) };
+    const all = cases(
+      k,
+      (m) => ed25519.sign(m, sk),
+      (sig) => {
+        // RFC 8032 §5.1.7: S must be below L; S + L is the same scalar, non-canonical.
+        const s = num(sig.subarray(32), true);
+        return s + L < 2n ** 256n ? [Uint8Array.from([...sig.subarray(0, 32), ...le(s + L)])] : [];
+      },
+    );
+    const otherKey: PrincipalKey = { alg: 'ed25519', publicKey: ed25519.getPublicKey(randomBytes(32)) };
+    const d = randomBytes(20);
+    all.push({ what: 'another key', data: d, sig: ed25519.sign(d, sk), valid: false, k: otherKey });
+    for (const c of all) {
+      const noble = verifyPrincipalSignatureNoble(c.k, c.data, c.sig);
+      expect(verifyPrincipalSignature(c.k, c.data, c.sig), c.what).toBe(noble);
+      if (c.valid !== undefined) expect(noble, c.what).toBe(c.valid);
+    }
+    expect(all.filter((c) => c.what.startsWith('malleated')).length).toBeGreaterThan(0);
+  });
+
+  it('ECDSA P-256: valid, high-S accepted by both, r or s out of range, compressed key', () => {
+    const sk = p256.utils.randomSecretKey();
+    for (const publicKey of [p256.getPublicKey(sk, false), p256.getPublicKey(sk, true)]) {
+      const k: PrincipalKey = { alg: 'ecdsa-p256-sha256', publicKey };
+      const all = cases(
+        k,
+        (m) => p256.sign(m, sk, { prehash: true, format: 'compact' }),
+        (sig) => {
+          const r = num(sig.subarray(0, 32), false);
+          const s = num(sig.subarray(32), false);
+          return [
+            Uint8Array.from([...be(r), ...be(N - s)]), // high-S twin: valid for both (see principal-key.ts)
+            Uint8Array.from([...be(r + N < 2n ** 256n ? r + N : 0n), ...be(s)]),
+            Uint8Array.from([...be(r), ...be(0n)]),
+          ];
+        },
+      );
+      for (const c of all) {
+        const noble = verifyPrincipalSignatureNoble(c.k, c.data, c.sig);
+        expect(verifyPrincipalSignature(c.k, c.data, c.sig), c.what).toBe(noble);
+        if (c.valid !== undefined) expect(noble, c.what).toBe(c.valid);
+      }
+      const highS = all.find((c) => c.what === 'malleated 0.0')!;
+      expect(verifyPrincipalSignature(k, highS.data, highS.sig)).toBe(true);
+    }
   });
 });
 

@@ -4,15 +4,18 @@
  * dir on free ports. `stop()` stops every process, and `dispose()` also removes the dir; callers
  * run them in `finally` so an error never leaves processes behind.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTempDevnet, readProcesses, startProcess } from '../devnet-lib.ts';
+import { type PrincipalSigner, principalFromPem } from '../../client/sign-request.ts';
+import { createTempDevnet, DEVNET_ADMIN, readProcesses, startProcess } from '../devnet-lib.ts';
 
 export type BenchDevnet = {
   readonly dir: string;
   readonly url: string;
   readonly nodes: number;
   token: string;
+  /** The devnet's admin principal (`<dir>/admin-key`): signs every request that uses a key. */
+  readonly signer: PrincipalSigner;
   /** Starts every process (again) with the state in `dir`; resolves when all nodes are reachable. */
   start(): Promise<void>;
   /**
@@ -31,6 +34,7 @@ export type BenchDevnet = {
 export async function createBenchDevnet(nodes: number): Promise<BenchDevnet> {
   const t = await createTempDevnet(nodes, 'the service benchmark');
   const { dir } = t;
+  let signer: PrincipalSigner | undefined;
   const d: BenchDevnet = {
     dir,
     nodes,
@@ -40,6 +44,11 @@ export async function createBenchDevnet(nodes: number): Promise<BenchDevnet> {
     },
     set token(v: string) {
       t.token = v;
+    },
+    get signer() {
+      // Made by the devnet at its first start.
+      signer ??= principalFromPem(DEVNET_ADMIN, readFileSync(t.adminKeyFile));
+      return signer;
     },
     start: () => t.start(300_000),
     startProcesses: async (ready, timeoutMs = 120_000) => {

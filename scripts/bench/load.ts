@@ -2,15 +2,26 @@
  * The load generator of the service benchmark: one in-process client over node:http (node:https
  * for an https URL: the devnet; the process trusts its CA, scripts/devnet-tls.ts) with a
  * keep-alive Agent (one socket per concurrent client, reused), so connection setup is not in the
- * measured latency. Closed loop: each client sends its next request when the previous one answers.
+ * measured latency; requests that use a key are signed by the client's principal (HttpTarget). Closed loop: each client sends its next request when the previous one answers.
  * The same generator drives the devnet and the single-key baseline.
  */
 import { Agent, request as httpRequest } from 'node:http';
 import { Agent as TlsAgent, request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
+import { type PrincipalSigner, signedHeaders } from '../../client/sign-request.ts';
 import { type Summary, summarize } from './stats.ts';
 
-export type HttpTarget = { readonly url: string; readonly token: string };
+/**
+ * Where to send requests and as whom: `token` (a bearer token) for reads; `signer`, a principal
+ * that signs every other request (RFC 9421, client/sign-request.ts), as the API requires of every
+ * request that uses or changes a key. The signing runs in the client, per request, inside the
+ * measured latency, as a real client's would.
+ */
+export type HttpTarget = {
+  readonly url: string;
+  readonly token: string;
+  readonly signer?: PrincipalSigner;
+};
 
 export type Answer = { readonly status: number; readonly body: unknown; readonly ms: number };
 
@@ -21,27 +32,44 @@ export class LoadClient {
   readonly #host: string;
   readonly #port: number;
   readonly #token: string;
+  readonly #signer: PrincipalSigner | undefined;
+  readonly #origin: string;
 
   constructor(target: HttpTarget, sockets = 1) {
     const u = new URL(target.url);
     this.#host = u.hostname;
     this.#port = Number(u.port);
     this.#token = target.token;
+    this.#signer = target.signer;
+    this.#origin = u.origin;
     const pool = { keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets };
     const tls = u.protocol === 'https:';
     this.#agent = tls ? new TlsAgent(pool) : new Agent(pool);
     this.#request = tls ? httpsRequest : httpRequest;
   }
 
-  /** One request; resolves with the status, the parsed JSON body (or the text) and its wall time. */
+  /**
+   * One request; resolves with the status, the parsed JSON body (or the text) and its wall time,
+   * which includes signing it. With a signer, every request but a GET is signed (no bearer token).
+   */
   call(method: string, path: string, body?: unknown): Promise<Answer> {
+    const t0 = performance.now();
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
+    const sign = this.#signer !== undefined && method !== 'GET';
+    const headers: Record<string, string> = sign ? {} : { authorization: `Bearer ${this.#token}` };
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(payload));
     }
-    const t0 = performance.now();
+    if (sign) {
+      Object.assign(
+        headers,
+        signedHeaders(
+          { method, url: `${this.#origin}${path}`, ...(payload === undefined ? {} : { body: payload }) },
+          this.#signer!,
+        ),
+      );
+    }
     return new Promise((resolve, reject) => {
       const req = this.#request(
         { host: this.#host, port: this.#port, method, path, headers, agent: this.#agent },

@@ -14,7 +14,9 @@
  * `sampleParties` parties run DKG rounds 2-3 and the sum is extrapolated as mean x parties; such
  * rows say so (`sampled`).
  */
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { loadavg } from 'node:os';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { ed448 } from '@noble/curves/ed448.js';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
@@ -36,6 +38,7 @@ import type { ReshareConfig } from '../../protocol/reshare.ts';
 import type * as SignNs from '../../protocol/sign.ts';
 import { asEpoch, asKeyId, asParticipantId, asSessionId, type ParticipantId } from '../../protocol/ids.ts';
 import { microbench, type Sample, type Summary, summarize, timed } from './stats.ts';
+import { measureRequestCheck, type RequestCheckResults, requestCheckRows } from './request-check.ts';
 
 export type Size = { readonly t: number; readonly n: number };
 export type Operation = 'dkg' | 'sign' | 'refresh' | 'reshare' | 'repair';
@@ -101,6 +104,19 @@ export type ProtocolResults = {
   readonly primitives: readonly PrimitiveRow[];
   /** What was not measured, and why. */
   readonly skipped: readonly string[];
+  /** A node's check of a signed request beside the 3-of-5 signature (scripts/bench/request-check.ts). */
+  readonly requestCheck?: RequestCheckSection;
+};
+
+/** The request check and when it was measured (a `--only request-check` run adds it to a saved run). */
+export type RequestCheckSection = RequestCheckResults & {
+  readonly measured: {
+    readonly date: string;
+    readonly commit: string;
+    readonly loadAverage: number;
+    /** True when only this section (and the 3-of-5 signing rows it divides by) was measured. */
+    readonly alone: boolean;
+  };
 };
 
 export type SizePlan = {
@@ -924,5 +940,82 @@ export async function runProtocolBench(
     }
   }
   const primitiveRows = primitives(plan.primitiveIterations, skipped);
-  return { plan, singleKey, rows, primitives: primitiveRows, skipped };
+  // The request check is compared with our 3-of-5 signatures: measured above in a full run, here
+  // when the plan did not run them (--quick samples 3-of-5).
+  const size35 = { t: 3, n: 5 };
+  const signs: ProtocolRow[] = [];
+  const signOp = OUR_OPERATIONS.find((o) => o.operation === 'sign');
+  for (const name of (['FROST_ED25519', 'FROST_SECP256K1_TR'] as const).filter((k) =>
+    plan.keySpecs.includes(k),
+  )) {
+    const have = rows.find(
+      (r) =>
+        r.keySpec === name &&
+        r.operation === 'sign' &&
+        r.implementation === 'ours' &&
+        r.size.t === 3 &&
+        r.size.n === 5,
+    );
+    const row =
+      have ??
+      (signOp
+        ? await ourRow(signOp, KEY_SPEC_REGISTRY[name], size35, size35, 1, singleMs.get(name) ?? Number.NaN)
+        : undefined);
+    if (row && typeof row !== 'string') signs.push(row);
+  }
+  const requestCheck = requestCheckOf(signs, plan.quick ? 20 : 3000, false);
+  progress(`request check: ${requestCheck.costs.checkCpuMs.p50.toFixed(3)} ms per signed request and node`);
+  return { plan, singleKey, rows, primitives: primitiveRows, skipped, requestCheck };
+}
+
+/** The request-check section over our signing rows `signs` (measured in the same process). */
+export function requestCheckOf(
+  signs: readonly ProtocolRow[],
+  iterations: number,
+  alone: boolean,
+): RequestCheckSection {
+  const costs = measureRequestCheck(iterations);
+  return {
+    ...requestCheckRows(
+      costs,
+      signs.map((r) => ({ keySpec: r.keySpec, size: r.size, summedCpuMs: r.summedCpuMs.p50 })),
+    ),
+    measured: { date: new Date().toISOString(), commit: gitCommit(), loadAverage: loadavg()[0] ?? 0, alone },
+  };
+}
+
+/**
+ * Measures only the request check and the 3-of-5 signatures of our machines it is compared with
+ * (FROST_ED25519 and FROST_SECP256K1_TR, `iterations` each): `npm run bench -- protocol --only
+ * request-check` adds this to a saved run without re-measuring the rest.
+ */
+export async function runRequestCheckOnly(
+  iterations: { sign: number; check: number },
+  progress: Progress = () => {},
+): Promise<{ section: RequestCheckSection; signRows: ProtocolRow[] }> {
+  const op = OUR_OPERATIONS.find((o) => o.operation === 'sign');
+  if (!op) throw new Error('no signing machine registered in OUR_OPERATIONS');
+  const signRows: ProtocolRow[] = [];
+  const size = { t: 3, n: 5 };
+  for (const name of ['FROST_ED25519', 'FROST_SECP256K1_TR'] as const) {
+    const spec = KEY_SPEC_REGISTRY[name];
+    await ourRow(op, spec, { t: 2, n: 3 }, size, 1, Number.NaN); // JIT warm-up, untimed
+    const row = await ourRow(op, spec, size, size, iterations.sign, Number.NaN);
+    if (typeof row === 'string') throw new Error(row);
+    signRows.push(row);
+    progress(`sign ours ${name} 3-of-5: summed ${row.summedCpuMs.p50.toFixed(2)} ms`);
+  }
+  const section = requestCheckOf(signRows, iterations.check, true);
+  progress(`request check: ${section.costs.checkCpuMs.p50.toFixed(3)} ms per signed request and node`);
+  return { section, signRows };
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+  } catch {
+    return 'unknown';
+  }
 }

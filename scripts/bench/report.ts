@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { join } from 'node:path';
 import { CPU_CLOCK, fmtMs } from './stats.ts';
-import type { ProtocolResults, ProtocolRow } from './protocol.ts';
+import type { ProtocolResults, ProtocolRow, RequestCheckSection } from './protocol.ts';
 
 export const RESULTS_DIR = join(import.meta.dirname, '..', '..', 'bench', 'results');
 
@@ -255,6 +255,7 @@ export function protocolMarkdown(r: ProtocolResults, durationS: number): string 
     );
   }
   out.push('');
+  if (r.requestCheck) out.push(...requestCheckMarkdown(r.requestCheck));
   out.push('### Primitive costs (the levers): noble vs libsodium', '');
   out.push('| Group | Operation | Library | ms per op (median) |', '|---|---|---|---|');
   for (const p of r.primitives)
@@ -274,6 +275,38 @@ export function protocolMarkdown(r: ProtocolResults, durationS: number): string 
   for (const s of r.skipped) out.push(`- ${s}`);
   out.push('', 'Charts: `protocol-sign-vs-n.svg`, `protocol-dkg-vs-n.svg` (summed CPU, log scales).', '');
   return out.join('\n');
+}
+
+/** The request-check section (scripts/bench/request-check.ts). */
+function requestCheckMarkdown(c: RequestCheckSection): string[] {
+  const k = c.costs;
+  const out = [
+    '### A node\'s check of a signed request, beside the signature it authorizes (issue "Nodes decide")',
+    '',
+  ];
+  if (c.measured.alone)
+    out.push(
+      `**Re-measured on ${c.measured.date.slice(0, 10)} (commit ${c.measured.commit}, load average ${c.measured.loadAverage.toFixed(2)}) by \`npm run bench -- protocol --only request-check\`: this section only, with the 3-of-5 signatures of our machines it divides by measured again in the same process. Every other table of this page is from the full run described in the summary's machine table, and was not re-measured.**`,
+      '',
+    );
+  out.push(
+    'One signed `POST /v1/keys/{keyId}/sign` (32-byte message, Ed25519 principal) checked as a signing node checks it at `sign-commit` (node/request-guard.ts, its pure part): request digest, governance lookup of the principal, RFC 9421 `verifyRequest` (structured headers, RFC 9530 Content-Digest, the Ed25519 signature) and `evaluate` of the devnet genesis policy. Not included: the audit-log write and replay-cache bookkeeping (I/O). The t signers each check the request once per signature (`sign-share` is bound to the checked request without a second verification); the coordinator also checks it once (early error), not counted below.',
+    '',
+    '| | ms per op (median) |',
+    '|---|---|',
+    `| whole check, one node (Ed25519 on libsodium, as nodes run it) | ${fmtMs(k.checkCpuMs.p50)} |`,
+    `| of which the Ed25519 signature, libsodium (sodium-native) | ${fmtMs(k.verifyNativeCpuMs.p50)} |`,
+    `| the Ed25519 signature with noble instead (the reference) | ${fmtMs(k.verifyNobleCpuMs.p50)} |`,
+    '',
+    `| Key spec | Size | signature, ours summed (ms) | checks per signature | checks / signature | with noble's verifier | target < ${(c.target * 100).toFixed(0)}% |`,
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const row of c.rows)
+    out.push(
+      `| ${row.keySpec} | ${row.size.t}-of-${row.size.n} | ${fmtMs(row.signSummedCpuMs)} | ${row.checksPerSignature} | ${(row.ratio * 100).toFixed(1)}% | ${(row.ratioNoble * 100).toFixed(0)}% | ${row.ratio < c.target ? 'met' : '**not met**'} |`,
+    );
+  out.push('');
+  return out;
 }
 
 export function protocolCharts(r: ProtocolResults): Record<string, string> {

@@ -27,7 +27,9 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { KeySpecName } from '../../protocol/suites.ts';
-import { readPid } from '../devnet-lib.ts';
+import { generatePrincipal, principalEntry } from '../../client/sign-request.ts';
+import { genesisGovernance, readPid } from '../devnet-lib.ts';
+import { ensureDevnetTls, trustCa } from '../devnet-tls.ts';
 import { cloneKeys } from './bulk-keys.ts';
 import { type ProfileSummary, summarizeProfileFile } from './cpuprofile.ts';
 import { type BenchDevnet, createBenchDevnet } from './devnet-run.ts';
@@ -128,6 +130,11 @@ export type ServiceResults = {
   readonly keyCount: KeyCountRow[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
+  /**
+   * How clients authenticated: 'signed' (RFC 9421 principal signatures over HTTPS, since the issue
+   * "Nodes decide"); absent in runs made before, with bearer tokens over plain HTTP.
+   */
+  readonly auth?: 'signed';
 };
 
 const nodesOf = (n: number) => Array.from({ length: n }, (_, i) => `node-${i + 1}`);
@@ -203,12 +210,22 @@ export async function startBaseline(): Promise<{
 }> {
   const dir = mkdtempSync(join(tmpdir(), 'tkms-baseline-'));
   const token = randomBytes(24).toString('hex');
+  // Like for like with the devnet: HTTPS with the same kind of certificate (scripts/devnet-tls.ts),
+  // and a principal of its own, allowed everything by a genesis like the devnet's.
+  const tls = ensureDevnetTls(dir, { docker: false });
+  trustCa(tls.caFile);
+  const { signer } = generatePrincipal('bench-client');
+  const genesisFile = join(dir, 'governance-genesis.json');
+  writeFileSync(genesisFile, `${JSON.stringify(genesisGovernance(principalEntry(signer)), null, 2)}\n`);
   const child = fork(join(import.meta.dirname, 'baseline-server.ts'), [], {
     env: {
       ...process.env,
       BENCH_BASELINE_DIR: join(dir, 'data'),
       BENCH_BASELINE_TOKEN: token,
       BENCH_BASELINE_NODES: '5',
+      BENCH_BASELINE_GENESIS: genesisFile,
+      BENCH_BASELINE_TLS_CERT: tls.server.certFile,
+      BENCH_BASELINE_TLS_KEY: tls.server.keyFile,
     },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
@@ -225,10 +242,10 @@ export async function startBaseline(): Promise<{
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  return { target: { url, token }, stop, dir };
+  return { target: { url, token, signer }, stop, dir };
 }
 
-const target = (d: BenchDevnet): HttpTarget => ({ url: d.url, token: d.token });
+const target = (d: BenchDevnet): HttpTarget => ({ url: d.url, token: d.token, signer: d.signer });
 
 /** Readiness for the restarts: one signature with `keyId` answers 200. */
 async function signsOk(t: HttpTarget, keyId: string): Promise<boolean> {
@@ -449,7 +466,15 @@ export async function runServiceBench(
   }
   const reps: Record<string, number> = {};
   for (const n of [3, 5, 7, 9, 15]) reps[String(n)] = plan.keyEventReps(n);
-  return { plan: { ...plan, keyEventReps: reps }, sign, keyEvents, keyCount, profiles, notes };
+  return {
+    plan: { ...plan, keyEventReps: reps },
+    sign,
+    keyEvents,
+    keyCount,
+    profiles,
+    notes,
+    auth: 'signed',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,6 +553,12 @@ export function serviceMarkdown(r: ServiceResults, durationS: number, analysis: 
     out.push('**QUICK RUN (--quick): tiny counts; the numbers below check the harness only.**', '');
   out.push(
     `Real processes on this machine: the coordinator and 5 nodes (\`scripts/devnet.ts\`, one SoftHSM2 token per node), driven through the HTTP API by one in-process closed-loop load generator (node:http, keep-alive, one socket per client; random 32-byte messages). Baseline, in the same run and by the same generator: the same HTTP app (\`coordinator/app.ts\`) over \`WholeKeyCluster\`, one process holding each key whole (bench-only). Sequential: ${r.plan.sequentialCount} signatures after ${r.plan.warmup} warm-up; throughput: ${r.plan.loadMs / 1000} s per concurrency level after ${r.plan.loadWarmupMs / 1000} s warm-up. The load generator shares the 2 cores with every process it measures. Run time ${durationS.toFixed(0)} s.`,
+    '',
+  );
+  out.push(
+    r.auth === 'signed'
+      ? "Requests: every request that uses a key is signed by the client as a principal (Ed25519, RFC 9421 with an RFC 9530 Content-Digest; the devnet: its admin key; the baseline: a principal of its own in a genesis like the devnet's), the signing done by the load generator per request, inside the measured latency; both serve HTTPS (certificates made by `scripts/devnet-tls.ts`). Devnet: the coordinator verifies the signature once (early error) and each of the t signing nodes verifies it again and runs the policy, auditing its decision. Baseline: the app verifies it once; its WholeKeyCluster checks nothing (no node work: the best a single server can do)."
+      : "**Measured before client-signed requests and HTTPS** (run of the commit in service.json): clients sent a bearer token, no node checked a signature, and both the devnet and the baseline served plain HTTP. Not re-measured since: `npm run bench -- service` measures the current code (signed requests over HTTPS on both sides); a node's request check per signature is measured in the protocol section.",
     '',
   );
   out.push('### Signing: latency (sequential) and throughput (concurrent clients)', '');

@@ -24,11 +24,19 @@ import { KmsError, StateError } from '../../protocol/errors.ts';
 import { LIFECYCLE, type NodeKeyState, stateChangeTo } from '../../protocol/key-states.ts';
 import type { Blame } from '../../protocol/errors.ts';
 import { nodeIdOf, nodeIndex } from '../../protocol/ids.ts';
-import { KEY_SPEC_REGISTRY, type KeySpecName, publicKeyFromGroupElement } from '../../protocol/suites.ts';
+import { KEY_PATH, outputPublicKey, resolveTweak } from '../../protocol/key-tweak.ts';
+import { KEY_SPEC_REGISTRY, type KeySpecName } from '../../protocol/suites.ts';
+import {
+  acceptGovernance,
+  type Governance,
+  type GovernanceSignature,
+  governanceHash,
+} from '../../policy/governance.ts';
 import type {
   Cluster,
   DestroyOutcome,
   EpochInfo,
+  NodeGovernance,
   NodeKeyStatesPage,
   NodeOutcome,
   NodeStatus,
@@ -37,6 +45,10 @@ import type {
 } from '../../coordinator/cluster.ts';
 
 type HeldKey = {
+  /**
+   * The whole signing key: the group secret, and for FROST_SECP256K1_TR the secret of the BIP341
+   * output key (key path, no merkle root), as a single-key Taproot signer would keep it.
+   */
   secret: Uint8Array;
   info: EpochInfo;
   /** Each member's own copy of the key state (a member that was down keeps the old one). */
@@ -72,9 +84,53 @@ export class WholeKeyCluster implements Cluster {
   peakConcurrent = 0;
   #inflight = 0;
 
-  constructor(opts: { nodes?: number } = {}) {
+  readonly #genesisHash: string | undefined;
+  /** The governance the simulated nodes keep (one copy: they never disagree). Nothing checks requests by it. */
+  #governance: { document: Governance; hash: string } | undefined;
+
+  /** `genesisHash`: the governance version 1 the nodes accept (as real nodes' configured genesisHash). */
+  constructor(opts: { nodes?: number; genesisHash?: string } = {}) {
     const n = opts.nodes ?? 3;
     this.#nodes = Array.from({ length: n }, (_, i) => nodeIdOf(i + 1));
+    this.#genesisHash = opts.genesisHash;
+  }
+
+  async governance(): Promise<NodeGovernance[]> {
+    const g = this.#governance;
+    return this.#nodes.map((node): NodeGovernance => {
+      if (this.#down.has(node)) return { node, ok: false, error: unreachable(node).error! };
+      if (!g) return { node, ok: false, error: { code: 'NotFound', message: 'no governance installed' } };
+      return {
+        node,
+        ok: true,
+        governance: { version: g.document.version, hash: g.hash, document: g.document },
+      };
+    });
+  }
+
+  async updateGovernance(req: {
+    document: unknown;
+    signatures: readonly GovernanceSignature[];
+    nodes?: readonly string[];
+  }): Promise<NodeOutcome[]> {
+    let next: Governance | undefined;
+    let error: NodeOutcome['error'];
+    try {
+      next = acceptGovernance(
+        this.#governance?.document,
+        req.document,
+        req.signatures,
+        this.#genesisHash ?? '',
+      );
+    } catch (e) {
+      const err = e as KmsError;
+      error = { code: err.code ?? 'ValidationError', message: err.message };
+    }
+    if (next) this.#governance = { document: next, hash: governanceHash(next) };
+    return (req.nodes ?? this.#nodes).map((node): NodeOutcome => {
+      if (this.#down.has(node)) return unreachable(node);
+      return error ? { node, ok: false, error } : { node, ok: true };
+    });
   }
 
   /** Test hook: a node that is down does not answer (sign excludes it, DKG needs it). */
@@ -126,9 +182,22 @@ export class WholeKeyCluster implements Cluster {
     const signers = { min: req.threshold, max: req.participants.length };
     const dealt = spec.frost.trustedDealer(signers, ids);
     const shares = Object.values(dealt.secretShares).slice(0, req.threshold);
-    const secret = spec.frost.combineSecret(shares, signers);
+    let secret: Uint8Array = spec.frost.combineSecret(shares, signers);
     for (const s of Object.values(dealt.secretShares)) s.signingShare.fill(0);
-    const groupElement = dealt.public.commitments[0]!;
+    let groupElement: Uint8Array = dealt.public.commitments[0]!;
+    if (req.keySpec === 'FROST_SECP256K1_TR') {
+      // As the DKG stores it (docs/custody.md): the BIP341 internal key P with even y, and the
+      // key-path output key Q = P + t·G is what signs (x' = a·x + b, protocol/key-tweak.ts).
+      const Fn = spec.Point.Fn;
+      let x = Fn.fromBytes(secret);
+      const P = spec.Point.BASE.multiply(x);
+      const even = P.toAffine().y % 2n === 0n;
+      if (!even) x = Fn.neg(x);
+      groupElement = (even ? P : P.negate()).toBytes(true);
+      const tw = resolveTweak(spec, groupElement, KEY_PATH);
+      secret.fill(0);
+      secret = Fn.toBytes(Fn.add(tw.negate ? Fn.neg(x) : x, tw.add));
+    }
     const info = this.#info(req.keyId, req.keySpec, 0, req.threshold, req.participants, groupElement);
     const states = new Map<string, NodeKeyState>(info.participants.map((p) => [p, 'Enabled']));
     this.#keys.set(req.keyId, { secret, info, states });
@@ -326,7 +395,7 @@ export class WholeKeyCluster implements Cluster {
       epoch,
       threshold,
       participants: sorted,
-      publicKey: bytesToHex(publicKeyFromGroupElement(spec, groupElement)),
+      publicKey: bytesToHex(outputPublicKey(spec, groupElement)),
       groupElement: ge,
       transcriptHash,
     };
