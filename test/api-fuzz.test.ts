@@ -17,7 +17,7 @@
  */
 import { connect } from 'node:net';
 import fc from 'fast-check';
-import { propertyOptions } from './helpers/properties.ts';
+import { propertyOptions, propertyRunFactor } from './helpers/properties.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signedHeaders } from '../client/sign-request.ts';
 import { ADMIN_TOKEN, type ClusterCoordinator, startClusterCoordinator } from './helpers/coordinator.ts';
@@ -546,7 +546,7 @@ describe('API fuzzer over the OpenAPI document', () => {
     console.info(
       `api fuzz: ${cases} requests over ${ops.length} routes in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
-  }, 90_000);
+  }, 90_000 * propertyRunFactor());
 
   it('known abuses, each once (regressions of the bugs this fuzzer found)', async () => {
     const before = await snapshot();
