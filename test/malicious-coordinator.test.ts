@@ -259,7 +259,13 @@ async function createKey(threshold: number): Promise<Key> {
     },
     { request },
   );
-  return { keyId, threshold, participants: NODES, epoch: 0, public: out[0] as Key['public'] };
+  const result = out[0] as Key['public'];
+  // Every member agreed (one result): the key is confirmed on each, as the coordinator does (C-1).
+  const { groupElement, transcriptHash } = result as { groupElement: string; transcriptHash: string };
+  await Promise.all(
+    NODES.map((m) => rpc(m, { op: 'confirm-key', keyId, epoch: 0, groupElement, transcriptHash })),
+  );
+  return { keyId, threshold, participants: NODES, epoch: 0, public: result };
 }
 
 /** Round one and two on `signers` with `auth`; the aggregate, verified under the group key. */
