@@ -256,8 +256,13 @@ export class KeyEventRunner {
     // A member that told the others it aborted (node/session-abort.ts) and answered with whom it
     // blames is explained by its own answer; one that failed by itself (its store, its HSM) is not,
     // and stays named `aborted`.
+    // A member whose own answer is its deadline (Timeout) aborted because someone else was
+    // silent: that is explained too, even when it could not name whom (it heard everyone's last
+    // round, but not what came after).
     const explained = new Set(
-      failed.filter((f) => isKmsError(f.err) && f.err.culprits.length > 0).map((f) => f.node),
+      failed
+        .filter((f) => isKmsError(f.err) && (f.err.culprits.length > 0 || f.err.code === 'Timeout'))
+        .map((f) => f.node),
     );
     // Several honest members name the same culprit; report each (participant, reason) once.
     const unique = [
