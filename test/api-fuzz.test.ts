@@ -516,37 +516,44 @@ describe('API fuzzer over the OpenAPI document', () => {
       if (op.body) expect(op.body.additionalProperties, `${op.method} ${op.path}`).toBe(false);
   });
 
-  it('broken requests to every route: never a 5xx, always a problem, no state change, one audit record each', async () => {
-    const before = await snapshot();
-    await newAuditRecords(); // start from here, whatever an earlier test left
-    const t0 = performance.now();
-    let cases = 0;
-    for (const op of ops) {
-      const pathVals = fc.record(
-        Object.fromEntries(
-          op.params
-            .filter((p) => p.in === 'path')
-            .map((p) => [p.name, p.name === 'keyId' ? fc.constantFrom(keyId, 'fuzz-key') : valid(p.schema)]),
-        ),
-      ) as fc.Arbitrary<Record<string, string>>;
-      await fc.assert(
-        fc.asyncProperty(
-          valid(op.body) as fc.Arbitrary<Record<string, unknown> | undefined>,
-          pathVals,
-          mutations(op),
-          fc.constantFrom('admin' as const, 'signer' as const),
-          async (base, pv, mu, token) => {
-            cases++;
-            await checkBroken(op, build(op, base, pv, mu, token), before);
-          },
-        ),
-        propertyOptions(op.body ? 25 : 10, { endOnFailure: true }),
+  it(
+    'broken requests to every route: never a 5xx, always a problem, no state change, one audit record each',
+    async () => {
+      const before = await snapshot();
+      await newAuditRecords(); // start from here, whatever an earlier test left
+      const t0 = performance.now();
+      let cases = 0;
+      for (const op of ops) {
+        const pathVals = fc.record(
+          Object.fromEntries(
+            op.params
+              .filter((p) => p.in === 'path')
+              .map((p) => [
+                p.name,
+                p.name === 'keyId' ? fc.constantFrom(keyId, 'fuzz-key') : valid(p.schema),
+              ]),
+          ),
+        ) as fc.Arbitrary<Record<string, string>>;
+        await fc.assert(
+          fc.asyncProperty(
+            valid(op.body) as fc.Arbitrary<Record<string, unknown> | undefined>,
+            pathVals,
+            mutations(op),
+            fc.constantFrom('admin' as const, 'signer' as const),
+            async (base, pv, mu, token) => {
+              cases++;
+              await checkBroken(op, build(op, base, pv, mu, token), before);
+            },
+          ),
+          propertyOptions(op.body ? 25 : 10, { endOnFailure: true }),
+        );
+      }
+      console.info(
+        `api fuzz: ${cases} requests over ${ops.length} routes in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
-    }
-    console.info(
-      `api fuzz: ${cases} requests over ${ops.length} routes in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-    );
-  }, 90_000 * propertyRunFactor());
+    },
+    90_000 * propertyRunFactor(),
+  );
 
   it('known abuses, each once (regressions of the bugs this fuzzer found)', async () => {
     const before = await snapshot();
