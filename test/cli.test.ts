@@ -10,7 +10,7 @@
  * bob approves, still pending, carol approves, executed, verified with OpenSSL), and
  * `kms audit verify --nodes`, honest and after a coordinator audit record is deleted.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { schnorr } from '@noble/curves/secp256k1.js';
 import { Level } from 'level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TempDevnet, createTempDevnet } from '../scripts/devnet-lib.ts';
+import { opensslVerify } from './helpers/independent-verifiers.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -366,40 +367,9 @@ describe('kms CLI', () => {
     expect(done.state).toBe('Executed');
     const signature = done.result.body.signature as string;
     const pem = (await kms(['keys', 'public-key', 'vault', '--pem'])).out;
-    const d = mkdtempSync(join(tmpdir(), 'kms-cli-openssl-'));
-    try {
-      writeFileSync(join(d, 'pub.pem'), pem);
-      writeFileSync(join(d, 'msg'), 'release 200');
-      writeFileSync(join(d, 'sig'), Buffer.from(signature, 'hex'));
-      const verify = (msg: string) => {
-        writeFileSync(join(d, 'msg'), msg);
-        try {
-          execFileSync(
-            'openssl',
-            [
-              'pkeyutl',
-              '-verify',
-              '-pubin',
-              '-inkey',
-              join(d, 'pub.pem'),
-              '-rawin',
-              '-in',
-              join(d, 'msg'),
-              '-sigfile',
-              join(d, 'sig'),
-            ],
-            { stdio: 'pipe' },
-          );
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      expect(verify('release 200')).toBe(true);
-      expect(verify('release 201')).toBe(false);
-    } finally {
-      rmSync(d, { recursive: true, force: true });
-    }
+    const sig = Buffer.from(signature, 'hex');
+    expect(opensslVerify(pem, Buffer.from('release 200'), sig)).toBe(true);
+    expect(opensslVerify(pem, Buffer.from('release 201'), sig)).toBe(false);
     // An executed request cannot be approved again.
     const again = await kms(['requests', 'approve', req.requestId], as('bob'));
     expect(again.code).toBe(2);

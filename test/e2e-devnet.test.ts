@@ -1,17 +1,4 @@
-/**
- * End to end: the real devnet processes (coordinator + 5 nodes, each with its own SoftHSM2 token),
- * started as `npm run devnet` starts them, driven through the HTTP API and the `kms` CLI. Runs the
- * README walkthrough: Ed25519 and BIP340 keys, signatures checked with `openssl` and noble's
- * schnorr, a reshare to a new threshold under the same public key, a stopped node, a restarted
- * node, and a restart of the whole devnet that keeps every key; then searches every node file
- * and process log for the (unsealed) shares. Requests that use keys are signed by the devnet's
- * `admin` principal (its key in `<dir>/admin-key`, the CLI's default; the genesis policy lets it
- * do everything), the coordinator's identity is on disk only sealed, and the devnet never prints
- * the admin token.
- */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,39 +7,13 @@ import { NodeStore } from '../node/store.ts';
 import { SEALED_IDENTITY_FORMAT } from '../coordinator/identity-sealer.ts';
 import { governanceHash, parseGovernance } from '../policy/governance.ts';
 import { type Devnet, createDevnet } from './helpers/devnet-process.ts';
+import { opensslVerify as opensslVerifyBytes } from './helpers/independent-verifiers.ts';
 
 const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
 
 /** Verifies an Ed25519 signature with OpenSSL, as the README shows. */
-function opensslVerify(pem: string, message: Buffer, signatureHex: string): boolean {
-  const d = mkdtempSync(join(tmpdir(), 'tkms-openssl-'));
-  writeFileSync(join(d, 'pub.pem'), pem);
-  writeFileSync(join(d, 'msg'), message);
-  writeFileSync(join(d, 'sig'), Buffer.from(signatureHex, 'hex'));
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'pkeyutl',
-        '-verify',
-        '-pubin',
-        '-inkey',
-        join(d, 'pub.pem'),
-        '-rawin',
-        '-in',
-        join(d, 'msg'),
-        '-sigfile',
-        join(d, 'sig'),
-      ],
-      {
-        stdio: 'pipe',
-      },
-    );
-    return true;
-  } catch {
-    return false;
-  }
-}
+const opensslVerify = (pem: string, message: Buffer, signatureHex: string): boolean =>
+  opensslVerifyBytes(pem, message, Buffer.from(signatureHex, 'hex'));
 
 describe('devnet end to end (real processes, SoftHSM2)', () => {
   let d: Devnet;
