@@ -1,6 +1,6 @@
 /** Reading the hash-chained audit log (admin, auditor). `kms audit verify` checks the chain client-side. */
 import type { AppContext, KmsApp } from './context.ts';
-import { bearer, KEY_ID, responses } from './schemas.ts';
+import { auditRecord, bearer, KEY_ID, responses } from './schemas.ts';
 
 export function auditRoutes(app: KmsApp, ctx: AppContext): void {
   app.get<{ Querystring: { keyId?: string; after?: string; limit?: string } }>(
@@ -35,18 +35,7 @@ export function auditRoutes(app: KmsApp, ctx: AppContext): void {
           properties: {
             records: {
               type: 'array',
-              items: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['seq', 'time', 'prevHash', 'hash', 'entry'],
-                properties: {
-                  seq: { type: 'integer' },
-                  time: { type: 'string' },
-                  prevHash: { type: 'string' },
-                  hash: { type: 'string' },
-                  entry: { type: 'object', additionalProperties: true },
-                },
-              },
+              items: auditRecord,
             },
             nextAfter: { type: 'integer', description: 'pass as `after` for the next page' },
           },

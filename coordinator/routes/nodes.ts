@@ -6,7 +6,7 @@ import { signedAuditHeadSchema } from '../../net/node-audit-head.ts';
 import { MAX_AUDIT_PAGE } from '../../net/rpc.ts';
 import { KmsError } from '../../protocol/errors.ts';
 import type { AppContext, KmsApp } from './context.ts';
-import { bearer, NODE_ID, responses } from './schemas.ts';
+import { auditRecord, bearer, NODE_ID, responses } from './schemas.ts';
 
 export function nodeRoutes(app: KmsApp, ctx: AppContext): void {
   app.get(
@@ -83,18 +83,7 @@ export function nodeRoutes(app: KmsApp, ctx: AppContext): void {
             node: { type: 'string' },
             records: {
               type: 'array',
-              items: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['seq', 'time', 'prevHash', 'hash', 'entry'],
-                properties: {
-                  seq: { type: 'integer' },
-                  time: { type: 'string' },
-                  prevHash: { type: 'string' },
-                  hash: { type: 'string' },
-                  entry: { type: 'object', additionalProperties: true },
-                },
-              },
+              items: auditRecord,
             },
             head: signedAuditHeadSchema,
             nextAfter: { type: 'integer', description: 'pass as `after` for the next page' },

@@ -109,6 +109,20 @@ export function responses(okStatus: number, ok: Record<string, unknown>): Record
   return { [okStatus]: ok, '4xx': problem, '5xx': problem };
 }
 
+/** One record of a hash-chained audit log (the coordinator's, or a node's relayed by it). */
+export const auditRecord = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['seq', 'time', 'prevHash', 'hash', 'entry'],
+  properties: {
+    seq: { type: 'integer' },
+    time: { type: 'string' },
+    prevHash: { type: 'string' },
+    hash: { type: 'string' },
+    entry: { type: 'object', additionalProperties: true },
+  },
+};
+
 export const emptyBody = { type: 'object', additionalProperties: false, properties: {} };
 
 export const pendingWindowDays = {
