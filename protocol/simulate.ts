@@ -16,6 +16,16 @@ export type SimulationResult<Result> = {
   readonly sent: readonly Envelope<any>[];
 };
 
+/** What a caller may add around each step and delivery (tests: node signatures, step traces). */
+export type SimulationHooks<Result> = {
+  /** Sees every step a participant's machine takes. */
+  readonly step?: (id: ParticipantId, step: Step<any, any, Result>) => void;
+  /** Rewrites an outgoing envelope as it leaves its sender (e.g. signs it). */
+  readonly send?: (from: ParticipantId, env: Envelope<any>) => Envelope<any>;
+  /** After `tamper`: the envelope actually delivered (`original` as sent), or null to drop it. */
+  readonly deliver?: (env: Envelope<any>, original: Envelope<any>) => Envelope<any> | null;
+};
+
 /**
  * `tamper` may rewrite or drop (return null) each delivery, to simulate a lying or silent peer.
  * A machine that throws stops receiving; the others go on until nothing is left to deliver.
@@ -23,6 +33,7 @@ export type SimulationResult<Result> = {
 export function simulate<Result>(
   machines: readonly Machine<any, any, Result>[],
   tamper?: Tamper,
+  hooks: SimulationHooks<Result> = {},
 ): SimulationResult<Result> {
   const byId = new Map<ParticipantId, Machine<any, any, Result>>(machines.map((m) => [m.self, m]));
   const states = new Map<ParticipantId, unknown>();
@@ -33,8 +44,10 @@ export function simulate<Result>(
 
   const absorb = (id: ParticipantId, step: Step<any, any, Result>) => {
     states.set(id, step.state);
+    hooks.step?.(id, step);
     if (step.done !== undefined) results.set(id, step.done);
-    for (const env of step.out) {
+    for (const out of step.out) {
+      const env = hooks.send ? hooks.send(id, out) : out;
       sent.push(env);
       const targets = env.header.to === '*' ? [...byId.keys()].filter((p) => p !== id) : [env.header.to];
       for (const to of targets) queue.push({ to, env });
@@ -52,7 +65,8 @@ export function simulate<Result>(
     const { to, env } = queue.shift()!;
     const m = byId.get(to);
     if (!m || errors.has(to)) continue;
-    const delivered = tamper ? tamper(env, to) : env;
+    const tampered = tamper ? tamper(env, to) : env;
+    const delivered = tampered !== null && hooks.deliver ? hooks.deliver(tampered, env) : tampered;
     if (delivered === null) continue;
     try {
       absorb(to, m.receive(states.get(to), delivered));

@@ -8,7 +8,8 @@
  */
 import { checkEnvelopeSignature } from '../../protocol/codec.ts';
 import type { ParticipantId } from '../../protocol/ids.ts';
-import type { Effect, Envelope, Machine, Step } from '../../protocol/machine.ts';
+import type { Effect, Envelope, Machine } from '../../protocol/machine.ts';
+import { simulate } from '../../protocol/simulate.ts';
 import type { TestNodeKeys } from './node-keys.ts';
 
 export type SignedTamper = (env: Envelope<any>, recipient: ParticipantId) => Envelope<any> | null;
@@ -35,59 +36,31 @@ export function signedSimulate<Result>(
   keys: TestNodeKeys,
   tamper?: SignedTamper,
 ): SignedSimulation<Result> {
-  const byId = new Map<ParticipantId, Machine<any, any, Result>>(machines.map((m) => [m.self, m]));
-  const states = new Map<ParticipantId, unknown>();
-  const results = new Map<ParticipantId, Result>();
-  const errors = new Map<ParticipantId, unknown>();
   const steps = new Map<ParticipantId, StepTrace[]>();
-  const queue: { to: ParticipantId; env: Envelope<any> }[] = [];
-  const sent: Envelope<any>[] = [];
   let dropped = 0;
-
-  const absorb = (id: ParticipantId, step: Step<any, any, Result>) => {
-    states.set(id, step.state);
-    if (!steps.has(id)) steps.set(id, []);
-    steps.get(id)!.push({
-      effects: step.effects ?? [],
-      rounds: step.out.map((e) => e.header.round),
-      done: step.done !== undefined,
-    });
-    if (step.done !== undefined) results.set(id, step.done);
-    for (const out of step.out) {
-      const env = keys.signed(id, out);
-      sent.push(env);
-      const targets = env.header.to === '*' ? [...byId.keys()].filter((p) => p !== id) : [env.header.to];
-      for (const to of targets) queue.push({ to, env });
-    }
-  };
-
-  for (const m of machines) {
-    try {
-      absorb(m.self, m.start());
-    } catch (e) {
-      errors.set(m.self, e);
-    }
-  }
-  while (queue.length > 0) {
-    const { to, env } = queue.shift()!;
-    const m = byId.get(to);
-    if (!m || errors.has(to)) continue;
-    let delivered = tamper ? tamper(env, to) : env;
-    if (delivered === null) continue;
-    // A rewrite is the sender's own lie: it signs it (unless the tamper set another signature).
-    if (delivered !== env && (delivered.signature === undefined || delivered.signature === env.signature))
-      delivered = keys.signed(delivered.header.from, delivered);
-    try {
-      checkEnvelopeSignature(delivered, (msg, sig) => keys.verify(delivered!.header.from, msg, sig));
-    } catch {
-      dropped++;
-      continue;
-    }
-    try {
-      absorb(to, m.receive(states.get(to), delivered));
-    } catch (e) {
-      errors.set(to, e);
-    }
-  }
-  return { results, errors, sent, steps, dropped };
+  const run = simulate(machines, tamper, {
+    step: (id, step) => {
+      if (!steps.has(id)) steps.set(id, []);
+      steps.get(id)!.push({
+        effects: step.effects ?? [],
+        rounds: step.out.map((e) => e.header.round),
+        done: step.done !== undefined,
+      });
+    },
+    send: (from, env) => keys.signed(from, env),
+    deliver: (tampered, env) => {
+      let delivered = tampered;
+      // A rewrite is the sender's own lie: it signs it (unless the tamper set another signature).
+      if (delivered !== env && (delivered.signature === undefined || delivered.signature === env.signature))
+        delivered = keys.signed(delivered.header.from, delivered);
+      try {
+        checkEnvelopeSignature(delivered, (msg, sig) => keys.verify(delivered.header.from, msg, sig));
+      } catch {
+        dropped++;
+        return null;
+      }
+      return delivered;
+    },
+  });
+  return { results: run.results, errors: run.errors, sent: run.sent, steps, dropped };
 }
