@@ -20,7 +20,11 @@ import {
 } from '../protocol/key-states.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
 import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
-import type { Governance, GovernanceSignature } from '../policy/governance.ts';
+import {
+  type Governance,
+  type GovernanceSignature,
+  governanceSignaturesSchema,
+} from '../policy/governance.ts';
 import type { AuditRecord } from '../common/audit-log.ts';
 import { type SignedAuditHead, signedAuditHeadSchema } from './node-audit-head.ts';
 import { type AuthorizationWire, authorizationSchema } from './signed-request.ts';
@@ -267,19 +271,7 @@ const rpcSchema = {
       {
         // Shape checked by policy/governance.ts parseGovernance; the frame bounds its size.
         document: { type: 'object' },
-        signatures: {
-          type: 'array',
-          maxItems: 1000,
-          items: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['principal', 'signature'],
-            properties: {
-              principal: { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' },
-              signature: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength: 200 },
-            },
-          },
-        },
+        signatures: governanceSignaturesSchema,
       },
       ['document', 'signatures'],
     ),

@@ -78,6 +78,26 @@ const schema = {
     policies: { type: 'array', maxItems: 10_000, items: policyRuleSchema },
   },
 } as const;
+/** Admins' signatures of a governance version, as the API and the node RPC carry them. */
+export const governanceSignaturesSchema = {
+  type: 'array',
+  maxItems: 1000,
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['principal', 'signature'],
+    properties: {
+      principal: { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' },
+      signature: {
+        type: 'string',
+        pattern: '^[A-Za-z0-9+/]*={0,2}$',
+        maxLength: 200,
+        description: 'base64 signature over "tkms/governance/v1\\n" ‖ hash(document)',
+      },
+    },
+  },
+} as const;
+
 const validate = new Ajv({ allErrors: false, strict: false }).compile(schema);
 
 /** Canonical JSON (keys sorted at every level): the bytes a version's hash covers. */

@@ -49,7 +49,8 @@ export type WireValue =
   | { readonly [k: string]: WireValue };
 export type Body = Record<string, unknown>;
 
-const CBOR_DECODE_OPTS = {
+/** Strict, canonical CBOR decoding (RFC 8949 §4.2): shared by every deterministic codec here. */
+export const CBOR_DECODE_OPTS = {
   strict: true,
   useMaps: true,
   rejectDuplicateMapKeys: true,

@@ -60,6 +60,7 @@ import {
   lagrangeCoefficient,
   verifyFeldman,
 } from './polynomial.ts';
+import { CBOR_DECODE_OPTS as CODEC_CBOR_DECODE_OPTS } from './codec.ts';
 import { samePublic } from './reshare.ts';
 import {
   isKeySpecName,
@@ -521,17 +522,7 @@ export function encodeBundle(bundle: BackupBundle): Uint8Array {
   });
 }
 
-const CBOR_DECODE_OPTS = {
-  strict: true,
-  useMaps: true,
-  rejectDuplicateMapKeys: true,
-  allowUndefined: false,
-  allowIndefinite: false,
-  allowBigInt: false,
-  allowInfinity: false,
-  allowNaN: false,
-  allowUndefinedAsMapKey: false,
-} as const;
+const CBOR_DECODE_OPTS = { ...CODEC_CBOR_DECODE_OPTS, allowUndefinedAsMapKey: false } as const;
 
 const bad = (path: string, what: string) => new DecodeError('DecodeError', `backup bundle: ${path} ${what}`);
 

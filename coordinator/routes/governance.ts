@@ -5,7 +5,12 @@
  * only when every node confirmed it, as with lifecycle changes (M-2).
  */
 import { KmsError } from '../../protocol/errors.ts';
-import { acceptGovernance, type GovernanceSignature, governanceHash } from '../../policy/governance.ts';
+import {
+  acceptGovernance,
+  type GovernanceSignature,
+  governanceHash,
+  governanceSignaturesSchema,
+} from '../../policy/governance.ts';
 import type { NodeOutcome } from '../cluster.ts';
 import { type AppContext, type KmsApp, auditDecision } from './context.ts';
 import { bearer, responses, signed } from './schemas.ts';
@@ -101,24 +106,7 @@ export function governanceRoutes(app: KmsApp, ctx: AppContext): void {
           required: ['document', 'signatures'],
           properties: {
             document: { type: 'object', description: 'the next version (docs/policies.md)' },
-            signatures: {
-              type: 'array',
-              maxItems: 1000,
-              items: {
-                type: 'object',
-                additionalProperties: false,
-                required: ['principal', 'signature'],
-                properties: {
-                  principal: { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' },
-                  signature: {
-                    type: 'string',
-                    pattern: '^[A-Za-z0-9+/]*={0,2}$',
-                    maxLength: 200,
-                    description: 'base64 signature over "tkms/governance/v1\\n" ‖ hash(document)',
-                  },
-                },
-              },
-            },
+            signatures: governanceSignaturesSchema,
           },
         },
         response: responses(200, {
