@@ -5,7 +5,7 @@
  */
 import type { AbstractLevel } from 'abstract-level';
 import { KmsError, StateError } from '../protocol/errors.ts';
-import type { KeySpecName } from '../protocol/suites.ts';
+import { KEY_SPEC_REGISTRY, type KeySpecName, type KeyUsage } from '../protocol/suites.ts';
 import type { KeyState } from '../protocol/key-states.ts';
 import type { EpochInfo } from './cluster.ts';
 
@@ -13,6 +13,8 @@ export type KeyRecord = {
   readonly keyId: string;
   readonly alias: string | null;
   readonly keySpec: KeySpecName;
+  /** SIGN_VERIFY or ENCRYPT_DECRYPT (issue 15); fixed by the key spec, absent on older records. */
+  readonly keyUsage?: KeyUsage;
   readonly state: KeyState;
   readonly description?: string;
   readonly createdAt: string;
@@ -30,6 +32,7 @@ export type KeyView = {
   keyId: string;
   alias: string | null;
   keySpec: KeySpecName;
+  keyUsage: KeyUsage;
   state: KeyState;
   threshold: number;
   participants: string[];
@@ -46,6 +49,7 @@ export function keyView(r: KeyRecord): KeyView {
     keyId: r.keyId,
     alias: r.alias,
     keySpec: r.keySpec,
+    keyUsage: r.keyUsage ?? KEY_SPEC_REGISTRY[r.keySpec].usage,
     state: r.state,
     threshold: e?.threshold ?? r.threshold,
     participants: [...(e?.participants ?? r.participants)],

@@ -19,7 +19,7 @@ import {
   type StateChange,
 } from '../protocol/key-states.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
-import { KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import { ALL_KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
 import {
   type Governance,
   type GovernanceSignature,
@@ -99,7 +99,7 @@ const sessionSpec = {
     kind: { enum: ['dkg', 'refresh', 'reshare', 'repair'] },
     sessionId: id,
     keyId: id,
-    keySpec: { enum: KEY_SPECS },
+    keySpec: { enum: ALL_KEY_SPECS },
     epoch,
     threshold: { type: 'integer', minimum: 1, maximum: 1000 },
     participants: nodeList,

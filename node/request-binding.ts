@@ -10,7 +10,7 @@
 import { Ajv } from 'ajv';
 import { KmsError } from '../protocol/errors.ts';
 import type { StateChange } from '../protocol/key-states.ts';
-import { KEY_SPECS } from '../protocol/suites.ts';
+import { ALL_KEY_SPECS, KEY_SPEC_REGISTRY, KEY_USAGES } from '../protocol/suites.ts';
 import type { Operation } from '../policy/policy-rule.ts';
 import type { SessionSpec } from '../net/rpc.ts';
 
@@ -65,7 +65,8 @@ const bodies = {
   create: ajv.compile(
     closed(
       {
-        keySpec: { enum: KEY_SPECS },
+        keySpec: { enum: ALL_KEY_SPECS },
+        keyUsage: { enum: KEY_USAGES },
         threshold,
         participants,
         alias: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_.-]{0,127}$' },
@@ -160,6 +161,10 @@ export function bindRequest(
     }
     const b = body(req.body, bodies.create, 'create-key');
     if (b['keySpec'] !== s.keySpec) mismatch(`key spec ${b['keySpec']}, not ${s.keySpec}`);
+    // A key has one usage, fixed by its spec (issue 15): the signed request must not ask another.
+    const usage = b['keyUsage'] ?? 'SIGN_VERIFY';
+    if (KEY_SPEC_REGISTRY[s.keySpec].usage !== usage)
+      mismatch(`key usage ${usage} for key spec ${s.keySpec}`);
     if (b['threshold'] !== s.threshold) mismatch(`threshold ${b['threshold']}, not ${s.threshold}`);
     const p = b['participants'];
     if (Array.isArray(p) && !sameSet(p, s.participants)) mismatch('another committee');

@@ -17,6 +17,7 @@ import type { CommitAnswer, RpcRequest, ShareAnswer } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { ActiveKey } from './active-keys.ts';
 import { assertConfirmed } from './key-confirmation.ts';
+import { assertKeyUsage } from '../protocol/suites.ts';
 import type { NodeContext } from './node-context.ts';
 import type { NonceTable } from './nonces.ts';
 import type { Authorized } from './request-guard.ts';
@@ -68,6 +69,8 @@ export class Signing {
       assertConfirmed(k);
     }
     const a = await this.#c.keys.active(keyId);
+    // An encryption key (TDH2_RISTRETTO255) never makes a nonce nor a signature share (issue 15).
+    assertKeyUsage(a.spec.name, 'SIGN_VERIFY');
     if (a.state !== 'Enabled') throw new StateError('InvalidKeyState', `key ${keyId} is ${a.state}`);
     assertConfirmed({ keyId, unconfirmed: a.unconfirmed });
     if (a.record.epoch !== epoch) {

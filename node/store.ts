@@ -44,7 +44,7 @@ import { InfraError, StateError } from '../protocol/errors.ts';
 import type { Epoch, KeyId, SessionId } from '../protocol/ids.ts';
 import { type PublicPackageHex, publicFromHex } from '../protocol/packages.ts';
 import { NODE_KEY_STATES, type NodeKeyState } from '../protocol/key-states.ts';
-import { KEY_SPECS, type KeySpecName, keySpec } from '../protocol/suites.ts';
+import { ALL_KEY_SPECS, type KeySpecName, keySpec } from '../protocol/suites.ts';
 import { certFromHex } from '../net/certificate.ts';
 import type { ScopeTombstones } from './sealer.ts';
 import { levelSealerKeyStore, type SealerKeyStore } from './sealer-software.ts';
@@ -171,7 +171,7 @@ function isEpochNum(v: unknown): v is number {
 }
 
 function isKeySpec(v: unknown): v is KeySpecName {
-  return typeof v === 'string' && (KEY_SPECS as readonly string[]).includes(v);
+  return typeof v === 'string' && (ALL_KEY_SPECS as readonly string[]).includes(v);
 }
 
 function validCertificate(v: unknown): v is StoredCertificate {

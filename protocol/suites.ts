@@ -18,7 +18,22 @@ export const KEY_SPECS = [
   'FROST_RISTRETTO255',
   'FROST_ED448',
 ] as const;
-export type KeySpecName = (typeof KEY_SPECS)[number];
+/**
+ * Key specs of encryption keys (issue 15): not signing suites. TDH2_RISTRETTO255 keys are made,
+ * refreshed, reshared and repaired by the ristretto255 FROST machinery (same group, identifiers
+ * and packages as FROST_RISTRETTO255); their shares only ever make TDH2 decryption shares
+ * (protocol/tdh2.ts), never signature shares.
+ */
+export const ENCRYPTION_KEY_SPECS = ['TDH2_RISTRETTO255'] as const;
+/** Every key spec the API accepts: the signing suites (`KEY_SPECS`) and the encryption ones. */
+export const ALL_KEY_SPECS = [...KEY_SPECS, ...ENCRYPTION_KEY_SPECS] as const;
+export type KeySpecName = (typeof ALL_KEY_SPECS)[number];
+/** The FROST signing suites only. */
+export type SigningKeySpecName = (typeof KEY_SPECS)[number];
+
+/** What a key is for (AWS KMS `KeyUsage`): a key has exactly one, fixed by its key spec. */
+export const KEY_USAGES = ['SIGN_VERIFY', 'ENCRYPT_DECRYPT'] as const;
+export type KeyUsage = (typeof KEY_USAGES)[number];
 
 export type PublicKeyEncoding =
   | 'ed25519' // RFC 8032 32-byte point
@@ -35,6 +50,8 @@ export type SignatureEncoding =
 
 export type KeySpec = {
   readonly name: KeySpecName;
+  /** SIGN_VERIFY for FROST suites; ENCRYPT_DECRYPT keys never sign (and signing keys never decrypt). */
+  readonly usage: KeyUsage;
   /** noble's RFC 9591 implementation of this suite. */
   readonly frost: FROST;
   /** The suite's group: point decoding, arithmetic and its scalar field (`Point.Fn`). */
@@ -57,6 +74,7 @@ export type KeySpec = {
 export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
   FROST_ED25519: {
     name: 'FROST_ED25519',
+    usage: 'SIGN_VERIFY',
     Point: ed25519.Point as unknown as FROSTPointConstructor<any>,
     frost: ed25519_FROST,
     curve: 'ed25519',
@@ -72,6 +90,7 @@ export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
   },
   FROST_SECP256K1_TR: {
     name: 'FROST_SECP256K1_TR',
+    usage: 'SIGN_VERIFY',
     Point: secp256k1.Point as unknown as FROSTPointConstructor<any>,
     frost: schnorr_FROST,
     curve: 'secp256k1',
@@ -87,6 +106,7 @@ export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
   },
   FROST_SECP256K1: {
     name: 'FROST_SECP256K1',
+    usage: 'SIGN_VERIFY',
     Point: secp256k1.Point as unknown as FROSTPointConstructor<any>,
     frost: secp256k1_FROST,
     curve: 'secp256k1',
@@ -102,6 +122,7 @@ export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
   },
   FROST_P256: {
     name: 'FROST_P256',
+    usage: 'SIGN_VERIFY',
     Point: p256.Point as unknown as FROSTPointConstructor<any>,
     frost: p256_FROST,
     curve: 'p256',
@@ -117,6 +138,7 @@ export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
   },
   FROST_RISTRETTO255: {
     name: 'FROST_RISTRETTO255',
+    usage: 'SIGN_VERIFY',
     Point: ristretto255.Point as unknown as FROSTPointConstructor<any>,
     frost: ristretto255_FROST,
     curve: 'ristretto255',
@@ -132,6 +154,7 @@ export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
   },
   FROST_ED448: {
     name: 'FROST_ED448',
+    usage: 'SIGN_VERIFY',
     Point: ed448.Point as unknown as FROSTPointConstructor<any>,
     frost: ed448_FROST,
     curve: 'ed448',
@@ -145,17 +168,46 @@ export const KEY_SPEC_REGISTRY: Readonly<Record<KeySpecName, KeySpec>> = {
     signatureLength: 114,
     vectorsDir: 'ed448',
   },
+  TDH2_RISTRETTO255: {
+    name: 'TDH2_RISTRETTO255',
+    usage: 'ENCRYPT_DECRYPT',
+    Point: ristretto255.Point as unknown as FROSTPointConstructor<any>,
+    // The DKG and key events of ristretto255 (RFC 9591 identifiers and packages); never signs.
+    frost: ristretto255_FROST,
+    curve: 'ristretto255',
+    hash: 'SHA-512',
+    contextString: 'FROST-RISTRETTO255-SHA512-v1',
+    scalarLength: 32,
+    elementLength: 32,
+    publicKeyEncoding: 'ristretto255',
+    publicKeyLength: 32,
+    // Not a signing suite: these describe nothing it produces (assertKeyUsage refuses signing).
+    signatureEncoding: 'rfc9591',
+    signatureLength: 64,
+    vectorsDir: 'ristretto255',
+  },
 };
 
 export function isKeySpecName(s: unknown): s is KeySpecName {
-  return typeof s === 'string' && (KEY_SPECS as readonly string[]).includes(s);
+  return typeof s === 'string' && (ALL_KEY_SPECS as readonly string[]).includes(s);
+}
+
+/**
+ * Refuses to use a key for what it is not for (AWS KMS InvalidKeyUsageException): signing with an
+ * ENCRYPT_DECRYPT key, decrypting with a SIGN_VERIFY key. Checked by the coordinator and each node.
+ */
+export function assertKeyUsage(spec: KeySpecName, usage: KeyUsage): void {
+  const has = KEY_SPEC_REGISTRY[spec].usage;
+  if (has !== usage) {
+    throw new KmsError('ValidationError', `InvalidKeyUsage: key spec ${spec} is for ${has}, not ${usage}`);
+  }
 }
 
 export function keySpec(name: string): KeySpec {
   if (!isKeySpecName(name)) {
     throw new KmsError(
       'ValidationError',
-      `unknown keySpec ${JSON.stringify(name)}; one of ${KEY_SPECS.join(', ')}`,
+      `unknown keySpec ${JSON.stringify(name)}; one of ${ALL_KEY_SPECS.join(', ')}`,
     );
   }
   return KEY_SPEC_REGISTRY[name];

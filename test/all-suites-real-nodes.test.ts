@@ -7,7 +7,7 @@
  * test/helpers/independent-verifiers.ts). The public key never changes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_SPEC_REGISTRY, KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import { KEY_SPEC_REGISTRY, KEY_SPECS, type SigningKeySpecName as KeySpecName } from '../protocol/suites.ts';
 import { startTestCoordinator, type TestCoordinator } from './helpers/coordinator.ts';
 import { VERIFIER_OF, verifyIndependently } from './helpers/independent-verifiers.ts';
 

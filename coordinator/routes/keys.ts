@@ -3,7 +3,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { KmsError } from '../../protocol/errors.ts';
-import { KEY_SPECS, type KeySpecName } from '../../protocol/suites.ts';
+import {
+  ALL_KEY_SPECS,
+  KEY_SPEC_REGISTRY,
+  KEY_USAGES,
+  type KeySpecName,
+  type KeyUsage,
+} from '../../protocol/suites.ts';
 import { canSeeKey } from '../auth.ts';
 import { KEY_ID_RE, type KeyRecord, keyView } from '../key-store.ts';
 import { transition } from '../lifecycle.ts';
@@ -32,6 +38,8 @@ import {
 
 type CreateBody = {
   keySpec: KeySpecName;
+  /** Default SIGN_VERIFY; ENCRYPT_DECRYPT needs key spec TDH2_RISTRETTO255 (issue 15). */
+  keyUsage?: KeyUsage;
   threshold: number;
   participants?: number | string[];
   alias?: string;
@@ -59,7 +67,8 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
           additionalProperties: false,
           required: ['keySpec', 'threshold'],
           properties: {
-            keySpec: { type: 'string', enum: [...KEY_SPECS] },
+            keySpec: { type: 'string', enum: [...ALL_KEY_SPECS] },
+            keyUsage: { type: 'string', enum: [...KEY_USAGES] },
             threshold,
             participants: participantsSpec,
             alias: { type: 'string', pattern: ALIAS },
@@ -77,6 +86,13 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
     if (b.alias !== undefined && KEY_ID_RE.test(b.alias.toLowerCase())) {
       throw new KmsError('ValidationError', 'alias must not look like a key id');
     }
+    const keyUsage = b.keyUsage ?? 'SIGN_VERIFY';
+    if (KEY_SPEC_REGISTRY[b.keySpec].usage !== keyUsage) {
+      throw new KmsError(
+        'ValidationError',
+        `key spec ${b.keySpec} is for ${KEY_SPEC_REGISTRY[b.keySpec].usage}, not keyUsage ${keyUsage}`,
+      );
+    }
     const participants = await chooseParticipants(ctx, b.participants, null);
     if (b.threshold > participants.length) {
       throw new KmsError(
@@ -92,6 +108,7 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
       keyId,
       alias: b.alias ?? null,
       keySpec: b.keySpec,
+      keyUsage,
       state: 'Creating',
       createdAt: new Date(ctx.clock.now()).toISOString(),
       threshold: b.threshold,

@@ -3,7 +3,7 @@
  * unknown or misspelt field is a 400 ValidationError, and binary values are strict even-length hex.
  * The OpenAPI document is generated from these (via @fastify/swagger).
  */
-import { KEY_SPECS } from '../../protocol/suites.ts';
+import { ALL_KEY_SPECS, KEY_USAGES } from '../../protocol/suites.ts';
 import { ROLES } from '../auth.ts';
 import { KEY_STATES, MAX_PENDING_WINDOW_DAYS, MIN_PENDING_WINDOW_DAYS } from '../lifecycle.ts';
 
@@ -75,7 +75,8 @@ export const keyObject = {
   properties: {
     keyId: { type: 'string', pattern: KEY_ID },
     alias: { type: ['string', 'null'] },
-    keySpec: { type: 'string', enum: [...KEY_SPECS] },
+    keySpec: { type: 'string', enum: [...ALL_KEY_SPECS] },
+    keyUsage: { type: 'string', enum: [...KEY_USAGES] },
     state: { type: 'string', enum: [...KEY_STATES] },
     threshold: { type: 'integer' },
     participants: { type: 'array', items: { type: 'string' } },

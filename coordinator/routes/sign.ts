@@ -9,7 +9,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { requestDigest } from '../../net/signed-request.ts';
 import { bytesToHex } from '../../protocol/bytes.ts';
 import { KmsError, ProtocolError } from '../../protocol/errors.ts';
-import { KEY_SPEC_REGISTRY, verifySignature } from '../../protocol/suites.ts';
+import { assertKeyUsage, KEY_SPEC_REGISTRY, verifySignature } from '../../protocol/suites.ts';
 import { transition } from '../lifecycle.ts';
 import {
   type AppContext,
@@ -73,6 +73,8 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
   async function signWith(req: OpRequest, keyId: string, message: Uint8Array) {
     return underKey(ctx, req, keyId, 'sign', async (rec) => {
       const info = rec.epochInfo!;
+      // An encryption key never signs (issue 15); each node refuses it too (node/signing.ts).
+      assertKeyUsage(rec.keySpec, 'SIGN_VERIFY');
       await auditDecision(ctx, req);
       const spec = KEY_SPEC_REGISTRY[rec.keySpec];
       const started = performance.now();
@@ -151,6 +153,7 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
     async (req) => {
       const rec = await visibleKey(ctx, req, req.params.keyId);
       transition(rec.state, 'verify');
+      assertKeyUsage(rec.keySpec, 'SIGN_VERIFY');
       const info = rec.epochInfo!;
       req.audit.epoch = info.epoch;
       const valid = verifySignature(

@@ -699,7 +699,7 @@ export async function ourRow(
 // Single-key baselines and primitives
 
 const singleKeySigners: Record<
-  KeySpecName,
+  Exclude<KeySpecName, 'TDH2_RISTRETTO255'>,
   { how: string; make: () => () => Uint8Array; verify: (sig: Uint8Array) => boolean }
 > = {
   FROST_ED25519: single(
@@ -748,6 +748,8 @@ function frostWhole(name: KeySpecName) {
 }
 
 export function singleKeySign(name: KeySpecName, iterations: number): SingleKeyRow {
+  // Encryption keys (TDH2_RISTRETTO255) do not sign.
+  if (name === 'TDH2_RISTRETTO255') throw new Error(`${name} is not a signing suite`);
   const s = singleKeySigners[name];
   const sign = s.make();
   if (!s.verify(sign())) throw new Error(`${name}: single-key signature does not verify`);

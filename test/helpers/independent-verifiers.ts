@@ -15,11 +15,11 @@ import { p256_FROST } from '@noble/curves/nist.js';
 import { secp256k1_FROST } from '@noble/curves/secp256k1.js';
 // The addon itself: the package's main entry would fall back to JavaScript (elliptic) silently.
 import libsecp256k1 from 'secp256k1/bindings.js';
-import type { KeySpecName } from '../../protocol/suites.ts';
+import type { KeySpecName, SigningKeySpecName } from '../../protocol/suites.ts';
 
 export type Verifier = 'openssl' | 'libsecp256k1' | 'noble-rfc9591';
 
-export const VERIFIER_OF: Record<KeySpecName, Verifier> = {
+export const VERIFIER_OF: Record<SigningKeySpecName, Verifier> = {
   FROST_ED25519: 'openssl',
   FROST_ED448: 'openssl',
   FROST_SECP256K1_TR: 'libsecp256k1',

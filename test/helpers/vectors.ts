@@ -105,6 +105,7 @@ export function suiteHashes(spec: KeySpec): {
   switch (spec.name) {
     case 'FROST_ED25519':
     case 'FROST_RISTRETTO255':
+    case 'TDH2_RISTRETTO255':
       return {
         H1: (m) => bytesToNumberLE(sha512(concatBytes(dst('rho'), m))) % order,
         H4: (m) => sha512(concatBytes(dst('msg'), m)),
