@@ -36,6 +36,7 @@ import {
   table,
   trustFor,
 } from './kms-client.ts';
+import { registerBackup } from './kms-backup.ts';
 import { registerGovernance } from './kms-governance.ts';
 import { verifyNodeAudits } from './kms-node-audit.ts';
 import { isPending, printPending, registerRequests, resolveKeyId } from './kms-requests.ts';
@@ -571,6 +572,7 @@ export function buildProgram(io: Io = stdio): Command {
 
   registerGovernance(program, ctx);
   registerRequests(program, ctx);
+  registerBackup(program, ctx);
 
   // ---- extension point --------------------------------------------------------------------
   // The `devnet` command group is registered here by scripts/devnet.ts (the lead's module):
