@@ -9,6 +9,15 @@
  * failed write throws InfraError('AuditWriteFailed') so the caller fails the request it audits.
  * Audit order is the sequence number, not the wall clock (F-32).
  *
+ * Group commit (issue 17): an append is chained in memory at once (sequence number and hash taken
+ * in call order) and queued; one LevelDB batch written with `sync: true` (one fdatasync) carries
+ * every record queued while the previous batch was on disk, and each append resolves only after the
+ * batch holding it is synced. A LevelDB batch is atomic and batches reach the log in order, so after
+ * a crash the log is a prefix of the chain that holds every record that was ever acknowledged.
+ * `head()` is the last synced record (what the log can vouch for); `tail()` the last chained one.
+ * Crash points (common/crash-points.ts): `audit.commit.before` a batch chained and queued, not yet
+ * written; `audit.commit.after` the batch synced, no append resolved yet.
+ *
  * Entries must be plain JSON (strings, finite numbers, booleans, null, arrays, objects) and must
  * never contain secrets: the log is stored unencrypted.
  */
@@ -16,6 +25,7 @@ import type { AbstractLevel } from 'abstract-level';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { InfraError } from '../protocol/errors.ts';
+import { crashPoint } from './crash-points.ts';
 
 export type AuditRecord = {
   readonly seq: number;
@@ -36,7 +46,9 @@ export const GENESIS_HASH = '0'.repeat(64);
 
 const ENC = { keyEncoding: 'utf8', valueEncoding: 'utf8' } as const;
 /** `sync` is classic-level's fsync-on-write option (not in abstract-level's types, hence a variable). */
-const SYNC_PUT = { ...ENC, sync: true };
+const SYNC_BATCH = { ...ENC, sync: true };
+/** At most this many records per synced batch (a burst larger than this takes several syncs). */
+const MAX_BATCH = 1024;
 const SEQ_DIGITS = 16;
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
@@ -111,20 +123,38 @@ function parseRecord(raw: string): AuditRecord | undefined {
 
 const logs = new WeakMap<object, Promise<AuditLog>>();
 
+/** A link of the chain: a record's sequence number and hash (`{0, GENESIS_HASH}` before record 1). */
+export type AuditLink = { seq: number; hash: string };
+
+/** An entry, or a function of the record it will follow (for entries that name their predecessor). */
+export type AuditEntry = Record<string, unknown> | ((prev: AuditLink) => Record<string, unknown>);
+
+type Queued = {
+  readonly key: string;
+  readonly value: string;
+  readonly record: AuditRecord;
+  readonly resolve: (r: AuditRecord) => void;
+  readonly reject: (e: unknown) => void;
+};
+
 export class AuditLog {
   readonly #db: AuditDb;
   readonly #now: () => Date;
-  #seq: number;
-  #head: string;
-  /** Appends run one at a time: each needs the previous record's hash. */
-  #tail: Promise<unknown> = Promise.resolve();
-  /** Set after a failed write: the in-memory head may no longer match disk, so refuse further appends. */
+  /** The last record known synced: what `head()` answers. */
+  #synced: AuditLink;
+  /** The last record chained (synced or queued): the next record's predecessor. */
+  #tail: AuditLink;
+  /** Chained records waiting for the next synced batch, in sequence order. */
+  #queue: Queued[] = [];
+  /** Whether a batch is being written (appends meanwhile wait for the next one). */
+  #flushing = false;
+  /** Set after a failed write: the in-memory chain may no longer match disk, so refuse further appends. */
   #broken = false;
 
   private constructor(db: AuditDb, seq: number, head: string, now: () => Date) {
     this.#db = db;
-    this.#seq = seq;
-    this.#head = head;
+    this.#synced = { seq, hash: head };
+    this.#tail = { seq, hash: head };
     this.#now = now;
   }
 
@@ -159,44 +189,80 @@ export class AuditLog {
     }
   }
 
-  /** The last sequence number and hash: an anchor for detecting truncation. */
-  head(): { seq: number; hash: string } {
-    return { seq: this.#seq, hash: this.#head };
+  /** The last synced sequence number and hash: an anchor for detecting truncation. */
+  head(): AuditLink {
+    return { ...this.#synced };
   }
 
-  /** Appends an entry; resolves once it is synced to disk. Throws InfraError('AuditWriteFailed'). */
-  append(entry: Record<string, unknown>): Promise<AuditRecord> {
-    const run = this.#tail.then(() => this.#append(entry));
-    this.#tail = run.catch(() => undefined);
-    return run;
+  /** The last chained record, synced or still waiting for its batch (>= `head()`). */
+  tail(): AuditLink {
+    return { ...this.#tail };
   }
 
-  async #append(entry: Record<string, unknown>): Promise<AuditRecord> {
+  /**
+   * Appends an entry; resolves once the batch holding it is synced to disk. The record's place in
+   * the chain is fixed by call order, synchronously. Rejects with InfraError('AuditWriteFailed').
+   */
+  append(entry: AuditEntry): Promise<AuditRecord> {
     if (this.#broken) {
-      throw new InfraError('AuditWriteFailed', 'audit log: a previous write failed; reopen the store');
+      return Promise.reject(
+        new InfraError('AuditWriteFailed', 'audit log: a previous write failed; reopen the store'),
+      );
     }
-    const seq = this.#seq + 1;
+    const prev = this.#tail;
+    const seq = prev.seq + 1;
     const time = this.#now().toISOString();
     let hash: string;
     let value: string;
+    let stored: Record<string, unknown>;
     try {
-      hash = auditHash(this.#head, seq, time, entry);
+      const e = typeof entry === 'function' ? entry({ ...prev }) : entry;
+      hash = auditHash(prev.hash, seq, time, e);
       // Store a canonical copy so what is read back is exactly what was hashed.
-      value = canonicalJson({ seq, time, prevHash: this.#head, hash, entry });
+      value = canonicalJson({ seq, time, prevHash: prev.hash, hash, entry: e });
+      stored = JSON.parse(value).entry;
     } catch (e) {
-      throw new InfraError('AuditWriteFailed', 'audit log: entry is not plain JSON', { cause: e });
+      // Nothing chained: a rejected entry does not consume a sequence number.
+      return Promise.reject(
+        new InfraError('AuditWriteFailed', 'audit log: entry is not plain JSON', { cause: e }),
+      );
     }
-    const record: AuditRecord = { seq, time, prevHash: this.#head, hash, entry: JSON.parse(value).entry };
-    try {
-      await this.#db.put(seqKey(seq), value, SYNC_PUT);
-    } catch (e) {
-      // We cannot know whether the record reached disk; stop appending rather than fork the chain.
-      this.#broken = true;
-      throw new InfraError('AuditWriteFailed', 'audit log: write failed', { cause: e });
+    this.#tail = { seq, hash };
+    const record: AuditRecord = { seq, time, prevHash: prev.hash, hash, entry: stored };
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#queue.push({ key: seqKey(seq), value, record, resolve, reject });
+      if (!this.#flushing) {
+        this.#flushing = true;
+        // A microtask, not a timer: appends made in the same tick join the first batch, and a lone
+        // append waits for nothing but its own sync.
+        queueMicrotask(() => void this.#flush());
+      }
+    });
+  }
+
+  /** Writes queued records, one synced batch at a time, until the queue is empty. */
+  async #flush(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_BATCH);
+      crashPoint('audit.commit.before');
+      try {
+        await this.#db.batch(
+          batch.map((q) => ({ type: 'put' as const, key: q.key, value: q.value })),
+          SYNC_BATCH,
+        );
+      } catch (e) {
+        // We cannot know whether the batch reached disk; stop appending rather than fork the chain.
+        this.#broken = true;
+        const err = new InfraError('AuditWriteFailed', 'audit log: write failed', { cause: e });
+        for (const q of [...batch, ...this.#queue.splice(0)]) q.reject(err);
+        break;
+      }
+      crashPoint('audit.commit.after');
+      const last = batch[batch.length - 1]!.record;
+      this.#synced = { seq: last.seq, hash: last.hash };
+      for (const q of batch) q.resolve(q.record);
     }
-    this.#seq = seq;
-    this.#head = hash;
-    return record;
+    this.#flushing = false;
   }
 
   /**

@@ -22,6 +22,9 @@
  *   ran the session, no commit-epoch / retire sent; `coordinator.event.after-commit` members
  *   committed, the key store not yet written; `coordinator.sign.after-commit` commitments
  *   collected, no share asked; `coordinator.sign.after-share` shares collected, not aggregated.
+ * - any process's audit log (common/audit-log.ts, group commit): `audit.commit.before` records
+ *   chained and queued, their batch not written; `audit.commit.after` the batch synced, none of
+ *   its appends answered yet (test/audit-log.test.ts).
  */
 const enabled = process.env.KMS_ENABLE_CRASH_POINTS === '1';
 const points = new Set((process.env.KMS_CRASH_AT ?? '').split(',').filter((s) => s.length > 0));

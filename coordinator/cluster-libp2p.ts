@@ -67,7 +67,7 @@ export class Libp2pCluster implements Cluster {
     return this.#n.statuses();
   }
 
-  sign(req: { key: EpochInfo; message: Uint8Array; auth?: AuthorizationWire }): Promise<SignResult> {
+  sign(req: Parameters<Cluster['sign']>[0]): Promise<SignResult> {
     return this.#signer.sign(req);
   }
 
@@ -98,6 +98,7 @@ export class Libp2pCluster implements Cluster {
     auth?: AuthorizationWire;
   }): Promise<EpochInfo> {
     const { k } = await this.#sync.sync(req.key, true);
+      ...(req.merkleRoot ? { merkleRoot: req.merkleRoot.toLowerCase() } : {}),
     const session: SessionSpec = {
       kind: 'refresh',
       sessionId: randomUUID(),
@@ -143,6 +144,7 @@ export class Libp2pCluster implements Cluster {
     const { k } = await this.#sync.sync(req.key, true);
     if (!k.participants.includes(req.participant)) {
       throw new KmsError('ValidationError', `${req.participant} is not in the committee of key ${k.keyId}`);
+      ...(req.custody ? { chainCode: req.custody.chainCode, merkleRoot: req.custody.merkleRoot } : {}),
     }
     const others = k.participants.filter((p) => p !== req.participant);
     const helpers = await this.#n.pickReachable(others, k.threshold);

@@ -14,6 +14,7 @@ import type { GovernanceSignature } from '../policy/governance.ts';
 import type { Blame, ErrorCode } from '../protocol/errors.ts';
 import type { KeyState, NodeKeyState, SettableKeyState, StateChange } from '../protocol/key-states.ts';
 import type { KeySpecName } from '../protocol/suites.ts';
+import type { RequestedTweak, SigningTweak } from '../protocol/key-tweak.ts';
 
 export type {
   AuditAnswer,
@@ -93,6 +94,12 @@ export type EpochInfo = {
 };
 
 export type SignResult = {
+/** A sign request's tweak (issue 14): as asked (for the nodes) and as resolved here (for the aggregate). */
+export type ClusterSignTweak = {
+  readonly requested: RequestedTweak;
+  readonly signing: SigningTweak | undefined;
+};
+
   readonly signature: Uint8Array;
   /** Node ids whose shares made the signature. */
   readonly signers: readonly string[];
@@ -137,8 +144,19 @@ export interface Cluster {
     progress?: ProgressFn;
     auth?: AuthorizationWire;
   }): Promise<EpochInfo>;
+    /** Issue 14: the FROST_SECP256K1_TR merkle root of the signed body (hex), each member checks it. */
+    merkleRoot?: string | null;
   /** Signs with t reachable members of the current epoch, excluding and retrying around failures. */
-  sign(req: { key: EpochInfo; message: Uint8Array; auth?: AuthorizationWire }): Promise<SignResult>;
+  sign(req: {
+    key: EpochInfo;
+    message: Uint8Array;
+    auth?: AuthorizationWire;
+    /**
+     * Issue 14: the derivation path and Taproot tweak the client asked for (sent to the nodes, each
+     * resolves it itself) and the tweak this coordinator resolved from its record (to aggregate).
+     */
+    tweak?: ClusterSignTweak;
+  }): Promise<SignResult>;
   /** Same committee and threshold, fresh shares: the next epoch. */
   refresh(req: { key: EpochInfo; progress?: ProgressFn; auth?: AuthorizationWire }): Promise<EpochInfo>;
   /** New committee and/or threshold; the old threshold is `key.threshold`, never inferred. */
@@ -149,6 +167,8 @@ export interface Cluster {
     progress?: ProgressFn;
     auth?: AuthorizationWire;
   }): Promise<EpochInfo>;
+    /** Issue 14: the key's custody data, carried to joining members (dealers check it). */
+    custody?: { chainCode: string; merkleRoot: string | null };
   /**
    * Rebuilds the share of `participant` (a committee member that lost it) from t helpers, at the
    * same epoch: the answer is the key's current EpochInfo, unchanged.

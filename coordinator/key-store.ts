@@ -8,6 +8,7 @@ import { KmsError, StateError } from '../protocol/errors.ts';
 import { KEY_SPEC_REGISTRY, type KeySpecName, type KeyUsage } from '../protocol/suites.ts';
 import type { KeyState } from '../protocol/key-states.ts';
 import type { EpochInfo } from './cluster.ts';
+import { type TaprootView, apiPublicKey, taprootView } from './custody.ts';
 
 export type KeyRecord = {
   readonly keyId: string;
@@ -25,6 +26,13 @@ export type KeyRecord = {
   readonly participants: readonly string[];
   /** The agreed public epoch description; null until DKG commits. */
   readonly epochInfo: EpochInfo | null;
+  /**
+   * Custody (issue 14, coordinator/custody.ts): the chain code (hex, fixed at the DKG; absent on keys
+   * created before it existed, which also marks a Taproot key whose stored element is not the
+   * internal key) and the FROST_SECP256K1_TR merkle root (hex; null or absent = key path only).
+   */
+  readonly chainCode?: string;
+  readonly merkleRoot?: string | null;
 };
 
 /** The API's key object (issue 5). */
@@ -37,7 +45,10 @@ export type KeyView = {
   threshold: number;
   participants: string[];
   epoch: number | null;
+  /** FROST_SECP256K1_TR: the BIP341 output key (x-only), with the key's merkle root if any. */
   publicKey: string | null;
+  /** FROST_SECP256K1_TR keys with custody data (issue 14): internal and output key, merkle root. */
+  taproot?: TaprootView;
   createdAt: string;
   description?: string;
   deletionDate?: string;
@@ -45,6 +56,7 @@ export type KeyView = {
 
 export function keyView(r: KeyRecord): KeyView {
   const e = r.epochInfo;
+  const taproot = taprootView(r);
   return {
     keyId: r.keyId,
     alias: r.alias,
@@ -54,7 +66,8 @@ export function keyView(r: KeyRecord): KeyView {
     threshold: e?.threshold ?? r.threshold,
     participants: [...(e?.participants ?? r.participants)],
     epoch: e?.epoch ?? null,
-    publicKey: e?.publicKey ?? null,
+    publicKey: apiPublicKey(r),
+    ...(taproot === undefined ? {} : { taproot }),
     createdAt: r.createdAt,
     ...(r.description === undefined ? {} : { description: r.description }),
     ...(r.deletionDate === undefined ? {} : { deletionDate: r.deletionDate }),

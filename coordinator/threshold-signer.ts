@@ -15,7 +15,7 @@ import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
-import type { EpochInfo, SignResult } from './cluster.ts';
+import type { ClusterSignTweak, EpochInfo, SignResult } from './cluster.ts';
 import type { EpochSync } from './epoch-sync.ts';
 import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
 import { isRefusal, refusalError } from './node-refusal.ts';
@@ -36,7 +36,12 @@ export class ThresholdSigner {
    * member that refuses it is left out without blame; when too few members remain, the refusal is
    * the answer (node-refusal.ts).
    */
-  async sign(req: { key: EpochInfo; message: Uint8Array; auth?: AuthorizationWire }): Promise<SignResult> {
+  async sign(req: {
+    key: EpochInfo;
+    message: Uint8Array;
+    auth?: AuthorizationWire;
+    tweak?: ClusterSignTweak;
+  }): Promise<SignResult> {
     let { k, pub } = await this.#sync.sync(req.key);
     const spec = keySpec(k.keySpec);
     const excluded: Blame[] = [];
@@ -65,7 +70,7 @@ export class ThresholdSigner {
       }
       // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
       const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
-      const attempt = await this.#once(spec, k, pub, signers, req.message, req.auth);
+      const attempt = await this.#once(spec, k, pub, signers, req.message, req.auth, req.tweak);
       // Verified by the aggregate under pub.commitments[0], which #sync proved against k.groupElement.
       if ('signature' in attempt) return { signature: attempt.signature, signers, excluded, verified: true };
       if ('refused' in attempt) {
@@ -113,6 +118,7 @@ export class ThresholdSigner {
     signers: string[],
     message: Uint8Array,
     auth: AuthorizationWire | undefined,
+    tweak: ClusterSignTweak | undefined,
   ): Promise<
     { signature: Uint8Array } | { blame: Blame[] } | { refused: { node: string; err: KmsError }[] }
   > {
@@ -127,6 +133,8 @@ export class ThresholdSigner {
             keyId: k.keyId,
             epoch: k.epoch,
             ...(auth === undefined ? {} : { auth }),
+            // Issue 14: what the client asked; each node resolves it against the signed body itself.
+            ...(tweak === undefined ? {} : { tweak: tweak.requested }),
           },
           this.#n.signTimeoutMs,
         ),
@@ -195,8 +203,9 @@ export class ThresholdSigner {
         public: pub,
         epoch: k.epoch,
         message,
-        // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
-        tweak: defaultSigningTweak(spec),
+        // The key resolved from this coordinator's record (coordinator/custody.ts); by default, for
+        // FROST_SECP256K1_TR, the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+        tweak: tweak === undefined ? defaultSigningTweak(spec) : tweak.signing,
         commitments: decoded as DecodedCommitment[],
         shares: Object.fromEntries(
           shares.map((s, i) => [

@@ -18,6 +18,7 @@ import {
   type SettableKeyState,
   type StateChange,
 } from '../protocol/key-states.ts';
+import type { RequestedTweak } from '../protocol/key-tweak.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
 import { ALL_KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
 import {
@@ -90,6 +91,13 @@ export type SessionSpec = {
   oldPublic?: PublicPackageHex;
   /** Repair: the member whose share is rebuilt. */
   target?: string;
+  /**
+   * Custody (issue 14). DKG: the FROST_SECP256K1_TR merkle root of the signed CreateKey body (each
+   * member checks it against the body). Reshare: the key's chain code and merkle root, which
+   * dealers check against their own and joining members store (node/sign-tweak.ts).
+   */
+  merkleRoot?: string | null;
+  chainCode?: string;
 };
 const sessionSpec = {
   type: 'object',
@@ -109,6 +117,9 @@ const sessionSpec = {
     dealers: nodeList,
     oldPublic: publicPackage,
     target: nodeId,
+    // Custody (issue 14).
+    merkleRoot: { oneOf: [{ type: 'null' }, { type: 'string', pattern: '^[0-9a-f]{64}$' }] },
+    chainCode: { type: 'string', pattern: '^[0-9a-f]{64}$' },
   },
 } as const;
 
@@ -118,6 +129,16 @@ const sessionSpec = {
  * once the node has a governance document installed.
  */
 const authorization = authorizationSchema;
+
+// ---- custody (issue 14): the tweak a sign request asks for (protocol/key-tweak.ts RequestedTweak) ----
+const requestedTweak = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    derivationPath: { type: 'string', pattern: '^m(/[0-9]{1,10})*$', maxLength: 512 },
+    taprootTweak: { enum: ['keyPath', 'none'] },
+  },
+} as const;
 
 /** Longest page of the `audit` answer (records are small; a page stays far below a frame). */
 export const MAX_AUDIT_PAGE = 500;
@@ -161,7 +182,15 @@ export type RpcRequest =
       transcriptHash: string;
       sessionId: string;
     }
-  | { op: 'sign-commit'; sessionId: string; keyId: string; epoch: number; auth?: AuthorizationWire }
+  | {
+      op: 'sign-commit';
+      sessionId: string;
+      keyId: string;
+      epoch: number;
+      auth?: AuthorizationWire;
+      /** Custody (issue 14): the derivation path and Taproot tweak the signed request asks for. */
+      tweak?: RequestedTweak;
+    }
   /**
    * The coordinator gave up this signing attempt (it starts another for the same request): the
    * node discards the attempt's open nonce, never to be used, instead of holding it until its TTL.
@@ -235,7 +264,11 @@ const rpcSchema = {
       },
       ['keyId', 'epoch', 'public', 'certificate', 'transcriptHash', 'sessionId'],
     ),
-    req('sign-commit', { sessionId: id, keyId: id, epoch }, ['sessionId', 'keyId', 'epoch']),
+    req('sign-commit', { sessionId: id, keyId: id, epoch, tweak: requestedTweak }, [
+      'sessionId',
+      'keyId',
+      'epoch',
+    ]),
     req('sign-abort', { sessionId: id }, ['sessionId']),
     req('sign-review', { keyId: id }, ['keyId']),
     req(

@@ -355,7 +355,7 @@ class NodeDaemon {
     'abort-epoch': (req) => this.#events.abortEpoch(req.keyId, req.epoch),
     'confirm-key': (req) => confirmKey(this.#ctx, req),
     retire: (req) => this.#events.retire(req),
-    'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch, req.auth),
+    'sign-commit': (req) => this.#signing.commit(req.sessionId, req.keyId, req.epoch, req.auth, req.tweak),
     'sign-abort': async (req) => this.#signing.abort(req.sessionId),
     'sign-review': (req) => this.#signing.review(req),
     'sign-share': (req) => this.#metrics.observeSession('sign', this.#signing.share(req)),

@@ -24,6 +24,7 @@ import { certFromHex, certToHex } from '../net/certificate.ts';
 import type { Confirmations, OkAnswer, RpcRequest, SessionAnswer, SessionSpec } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import { assertConfirmed } from './key-confirmation.ts';
+import { dkgCustody } from './sign-tweak.ts';
 import { type NodeContext, participantOf, shareCtx } from './node-context.ts';
 import { destroyEpochScopes } from './scope-cleanup.ts';
 import type { SessionMember, SessionRunner } from './session-runner.ts';
@@ -180,7 +181,19 @@ export class KeyEvents {
           participants: ctx.members.map((m) => m.participant),
           threshold: s.threshold,
         });
+        if ((s.merkleRoot ?? null) !== null && spec.name !== 'FROST_SECP256K1_TR') {
+          throw new KmsError(
+            'ValidationError',
+            `merkleRoot applies to FROST_SECP256K1_TR keys only, not ${spec.name}`,
+          );
+        }
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
+        // Issue 14: the chain code (over the agreed outcome) and the signed merkle root, stored
+        // before the epoch activates, so the key never signs without them.
+        await this.#c.store.putCustody(
+          s.keyId,
+          dkgCustody(spec, res.groupElement, res.transcriptHash, s.merkleRoot ?? null),
+        );
         const cert = toCertificate(spec, 'dkg', s, res.transcriptHash, res.groupElement, res.confirmations);
         return this.#activate(spec, s, cert, res.key.public);
       }
@@ -201,6 +214,7 @@ export class KeyEvents {
         const dealer = (s.dealers ?? []).includes(this.#c.cfg.nodeId);
         const old = dealer ? await this.#c.keys.active(s.keyId) : undefined;
         if (old) this.#checkOldEpoch(s, old.record.epoch);
+        const joinCustody = await this.#reshareCustody(s);
         if (!s.oldPublic || s.oldThreshold === undefined || s.oldEpoch === undefined || !s.dealers) {
           throw new KmsError(
             'ValidationError',
@@ -231,11 +245,32 @@ export class KeyEvents {
           crashPoint('reshare.dealt');
           return { dealt: true } as const;
         }
+        if (joinCustody) await this.#c.store.putCustody(s.keyId, joinCustody);
         return this.#activate(spec, s, res.certificate, res.public);
       }
       case 'repair':
         return this.#repair(spec, s, ctx, common);
     }
+  }
+
+  /**
+   * Issue 14: a reshare carries the key's custody data (chain code, merkle root). A member that
+   * holds it refuses another; a joining member keeps it (returned, stored before activation).
+   */
+  async #reshareCustody(
+    s: SessionSpec,
+  ): Promise<{ chainCode: string; merkleRoot: string | null } | undefined> {
+    if (s.chainCode === undefined) return undefined;
+    const carried = { chainCode: s.chainCode, merkleRoot: s.merkleRoot ?? null };
+    const mine = await this.#c.store.getCustody(s.keyId);
+    if (mine === undefined) return carried;
+    if (mine.chainCode !== carried.chainCode || mine.merkleRoot !== carried.merkleRoot) {
+      throw new KmsError(
+        'ValidationError',
+        `reshare of ${s.keyId} carries other custody data than this member holds`,
+      );
+    }
+    return undefined;
   }
 
   async #repair(

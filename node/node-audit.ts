@@ -5,6 +5,9 @@
  *   (node/request-guard.ts);
  * - a checkpoint record (`event: 'audit.head'`, the signed head of the record before it) is
  *   appended every `checkpointEvery` records and, when records were added, every `checkpointMs`;
+ *   it is chained right behind the record that triggers it, so both share one synced batch (the
+ *   log group-commits: concurrent requests' records share one fdatasync, each durable before the
+ *   request it audits is answered);
  * - the `audit` RPC answers a page and a freshly signed head of the current tail;
  * - refusals of requests that carry no valid signature are written one by one up to a budget per
  *   minute, then counted and written as one aggregate record, so a flood of junk cannot fill the
@@ -65,8 +68,11 @@ export class NodeAudit {
 
   /** Appends one record (synced); throws AuditWriteFailed so the caller fails what it audits. */
   async append(entry: Record<string, unknown>): Promise<AuditRecord> {
-    const r = await this.#log.append({ node: this.#nodeId, ...entry });
-    if (r.seq - this.#lastCheckpoint >= this.#every) await this.checkpoint();
+    const appended = this.#log.append({ node: this.#nodeId, ...entry });
+    // Chained now, behind this record, so it joins the same synced batch instead of a second one.
+    const checkpoint =
+      this.#log.tail().seq - this.#lastCheckpoint >= this.#every ? this.checkpoint() : undefined;
+    const [r] = await Promise.all([appended, checkpoint]);
     return r;
   }
 
@@ -105,23 +111,31 @@ export class NodeAudit {
 
   async #tick(): Promise<void> {
     if (this.#now() - this.#windowStart >= 60_000) await this.#flushSuppressed();
-    if (this.#log.head().seq > this.#lastCheckpoint) await this.checkpoint();
+    if (this.#log.tail().seq > this.#lastCheckpoint) await this.checkpoint();
   }
 
-  /** The current head, signed now with the node identity key. */
+  /** The current head (the last synced record), signed now with the node identity key. */
   signedHead(): SignedAuditHead {
-    const { seq, hash } = this.#log.head();
+    return this.#signed(this.#log.head());
+  }
+
+  #signed({ seq, hash }: { seq: number; hash: string }): SignedAuditHead {
     return signAuditHead(
       { nodeId: this.#nodeId, seq, hash, time: new Date(this.#now()).toISOString() },
       this.#sign,
     );
   }
 
-  /** Appends the signed head of the current tail as a checkpoint record. */
+  /**
+   * Appends a checkpoint: the signed head of the record right before it. That record may still be
+   * waiting for its sync; the checkpoint is in the same or a later batch, so it never reaches disk
+   * (nor resolves) without it.
+   */
   async checkpoint(): Promise<void> {
-    const head = this.signedHead();
-    this.#lastCheckpoint = head.seq + 1;
-    await this.#log.append({ node: this.#nodeId, event: AUDIT_HEAD_EVENT, ...head });
+    await this.#log.append((prev) => {
+      this.#lastCheckpoint = prev.seq + 1;
+      return { node: this.#nodeId, event: AUDIT_HEAD_EVENT, ...this.#signed(prev) };
+    });
   }
 
   /** The `audit` RPC: a page of records after `after` and the signed head of the tail. */
@@ -131,14 +145,18 @@ export class NodeAudit {
   ): Promise<{ records: AuditRecord[]; head: SignedAuditHead }> {
     // Cut at PAGE_BYTES so the answer fits one transport frame whatever the records hold.
     const all = await this.#log.list({ ...(after === undefined ? {} : { after }), limit });
+    // Signed after the read, and the page cut at it: a record LevelDB shows before its batch's sync
+    // is reported back is left for the next page, so the head is never behind the page.
+    const head = this.signedHead();
     const records: AuditRecord[] = [];
     let bytes = 0;
     for (const r of all) {
+      if (r.seq > head.seq) break;
       bytes += JSON.stringify(r).length;
       if (records.length > 0 && bytes > PAGE_BYTES) break;
       records.push(r);
     }
-    return { records, head: this.signedHead() };
+    return { records, head };
   }
 
   /** Newest-first records before `before` (for rebuilding the replay cache at start). */

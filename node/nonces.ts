@@ -9,7 +9,7 @@
 import type { Key } from '@noble/curves/abstract/frost.js';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import type { Epoch, ParticipantId } from '../protocol/ids.ts';
-import { defaultSigningTweak } from '../protocol/key-tweak.ts';
+import { type SigningTweak, defaultSigningTweak } from '../protocol/key-tweak.ts';
 import { type NonceState, type SigningCommitment, signerCommit, signerSign } from '../protocol/sign.ts';
 import type { KeySpec } from '../protocol/suites.ts';
 
@@ -79,6 +79,8 @@ export class NonceTable {
     req: {
       message: Uint8Array;
       commitments: { identifier: string; hiding: Uint8Array; binding: Uint8Array }[];
+      /** Issue 14: the key signed for (node/sign-tweak.ts); absent = the suite's default. */
+      tweak?: SigningTweak | undefined;
     },
   ): Uint8Array {
     const e = this.#entries.get(sessionId);
@@ -97,7 +99,7 @@ export class NonceTable {
     const out = signerSign(e.state, {
       message: req.message,
       // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
-      tweak: defaultSigningTweak(spec),
+      tweak: 'tweak' in req ? req.tweak : defaultSigningTweak(spec),
       commitments: req.commitments.map((c) => ({
         identifier: c.identifier as ParticipantId,
         hiding: c.hiding,

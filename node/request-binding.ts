@@ -9,6 +9,7 @@
  */
 import { Ajv } from 'ajv';
 import { KmsError } from '../protocol/errors.ts';
+import type { RequestedTweak } from '../protocol/key-tweak.ts';
 import type { StateChange } from '../protocol/key-states.ts';
 import { ALL_KEY_SPECS, KEY_SPEC_REGISTRY, KEY_USAGES } from '../protocol/suites.ts';
 import type { Operation } from '../policy/policy-rule.ts';
@@ -58,7 +59,14 @@ const ajv = new Ajv({ allErrors: false, strict: false });
 const bodies = {
   sign: ajv.compile(
     closed(
-      { message: { type: 'string', pattern: '^(?:[0-9a-fA-F]{2})*$', maxLength: 2 * MAX_MESSAGE_BYTES } },
+  /** Sign (issue 14): the derivation path and Taproot tweak the principal signed for (node/sign-tweak.ts). */
+  readonly tweak?: RequestedTweak;
+      {
+        message: { type: 'string', pattern: '^(?:[0-9a-fA-F]{2})*$', maxLength: 2 * MAX_MESSAGE_BYTES },
+        // Custody (issue 14): which key of the tree signs; resolved by the node (node/sign-tweak.ts).
+        derivationPath: { type: 'string', maxLength: 512 },
+        taprootTweak: { enum: ['keyPath', 'none'] },
+      },
       ['message'],
     ),
   ),
@@ -101,6 +109,8 @@ function body(
 ): Record<string, any> {
   // An empty body stands for `{}` (routes without a body: refresh, enable, ...).
   let v: unknown = {};
+        // Custody (issue 14): the Taproot script tree's merkle root.
+        merkleRoot: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
   if (bytes.length > 0) {
     try {
       v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -136,7 +146,12 @@ export function bindRequest(
     if (action !== 'sign') mismatch(`operation ${action}, not sign`);
     if (keyId !== g.keyId) mismatch(`key ${keyId}, not ${g.keyId}`);
     const b = body(req.body, bodies.sign, 'sign');
-    return { operation: 'Sign', keyId, message: new Uint8Array(Buffer.from(b['message'], 'hex')) };
+    const tweak: RequestedTweak = {
+      ...(b['derivationPath'] === undefined ? {} : { derivationPath: b['derivationPath'] }),
+      ...(b['taprootTweak'] === undefined ? {} : { taprootTweak: b['taprootTweak'] }),
+    };
+    const message = new Uint8Array(Buffer.from(b['message'], 'hex'));
+    return { operation: 'Sign', keyId, message, ...(Object.keys(tweak).length > 0 ? { tweak } : {}) };
   }
   if (g.rpc === 'set-state') {
     const { keyId, action } = keyAction(req);
@@ -206,6 +221,9 @@ export function bindRequest(
     mismatch(`a committee of ${p}, not ${s.participants.length}`);
   }
   if (p === undefined && !sameSet(oldCommittee, s.participants))
+    // Custody (issue 14): the merkle root the members store is the signed one.
+    const root = typeof b['merkleRoot'] === 'string' ? b['merkleRoot'].toLowerCase() : null;
+    if (root !== (s.merkleRoot ?? null)) mismatch(`merkle root ${root}, not ${s.merkleRoot ?? null}`);
     mismatch('another committee than the current one');
   return {
     operation: 'ReshareKey',

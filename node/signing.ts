@@ -21,6 +21,8 @@ import { assertKeyUsage } from '../protocol/suites.ts';
 import type { NodeContext } from './node-context.ts';
 import type { NonceTable } from './nonces.ts';
 import type { Authorized } from './request-guard.ts';
+import type { RequestedTweak, SigningTweak } from '../protocol/key-tweak.ts';
+import { resolveSigningTweak } from './sign-tweak.ts';
 
 /**
  * What a committed session may sign: the request the guard authorized at `sign-commit`, without
@@ -34,6 +36,8 @@ type Binding = {
 
 /** Bound on remembered sessions (the nonce table refuses long before: node/nonces.ts). */
 const MAX_BINDINGS = 100_000;
+/** How long an unsigned session (test fixtures without signed requests) keeps its tweak: the nonce TTL's order. */
+const TWEAK_TTL_MS = 120_000;
 /** Expired entries (sessions whose round two never came) are swept every this many commits. */
 const SWEEP_EVERY = 256;
 
@@ -42,6 +46,11 @@ export class Signing {
   readonly #nonces: NonceTable;
   /** sessionId -> the authorized request, kept with the session's nonce entry (until used or expired). */
   readonly #bindings = new Map<string, Binding>();
+  /**
+   * sessionId -> the key the session signs for (issue 14: derivation and Taproot tweak, resolved
+   * at sign-commit by node/sign-tweak.ts from this node's custody data and the signed body).
+   */
+  readonly #tweaks = new Map<string, { tweak: SigningTweak | undefined; until: number }>();
   #commits = 0;
 
   constructor(ctx: NodeContext, nonces: NonceTable) {
@@ -51,6 +60,7 @@ export class Signing {
 
   #sweep(nowMs: number): void {
     for (const [sid, b] of this.#bindings) if (b.until <= nowMs) this.#bindings.delete(sid);
+    for (const [sid, t] of this.#tweaks) if (t.until <= nowMs) this.#tweaks.delete(sid);
   }
 
   async #signable(keyId: string, epoch: number): Promise<ActiveKey> {
@@ -87,19 +97,35 @@ export class Signing {
     keyId: string,
     epoch: number,
     auth?: AuthorizationWire,
+    tweak?: RequestedTweak,
   ): Promise<CommitAnswer> {
     if (this.#bindings.has(sessionId)) {
       throw new KmsError('Conflict', `signing session ${sessionId} already committed on this node`);
     }
     const authorized = await this.#c.guard.authorize({ rpc: 'sign-commit', keyId }, auth);
     const { key, spec } = await this.#signable(keyId, epoch);
+    // Issue 14: which key of the tree signs, from this node's custody data and the SIGNED path and
+    // tweak (the coordinator's must equal them), refused before any nonce is made.
+    const signingTweak = await resolveSigningTweak(
+      this.#c.store,
+      spec,
+      keyId,
+      tweak,
+      authorized ? { tweak: authorized.tweak ?? {} } : undefined,
+    );
     const nowMs = this.#c.guard.nowMs();
     if (authorized) {
       if (++this.#commits % SWEEP_EVERY === 0 || this.#bindings.size >= MAX_BINDINGS) this.#sweep(nowMs);
       if (this.#bindings.size >= MAX_BINDINGS)
         throw new KmsError('Overloaded', 'too many open signing sessions');
     }
+    if (this.#tweaks.size >= MAX_BINDINGS) this.#sweep(nowMs);
+    if (this.#tweaks.size >= MAX_BINDINGS) throw new KmsError('Overloaded', 'too many open signing sessions');
     const commitments = this.#nonces.commit(spec, sessionId, keyId, epoch, key);
+    this.#tweaks.set(sessionId, {
+      tweak: signingTweak,
+      until: authorized ? authorized.expires * 1000 : nowMs + TWEAK_TTL_MS,
+    });
     if (authorized) {
       // Kept no longer than the signed request is valid: its share is refused after that anyway.
       const { message: _message, ...kept } = authorized;
@@ -116,6 +142,8 @@ export class Signing {
   async share(req: Extract<RpcRequest, { op: 'sign-share' }>): Promise<ShareAnswer> {
     const binding = this.#bindings.get(req.sessionId);
     this.#bindings.delete(req.sessionId);
+    const tweak = this.#tweaks.get(req.sessionId);
+    this.#tweaks.delete(req.sessionId);
     if (binding) await this.#checkBinding(binding, req);
     else if (this.#c.guard.required) {
       await this.#c.guard.refused({
@@ -139,6 +167,7 @@ export class Signing {
         hiding: fromHex(c.hiding, 'hiding commitment'),
         binding: fromHex(c.binding, 'binding commitment'),
       })),
+      ...(tweak ? { tweak: tweak.tweak } : {}),
     });
     crashPoint('sign.share.sent');
     return { share: toHex(share) };
@@ -161,6 +190,7 @@ export class Signing {
   /** `sign-abort`: the attempt is abandoned; its nonce is discarded unused (node/nonces.ts). */
   abort(sessionId: string): { ok: true; already?: true } {
     this.#bindings.delete(sessionId);
+    this.#tweaks.delete(sessionId);
     return this.#nonces.release(sessionId) ? { ok: true } : { ok: true, already: true };
   }
 

@@ -116,6 +116,16 @@ function validDealt(v: unknown): v is DealtRecord {
   );
 }
 
+function validCustody(v: unknown): v is { chainCode: string; merkleRoot: string | null } {
+  return (
+    isObj(v) &&
+    typeof v['chainCode'] === 'string' &&
+    /^[0-9a-f]{64}$/.test(v['chainCode']) &&
+    (v['merkleRoot'] === null ||
+      (typeof v['merkleRoot'] === 'string' && /^[0-9a-f]{64}$/.test(v['merkleRoot'])))
+  );
+}
+
 /** A sublevel of the store (any encodings), exposed for AuditLog and the software sealer. */
 type AnySublevel = AbstractLevel<any, any, any>;
 
@@ -1029,6 +1039,37 @@ export class NodeStore {
     return this.#serial(() =>
       this.#write(`dealt ${keyId}`, [{ type: 'del', sublevel: this.#meta, key: `dealt!${keyId}`, ...UTF8 }]),
     );
+  }
+
+  // ---- custody data (issue 14: chain code and Taproot merkle root, node/sign-tweak.ts) -------
+
+  /**
+   * The key's custody data (protocol/key-tweak.ts CustodyData, hex), synced. Written once when the
+   * key's first epoch is stored (DKG) or when this node joins the key by reshare; later key events
+   * keep it. Kept apart from the key record, whose shape the epoch transitions rewrite.
+   */
+  async putCustody(keyId: string, c: { chainCode: string; merkleRoot: string | null }): Promise<void> {
+    checkId('keyId', keyId);
+    if (!validCustody(c)) throw new InfraError('ValidationError', `custody data of ${keyId} is malformed`);
+    return this.#serial(() =>
+      this.#write(`custody ${keyId}`, [
+        { type: 'put', sublevel: this.#meta, key: `custody!${keyId}`, value: JSON.stringify(c), ...UTF8 },
+      ]),
+    );
+  }
+
+  async getCustody(keyId: string): Promise<{ chainCode: string; merkleRoot: string | null } | undefined> {
+    checkId('keyId', keyId);
+    return this.#read(`custody ${keyId}`, async () => {
+      const v = await this.#getJson(this.#meta, `custody!${keyId}`, `custody data ${keyId}`);
+      if (v === undefined) return undefined;
+      if (!validCustody(v)) {
+        throw new InfraError('StorageError', `custody data ${keyId} is corrupt`, {
+          details: { key: `meta!custody!${keyId}` },
+        });
+      }
+      return { chainCode: v.chainCode, merkleRoot: v.merkleRoot };
+    });
   }
 
   // ---- governance and deletion schedules (node/governance-store.ts, node/key-lifecycle.ts) --

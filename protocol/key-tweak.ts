@@ -25,7 +25,7 @@ import type { FrostPublic, FrostSecret } from '@noble/curves/abstract/frost.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToNumberBE } from '@noble/curves/utils.js';
 import { toHex } from './bytes.ts';
-import { type DerivationPath, derive } from './derivation.ts';
+import { type DerivationPath, derivable, derive, parsePath } from './derivation.ts';
 import { KmsError } from './errors.ts';
 import { type Backend, type Elem, type Group, groupOf } from './group.ts';
 import { type KeySpec, publicKeyFromGroupElement } from './suites.ts';
@@ -261,4 +261,86 @@ export function tweakPackageNoble(
     public: out,
     secret: { identifier: secret.identifier, signingShare: Fn.toBytes(s) } as FrostSecret,
   };
+}
+
+// ---- what a sign request asks for, and what a key's stored custody data makes of it ----
+
+export const TAPROOT_TWEAK_MODES = ['keyPath', 'none'] as const;
+export type TaprootTweakMode = (typeof TAPROOT_TWEAK_MODES)[number];
+
+/**
+ * The tweak a client asks for in a sign request (the API's `derivationPath` and `taprootTweak`,
+ * as signed): every signing node resolves it itself against its own stored custody data, never
+ * taking a tweak value from the coordinator.
+ */
+export type RequestedTweak = {
+  /** `m/0/5`: non-hardened (protocol/derivation.ts parsePath); absent or `m` = the key itself. */
+  readonly derivationPath?: string;
+  /** FROST_SECP256K1_TR only; absent = `keyPath`. */
+  readonly taprootTweak?: TaprootTweakMode;
+};
+
+/**
+ * A key's custody data, fixed at creation and kept by every member and the coordinator alike: the
+ * chain code (derivation.ts chainCodeFor over the DKG's group element and transcript hash) and,
+ * for FROST_SECP256K1_TR, the merkle root of the output's script tree (null: key path only). Its
+ * presence also says the stored group element of a Taproot key is the internal key (keys created
+ * before custody data existed have none: they sign as they always did, key path, empty root).
+ */
+export type CustodyData = {
+  readonly chainCode: Uint8Array;
+  readonly merkleRoot: Uint8Array | null;
+};
+
+/** Equal requests (absent fields at their defaults), so a node can compare the coordinator's with the signed one. */
+export function sameRequestedTweak(a: RequestedTweak | undefined, b: RequestedTweak | undefined): boolean {
+  const norm = (t: RequestedTweak | undefined) => ({
+    path: t?.derivationPath === undefined || t.derivationPath === 'm' ? 'm' : t.derivationPath,
+    tr: t?.taprootTweak ?? 'keyPath',
+  });
+  const x = norm(a);
+  const y = norm(b);
+  return x.path === y.path && x.tr === y.tr;
+}
+
+/**
+ * The SigningTweak of a request for a key with `custody` (undefined: created before custody data).
+ * The key's merkle root applies to the key-path spend of the key itself (path `m`); derived children
+ * are internal keys of key-path-only outputs (BIP86), as `tr(xpub/0/*)` describes them. Refuses
+ * (ValidationError) what the key cannot do: hardened or malformed paths, `taprootTweak` on a key
+ * that is not Taproot, derivation or `none` on a key without custody data.
+ */
+export function signingTweakFor(
+  spec: KeySpec,
+  custody: CustodyData | undefined,
+  req: RequestedTweak | undefined,
+): SigningTweak | undefined {
+  const path = req?.derivationPath === undefined ? [] : parsePath(req.derivationPath);
+  const mode = req?.taprootTweak;
+  if (mode !== undefined && !(TAPROOT_TWEAK_MODES as readonly string[]).includes(mode)) {
+    throw invalid(`taprootTweak: one of ${TAPROOT_TWEAK_MODES.join(', ')}`);
+  }
+  const tr = spec.name === 'FROST_SECP256K1_TR';
+  if (mode !== undefined && !tr) {
+    throw invalid(`taprootTweak applies to FROST_SECP256K1_TR keys only, not ${spec.name}`);
+  }
+  if (path.length > 0 && !derivable(spec)) {
+    throw invalid(`${spec.name} keys do not support derivation (secp256k1 and Ed25519 keys do)`);
+  }
+  if (custody === undefined) {
+    if (path.length > 0 || mode === 'none') {
+      throw invalid(
+        'this key was created before keys kept a chain code and their Taproot internal key: it signs ' +
+          'only with the key itself (Taproot: the key path without merkle root); create a new key',
+      );
+    }
+    return defaultSigningTweak(spec);
+  }
+  const derivation = path.length > 0 ? { chainCode: custody.chainCode, path } : undefined;
+  if (!tr) return derivation ? { derivation } : undefined;
+  const taproot: TaprootTweak =
+    mode === 'none'
+      ? { kind: 'none' }
+      : { kind: 'keyPath', merkleRoot: path.length > 0 ? null : custody.merkleRoot };
+  return derivation ? { derivation, taproot } : { taproot };
 }

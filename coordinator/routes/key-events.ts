@@ -90,13 +90,15 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
   ctx.operations.set('ReshareKey', async (req, params, body: ReshareBody) => {
     let t = 0;
     let members: string[] = [];
+    // Issue 14: the key's chain code and merkle root, carried to joining members (dealers check it).
+    let custody: { chainCode: string; merkleRoot: string | null } | undefined;
     return {
       status: 200,
       body: await run(
         req,
         params.keyId!,
         'reshare',
-        async (_rec, info) => {
+        async (rec, info) => {
           members = await chooseParticipants(
             ctx,
             body?.participants,
@@ -110,6 +112,9 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
               `threshold ${t} exceeds the ${members.length} participants`,
             );
           }
+          if (rec.chainCode !== undefined) {
+            custody = { chainCode: rec.chainCode, merkleRoot: rec.merkleRoot ?? null };
+          }
           return { newThreshold: t, newParticipants: members };
         },
         (info) =>
@@ -119,6 +124,7 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
             participants: members,
             progress: progress(req, info.keyId),
             ...auth(req),
+            ...(custody === undefined ? {} : { custody }),
           }),
       ),
     };

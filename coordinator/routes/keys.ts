@@ -13,6 +13,7 @@ import {
 import { canSeeKey } from '../auth.ts';
 import { KEY_ID_RE, type KeyRecord, keyView } from '../key-store.ts';
 import { transition } from '../lifecycle.ts';
+import { custodyFields } from '../custody.ts';
 import { publicKeyPem } from '../spki.ts';
 import {
   type AppContext,
@@ -44,6 +45,8 @@ type CreateBody = {
   participants?: number | string[];
   alias?: string;
   description?: string;
+  /** Issue 14: FROST_SECP256K1_TR only, the merkle root of the output's script tree (hex). */
+  merkleRoot?: string;
 };
 
 export const PEM_TYPE = 'application/x-pem-file';
@@ -73,6 +76,13 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
             participants: participantsSpec,
             alias: { type: 'string', pattern: ALIAS },
             description: { type: 'string', maxLength: 1024 },
+            merkleRoot: {
+              type: 'string',
+              pattern: '^[0-9a-fA-F]{64}$',
+              description:
+                'FROST_SECP256K1_TR only: the BIP341 merkle root of the script tree whose internal key ' +
+                'this key is; key-path signing then tweaks with it (docs/custody.md). Absent: key path only',
+            },
           },
         },
         response: responses(201, keyObject),
@@ -91,6 +101,12 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
       throw new KmsError(
         'ValidationError',
         `key spec ${b.keySpec} is for ${KEY_SPEC_REGISTRY[b.keySpec].usage}, not keyUsage ${keyUsage}`,
+      );
+    }
+    if (b.merkleRoot !== undefined && b.keySpec !== 'FROST_SECP256K1_TR') {
+      throw new KmsError(
+        'ValidationError',
+        `merkleRoot applies to FROST_SECP256K1_TR keys only, not ${b.keySpec}`,
       );
     }
     const participants = await chooseParticipants(ctx, b.participants, null);
@@ -127,10 +143,17 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
           participants,
           progress: (e) => req.log.debug({ keyId, ...e }, 'dkg progress'),
           ...(req.auth ? { auth: req.auth } : {}),
+          ...(b.merkleRoot === undefined ? {} : { merkleRoot: b.merkleRoot.toLowerCase() }),
         });
         ctx.metrics.sessions.inc({ operation: 'dkg', outcome: 'ok' });
         req.log.info({ keyId, ms: Math.round(performance.now() - started) }, 'key created');
-        const next: KeyRecord = { ...rec, state: 'Enabled', epochInfo: info };
+        const next: KeyRecord = {
+          ...rec,
+          state: 'Enabled',
+          epochInfo: info,
+          // Issue 14: the chain code every member computed from the same outcome, and the merkle root.
+          ...custodyFields(KEY_SPEC_REGISTRY[b.keySpec], info, b.merkleRoot ?? null),
+        };
         await ctx.keys.put(next);
         req.audit.epoch = info.epoch;
         req.audit.participants = info.participants;

@@ -77,6 +77,12 @@ export const keyObject = {
     alias: { type: ['string', 'null'] },
     keySpec: { type: 'string', enum: [...ALL_KEY_SPECS] },
     keyUsage: { type: 'string', enum: [...KEY_USAGES] },
+    // Issue 16.
+    origin: {
+      type: 'string',
+      enum: ['THRESHOLD_DKG', 'IMPORTED'],
+      description: 'THRESHOLD_DKG: made by the nodes; IMPORTED: dealt from an external secret',
+    },
     state: { type: 'string', enum: [...KEY_STATES] },
     threshold: { type: 'integer' },
     participants: { type: 'array', items: { type: 'string' } },

@@ -8,8 +8,9 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { requestDigest } from '../../net/signed-request.ts';
 import { bytesToHex } from '../../protocol/bytes.ts';
-import { KmsError, ProtocolError } from '../../protocol/errors.ts';
 import { assertKeyUsage, KEY_SPEC_REGISTRY, verifySignature } from '../../protocol/suites.ts';
+import { type RequestedTweak, TAPROOT_TWEAK_MODES, type TaprootTweakMode } from '../../protocol/key-tweak.ts';
+import { apiPublicKey, resolveForRecord, signForKey } from '../custody.ts';
 import { transition } from '../lifecycle.ts';
 import {
   type AppContext,
@@ -22,19 +23,34 @@ import {
 import { runSigned } from './operations.ts';
 import { bearer, blame, hex, keyIdParam, responses, signed } from './schemas.ts';
 
+type SignBody = { message: string; derivationPath?: string; taprootTweak?: TaprootTweakMode };
+
+/** The audited facts of a sign request's tweak (absent fields at their defaults are left out). */
+function requestedAudit(t: RequestedTweak): Record<string, unknown> {
+  return {
+    ...(t.derivationPath === undefined ? {} : { derivationPath: t.derivationPath }),
+    ...(t.taprootTweak === undefined ? {} : { taprootTweak: t.taprootTweak }),
+  };
+}
+
 export function signRoutes(app: KmsApp, ctx: AppContext): void {
   const maxMsg = ctx.config.limits.maxMessageBytes;
 
   // The signed request goes to every signer as it was signed (`auth`): each node checks that the
   // message it signs is the one in the signed body, and records its SHA-256.
-  ctx.operations.set('Sign', async (r: OpRequest, params, body: { message: string }) => {
+  ctx.operations.set('Sign', async (r: OpRequest, params, body: SignBody) => {
     const message = Buffer.from(body.message, 'hex');
     r.audit.messageSha256 = bytesToHex(sha256(message));
     if (r.auth) r.audit.requestDigest = requestDigest(r.auth.request);
-    return { status: 200, body: await signWith(r, params.keyId!, message) };
+    // Issue 14: which key of the tree signs (each node resolves the signed path and tweak itself).
+    const requested: RequestedTweak = {
+      ...(body.derivationPath === undefined ? {} : { derivationPath: body.derivationPath }),
+      ...(body.taprootTweak === undefined ? {} : { taprootTweak: body.taprootTweak }),
+    };
+    return { status: 200, body: await signWith(r, params.keyId!, message, requested) };
   });
 
-  app.post<{ Params: { keyId: string }; Body: { message: string } }>(
+  app.post<{ Params: { keyId: string }; Body: SignBody }>(
     '/v1/keys/:keyId/sign',
     {
       config: { signed: 'Sign', action: 'Sign' },
@@ -47,7 +63,23 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
           type: 'object',
           additionalProperties: false,
           required: ['message'],
-          properties: { message: hex(maxMsg, `message, hex (may be empty, at most ${maxMsg} bytes)`) },
+          properties: {
+            message: hex(maxMsg, `message, hex (may be empty, at most ${maxMsg} bytes)`),
+            derivationPath: {
+              type: 'string',
+              maxLength: 512,
+              description:
+                'sign with the non-hardened child key at this BIP32-style path, e.g. m/0/5 (secp256k1 and ' +
+                'Ed25519 keys; hardened indices are refused: docs/custody.md); default m (the key itself)',
+            },
+            taprootTweak: {
+              type: 'string',
+              enum: [...TAPROOT_TWEAK_MODES],
+              description:
+                'FROST_SECP256K1_TR: keyPath (default) signs for the BIP341 output key (key-path spend; with ' +
+                "the key's merkle root at m); none signs for the untweaked key (a tapscript leaf key, script-path spend)",
+            },
+          },
         },
         response: responses(200, {
           type: 'object',
@@ -55,6 +87,11 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
           required: ['keyId', 'signature', 'signers', 'epoch', 'excluded'],
           properties: {
             keyId: { type: 'string' },
+            publicKey: {
+              type: 'string',
+              description:
+                'the key the signature verifies under, hex (the child key at derivationPath; TR: x-only)',
+            },
             signature: { type: 'string', description: "the suite's standard encoding, hex" },
             signers: { type: 'array', items: { type: 'string' } },
             epoch: { type: 'integer' },
@@ -70,48 +107,20 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
     async (req, reply) => runSigned(ctx, req, reply, 'Sign', req.params, req.body),
   );
 
-  async function signWith(req: OpRequest, keyId: string, message: Uint8Array) {
+  async function signWith(req: OpRequest, keyId: string, message: Uint8Array, requested: RequestedTweak) {
     return underKey(ctx, req, keyId, 'sign', async (rec) => {
       const info = rec.epochInfo!;
       // An encryption key never signs (issue 15); each node refuses it too (node/signing.ts).
       assertKeyUsage(rec.keySpec, 'SIGN_VERIFY');
-      await auditDecision(ctx, req);
-      const spec = KEY_SPEC_REGISTRY[rec.keySpec];
-      const started = performance.now();
-      let result: Awaited<ReturnType<typeof ctx.cluster.sign>>;
-      try {
-        result = await ctx.cluster.sign({ key: info, message, ...(req.auth ? { auth: req.auth } : {}) });
-      } catch (e) {
-        const code = e instanceof KmsError ? e.code : 'Internal';
-        ctx.metrics.signDuration.observe(
-          { key_spec: rec.keySpec, result: code },
-          (performance.now() - started) / 1000,
-        );
-        ctx.metrics.sessions.inc({ operation: 'sign', outcome: code });
-        throw e;
-      }
-      ctx.metrics.signDuration.observe(
-        { key_spec: rec.keySpec, result: 'ok' },
-        (performance.now() - started) / 1000,
-      );
-      req.audit.signers = result.signers;
-      req.audit.culprits = result.excluded;
-      for (const b of result.excluded) ctx.metrics.excludedParticipants.inc({ reason: b.reason });
-      // Verified once: the real cluster's aggregation already checked it under the group key
-      // (RFC 9591 §5.3, natively for Ed25519 and secp256k1-TR); any other Cluster is checked here.
-      if (
-        result.verified !== true &&
-        !verifySignature(spec, message, result.signature, Buffer.from(info.publicKey, 'hex'))
-      ) {
-        ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'InvalidSignature' });
-        throw new ProtocolError(
-          'ProtocolAborted',
-          'the cluster produced a signature that does not verify; not returned',
-        );
-      }
-      ctx.metrics.sessions.inc({ operation: 'sign', outcome: 'ok' });
+      // Refused (ValidationError) before the decision is audited: a hardened or malformed path, a
+      // Taproot tweak on another suite, derivation on a key without custody data.
+      resolveForRecord(rec, requested);
+      await auditDecision(ctx, req, requestedAudit(requested));
+      // Metrics, and the signature verified under the resolved key: coordinator/custody.ts.
+      const result = await signForKey(ctx, req, rec, message, requested);
       return {
         keyId: rec.keyId,
+        publicKey: Buffer.from(result.publicKey).toString('hex'),
         signature: Buffer.from(result.signature).toString('hex'),
         signers: [...result.signers],
         epoch: info.epoch,
@@ -160,7 +169,8 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
         KEY_SPEC_REGISTRY[rec.keySpec],
         Buffer.from(req.body.message, 'hex'),
         Buffer.from(req.body.signature, 'hex'),
-        Buffer.from(info.publicKey, 'hex'),
+        // The API publicKey (TR: the output key, with the key's merkle root: coordinator/custody.ts).
+        Buffer.from(apiPublicKey(rec)!, 'hex'),
       );
       return { valid };
     },
