@@ -35,12 +35,15 @@ import { auditRoutes } from './routes/audit.ts';
 import { type AppContext, callerEntry, type KmsApp, plain, type RouteConfig } from './routes/context.ts';
 import { governanceRoutes } from './routes/governance.ts';
 import { healthRoutes } from './routes/health.ts';
+import { backupRoutes } from './routes/backups.ts';
 import { keyEventRoutes } from './routes/key-events.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { lifecycleRoutes } from './routes/lifecycle.ts';
 import { nodeRoutes } from './routes/nodes.ts';
 import { requestRoutes } from './routes/requests.ts';
 import { signRoutes } from './routes/sign.ts';
+import { encryptionRoutes } from './routes/encryption.ts';
+import { psbtRoutes } from './routes/psbt.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { missingSignatureHeaders, verifySigned, wireOf } from './signed-api.ts';
 
@@ -464,7 +467,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   healthRoutes(app, ctx);
   keyRoutes(app, ctx);
   signRoutes(app, ctx);
+  encryptionRoutes(app, ctx);
+  psbtRoutes(app, ctx);
   keyEventRoutes(app, ctx);
+  backupRoutes(app, ctx);
   lifecycleRoutes(app, ctx);
   tokenRoutes(app, ctx);
   nodeRoutes(app, ctx);

@@ -31,6 +31,8 @@ import { KeyEventRunner } from './key-event-runner.ts';
 import { type ClusterLog, NodeRpc, byNodeIndex } from './node-rpc.ts';
 import { isRefusal, pendingNeeds, refusalError } from './node-refusal.ts';
 import { ThresholdSigner } from './threshold-signer.ts';
+import { type DecryptRequest, type DecryptResult, ThresholdDecryptor } from './decryptor.ts';
+import { BackupCourier } from './backups.ts';
 
 export type Libp2pClusterOptions = {
   transport: Transport;
@@ -48,6 +50,8 @@ export class Libp2pCluster implements Cluster {
   readonly #sync: EpochSync;
   readonly #events: KeyEventRunner;
   readonly #signer: ThresholdSigner;
+  readonly #decryptor: ThresholdDecryptor;
+  readonly backups: BackupCourier;
 
   constructor(opts: Libp2pClusterOptions) {
     this.#n = new NodeRpc({
@@ -61,6 +65,8 @@ export class Libp2pCluster implements Cluster {
     this.#sync = new EpochSync(this.#n);
     this.#events = new KeyEventRunner(this.#n, this.#sync);
     this.#signer = new ThresholdSigner(this.#n, this.#sync);
+    this.#decryptor = new ThresholdDecryptor(this.#n, this.#sync);
+    this.backups = new BackupCourier(this.#n, this.#sync);
   }
 
   nodes(): Promise<NodeStatus[]> {
@@ -69,6 +75,10 @@ export class Libp2pCluster implements Cluster {
 
   sign(req: Parameters<Cluster['sign']>[0]): Promise<SignResult> {
     return this.#signer.sign(req);
+  }
+
+  decrypt(req: DecryptRequest): Promise<DecryptResult> {
+    return this.#decryptor.decrypt(req);
   }
 
   async createKey(req: Parameters<Cluster['createKey']>[0]): Promise<EpochInfo> {
@@ -88,6 +98,7 @@ export class Libp2pCluster implements Cluster {
       epoch: 0,
       threshold: req.threshold,
       participants: [...req.participants].sort(byNodeIndex),
+      ...(req.merkleRoot ? { merkleRoot: req.merkleRoot.toLowerCase() } : {}),
     };
     return this.#events.run(session, [], req.progress, undefined, req.auth);
   }
@@ -98,7 +109,6 @@ export class Libp2pCluster implements Cluster {
     auth?: AuthorizationWire;
   }): Promise<EpochInfo> {
     const { k } = await this.#sync.sync(req.key, true);
-      ...(req.merkleRoot ? { merkleRoot: req.merkleRoot.toLowerCase() } : {}),
     const session: SessionSpec = {
       kind: 'refresh',
       sessionId: randomUUID(),
@@ -134,6 +144,7 @@ export class Libp2pCluster implements Cluster {
       oldParticipants: [...k.participants],
       dealers,
       oldPublic: await this.#sync.publicHex(k),
+      ...(req.custody ? { chainCode: req.custody.chainCode, merkleRoot: req.custody.merkleRoot } : {}),
     };
     // Old members outside the new committee retire their share once the event is committed.
     const retiring = k.participants.filter((p) => !newMembers.includes(p));
@@ -144,7 +155,6 @@ export class Libp2pCluster implements Cluster {
     const { k } = await this.#sync.sync(req.key, true);
     if (!k.participants.includes(req.participant)) {
       throw new KmsError('ValidationError', `${req.participant} is not in the committee of key ${k.keyId}`);
-      ...(req.custody ? { chainCode: req.custody.chainCode, merkleRoot: req.custody.merkleRoot } : {}),
     }
     const others = k.participants.filter((p) => p !== req.participant);
     const helpers = await this.#n.pickReachable(others, k.threshold);

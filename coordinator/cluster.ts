@@ -9,12 +9,14 @@
  * test/cluster-contract.test.ts checks every implementation against what this file documents.
  */
 import type { AuditAnswer, GovernanceAnswer } from '../net/rpc.ts';
+import type { DecryptRequest, DecryptResult } from './decryptor.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { GovernanceSignature } from '../policy/governance.ts';
 import type { Blame, ErrorCode } from '../protocol/errors.ts';
 import type { KeyState, NodeKeyState, SettableKeyState, StateChange } from '../protocol/key-states.ts';
-import type { KeySpecName } from '../protocol/suites.ts';
 import type { RequestedTweak, SigningTweak } from '../protocol/key-tweak.ts';
+import type { KeySpecName } from '../protocol/suites.ts';
+import type { BackupCourier } from './backups.ts';
 
 export type {
   AuditAnswer,
@@ -93,13 +95,13 @@ export type EpochInfo = {
   readonly transcriptHash: string;
 };
 
-export type SignResult = {
 /** A sign request's tweak (issue 14): as asked (for the nodes) and as resolved here (for the aggregate). */
 export type ClusterSignTweak = {
   readonly requested: RequestedTweak;
   readonly signing: SigningTweak | undefined;
 };
 
+export type SignResult = {
   readonly signature: Uint8Array;
   /** Node ids whose shares made the signature. */
   readonly signers: readonly string[];
@@ -131,6 +133,8 @@ export type NodeGovernance =
  * one lists the approvals still missing); these refusals are the cluster's answer, not a fault.
  */
 export interface Cluster {
+  /** Backup, restore and import (issue 16, coordinator/backups.ts); absent where not supported. */
+  readonly backups?: BackupCourier;
   /** Every configured node, probing reachability. */
   nodes(): Promise<NodeStatus[]>;
   /** The configured node ids (no probe). */
@@ -143,9 +147,9 @@ export interface Cluster {
     participants: readonly string[];
     progress?: ProgressFn;
     auth?: AuthorizationWire;
-  }): Promise<EpochInfo>;
     /** Issue 14: the FROST_SECP256K1_TR merkle root of the signed body (hex), each member checks it. */
     merkleRoot?: string | null;
+  }): Promise<EpochInfo>;
   /** Signs with t reachable members of the current epoch, excluding and retrying around failures. */
   sign(req: {
     key: EpochInfo;
@@ -166,9 +170,9 @@ export interface Cluster {
     participants: readonly string[];
     progress?: ProgressFn;
     auth?: AuthorizationWire;
-  }): Promise<EpochInfo>;
     /** Issue 14: the key's custody data, carried to joining members (dealers check it). */
     custody?: { chainCode: string; merkleRoot: string | null };
+  }): Promise<EpochInfo>;
   /**
    * Rebuilds the share of `participant` (a committee member that lost it) from t helpers, at the
    * same epoch: the answer is the key's current EpochInfo, unchanged.
@@ -220,6 +224,11 @@ export interface Cluster {
   reviewSign?(req: { key: EpochInfo; auth: AuthorizationWire }): Promise<void>;
   /** One page of a node's own audit chain and its signed head (throws when it cannot be reached). */
   nodeAudit?(node: string, page: { after?: number; limit: number }): Promise<AuditAnswer>;
+  /**
+   * Envelope encryption (issue 15): TDH2 decryption shares of t members, verified and combined (or
+   * sealed to the client's key and returned), bad senders named and replaced (coordinator/decryptor.ts).
+   */
+  decrypt?(req: DecryptRequest): Promise<DecryptResult>;
   close(): Promise<void>;
 }
 

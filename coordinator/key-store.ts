@@ -2,6 +2,11 @@
  * Key metadata in LevelDB: the key record (public data only: the coordinator never holds a share),
  * its current EpochInfo, and an alias index. Keys are listed in key id order with an opaque
  * `nextToken` (the last key id returned), as AWS ListKeys does with Limit/Marker.
+ *
+ * The states background work looks for (`Creating` at start-up, `PendingDeletion` every sweep) are
+ * indexed (`by-state` sublevel, `<state>!<keyId>`, written in the same batch as the record), so
+ * finding them reads those keys only, not every key (issue 17, scale: a full scan of 100 000
+ * records every sweep). A store written before the index gets it built by one scan at first use.
  */
 import type { AbstractLevel } from 'abstract-level';
 import { KmsError, StateError } from '../protocol/errors.ts';
@@ -33,7 +38,15 @@ export type KeyRecord = {
    */
   readonly chainCode?: string;
   readonly merkleRoot?: string | null;
+  /**
+   * Where the key material came from (issue 16; AWS KMS `Origin`): THRESHOLD_DKG (created by the
+   * nodes' DKG; absent means this) or IMPORTED (`POST /v1/keys/import`). A restore keeps it.
+   */
+  readonly origin?: KeyOrigin;
 };
+
+/** Issue 16: the key's origin (docs/api.md). */
+export type KeyOrigin = 'THRESHOLD_DKG' | 'IMPORTED';
 
 /** The API's key object (issue 5). */
 export type KeyView = {
@@ -52,6 +65,8 @@ export type KeyView = {
   createdAt: string;
   description?: string;
   deletionDate?: string;
+  /** Issue 16: THRESHOLD_DKG or IMPORTED. */
+  origin: KeyOrigin;
 };
 
 export function keyView(r: KeyRecord): KeyView {
@@ -71,6 +86,7 @@ export function keyView(r: KeyRecord): KeyView {
     createdAt: r.createdAt,
     ...(r.description === undefined ? {} : { description: r.description }),
     ...(r.deletionDate === undefined ? {} : { deletionDate: r.deletionDate }),
+    origin: r.origin ?? 'THRESHOLD_DKG',
   };
 }
 
@@ -78,10 +94,17 @@ export const KEY_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 type Db = AbstractLevel<any, string, any>;
 
+/** States `inState` finds through the `by-state` index. */
+const INDEXED_STATES: readonly KeyState[] = ['Creating', 'PendingDeletion'];
+/** In `by-state`: present once the index covers every record (sorts after every state name). */
+const INDEX_BUILT = '~built';
+
 export class KeyStore {
   readonly #db: Db;
   readonly #keys: AbstractLevel<any, string, KeyRecord>;
   readonly #aliases: AbstractLevel<any, string, string>;
+  readonly #byState: AbstractLevel<any, string, string>;
+  #indexBuilt: Promise<void> | undefined;
   /** Alias claims are check-then-write: one at a time. */
   #aliasLock: Promise<unknown> = Promise.resolve();
 
@@ -89,6 +112,16 @@ export class KeyStore {
     this.#db = db;
     this.#keys = db.sublevel<string, KeyRecord>('keys', { valueEncoding: 'json' }) as any;
     this.#aliases = db.sublevel<string, string>('aliases', { valueEncoding: 'utf8' }) as any;
+    this.#byState = db.sublevel<string, string>('by-state', { valueEncoding: 'utf8' }) as any;
+  }
+
+  /** The index entries of `keyId` when its record becomes `next` (null: deleted). */
+  #indexOps(keyId: string, next: KeyRecord | null): any[] {
+    return INDEXED_STATES.map((s) =>
+      next?.state === s
+        ? { type: 'put', sublevel: this.#byState, key: `${s}!${keyId}`, value: '' }
+        : { type: 'del', sublevel: this.#byState, key: `${s}!${keyId}` },
+    );
   }
 
   async get(keyId: string): Promise<KeyRecord | undefined> {
@@ -117,7 +150,10 @@ export class KeyStore {
           throw new StateError('AliasExists', `alias ${JSON.stringify(rec.alias)} is taken`);
       }
       // One atomic batch on the root db: the key and its alias appear together or not at all.
-      const ops: any[] = [{ type: 'put', sublevel: this.#keys, key: rec.keyId, value: rec }];
+      const ops: any[] = [
+        { type: 'put', sublevel: this.#keys, key: rec.keyId, value: rec },
+        ...this.#indexOps(rec.keyId, rec),
+      ];
       if (rec.alias !== null)
         ops.push({ type: 'put', sublevel: this.#aliases, key: rec.alias, value: rec.keyId });
       await storage(() => this.#db.batch(ops));
@@ -125,7 +161,11 @@ export class KeyStore {
   }
 
   async put(rec: KeyRecord): Promise<void> {
-    await storage(() => this.#keys.put(rec.keyId, rec));
+    const ops: any[] = [
+      { type: 'put', sublevel: this.#keys, key: rec.keyId, value: rec },
+      ...this.#indexOps(rec.keyId, rec),
+    ];
+    await storage(() => this.#db.batch(ops));
   }
 
   /** Frees the alias (a destroyed or failed key) and stores the record, or deletes it. */
@@ -136,6 +176,7 @@ export class KeyStore {
           next
             ? { type: 'put', sublevel: this.#keys, key: rec.keyId, value: next }
             : { type: 'del', sublevel: this.#keys, key: rec.keyId },
+          ...this.#indexOps(rec.keyId, next),
         ];
         if (rec.alias !== null) ops.push({ type: 'del', sublevel: this.#aliases, key: rec.alias });
         await this.#db.batch(ops);
@@ -174,13 +215,46 @@ export class KeyStore {
     return more && last !== undefined ? { keys, nextToken: last } : { keys };
   }
 
-  /** Every key in a state (for the deletion sweeper and readiness). */
+  /** Every key in a state (for the deletion sweeper and readiness); indexed states read only their keys. */
   async inState(state: KeyState): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
+    if (!INDEXED_STATES.includes(state)) {
+      await storage(async () => {
+        for await (const v of this.#keys.values()) if (v.state === state) out.push(v);
+      });
+      return out;
+    }
+    await this.#buildIndex();
     await storage(async () => {
-      for await (const v of this.#keys.values()) if (v.state === state) out.push(v);
+      for await (const k of this.#byState.keys({ gt: `${state}!`, lt: `${state}!~` })) {
+        const rec = await this.#keys.get(k.slice(state.length + 1));
+        // Re-checked: an entry the first build wrote while a concurrent write moved the key on.
+        if (rec?.state === state) out.push(rec);
+      }
     });
     return out;
+  }
+
+  /** Indexes a store written before the index existed: one scan, once. Later writes keep it whole. */
+  #buildIndex(): Promise<void> {
+    this.#indexBuilt ??= storage(async () => {
+      if ((await this.#byState.get(INDEX_BUILT)) !== undefined) return;
+      let ops: any[] = [];
+      for await (const v of this.#keys.values()) {
+        if (!INDEXED_STATES.includes(v.state)) continue;
+        ops.push({ type: 'put', sublevel: this.#byState, key: `${v.state}!${v.keyId}`, value: '' });
+        if (ops.length >= 1000) {
+          await this.#db.batch(ops);
+          ops = [];
+        }
+      }
+      ops.push({ type: 'put', sublevel: this.#byState, key: INDEX_BUILT, value: '' });
+      await this.#db.batch(ops);
+    }).catch((e: unknown) => {
+      this.#indexBuilt = undefined; // retried at the next call
+      throw e;
+    });
+    return this.#indexBuilt;
   }
 
   #withAliasLock<T>(fn: () => Promise<T>): Promise<T> {

@@ -210,6 +210,29 @@ export type RpcRequest =
       message: string;
       commitments: { identifier: string; hiding: string; binding: string }[];
     }
+  // ---- one-round signing (issue 17; node/nonce-pool.ts, coordinator/commitment-cache.ts) ----
+  /**
+   * Pre-generated nonce commitments for the key's active epoch (RFC 9591 §5.1 ahead of time): the
+   * node keeps the nonces in memory only; never signs anything.
+   */
+  | { op: 'sign-precommit'; keyId: string; epoch: number; count: number }
+  /**
+   * One-round signing: the client-signed request, its message and the commitment list, this
+   * node's entry one it pre-published and has not used; the node takes that nonce out before
+   * anything else and answers its share (and `refill` new commitments). Refused with NonceReused
+   * when the commitment is not (or no longer) in its pool: the coordinator signs in two rounds.
+   */
+  | {
+      op: 'sign-one';
+      sessionId: string;
+      keyId: string;
+      epoch: number;
+      message: string;
+      commitments: { identifier: string; hiding: string; binding: string }[];
+      refill?: number;
+      auth?: AuthorizationWire;
+    }
+  // ---- end of one-round signing ----
   /** `operation`: the table's operation that makes the change (default: the plain change to `state`). */
   | {
       op: 'set-state';
@@ -224,7 +247,47 @@ export type RpcRequest =
   /** A new governance version: genesis by the configured hash, later ones with the admin quorum. */
   | { op: 'governance-update'; document: unknown; signatures: GovernanceSignature[] }
   /** A page of this node's audit chain (records with seq > `after`) and its freshly signed head. */
-  | { op: 'audit'; after?: number; limit: number };
+  | { op: 'audit'; after?: number; limit: number }
+  // ---- envelope encryption (issue 15) ----
+  /**
+   * This node's TDH2 decryption share of `ciphertextBlob` (protocol/ciphertext-blob.ts) under
+   * `encryptionContext`, for the client-signed Decrypt or ReEncrypt request in `auth`, which must
+   * name exactly this blob, context and recipient (node/decryption.ts). With `recipient` (the
+   * client's ephemeral ristretto255 key, in the signed body) the share is sealed to it.
+   */
+  | {
+      op: 'decrypt-share';
+      /** Which signed operation asks for the share: a Decrypt or the source half of a ReEncrypt. */
+      operation: 'Decrypt' | 'ReEncrypt';
+      keyId: string;
+      epoch: number;
+      ciphertextBlob: string;
+      encryptionContext: Record<string, string>;
+      recipient?: string;
+      auth?: AuthorizationWire;
+    }
+  // ---- Backup, restore and import (issue 16: node/backup.ts, node/restore.ts) ----
+  /**
+   * A dealer of a backup deals its share of `epoch` to the officers the signed request names
+   * (`auth`: POST /v1/keys/{keyId}/backups); `dealers` are the t members that deal, `metadata` the
+   * key's public metadata the bundle carries.
+   */
+  | {
+      op: 'backup-deal';
+      keyId: string;
+      epoch: number;
+      dealers: string[];
+      metadata: Record<string, string>;
+      auth?: AuthorizationWire;
+    }
+  /** The assembled bundle body (base64 of a bundle with no signatures): the dealer checks and signs it. */
+  | { op: 'backup-sign'; keyId: string; bundleId: string; bundle: string }
+  /**
+   * Restore or import: the signed request (`auth`) carries every dealing; the node checks them
+   * against the group key, stores its new share as pending and answers its confirmation.
+   */
+  | { op: 'external-deal'; kind: 'restore' | 'import'; keyId: string; auth?: AuthorizationWire };
+// ---- end of backup, restore and import ----
 
 const req = (op: string, props: Record<string, unknown>, required: string[]) => ({
   type: 'object',
@@ -232,6 +295,30 @@ const req = (op: string, props: Record<string, unknown>, required: string[]) => 
   required: ['op', ...required],
   properties: { op: { const: op }, auth: authorization, ...props },
 });
+
+/** Most commitments one `sign-precommit` (or one `sign-one` refill) asks for (issue 17). */
+export const MAX_PRECOMMIT = 64;
+const signingCommitments = {
+  type: 'array',
+  minItems: 1,
+  maxItems: 1000,
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['identifier', 'hiding', 'binding'],
+    properties: { identifier: hex(114), hiding: hex(300), binding: hex(300) },
+  },
+} as const;
+const precommitted = {
+  type: 'array',
+  maxItems: MAX_PRECOMMIT,
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['hiding', 'binding'],
+    properties: { hiding: hex(300), binding: hex(300) },
+  },
+} as const;
 
 const rpcSchema = {
   oneOf: [
@@ -292,6 +379,24 @@ const rpcSchema = {
       },
       ['sessionId', 'keyId', 'epoch', 'message', 'commitments'],
     ),
+    // one-round signing (issue 17)
+    req(
+      'sign-precommit',
+      { keyId: id, epoch, count: { type: 'integer', minimum: 1, maximum: MAX_PRECOMMIT } },
+      ['keyId', 'epoch', 'count'],
+    ),
+    req(
+      'sign-one',
+      {
+        sessionId: id,
+        keyId: id,
+        epoch,
+        message: hex(2 * 64 * 1024),
+        commitments: signingCommitments,
+        refill: { type: 'integer', minimum: 0, maximum: MAX_PRECOMMIT },
+      },
+      ['sessionId', 'keyId', 'epoch', 'message', 'commitments'],
+    ),
     req(
       'set-state',
       { keyId: id, state: { enum: SETTABLE_KEY_STATES }, operation: { enum: STATE_CHANGES } },
@@ -316,6 +421,51 @@ const rpcSchema = {
       },
       ['limit'],
     ),
+    // Envelope encryption (issue 15). A blob of a 4 KiB plaintext with a 128-byte key id is 4,412
+    // bytes; the context's own bound (8,192 UTF-8 bytes in all) is checked by the node.
+    req(
+      'decrypt-share',
+      {
+        operation: { enum: ['Decrypt', 'ReEncrypt'] },
+        keyId: id,
+        epoch,
+        ciphertextBlob: hex(2 * 4608),
+        encryptionContext: {
+          type: 'object',
+          maxProperties: 1024,
+          propertyNames: { minLength: 1, maxLength: 8192 },
+          additionalProperties: { type: 'string', maxLength: 8192 },
+        },
+        recipient: hex(64),
+      },
+      ['operation', 'keyId', 'epoch', 'ciphertextBlob', 'encryptionContext'],
+    ),
+    // Issue 16: backup, restore and import.
+    req(
+      'backup-deal',
+      {
+        keyId: id,
+        epoch,
+        dealers: nodeList,
+        metadata: {
+          type: 'object',
+          maxProperties: 32,
+          propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+          additionalProperties: { type: 'string', maxLength: 1024 },
+        },
+      },
+      ['keyId', 'epoch', 'dealers', 'metadata'],
+    ),
+    req(
+      'backup-sign',
+      {
+        keyId: id,
+        bundleId: id,
+        bundle: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength: 1_400_000 },
+      },
+      ['keyId', 'bundleId', 'bundle'],
+    ),
+    req('external-deal', { kind: { enum: ['restore', 'import'] }, keyId: id }, ['kind', 'keyId']),
   ],
 } as const;
 
@@ -352,6 +502,9 @@ export type SessionAnswer =
 
 export type CommitAnswer = { identifier: string; hiding: string; binding: string };
 export type ShareAnswer = { share: string };
+/** One-round signing (issue 17): commitments of nonces the node keeps for the key's epoch. */
+export type PrecommitAnswer = { identifier: string; commitments: { hiding: string; binding: string }[] };
+export type SignOneAnswer = ShareAnswer & { commitments?: { hiding: string; binding: string }[] };
 export type OkAnswer = { ok: true; already?: boolean };
 /**
  * `destroy`: the epochs whose records and sealed shares were deleted, the sealer scopes destroyed,
@@ -370,6 +523,40 @@ export type GovernanceAnswer = { version: number; hash: string; document: Govern
 /** `audit`: one page of the node's hash chain, and its head signed with the node identity key. */
 export type AuditAnswer = { records: AuditRecord[]; head: SignedAuditHead };
 
+/**
+ * `decrypt-share` (issue 15): the node's FROST identifier and its TDH2 share with its proof
+ * (protocol/tdh2-share-box.ts encodeShare, 128 bytes), or that share sealed to the recipient.
+ */
+export type DecryptShareAnswer = { identifier: string; share?: string; sealed?: string };
+
+/** Issue 16: a backup dealer's dealing (protocol/officer-backup.ts OfficerDealing, hex). */
+export type BackupDealingWire = {
+  dealer: string;
+  commitments: string[];
+  ciphertexts: string[];
+  proof: { R: string; z: string };
+};
+/** `backup-deal`: the bundle id (the signed request's digest), the dealt epoch and its package. */
+export type BackupDealAnswer = {
+  bundleId: string;
+  epoch: number;
+  public: PublicPackageHex;
+  dealing: BackupDealingWire;
+};
+/** `backup-sign`: the dealer's signature over the bundle (protocol/officer-backup.ts DealerSignature). */
+export type BackupSignAnswer = { dealer: string; R: string; z: string };
+/** `external-deal`: the new member's pending epoch and its confirmation for the certificate. */
+export type ExternalDealAnswer = {
+  epoch: number;
+  groupElement: string;
+  publicKey: string;
+  transcriptHash: string;
+  public: PublicPackageHex;
+  participant: string;
+  R: string;
+  z: string;
+};
+
 /** The RPC table: each operation's answer type (requests: `RpcRequest`, by `op`). */
 export type RpcAnswers = {
   status: StatusAnswer;
@@ -384,11 +571,18 @@ export type RpcAnswers = {
   'sign-abort': OkAnswer;
   'sign-review': OkAnswer;
   'sign-share': ShareAnswer;
+  'sign-precommit': PrecommitAnswer;
+  'sign-one': SignOneAnswer;
   'set-state': OkAnswer;
   destroy: DestroyAnswer;
   governance: GovernanceAnswer;
   'governance-update': OkAnswer;
   audit: AuditAnswer;
+  'decrypt-share': DecryptShareAnswer;
+  // Issue 16.
+  'backup-deal': BackupDealAnswer;
+  'backup-sign': BackupSignAnswer;
+  'external-deal': ExternalDealAnswer;
 };
 export type RpcOp = RpcRequest['op'];
 export type RequestOf<O extends RpcOp> = Extract<RpcRequest, { op: O }>;
@@ -470,6 +664,8 @@ const answerSchemas: { [O in RpcOp]: object } = {
   'sign-abort': okAnswer,
   'sign-review': okAnswer,
   'sign-share': obj({ share: hex(300) }, ['share']),
+  'sign-precommit': obj({ identifier: hex(114), commitments: precommitted }, ['identifier', 'commitments']),
+  'sign-one': obj({ share: hex(300), commitments: precommitted }, ['share']),
   'set-state': okAnswer,
   destroy: obj(
     {
@@ -510,6 +706,42 @@ const answerSchemas: { [O in RpcOp]: object } = {
       head: signedAuditHeadSchema,
     },
     ['records', 'head'],
+  ),
+  'decrypt-share': {
+    ...obj({ identifier: hex(64), share: hex(256), sealed: hex(352) }, ['identifier']),
+    oneOf: [{ required: ['share'] }, { required: ['sealed'] }],
+  },
+  // Issue 16.
+  'backup-deal': obj(
+    {
+      bundleId: id,
+      epoch,
+      public: publicPackage,
+      dealing: obj(
+        {
+          dealer: hex(114),
+          commitments: { type: 'array', maxItems: 32, items: hex(300) },
+          ciphertexts: { type: 'array', maxItems: 32, items: hex(600) },
+          proof: obj({ R: hex(300), z: hex(300) }, ['R', 'z']),
+        },
+        ['dealer', 'commitments', 'ciphertexts', 'proof'],
+      ),
+    },
+    ['bundleId', 'epoch', 'public', 'dealing'],
+  ),
+  'backup-sign': obj({ dealer: hex(114), R: hex(300), z: hex(300) }, ['dealer', 'R', 'z']),
+  'external-deal': obj(
+    {
+      epoch,
+      groupElement: hex(300),
+      publicKey: hex(300),
+      transcriptHash: hex(64),
+      public: publicPackage,
+      participant: hex(114),
+      R: hex(300),
+      z: hex(300),
+    },
+    ['epoch', 'groupElement', 'publicKey', 'transcriptHash', 'public', 'participant', 'R', 'z'],
   ),
 };
 

@@ -45,12 +45,17 @@ import { NodeMetrics } from './metrics.ts';
 import type { NodeContext } from './node-context.ts';
 import { NodeAudit } from './node-audit.ts';
 import { NonceTable } from './nonces.ts';
+import { NoncePool } from './nonce-pool.ts';
+import { OneRoundSigning } from './sign-one.ts';
 import { NO_GOVERNANCE, RequestGuard } from './request-guard.ts';
 import type { SealContext, Sealer } from './sealer.ts';
 import { openSealer } from './sealer-open.ts';
 import { SCOPE_RETRY_MS, startScopeRetry, sweepOrphanScopes } from './scope-cleanup.ts';
 import { SessionRunner } from './session-runner.ts';
 import { Signing } from './signing.ts';
+import { Decryption } from './decryption.ts';
+import { Backups } from './backup.ts';
+import { Restores } from './restore.ts';
 import { NodeStore } from './store.ts';
 
 export type NodeHandle = {
@@ -231,7 +236,15 @@ class NodeDaemon {
   readonly #keys: ActiveKeys;
   readonly #events: KeyEvents;
   readonly #signing: Signing;
+  /** Threshold decryption shares (issue 15, node/decryption.ts). */
+  readonly #decryption: Decryption;
+  /** One-round signing (issue 17): pre-generated nonces, memory only (node/nonce-pool.ts). */
+  readonly #pool = new NoncePool();
+  readonly #oneRound: OneRoundSigning;
   readonly #lifecycle: KeyLifecycle;
+  /** Backup to officers, restore and import (issue 16: node/backup.ts, node/restore.ts). */
+  readonly #backups: Backups;
+  readonly #restores: Restores;
   readonly #ctx: NodeContext;
   readonly #audit: NodeAudit;
   readonly #governance: GovernanceStore;
@@ -281,7 +294,11 @@ class NodeDaemon {
     this.#ctx = ctx;
     this.#events = new KeyEvents(ctx);
     this.#signing = new Signing(ctx, this.#nonces);
+    this.#decryption = new Decryption(ctx);
+    this.#oneRound = new OneRoundSigning(ctx, this.#pool, (k, e) => this.#signing.signable(k, e));
     this.#lifecycle = new KeyLifecycle(ctx);
+    this.#backups = new Backups(ctx);
+    this.#restores = new Restores(ctx);
   }
 
   /** Session messages leave signed by `identity` and are accepted only signed by their sender node's key. */
@@ -298,13 +315,16 @@ class NodeDaemon {
       log: this.#log,
       refusals: this.#metrics,
     });
+    this.#restores.attachIdentity(identity);
   }
 
   close(): void {
     this.#audit.stop();
     this.#runner?.close();
     this.#nonces.clear();
+    this.#pool.clear();
     this.#keys.clear();
+    this.#restores.close();
   }
 
   onSessionFrame(fromPeer: string, frame: Uint8Array): void {
@@ -359,6 +379,8 @@ class NodeDaemon {
     'sign-abort': async (req) => this.#signing.abort(req.sessionId),
     'sign-review': (req) => this.#signing.review(req),
     'sign-share': (req) => this.#metrics.observeSession('sign', this.#signing.share(req)),
+    'sign-precommit': (req) => this.#oneRound.precommit(req),
+    'sign-one': (req) => this.#metrics.observeSession('sign', this.#oneRound.signOne(req)),
     'set-state': (req) => this.#lifecycle.setState(req),
     destroy: (req) => this.#lifecycle.destroy(req),
     governance: async () => {
@@ -369,6 +391,10 @@ class NodeDaemon {
     'governance-update': (req) => this.#governanceUpdate(req),
     // Signed before answering: the page and a head the coordinator cannot forge (net/node-audit-head.ts).
     audit: (req) => this.#audit.page(req.after, req.limit),
+    'decrypt-share': (req) => this.#decryption.share(req),
+    'backup-deal': (req) => this.#backups.deal(req),
+    'backup-sign': (req) => this.#backups.sign(req),
+    'external-deal': (req) => this.#restores.deal(req),
   };
 
   /** Genesis by the configured hash, later versions with the admin quorum; audited either way. */

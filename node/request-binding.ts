@@ -14,17 +14,44 @@ import type { StateChange } from '../protocol/key-states.ts';
 import { ALL_KEY_SPECS, KEY_SPEC_REGISTRY, KEY_USAGES } from '../protocol/suites.ts';
 import type { Operation } from '../policy/policy-rule.ts';
 import type { SessionSpec } from '../net/rpc.ts';
+import type { PsbtKey } from '../protocol/psbt.ts';
+import {
+  type PsbtAuthorization,
+  type PsbtFacts,
+  SIGN_PSBT_ACTION,
+  SIGN_PSBT_BODY_SCHEMA,
+  bindPsbt,
+} from './psbt-binding.ts';
 
 /** What the coordinator asks this node to do, as the node sees it. */
 export type GuardedRequest =
-  | { readonly rpc: 'sign-commit'; readonly keyId: string }
+  | {
+      readonly rpc: 'sign-commit';
+      readonly keyId: string;
+      /**
+       * Issue 14 (PSBT): the coordinator's tweak for this session and the key as this node stores
+       * it (loaded by node/request-guard.ts for a signed sign-psbt request only).
+       */
+      readonly tweak?: RequestedTweak;
+      readonly psbtKey?: PsbtKey;
+    }
   | {
       readonly rpc: 'session';
       readonly session: SessionSpec;
       /** The key's active epoch as this node stores it (threshold and committee), if it holds one. */
       readonly held?: { readonly threshold: number; readonly participants: readonly string[] };
     }
-  | { readonly rpc: 'set-state'; readonly keyId: string; readonly change: StateChange };
+  | { readonly rpc: 'set-state'; readonly keyId: string; readonly change: StateChange }
+  /**
+   * Issue 16 (backup, restore, import): an operation whose module binds the signed request itself
+   * (node/backup.ts, node/restore.ts), with the same rule: exactly this operation or Unauthorized.
+   */
+  | {
+      readonly rpc: 'bound';
+      readonly operation: Operation;
+      readonly keyId: string;
+      readonly bind: (req: { method: string; path: string; query: string; body: Uint8Array }) => BoundRequest;
+    };
 
 /** The signed request's operation and the facts the policy needs. */
 export type BoundRequest = {
@@ -32,7 +59,12 @@ export type BoundRequest = {
   readonly keyId: string;
   /** Sign: the message the principal signed for. */
   readonly message?: Uint8Array;
+  /** Sign (issue 14): the derivation path and Taproot tweak the principal signed for (node/sign-tweak.ts). */
+  readonly tweak?: RequestedTweak;
   readonly keyEvent?: { oldThreshold: number; newThreshold: number; committeeChanges: boolean };
+  /** SignPsbt (issue 14): what the session may sign, and the PSBT's facts for the audit and policy. */
+  readonly psbt?: PsbtAuthorization;
+  readonly psbtFacts?: PsbtFacts;
   /** Schedule deletion: the window asked for (days). */
   readonly pendingWindowDays?: number;
 };
@@ -59,8 +91,6 @@ const ajv = new Ajv({ allErrors: false, strict: false });
 const bodies = {
   sign: ajv.compile(
     closed(
-  /** Sign (issue 14): the derivation path and Taproot tweak the principal signed for (node/sign-tweak.ts). */
-  readonly tweak?: RequestedTweak;
       {
         message: { type: 'string', pattern: '^(?:[0-9a-fA-F]{2})*$', maxLength: 2 * MAX_MESSAGE_BYTES },
         // Custody (issue 14): which key of the tree signs; resolved by the node (node/sign-tweak.ts).
@@ -79,11 +109,14 @@ const bodies = {
         participants,
         alias: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_.-]{0,127}$' },
         description: { type: 'string', maxLength: 1024 },
+        // Custody (issue 14): the Taproot script tree's merkle root.
+        merkleRoot: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
       },
       ['keySpec', 'threshold'],
     ),
   ),
   empty: ajv.compile(closed({})),
+  signPsbt: ajv.compile(SIGN_PSBT_BODY_SCHEMA),
   reshare: ajv.compile(closed({ threshold, participants })),
   repair: ajv.compile(closed({ participant: nodeId }, ['participant'])),
   schedule: ajv.compile(closed({ pendingWindowDays: { type: 'integer', minimum: 7, maximum: 30 } })),
@@ -109,8 +142,6 @@ function body(
 ): Record<string, any> {
   // An empty body stands for `{}` (routes without a body: refresh, enable, ...).
   let v: unknown = {};
-        // Custody (issue 14): the Taproot script tree's merkle root.
-        merkleRoot: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
   if (bytes.length > 0) {
     try {
       v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -141,8 +172,22 @@ export function bindRequest(
   g: GuardedRequest,
   req: { method: string; path: string; query: string; body: Uint8Array },
 ): BoundRequest {
+  if (g.rpc === 'bound') {
+    const bound = g.bind(req);
+    if (bound.operation !== g.operation || bound.keyId !== g.keyId)
+      mismatch(`${bound.operation} of ${bound.keyId}, not ${g.operation} of ${g.keyId}`);
+    return bound;
+  }
   if (g.rpc === 'sign-commit') {
     const { keyId, action } = keyAction(req);
+    if (action === SIGN_PSBT_ACTION) {
+      // Issue 14: the node finds the PSBT's inputs of this key and their hashes itself.
+      if (keyId !== g.keyId) mismatch(`key ${keyId}, not ${g.keyId}`);
+      const b = body(req.body, bodies.signPsbt, SIGN_PSBT_ACTION);
+      const key = g.psbtKey ?? mismatch('a PSBT for a key this node does not hold');
+      const { psbt, facts } = bindPsbt(key, b as { psbt: string }, g.tweak);
+      return { operation: 'SignPsbt', keyId, tweak: g.tweak ?? {}, psbt, psbtFacts: facts };
+    }
     if (action !== 'sign') mismatch(`operation ${action}, not sign`);
     if (keyId !== g.keyId) mismatch(`key ${keyId}, not ${g.keyId}`);
     const b = body(req.body, bodies.sign, 'sign');
@@ -176,6 +221,9 @@ export function bindRequest(
     }
     const b = body(req.body, bodies.create, 'create-key');
     if (b['keySpec'] !== s.keySpec) mismatch(`key spec ${b['keySpec']}, not ${s.keySpec}`);
+    // Custody (issue 14): the merkle root the members store is the signed one.
+    const root = typeof b['merkleRoot'] === 'string' ? b['merkleRoot'].toLowerCase() : null;
+    if (root !== (s.merkleRoot ?? null)) mismatch(`merkle root ${root}, not ${s.merkleRoot ?? null}`);
     // A key has one usage, fixed by its spec (issue 15): the signed request must not ask another.
     const usage = b['keyUsage'] ?? 'SIGN_VERIFY';
     if (KEY_SPEC_REGISTRY[s.keySpec].usage !== usage)
@@ -221,9 +269,6 @@ export function bindRequest(
     mismatch(`a committee of ${p}, not ${s.participants.length}`);
   }
   if (p === undefined && !sameSet(oldCommittee, s.participants))
-    // Custody (issue 14): the merkle root the members store is the signed one.
-    const root = typeof b['merkleRoot'] === 'string' ? b['merkleRoot'].toLowerCase() : null;
-    if (root !== (s.merkleRoot ?? null)) mismatch(`merkle root ${root}, not ${s.merkleRoot ?? null}`);
     mismatch('another committee than the current one');
   return {
     operation: 'ReshareKey',

@@ -33,6 +33,8 @@ import type { SessionKind, SessionSpec } from '../net/rpc.ts';
 import { type AuthorizationWire, fromWire, requestDigest } from '../net/signed-request.ts';
 import type { GovernanceStore } from './governance-store.ts';
 import type { NodeAudit } from './node-audit.ts';
+import { MAX_PSBT_SIGNED_INPUTS } from '../protocol/psbt.ts';
+import { SIGN_PSBT_ACTION, psbtKeyOf } from './psbt-binding.ts';
 import { type BoundRequest, type GuardedRequest, bindRequest } from './request-binding.ts';
 import type { NodeStore } from './store.ts';
 
@@ -65,6 +67,23 @@ type ReplayEntry = { digest: string; expires: number; shares: number };
  * many signatures of one authorized message); a replay beyond it is refused and audited.
  */
 export const MAX_SHARES_PER_SIGN_REQUEST = 3;
+
+/**
+ * A signed SignPsbt request (issue 14) yields one threshold signature per input of the key, each
+ * with its own sessions and retries: MAX_SHARES_PER_SIGN_REQUEST per input of the key the node
+ * itself found in the PSBT, every share over one of those inputs' signature hashes
+ * (node/psbt-binding.ts); overall at most MAX_SHARES_PER_SIGN_REQUEST × MAX_PSBT_SIGNED_INPUTS.
+ */
+export const MAX_SHARES_PER_PSBT_REQUEST = MAX_SHARES_PER_SIGN_REQUEST * MAX_PSBT_SIGNED_INPUTS;
+
+/** The shares one signed request may yield on this node (Sign: retries; SignPsbt: per input too). */
+export function sharesAllowed(b: Pick<BoundRequest, 'psbt'>): number {
+  if (b.psbt === undefined) return MAX_SHARES_PER_SIGN_REQUEST;
+  return Math.min(MAX_SHARES_PER_SIGN_REQUEST * b.psbt.ownedInputs, MAX_SHARES_PER_PSBT_REQUEST);
+}
+
+/** Operations one signed request may be presented for more than once (each sign-commit of its sessions). */
+const MULTI_SESSION: ReadonlySet<Operation> = new Set(['Sign', 'SignPsbt']);
 
 /**
  * A request waiting for approvals stays approvable on this node for PENDING_APPROVAL_TTL_S
@@ -189,6 +208,7 @@ const SESSION_OPERATIONS = {
 function operationOf(g: GuardedRequest): Operation {
   if (g.rpc === 'sign-commit') return 'Sign';
   if (g.rpc === 'set-state') return STATE_OPERATIONS[g.change];
+  if (g.rpc === 'bound') return g.operation;
   return SESSION_OPERATIONS[g.session.kind];
 }
 
@@ -243,8 +263,14 @@ export class RequestGuard {
           continue;
         if (typeof digest !== 'string' || expires <= nowS) continue;
         const k = ReplayCache.key(initiator, nonce);
-        if (e['event'] === 'request.share') shares.set(k, (shares.get(k) ?? 0) + 1);
-        else if (e['event'] === 'request' && e['decision'] === 'allow' && !this.#replay.get(k, nowS)) {
+        // A share: its own record (two rounds), or counted in the allow record (one round).
+        const share = e['event'] === 'request.share' || (e['event'] === 'request' && e['share'] === true);
+        if (share) {
+          const held = this.#replay.get(k, nowS);
+          if (held) held.shares++;
+          else shares.set(k, (shares.get(k) ?? 0) + 1);
+        }
+        if (e['event'] === 'request' && e['decision'] === 'allow' && !this.#replay.get(k, nowS)) {
           this.#replay.add(k, { digest, expires, shares: shares.get(k) ?? 0 }, nowS);
         }
       }
@@ -262,7 +288,7 @@ export class RequestGuard {
   async authorize(
     g: GuardedRequest,
     auth: AuthorizationWire | undefined,
-    opts: { review?: boolean } = {},
+    opts: { review?: boolean; share?: { sessionId: string } } = {},
   ): Promise<Authorized | undefined> {
     if (!auth && !this.#d.required) return undefined;
     const base = { event: 'request', rpc: g.rpc, operation: operationOf(g), keyId: keyOf(g) };
@@ -291,7 +317,13 @@ export class RequestGuard {
     const atS = pend ? pend.seenS : nowS;
     try {
       verified = verifyRequest(signed, lookup, atS);
-      bound = bindRequest(g, signed);
+      // Issue 14: a sign-psbt binds against this node's own stored key (node/psbt-binding.ts).
+      let bindTo = g;
+      if (g.rpc === 'sign-commit' && signed.path.endsWith(`/${SIGN_PSBT_ACTION}`)) {
+        const psbtKey = await psbtKeyOf(this.#d.store, g.keyId);
+        if (psbtKey) bindTo = { ...g, psbtKey };
+      }
+      bound = bindRequest(bindTo, signed);
     } catch (e) {
       const reason = isKmsError(e) ? e.message : 'invalid signed request';
       await this.#d.audit.appendRefusal({ ...base, requestDigest: digest, decision: 'unauthorized', reason });
@@ -303,16 +335,17 @@ export class RequestGuard {
       operation: bound.operation,
       keyId: bound.keyId,
       ...(messageSha256 ? { messageSha256 } : {}),
+      ...(bound.psbtFacts ? { psbt: bound.psbtFacts } : {}),
       initiator: verified.principal,
       requestDigest: digest,
       governance: doc.version,
     };
     const rk = ReplayCache.key(verified.principal, verified.nonce);
     const used = this.#replay.get(rk, nowS);
-    const exhausted = (used?.shares ?? 0) >= MAX_SHARES_PER_SIGN_REQUEST;
-    if (used && (used.digest !== digest || bound.operation !== 'Sign' || exhausted)) {
+    const exhausted = (used?.shares ?? 0) >= sharesAllowed(bound);
+    if (used && (used.digest !== digest || !MULTI_SESSION.has(bound.operation) || exhausted)) {
       const reason = exhausted
-        ? `replayed: this signing request already yielded ${MAX_SHARES_PER_SIGN_REQUEST} signature shares on this node`
+        ? `replayed: this signing request already yielded ${sharesAllowed(bound)} signature shares on this node`
         : 'replayed: this request nonce was already used on this node';
       await this.#d.audit.appendRefusal({ ...record, approvers: [], decision: 'unauthorized', reason });
       throw new KmsError('Unauthorized', reason);
@@ -324,6 +357,7 @@ export class RequestGuard {
       initiator: verified.principal,
       approvers: approvals.approvers,
       ...(bound.message ? { messageBytes: bound.message.length } : {}),
+      ...(bound.psbtFacts ? { messageBytes: 32, bitcoinOutputs: bound.psbtFacts.outputs } : {}),
       ...(bound.keyEvent ? { keyEvent: bound.keyEvent } : {}),
       recentCount: (windowS) => this.#rates.recentCount(verified.principal, bound.keyId, windowS, nowS),
     });
@@ -350,7 +384,12 @@ export class RequestGuard {
     // back if the write fails (fail closed: nothing was done).
     const fresh = !used;
     const validUntil = pend ? Math.max(verified.expires, pend.until) : verified.expires;
-    if (fresh) this.#replay.add(rk, { digest, expires: validUntil, shares: 0 }, nowS);
+    // One-round signing (node/sign-one.ts): the share this request yields is counted here, in the
+    // same synchronous step as the replay check above, and recorded in the same audit record.
+    const share = opts.share !== undefined && bound.operation === 'Sign';
+    const entry = used ?? { digest, expires: validUntil, shares: 0 };
+    if (fresh) this.#replay.add(rk, entry, nowS);
+    if (share) entry.shares++;
     try {
       await this.#d.audit.append({
         ...withApprovers,
@@ -358,14 +397,18 @@ export class RequestGuard {
         rule: decision.rule,
         nonce: verified.nonce,
         expires: validUntil,
+        ...(share ? { share: true, sessionId: opts.share!.sessionId } : {}),
       });
     } catch (e) {
+      if (share) entry.shares--;
       if (fresh) this.#replay.delete(rk);
       throw e;
     }
     if (fresh) this.#rates.record(doc, verified.principal, bound.keyId, nowS);
+    // The PSBT's facts are in the audit record; the session keeps only what it may sign.
+    const { psbtFacts: _facts, ...kept } = bound;
     return {
-      ...bound,
+      ...kept,
       initiator: verified.principal,
       approvers: approvals.approvers,
       requestDigest: digest,
@@ -423,24 +466,24 @@ export class RequestGuard {
    * A signature share for `a` (sign-share): at most one per signing request on this node. Marks it
    * and writes the record before the share is made. Throws Unauthorized for a second one.
    */
-  async shareOnce(a: Omit<Authorized, 'message'>, sessionId: string): Promise<void> {
+  async shareOnce(a: Omit<Authorized, 'message'>, sessionId: string, messageSha256?: string): Promise<void> {
     const nowS = this.#nowS();
     const rk = ReplayCache.key(a.initiator, a.nonce);
     const e = this.#replay.get(rk, nowS);
     const base = {
       rpc: 'sign-share',
-      operation: 'Sign',
+      operation: a.operation,
       keyId: a.keyId,
-      messageSha256: a.messageSha256,
+      messageSha256: messageSha256 ?? a.messageSha256,
       initiator: a.initiator,
       approvers: [...a.approvers],
       requestDigest: a.requestDigest,
       sessionId,
     };
-    const exhausted = (e?.shares ?? 0) >= MAX_SHARES_PER_SIGN_REQUEST;
+    const exhausted = (e?.shares ?? 0) >= sharesAllowed(a);
     if (exhausted || a.expires <= nowS) {
       const reason = exhausted
-        ? `replayed: this signing request already yielded ${MAX_SHARES_PER_SIGN_REQUEST} signature shares on this node`
+        ? `replayed: this signing request already yielded ${sharesAllowed(a)} signature shares on this node`
         : 'the signed request expired before its signature share';
       await this.#d.audit.append({ event: 'request', ...base, decision: 'unauthorized', reason });
       throw new KmsError('Unauthorized', reason);

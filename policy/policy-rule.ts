@@ -7,6 +7,8 @@
 /** Operations a signed request can ask for (AWS KMS names where one exists). */
 export type Operation =
   | 'Sign'
+  // Custody (issue 14): sign a PSBT's inputs of the key (node/psbt-binding.ts).
+  | 'SignPsbt'
   | 'CreateKey'
   | 'RefreshKey'
   | 'ReshareKey'
@@ -15,10 +17,21 @@ export type Operation =
   | 'EnableKey'
   | 'ScheduleKeyDeletion'
   | 'CancelKeyDeletion'
-  | 'DestroyKey';
+  | 'DestroyKey'
+  // Envelope encryption (issue 15), AWS KMS names.
+  | 'Encrypt'
+  | 'Decrypt'
+  | 'GenerateDataKey'
+  | 'GenerateDataKeyWithoutPlaintext'
+  | 'ReEncrypt'
+  // Backup, restore and import (issue 16): each needs the admin quorum (node/request-binding.ts).
+  | 'CreateBackup'
+  | 'RestoreKey'
+  | 'ImportKey';
 
 export const OPERATIONS: readonly Operation[] = [
   'Sign',
+  'SignPsbt',
   'CreateKey',
   'RefreshKey',
   'ReshareKey',
@@ -28,6 +41,14 @@ export const OPERATIONS: readonly Operation[] = [
   'ScheduleKeyDeletion',
   'CancelKeyDeletion',
   'DestroyKey',
+  'Encrypt',
+  'Decrypt',
+  'GenerateDataKey',
+  'GenerateDataKeyWithoutPlaintext',
+  'ReEncrypt',
+  'CreateBackup',
+  'RestoreKey',
+  'ImportKey',
 ];
 
 export type PolicyRule = {

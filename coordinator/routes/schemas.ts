@@ -89,7 +89,27 @@ export const keyObject = {
     epoch: { type: ['integer', 'null'], description: 'null while Creating' },
     publicKey: {
       type: ['string', 'null'],
-      description: "suite's canonical encoding, hex; null while Creating",
+      description:
+        "suite's canonical encoding, hex; null while Creating. FROST_SECP256K1_TR: the BIP341 OUTPUT key " +
+        '(x-only, already tweaked with the merkle root, or none), i.e. the key in the P2TR scriptPubKey; ' +
+        'never pass it to a library as an internal key (it would be tweaked twice): use taproot.internalKey',
+    },
+    taproot: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['internalKey', 'outputKey', 'merkleRoot'],
+      description: 'FROST_SECP256K1_TR keys (docs/custody.md): the BIP341 keys of the output at m',
+      properties: {
+        internalKey: {
+          type: 'string',
+          description: 'BIP341 internal key, x-only hex: for tr(KEY) descriptors, PSBT tap_internal_key',
+        },
+        outputKey: { type: 'string', description: 'BIP341 output key, x-only hex (equals publicKey)' },
+        merkleRoot: {
+          type: ['string', 'null'],
+          description: 'script tree merkle root, hex; null for a key-path-only output (BIP86)',
+        },
+      },
     },
     createdAt: { type: 'string', format: 'date-time' },
     description: { type: 'string' },
