@@ -14,21 +14,29 @@ import { defaultSigningTweak } from '../protocol/key-tweak.ts';
 import { aggregateSignature } from '../protocol/sign.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
+import { MAX_PRECOMMIT } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import type { ClusterSignTweak, EpochInfo, SignResult } from './cluster.ts';
 import type { EpochSync } from './epoch-sync.ts';
 import { type NodeRpc, byNodeIndex } from './node-rpc.ts';
 import { isRefusal, refusalError } from './node-refusal.ts';
+import { type CachedCommitment, CommitmentCache } from './commitment-cache.ts';
+
+/** Commitments a `sign-one` asks back per signer (refills the cache without another round trip). */
+const REFILL_PER_SIGN = 2;
 
 export class ThresholdSigner {
   readonly #n: NodeRpc;
   readonly #sync: EpochSync;
   /** Rotates the first signer so load spreads over the committee. */
   #rotation = 0;
+  /** Nodes' pre-published commitments (issue 17, one-round signing); undefined: two rounds always. */
+  readonly #cache: CommitmentCache | undefined;
 
-  constructor(n: NodeRpc, sync: EpochSync) {
+  constructor(n: NodeRpc, sync: EpochSync, opts: { oneRound?: boolean } = {}) {
     this.#n = n;
     this.#sync = sync;
+    this.#cache = opts.oneRound === false ? undefined : new CommitmentCache();
   }
 
   /**
@@ -53,6 +61,8 @@ export class ThresholdSigner {
     };
     let order = orderOf(k.participants);
     let resynced = false;
+    // One round while every signer of the attempt has a cached commitment, until a node refuses one.
+    let oneRound = this.#cache !== undefined && req.tweak === undefined;
     const refusals: { node: string; err: KmsError }[] = [];
     // Each attempt uses fresh nonces and a new session; a node that timed out or sent an invalid
     // share is left out of the next attempt (RFC 9591 §5.4 identifiable abort).
@@ -68,9 +78,22 @@ export class ThresholdSigner {
           { culprits: excluded },
         );
       }
+      // Members with a cached commitment first (one round), in rotation order otherwise.
+      const cache = this.#cache;
+      const ready = oneRound && cache ? avail.filter((n) => cache.count(k.keyId, k.epoch, n) > 0) : [];
       // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
-      const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
-      const attempt = await this.#once(spec, k, pub, signers, req.message, req.auth, req.tweak);
+      const signers = (ready.length >= k.threshold ? ready : avail).slice(0, k.threshold).sort(byNodeIndex);
+      const cached = oneRound ? cache?.take(k.keyId, k.epoch, signers) : undefined;
+      if (oneRound) this.#warm(spec, k);
+      const attempt = cached
+        ? await this.#oneRound(spec, k, pub, signers, cached, req.message, req.auth)
+        : await this.#once(spec, k, pub, signers, req.message, req.auth, req.tweak);
+      if ('stale' in attempt) {
+        // A node no longer holds a commitment it published (it restarted, or another coordinator
+        // used it): not a fault. Its cache entries are gone; this request signs in two rounds.
+        oneRound = false;
+        continue;
+      }
       // Verified by the aggregate under pub.commitments[0], which #sync proved against k.groupElement.
       if ('signature' in attempt) return { signature: attempt.signature, signers, excluded, verified: true };
       if ('refused' in attempt) {
@@ -226,6 +249,147 @@ export class ThresholdSigner {
       }
       throw e;
     }
+  }
+
+  /**
+   * One-round attempt (issue 17): one `sign-one` per signer with the message, the client-signed
+   * request and the list of cached commitments; each node takes its nonce out before it verifies
+   * anything (node/sign-one.ts). `stale`: a node refused its commitment as unknown (NonceReused).
+   */
+  async #oneRound(
+    spec: KeySpec,
+    k: EpochInfo,
+    pub: FrostPublic,
+    signers: string[],
+    cached: CachedCommitment[],
+    message: Uint8Array,
+    auth: AuthorizationWire | undefined,
+  ): Promise<
+    | { signature: Uint8Array }
+    | { blame: Blame[] }
+    | { refused: { node: string; err: KmsError }[] }
+    | { stale: string[] }
+  > {
+    const cache = this.#cache!;
+    const sessionId = randomUUID();
+    const decoded = signers.map((n, i) => ({
+      identifier: participantIdOf(spec, nodeIndex(n)!),
+      hiding: cached[i]!.hiding,
+      binding: cached[i]!.binding,
+    }));
+    const commitments = decoded.map((d) => ({
+      identifier: d.identifier,
+      hiding: toHex(d.hiding),
+      binding: toHex(d.binding),
+    }));
+    const messageHex = toHex(message);
+    const shares = await Promise.allSettled(
+      signers.map(async (n) => {
+        const refill = cache.reserve(k.keyId, k.epoch, n, REFILL_PER_SIGN);
+        try {
+          const a = await this.#n.rpc(
+            n,
+            {
+              op: 'sign-one',
+              sessionId,
+              keyId: k.keyId,
+              epoch: k.epoch,
+              message: messageHex,
+              commitments,
+              ...(refill > 0 ? { refill } : {}),
+              ...(auth === undefined ? {} : { auth }),
+            },
+            this.#n.signTimeoutMs,
+          );
+          this.#accept(spec, k, n, a.commitments ?? []);
+          return a;
+        } finally {
+          cache.settle(k.keyId, n, refill);
+        }
+      }),
+    );
+    const stale = signers.filter((_, i) => {
+      const s = shares[i]!;
+      return s.status === 'rejected' && isKmsError(s.reason) && s.reason.code === 'NonceReused';
+    });
+    if (stale.length > 0) {
+      for (const n of stale) cache.forgetNode(k.keyId, n);
+      return { stale };
+    }
+    const refused = shares.flatMap((c, i) =>
+      c.status === 'rejected' && isRefusal(c.reason) ? [{ node: signers[i]!, err: c.reason }] : [],
+    );
+    if (refused.length > 0) return { refused };
+    const blame = unresponsive(signers, shares, 'sign.share');
+    if (blame.length > 0) return { blame };
+    try {
+      const signature = aggregateSignature({
+        spec,
+        public: pub,
+        epoch: k.epoch,
+        message,
+        // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+        tweak: defaultSigningTweak(spec),
+        commitments: decoded,
+        shares: Object.fromEntries(
+          shares.map((s, i) => [
+            decoded[i]!.identifier,
+            fromHex((s as PromiseFulfilledResult<{ share: string }>).value.share),
+          ]),
+        ),
+      });
+      // The aggregate is returned only if it verifies under the group key (RFC 9591 §5.3).
+      return { signature };
+    } catch (e) {
+      if (isKmsError(e) && e.code === 'ParticipantMisbehaved') {
+        const byPid = new Map(signers.map((n) => [participantIdOf(spec, nodeIndex(n)!), n]));
+        return {
+          blame: e.culprits.map((c) => ({ ...c, participant: byPid.get(c.participant) ?? c.participant })),
+        };
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Asks every member of the key's epoch whose cached commitments run low for a batch
+   * (`sign-precommit`), in the background: the request that found the cache empty signs in two
+   * rounds meanwhile. A member that fails is asked again by a later request.
+   */
+  #warm(spec: KeySpec, k: EpochInfo): void {
+    const cache = this.#cache!;
+    for (const n of k.participants) {
+      // Below a quarter of the depth only: a full cache refills with the shares' answers.
+      if (cache.count(k.keyId, k.epoch, n) >= cache.depth / 4) continue;
+      const count = cache.reserve(k.keyId, k.epoch, n, MAX_PRECOMMIT);
+      if (count === 0) continue;
+      this.#n
+        .rpc(n, { op: 'sign-precommit', keyId: k.keyId, epoch: k.epoch, count }, this.#n.signTimeoutMs)
+        .then(
+          (a) => {
+            if (a.identifier === participantIdOf(spec, nodeIndex(n)!))
+              this.#accept(spec, k, n, a.commitments);
+          },
+          (e) => this.#n.log.warn({ keyId: k.keyId, node: n, err: String(e) }, 'sign-precommit failed'),
+        )
+        .finally(() => cache.settle(k.keyId, n, count));
+    }
+  }
+
+  /** Caches a node's new commitments that are valid group elements (RFC 9591 §3.1); drops the rest. */
+  #accept(
+    spec: KeySpec,
+    k: EpochInfo,
+    node: string,
+    cs: readonly { hiding: string; binding: string }[],
+  ): void {
+    const ok: CachedCommitment[] = [];
+    const identifier = participantIdOf(spec, nodeIndex(node)!);
+    for (const c of cs) {
+      const d = commitmentOf(spec, node, { identifier, ...c });
+      if (d) ok.push({ hiding: d.hiding, binding: d.binding });
+    }
+    this.#cache!.add(k.keyId, k.epoch, node, ok);
   }
 
   /**

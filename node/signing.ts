@@ -23,6 +23,7 @@ import type { NonceTable } from './nonces.ts';
 import type { Authorized } from './request-guard.ts';
 import type { RequestedTweak, SigningTweak } from '../protocol/key-tweak.ts';
 import { resolveSigningTweak } from './sign-tweak.ts';
+import { psbtAllows } from './psbt-binding.ts';
 
 /**
  * What a committed session may sign: the request the guard authorized at `sign-commit`, without
@@ -61,6 +62,11 @@ export class Signing {
   #sweep(nowMs: number): void {
     for (const [sid, b] of this.#bindings) if (b.until <= nowMs) this.#bindings.delete(sid);
     for (const [sid, t] of this.#tweaks) if (t.until <= nowMs) this.#tweaks.delete(sid);
+  }
+
+  /** The key's active entry if it may sign with `epoch` now (also for one-round signing: node/sign-one.ts). */
+  signable(keyId: string, epoch: number): Promise<ActiveKey> {
+    return this.#signable(keyId, epoch);
   }
 
   async #signable(keyId: string, epoch: number): Promise<ActiveKey> {
@@ -102,7 +108,11 @@ export class Signing {
     if (this.#bindings.has(sessionId)) {
       throw new KmsError('Conflict', `signing session ${sessionId} already committed on this node`);
     }
-    const authorized = await this.#c.guard.authorize({ rpc: 'sign-commit', keyId }, auth);
+    // The tweak goes to the guard too: a SignPsbt session may sign the inputs at its path only.
+    const authorized = await this.#c.guard.authorize(
+      { rpc: 'sign-commit', keyId, ...(tweak ? { tweak } : {}) },
+      auth,
+    );
     const { key, spec } = await this.#signable(keyId, epoch);
     // Issue 14: which key of the tree signs, from this node's custody data and the SIGNED path and
     // tweak (the coordinator's must equal them), refused before any nonce is made.
@@ -212,7 +222,15 @@ export class Signing {
       throw new KmsError('Unauthorized', reason);
     };
     if (req.keyId !== b.keyId) await refuse(`the session was authorized for key ${b.keyId}`);
-    if (messageSha256 !== a.messageSha256) await refuse('the message differs from the signed one');
-    await this.#c.guard.shareOnce(a, req.sessionId);
+    // SignPsbt (issue 14): a signature hash of one of the PSBT's inputs at the session's path,
+    // as this node computed it from the PSBT (node/psbt-binding.ts).
+    if (messageSha256 !== a.messageSha256 && !psbtAllows(a.psbt, messageSha256)) {
+      await refuse(
+        a.psbt
+          ? "the message is not a signature hash of the PSBT's inputs at this path"
+          : 'the message differs from the signed one',
+      );
+    }
+    await this.#c.guard.shareOnce(a, req.sessionId, messageSha256);
   }
 }

@@ -20,6 +20,17 @@ export type RequestFacts = {
   readonly approvers: readonly string[];
   /** Sign: the message length in bytes. */
   readonly messageBytes?: number;
+  /**
+   * SignPsbt (issue 14): the transaction's outputs as the node read them from the PSBT itself
+   * (node/psbt-binding.ts): address on the request's network (null for scripts without one, with
+   * the script hex) and amount in satoshis. No rule condition reads them yet; they are here so a
+   * destination or amount condition can (docs/policies.md).
+   */
+  readonly bitcoinOutputs?: readonly {
+    readonly address: string | null;
+    readonly amount: number;
+    readonly script?: string;
+  }[];
   /** Allowed requests of this initiator on this key inside the rule's window, before this one. */
   readonly recentCount?: (windowS: number) => number;
   /** Key events: the key's current and requested threshold and whether the committee changes. */

@@ -19,7 +19,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { base64 } from '@scure/base';
 import { Address, NETWORK, OutScript, TEST_NETWORK, Transaction } from '@scure/btc-signer';
-import { type BitcoinNetwork, isBitcoinNetwork } from './bitcoin-output.ts';
+import { BITCOIN_NETWORKS, type BitcoinNetwork, isBitcoinNetwork } from './bitcoin-output.ts';
 import { equalBytes, toHex } from './bytes.ts';
 import { type DerivationPath, HARDENED_OFFSET, MAX_PATH_DEPTH, formatPath } from './derivation.ts';
 import { KmsError } from './errors.ts';
@@ -327,7 +327,55 @@ export function insertSignatures(
   return base64.encode(tx.toPSBT());
 }
 
-/** The JSON shape of an owned input for responses and audit records. */
-export function describeInput(i: OwnedInput): { index: number; path: string; sighash: string } {
-  return { index: i.index, path: formatPath(i.path), sighash: toHex(i.sighash) };
+/** The body of `POST /v1/keys/{id}/sign-psbt` (the coordinator's route and every node's binding). */
+export const SIGN_PSBT_BODY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['psbt'],
+  properties: {
+    psbt: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9+/]*={0,2}$',
+      minLength: 4,
+      maxLength: Math.ceil(MAX_PSBT_BYTES / 3) * 4,
+      description: `the PSBT (BIP174, BIP371), base64, at most ${MAX_PSBT_BYTES} bytes`,
+    },
+    network: {
+      type: 'string',
+      enum: [...BITCOIN_NETWORKS],
+      description: 'the network the output addresses are shown for (audit, policy); default bitcoin',
+    },
+  },
+} as const;
+
+export type SignPsbtBody = { readonly psbt: string; readonly network?: BitcoinNetwork };
+
+/** An output as the audit and the policy see it: its address, or its script when it has none. */
+export type PsbtOutputFact = {
+  readonly address: string | null;
+  readonly amount: number;
+  readonly script?: string;
+};
+
+/** What an audit record and a policy see of a PSBT (the coordinator's and every node's alike). */
+export type PsbtFacts = {
+  readonly network: BitcoinNetwork;
+  /** This key's inputs: index and derivation path. */
+  readonly inputs: readonly { readonly index: number; readonly path: string }[];
+  readonly outputs: readonly PsbtOutputFact[];
+  /** Satoshis. */
+  readonly fee: number;
+};
+
+export function psbtFacts(a: PsbtAnalysis, network: BitcoinNetwork): PsbtFacts {
+  return {
+    network,
+    inputs: a.owned.map((o) => ({ index: o.index, path: formatPath(o.path) })),
+    outputs: a.outputs.map((o) => ({
+      address: o.address,
+      amount: o.amount,
+      ...(o.address === null ? { script: o.script } : {}),
+    })),
+    fee: a.fee,
+  };
 }

@@ -37,6 +37,7 @@ import {
   trustFor,
 } from './kms-client.ts';
 import { registerBackup } from './kms-backup.ts';
+import { registerPsbt } from './kms-psbt.ts';
 import { registerGovernance } from './kms-governance.ts';
 import { verifyNodeAudits } from './kms-node-audit.ts';
 import { isPending, printPending, registerRequests, resolveKeyId } from './kms-requests.ts';
@@ -573,6 +574,7 @@ export function buildProgram(io: Io = stdio): Command {
   registerGovernance(program, ctx);
   registerRequests(program, ctx);
   registerBackup(program, ctx);
+  registerPsbt(program, ctx);
 
   // ---- extension point --------------------------------------------------------------------
   // The `devnet` command group is registered here by scripts/devnet.ts (the lead's module):
