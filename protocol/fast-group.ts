@@ -22,6 +22,14 @@ export type FastGroup = {
   mul(p: Uint8Array, k: bigint): Uint8Array;
   /** P + Q (the result may be the identity). */
   add(p: Uint8Array, q: Uint8Array): Uint8Array;
+  /**
+   * Σ scalars[i]·points[i] over valid elements and scalars in [1, order), variable-time (PUBLIC
+   * inputs only). Optional: a backend whose single multiplications are cheap leaves it out and
+   * callers add the products; the noble-backed groups share one wNAF walk, as noble's FROST does.
+   */
+  msm?(points: readonly Uint8Array[], scalars: readonly bigint[]): Uint8Array;
+  /** Drops per-process caches of decoded points, if the backend keeps any (benchmarks). */
+  forget?(): void;
 };
 
 /**

@@ -49,10 +49,9 @@ function outcome(f: () => Uint8Array | boolean): string {
 }
 
 describe('FROST_ED25519 fast path: RFC 9591 vectors', () => {
-  it('is the path sign.ts uses for Ed25519, and noble stays the path for the other suites', () => {
+  it('is the path sign.ts uses for Ed25519 (the other suites: test/fast-suites.test.ts)', () => {
     expect(signingFrost(spec)).toBe(fast);
-    expect(signingFrost(keySpec('FROST_ED448'))).toBe(keySpec('FROST_ED448').frost);
-    expect(fastFrost(keySpec('FROST_P256'))).toBeUndefined();
+    expect(fast).not.toBe(noble);
   });
 
   for (const { name, vector: v } of loadVectors(spec)) {

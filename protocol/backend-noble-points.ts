@@ -1,0 +1,144 @@
+/**
+ * A FastGroup (protocol/fast-group.ts) on noble's points, for the suites without a native library
+ * for the whole arithmetic (P-256, Ed448). It runs noble's own formulas, so its results are noble's;
+ * what it saves over calling noble's FROST is work noble repeats:
+ *   - each encoding is decoded once per process (noble decodes every point at every use, and its
+ *     FROST decodes the group key and all 2t commitments in every signShare, verifyShare and
+ *     aggregate): points this group checked or produced are kept decoded, by content, bounded;
+ *   - a suite may plug a native primitive where one exists (OpenSSL's P-256 fixed-base multiply,
+ *     its Ed448 verifier) through `Hooks`.
+ * Multi-scalar multiplication is noble's interleaved wNAF (`mulAddUnsafe`, what its FROST uses),
+ * with the scalar-one terms (hiding commitments) added directly as noble does.
+ */
+import type { IField } from '@noble/curves/abstract/modular.js';
+import { mulAddUnsafe } from '@noble/curves/abstract/curve.js';
+import { ProtocolError } from './errors.ts';
+import type { FastGroup } from './fast-group.ts';
+
+/** The part of noble's Point this file uses. */
+type NoblePoint = {
+  add(q: NoblePoint): NoblePoint;
+  multiply(k: bigint): NoblePoint;
+  multiplyUnsafe(k: bigint): NoblePoint;
+  is0(): boolean;
+  toBytes(): Uint8Array;
+};
+type NoblePointCons = {
+  readonly BASE: NoblePoint;
+  readonly ZERO: NoblePoint;
+  readonly Fn: IField<bigint>;
+  fromBytes(b: Uint8Array): NoblePoint;
+};
+
+export type Hooks = {
+  /**
+   * RFC 9591 §3.1 DeserializeElement: the decoded point if `bytes` is a canonical encoding of a
+   * non-identity point of prime order, else undefined.
+   */
+  decodeValid(bytes: Uint8Array): NoblePoint | undefined;
+  /** ScalarBaseMult(k) for k in [1, order), constant-time (k may be secret). Default: noble's. */
+  baseMul?: (k: bigint) => Uint8Array;
+  /** Whether the identity has an encoding (Edwards: yes; SEC1 compressed: no). */
+  identityEncodable: boolean;
+};
+
+/** Decoded points by content (latin1 of the encoding), oldest dropped first. */
+class PointCache {
+  readonly #map = new Map<string, NoblePoint>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(key: string): NoblePoint | undefined {
+    return this.#map.get(key);
+  }
+  set(key: string, p: NoblePoint): void {
+    if (this.#map.size >= this.#max) {
+      const oldest = this.#map.keys().next().value;
+      if (oldest !== undefined) this.#map.delete(oldest);
+    }
+    this.#map.set(key, p);
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+function latin1(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i] as number);
+  return s;
+}
+
+export function nobleBackedGroup(
+  Point: NoblePointCons,
+  Fn: IField<bigint>,
+  elementLength: number,
+  hooks: Hooks,
+): FastGroup {
+  const cache = new PointCache(4096);
+  const order = Fn.ORDER;
+  /** A point this group checked or produced; decoded again (no checks needed) if evicted. */
+  const point = (b: Uint8Array): NoblePoint => {
+    const key = latin1(b);
+    let p = cache.get(key);
+    if (p === undefined) {
+      p = Point.fromBytes(b);
+      cache.set(key, p);
+    }
+    return p;
+  };
+  const encode = (p: NoblePoint): Uint8Array => {
+    if (p.is0() && !hooks.identityEncodable) {
+      // As noble's SEC1 encoder refuses; negligible for honest inputs.
+      throw new ProtocolError('ProtocolAborted', 'the result is the identity, which has no encoding');
+    }
+    const b = p.toBytes();
+    cache.set(latin1(b), p);
+    return b;
+  };
+  const range = (k: bigint) => {
+    if (k <= 0n || k >= order) throw new RangeError('scalar out of range');
+  };
+  return {
+    elementLength,
+    Fn,
+    isValidElement(bytes) {
+      if (!(bytes instanceof Uint8Array) || bytes.length !== elementLength) return false;
+      const p = hooks.decodeValid(bytes);
+      if (p === undefined) return false;
+      cache.set(latin1(bytes), p);
+      return true;
+    },
+    baseMul(k) {
+      range(k);
+      return hooks.baseMul ? hooks.baseMul(k) : encode(Point.BASE.multiply(k));
+    },
+    mul(p, k) {
+      range(k);
+      return encode(point(p).multiplyUnsafe(k));
+    },
+    add(p, q) {
+      return encode(point(p).add(point(q)));
+    },
+    msm(points, scalars) {
+      let acc = Point.ZERO;
+      const ps: NoblePoint[] = [];
+      const ks: bigint[] = [];
+      points.forEach((b, i) => {
+        const k = scalars[i]!;
+        if (k === 1n) acc = acc.add(point(b));
+        else {
+          range(k);
+          ps.push(point(b));
+          ks.push(k);
+        }
+      });
+      if (ps.length > 0) acc = acc.add(mulAddUnsafe(Point as any, ps as any, ks) as unknown as NoblePoint);
+      return encode(acc);
+    },
+    forget() {
+      cache.clear();
+    },
+  };
+}
