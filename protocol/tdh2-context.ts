@@ -3,7 +3,7 @@
  * its label (protocol/tdh2.ts `contextLabel`), matched exactly on decryption. AWS limits it to
  * 8,192 characters in all; we bound the UTF-8 bytes the same way so a context always fits a header.
  */
-import { KmsError } from '../protocol/errors.ts';
+import { KmsError } from './errors.ts';
 
 export type EncryptionContext = Readonly<Record<string, string>>;
 

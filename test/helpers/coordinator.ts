@@ -67,7 +67,7 @@ export function adminGenesis(
 
 /** Routes that use or change a key, a policy or a request: they need a principal's signature. */
 const SIGNED_ROUTE =
-  /^\/v1\/(keys|keys\/[^/?]+\/(sign|refresh|reshare|repair|disable|enable|schedule-deletion|cancel-deletion)|governance|requests\/[^/?]+\/approvals)(\?.*)?$/;
+  /^\/v1\/(keys|keys\/[^/?]+\/(sign|refresh|reshare|repair|disable|enable|schedule-deletion|cancel-deletion|encrypt|generate-data-key|generate-data-key-without-plaintext)|decrypt|re-encrypt|governance|requests\/[^/?]+\/approvals)(\?.*)?$/;
 
 export function isSignedRoute(method: string, path: string): boolean {
   return method.toUpperCase() === 'POST' && SIGNED_ROUTE.test(path);

@@ -68,6 +68,11 @@ export type Lies = {
    * `(s) => forgeEpoch(...)` with no `dkg` lie: silent in the DKG, then claims a result (C-1).
    */
   session?: (s: SessionSpec, result?: DkgResult | KeyEventResult) => unknown;
+  /**
+   * Answer to decrypt-share (issue 15); default: a well-formed TDH2 share under its own identifier
+   * with a random element and random proof scalars (one that fails its Chaum–Pedersen proof).
+   */
+  decryptShare?: (req: Extract<RpcRequest, { op: 'decrypt-share' }>) => unknown;
 };
 
 export type LyingPeer = {
@@ -185,6 +190,15 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
       case 'sign-share':
         return encodeRpc(
           lying.lies.signShare?.(req) ?? { share: Buffer.from(randomScalar()).toString('hex') },
+        );
+      case 'decrypt-share':
+        return encodeRpc(
+          lying.lies.decryptShare?.(req) ?? {
+            identifier: self(),
+            share: toHex(
+              Buffer.concat([Buffer.from(self(), 'hex'), randomPoint(), randomScalar(), randomScalar()]),
+            ),
+          },
         );
       case 'session': {
         const s = req.session;

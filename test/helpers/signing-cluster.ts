@@ -119,9 +119,34 @@ export function signingCluster<C extends Cluster>(
       inner.createKey({
         auth: auth('POST', '/v1/keys', {
           keySpec: r.keySpec,
+          // Issue 15: an encryption key's signed body says so (each node checks it against the spec).
+          ...(r.keySpec === 'TDH2_RISTRETTO255' ? { keyUsage: 'ENCRYPT_DECRYPT' } : {}),
           threshold: r.threshold,
           participants: [...r.participants],
         }),
+        ...r,
+      }),
+    // Issue 15: the Decrypt (or ReEncrypt) request naming exactly this blob, context and recipient.
+    decrypt: (r) =>
+      inner.decrypt!({
+        auth: auth(
+          'POST',
+          r.operation === 'Decrypt' ? '/v1/decrypt' : '/v1/re-encrypt',
+          r.operation === 'Decrypt'
+            ? {
+                ciphertextBlob: Buffer.from(r.ciphertextBlob).toString('base64'),
+                encryptionContext: { ...r.encryptionContext },
+                ...(r.recipient
+                  ? { recipient: { publicKey: Buffer.from(r.recipient).toString('base64') } }
+                  : {}),
+                ...(r.exclude ? { excludeNodes: [...r.exclude] } : {}),
+              }
+            : {
+                ciphertextBlob: Buffer.from(r.ciphertextBlob).toString('base64'),
+                sourceEncryptionContext: { ...r.encryptionContext },
+                destinationKeyId: r.key.keyId,
+              },
+        ),
         ...r,
       }),
     sign: (r) =>
