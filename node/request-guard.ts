@@ -386,7 +386,7 @@ export class RequestGuard {
     const validUntil = pend ? Math.max(verified.expires, pend.until) : verified.expires;
     // One-round signing (node/sign-one.ts): the share this request yields is counted here, in the
     // same synchronous step as the replay check above, and recorded in the same audit record.
-    const share = opts.share !== undefined && bound.operation === 'Sign';
+    const share = opts.share !== undefined && MULTI_SESSION.has(bound.operation);
     const entry = used ?? { digest, expires: validUntil, shares: 0 };
     if (fresh) this.#replay.add(rk, entry, nowS);
     if (share) entry.shares++;

@@ -23,6 +23,7 @@ import type { RpcRequest, PrecommitAnswer, SignOneAnswer } from '../net/rpc.ts';
 import type { ActiveKey } from './active-keys.ts';
 import type { NodeContext } from './node-context.ts';
 import type { NoncePool } from './nonce-pool.ts';
+import { psbtAllows } from './psbt-binding.ts';
 
 type SignOne = Extract<RpcRequest, { op: 'sign-one' }>;
 
@@ -88,8 +89,13 @@ export class OneRoundSigning {
       if (authorized === undefined && this.#c.guard.required) {
         throw new KmsError('Unauthorized', 'a client-signed request is required');
       }
-      if (authorized && bytesToHex(sha256(message)) !== authorized.messageSha256) {
-        const reason = 'the message differs from the signed one';
+      // SignPsbt (issue 14): one of the hashes this node computed for the PSBT's inputs at `m` (a
+      // one-round request carries no tweak: the key itself, key path; node/psbt-binding.ts).
+      const sha = bytesToHex(sha256(message));
+      if (authorized && sha !== authorized.messageSha256 && !psbtAllows(authorized.psbt, sha)) {
+        const reason = authorized.psbt
+          ? "the message is not a signature hash of the PSBT's inputs at this path"
+          : 'the message differs from the signed one';
         await this.#c.guard.refused({
           rpc: 'sign-one',
           operation: 'Sign',
