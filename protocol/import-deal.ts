@@ -337,19 +337,29 @@ export function receiveExternal(
 // ---------------------------------------------------------------------------------------------
 // Import: the secret as a one-member old committee
 
-/** The scalar of an imported secret: RFC 8032 §5.1.5 for an Ed25519 seed, else the key as is. */
-export function importScalar(spec: KeySpec, secret: Uint8Array): bigint {
+/**
+ * The scalar and group element of an imported secret: RFC 8032 §5.1.5 for an Ed25519 seed (the
+ * clamped SHA-512 half, reduced mod L: the same point as the seed's public key); a secp256k1
+ * private key as is, except that for FROST_SECP256K1_TR, where the file must hold the BIP341
+ * INTERNAL key, the scalar is negated when its point has odd y, so the stored group element is the
+ * even-y internal key (BIP340 `lift_x`) as the DKG's is (docs/custody.md). The caller wipes `secret`.
+ */
+export function importKeyOf(spec: KeySpec, secret: Uint8Array): { scalar: bigint; groupElement: Uint8Array } {
   if (secret.length !== 32) throw invalid(`${spec.name}: the secret must be 32 bytes`);
+  const g = groupOf(spec);
+  const Fn = spec.Point.Fn;
+  let scalar: bigint;
   if (spec.name === 'FROST_ED25519') {
-    // s = clamp(SHA-512(seed)[0..32]) little-endian, reduced mod L (same point as RFC 8032's).
-    const { scalar } = ed25519.utils.getExtendedPublicKey(secret);
-    return spec.Point.Fn.create(scalar);
+    scalar = Fn.create(ed25519.utils.getExtendedPublicKey(secret).scalar);
+  } else if (spec.name === 'FROST_SECP256K1_TR') {
+    scalar = decodeScalar(spec, secret, 'private key');
+    const P = spec.Point.BASE.multiply(scalar);
+    if (!P.hasEvenY()) scalar = Fn.neg(scalar);
+  } else {
+    throw invalid(`import of ${spec.name} keys is not supported (FROST_ED25519, FROST_SECP256K1_TR)`);
   }
-  if (spec.name === 'FROST_SECP256K1_TR' || spec.name === 'FROST_SECP256K1') {
-    const d = decodeScalar(spec, secret, 'private key');
-    return d;
-  }
-  throw invalid(`import of ${spec.name} keys is not supported (FROST_ED25519, FROST_SECP256K1_TR)`);
+  if (scalar === 0n) throw invalid('the secret is zero');
+  return { scalar, groupElement: g.baseMul(scalar).toBytes() };
 }
 
 /** The one-dealer plan of an import: identifier 1 holds the whole secret, V_1 = Q. */

@@ -12,7 +12,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Key } from '@noble/curves/abstract/frost.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { schnorr } from '@noble/curves/secp256k1.js';
 import sodium from 'sodium-native';
 import { describe, expect, it } from 'vitest';
 import {
@@ -30,7 +30,7 @@ import {
   type ExternalDealing,
   type ExternalDealPlan,
   importDealer,
-  importScalar,
+  importKeyOf,
   nodeEncryptionKey,
   nodeEncryptionSecret,
   receiveExternal,
@@ -93,7 +93,7 @@ const keysOf = (ids: ReturnType<typeof identities>) =>
 describe('import: one dealer holding the whole secret', () => {
   it.each([
     ['FROST_ED25519', (s: Uint8Array) => ed25519.getPublicKey(s)],
-    ['FROST_SECP256K1_TR', (s: Uint8Array) => secp256k1.getPublicKey(s, true)],
+    ['FROST_SECP256K1_TR', (s: Uint8Array) => Uint8Array.of(2, ...schnorr.getPublicKey(s))],
   ] as const)('%s: the shares sign under the public key of the secret', (name, publicOf) => {
     const spec = keySpec(name);
     const secret = new Uint8Array(randomBytes(32));
@@ -111,7 +111,7 @@ describe('import: one dealer holding the whole secret', () => {
       groupElement: Q,
       dealers: { [dealer]: Q },
     };
-    const dealing = dealExternal(plan, dealer, importScalar(spec, secret), keysOf(ids), sealToOfficer);
+    const dealing = dealExternal(plan, dealer, importKeyOf(spec, secret).scalar, keysOf(ids), sealToOfficer);
     const keys = receiveAll(plan, [dealing], ids);
     expect(canSign(spec, keys.slice(0, 3), Q)).toBe(true);
     expect(canSign(spec, keys.slice(2, 5), Q)).toBe(true);
@@ -125,7 +125,7 @@ describe('import: one dealer holding the whole secret', () => {
         dealExternal(
           { ...plan, groupElement: other, dealers: { [dealer]: other } },
           dealer,
-          importScalar(spec, secret),
+          importKeyOf(spec, secret).scalar,
           keysOf(ids),
           sealToOfficer,
         ),
@@ -135,7 +135,7 @@ describe('import: one dealer holding the whole secret', () => {
     const forged = dealExternal(
       { ...plan, groupElement: other, dealers: { [dealer]: other } },
       dealer,
-      importScalar(spec, otherSecret),
+      importKeyOf(spec, otherSecret).scalar,
       keysOf(ids),
       sealToOfficer,
     );
