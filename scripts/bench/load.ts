@@ -113,6 +113,8 @@ export type LoadResult = {
   readonly perSecond: number;
   /** Latency of the 2xx answers, ms. */
   readonly latencyMs: Summary;
+  /** Every answer of the call, warm-up included (what CPU accounting over the whole call divides by). */
+  readonly completed: number;
 };
 
 /** What one request is: method, path and a fresh body per call. */
@@ -148,6 +150,7 @@ export async function closedLoop(
   const end = start + opts.durationMs;
   const lat: number[] = [];
   let errors = 0;
+  let completed = 0;
   const samples: string[] = [];
   const worker = async () => {
     while (performance.now() < end) {
@@ -157,6 +160,7 @@ export async function closedLoop(
       } catch (e) {
         a = e as Error;
       }
+      completed++;
       const now = performance.now();
       if (now < start || now > end) continue;
       if (!(a instanceof Error) && a.status >= 200 && a.status < 300) lat.push(a.ms);
@@ -180,6 +184,7 @@ export async function closedLoop(
     windowS,
     perSecond: lat.length / windowS,
     latencyMs: summarize(lat),
+    completed,
   };
 }
 
@@ -192,10 +197,11 @@ export async function sequential(
   const client = new LoadClient(target, 1);
   const lat: number[] = [];
   let errors = 0;
+  let completed = 0;
   const samples: string[] = [];
   const t0 = performance.now();
   try {
-    for (let i = 0; i < (opts.warmup ?? 0) + opts.count; i++) {
+    for (let i = 0; i < (opts.warmup ?? 0) + opts.count; i++, completed++) {
       let a: Answer | Error;
       try {
         a = await client.call(spec.method, spec.path, spec.body());
@@ -221,5 +227,6 @@ export async function sequential(
     windowS,
     perSecond: lat.length / windowS,
     latencyMs: summarize(lat),
+    completed,
   };
 }
