@@ -44,6 +44,7 @@ import { requestRoutes } from './routes/requests.ts';
 import { signRoutes } from './routes/sign.ts';
 import { encryptionRoutes } from './routes/encryption.ts';
 import { psbtRoutes } from './routes/psbt.ts';
+import { custodyRoutes } from './routes/custody.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { missingSignatureHeaders, verifySigned, wireOf } from './signed-api.ts';
 
@@ -469,6 +470,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
   signRoutes(app, ctx);
   encryptionRoutes(app, ctx);
   psbtRoutes(app, ctx);
+  custodyRoutes(app, ctx);
   keyEventRoutes(app, ctx);
   backupRoutes(app, ctx);
   lifecycleRoutes(app, ctx);

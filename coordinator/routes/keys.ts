@@ -13,7 +13,8 @@ import {
 import { canSeeKey } from '../auth.ts';
 import { KEY_ID_RE, type KeyRecord, keyView } from '../key-store.ts';
 import { transition } from '../lifecycle.ts';
-import { custodyFields } from '../custody.ts';
+import { custodyFields, publicKeyAt } from '../custody.ts';
+import { pathQuery } from './custody.ts';
 import { publicKeyPem } from '../spki.ts';
 import {
   type AppContext,
@@ -220,7 +221,10 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
     async (req) => keyView(await visibleKey(ctx, req, req.params.keyId)),
   );
 
-  app.get<{ Params: { keyId: string } }>(
+  app.get<{
+    Params: { keyId: string };
+    Querystring: { path?: string; format?: 'json' | 'xpub'; network?: string };
+  }>(
     '/v1/keys/:keyId/public-key',
     {
       config: { permission: 'keys:read', action: 'GetPublicKey' },
@@ -231,6 +235,20 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
         tags: ['keys'],
         security: bearer,
         params: keyIdParam,
+        // Issue 14: the key at a non-hardened path, and its BIP32 xpub (docs/custody.md).
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            path: pathQuery,
+            format: { type: 'string', enum: ['json', 'xpub'], description: 'xpub: add the BIP32 xpub' },
+            network: {
+              type: 'string',
+              enum: ['bitcoin', 'testnet', 'signet', 'regtest'],
+              description: 'xpub (bitcoin, default) or tpub',
+            },
+          },
+        },
         produces: ['application/json', PEM_TYPE],
         response: responses(200, {
           type: 'object',
@@ -239,7 +257,13 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
           properties: {
             keyId: { type: 'string' },
             keySpec: { type: 'string' },
-            publicKey: { type: 'string' },
+            publicKey: {
+              type: 'string',
+              description: 'FROST_SECP256K1_TR: the BIP341 output key (x-only); see taproot.internalKey',
+            },
+            path: { type: 'string' },
+            xpub: { type: 'string', description: 'BIP32 extended public key at path (format=xpub)' },
+            taproot: keyObject.properties.taproot,
           },
         }),
       },
@@ -247,7 +271,9 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
     async (req, reply) => {
       const rec = await visibleKey(ctx, req, req.params.keyId);
       transition(rec.state, 'getPublicKey');
-      const publicKey = rec.epochInfo!.publicKey;
+      // Issue 14: the key at a derivation path and its xpub (coordinator/custody.ts).
+      const at = publicKeyAt(rec, req.query.path, req.query.format, req.query.network);
+      const publicKey = at.publicKey;
       const accept: string = String(req.headers.accept ?? '');
       if (accept.split(',').some((t) => t.trim().split(';')[0] === PEM_TYPE)) {
         const pem = publicKeyPem(rec.keySpec, Buffer.from(publicKey, 'hex'));
@@ -255,7 +281,7 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
           throw new KmsError('NotAcceptable', `${rec.keySpec} has no standard SPKI encoding; ask for JSON`);
         return reply.type(PEM_TYPE).send(pem);
       }
-      return { keyId: rec.keyId, keySpec: rec.keySpec, publicKey };
+      return { keyId: rec.keyId, keySpec: rec.keySpec, ...at };
     },
   );
 }
