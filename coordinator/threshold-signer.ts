@@ -78,12 +78,12 @@ export class ThresholdSigner {
           { culprits: excluded },
         );
       }
-      // Members with a cached commitment first (one round), in rotation order otherwise.
-      const cache = this.#cache;
-      const ready = oneRound && cache ? avail.filter((n) => cache.count(k.keyId, k.epoch, n) > 0) : [];
       // RFC 9591 §4.3: commitment lists are sorted by identifier (node-k has identifier k).
-      const signers = (ready.length >= k.threshold ? ready : avail).slice(0, k.threshold).sort(byNodeIndex);
-      const cached = oneRound ? cache?.take(k.keyId, k.epoch, signers) : undefined;
+      const signers = avail.slice(0, k.threshold).sort(byNodeIndex);
+      // One round when every signer the rotation picked has a cached commitment; the choice of
+      // signers never depends on the cache, so a member that publishes none (or bad ones) still
+      // takes its turn, in two rounds, where a bad commitment is blamed on it (RFC 9591 §5.4).
+      const cached = oneRound ? this.#cache?.take(k.keyId, k.epoch, signers) : undefined;
       if (oneRound) this.#warm(spec, k);
       const attempt = cached
         ? await this.#oneRound(spec, k, pub, signers, cached, req.message, req.auth)
