@@ -37,6 +37,7 @@ import {
   trustFor,
 } from './kms-client.ts';
 import { registerBackup } from './kms-backup.ts';
+import { registerEncryption } from './kms-encryption.ts';
 import { registerPsbt } from './kms-psbt.ts';
 import { registerGovernance } from './kms-governance.ts';
 import { verifyNodeAudits } from './kms-node-audit.ts';
@@ -283,14 +284,16 @@ export function buildProgram(io: Io = stdio): Command {
     .description('create a key (runs a DKG among the nodes)')
     .requiredOption(
       '--spec <keySpec>',
-      'FROST_ED25519 | FROST_SECP256K1_TR | FROST_SECP256K1 | FROST_P256 | FROST_RISTRETTO255 | FROST_ED448',
+      'FROST_ED25519 | FROST_SECP256K1_TR | FROST_SECP256K1 | FROST_P256 | FROST_RISTRETTO255 | FROST_ED448 | TDH2_RISTRETTO255',
     )
     .requiredOption('-t, --threshold <t>', 'signers needed', parseIntOpt('--threshold'))
     .option('-p, --participants <n|ids>', 'a node count or node-1,node-2,... (default: every node)')
+    .option('--usage <keyUsage>', 'SIGN_VERIFY (default) | ENCRYPT_DECRYPT (with TDH2_RISTRETTO255)')
     .option('--alias <alias>', 'friendly name')
     .option('--description <text>', 'free text')
     .action(async (o) => {
       const body: Record<string, unknown> = { keySpec: o.spec, threshold: o.threshold };
+      if (o.usage !== undefined) body.keyUsage = o.usage;
       const participants = parseParticipants(o.participants);
       if (participants !== undefined) body.participants = participants;
       if (o.alias !== undefined) body.alias = o.alias;
@@ -574,6 +577,7 @@ export function buildProgram(io: Io = stdio): Command {
   registerGovernance(program, ctx);
   registerRequests(program, ctx);
   registerBackup(program, ctx);
+  registerEncryption(program, ctx);
   registerPsbt(program, ctx);
 
   // ---- extension point --------------------------------------------------------------------

@@ -15,7 +15,7 @@ const run = promisify(execFile);
 
 /** Routes whose requests a principal signs (the rest take the bearer token alone). */
 export const SIGNED_ROUTE =
-  /^\/v1\/(?:keys(?:\/[^/]+\/(?!verify$)[a-z-]+)?|governance|requests\/[^/]+\/approvals)$/;
+  /^\/v1\/(?:keys(?:\/[^/]+\/(?!verify$)[a-z-]+)?|decrypt|re-encrypt|governance|requests\/[^/]+\/approvals)$/;
 
 export type Devnet = {
   dir: string;
