@@ -816,6 +816,10 @@ describe('probes, metrics, OpenAPI', () => {
       'POST /v1/keys/{keyId}/enable',
       'POST /v1/keys/{keyId}/schedule-deletion',
       'POST /v1/keys/{keyId}/cancel-deletion',
+      // Issue 16: backup, restore, import.
+      'POST /v1/keys/{keyId}/backups',
+      'POST /v1/keys/{keyId}/restore',
+      'POST /v1/keys/import',
       'POST /v1/tokens',
       'GET /v1/tokens',
       'DELETE /v1/tokens/{tokenId}',
