@@ -59,6 +59,10 @@ export type Lies = {
   signCommit?: (req: Extract<RpcRequest, { op: 'sign-commit' }>) => unknown;
   /** Answer to sign-share; default: a random scalar (an invalid signature share). */
   signShare?: (req: Extract<RpcRequest, { op: 'sign-share' }>) => unknown;
+  /** Answer to sign-precommit (issue 17); default: `count` well-formed random commitments (no nonce behind them). */
+  signPrecommit?: (req: Extract<RpcRequest, { op: 'sign-precommit' }>) => unknown;
+  /** Answer to sign-one (issue 17); default: a random scalar (an invalid signature share). */
+  signOne?: (req: Extract<RpcRequest, { op: 'sign-one' }>) => unknown;
   /** Outgoing DKG (or reshare) traffic; without it the peer accepts the session and then stays silent. */
   dkg?: DkgLie;
   /** Answer to `public` (may throw a KmsError); default: `{ ok: true }`, which fails the schema. */
@@ -191,6 +195,18 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
         return encodeRpc(
           lying.lies.signShare?.(req) ?? { share: Buffer.from(randomScalar()).toString('hex') },
         );
+      case 'sign-precommit':
+        return encodeRpc(
+          lying.lies.signPrecommit?.(req) ?? {
+            identifier: self(),
+            commitments: Array.from({ length: req.count }, () => ({
+              hiding: toHex(randomPoint()),
+              binding: toHex(randomPoint()),
+            })),
+          },
+        );
+      case 'sign-one':
+        return encodeRpc(lying.lies.signOne?.(req) ?? { share: toHex(randomScalar()) });
       case 'decrypt-share':
         return encodeRpc(
           lying.lies.decryptShare?.(req) ?? {
