@@ -6,7 +6,7 @@
  * signed request, which carries every dealing sealed to its node, to each new member
  * (`external-deal`), proves the members' confirmations into the certificate (protocol/epoch.ts
  * `certificateGaps`, against the group element the request names), and commits and confirms the
- * new key as after a DKG; a failure before the commit aborts and destroys what the members hold.
+ * new key as after a DKG; a failure before the commit aborts the pending epoch on every member.
  * It never sees a share, a sub-share or an officer's key.
  */
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
@@ -186,16 +186,15 @@ export class BackupCourier {
     const dealt = await everyone(members, (m) =>
       this.#n.rpc(m, { op: 'external-deal', kind: req.kind, keyId: req.keyId, ...auth }, DEAL_TIMEOUT_MS),
     );
+    // Nothing committed: every member drops its pending share (a restore may be retried with the
+    // same key id, so nothing is destroyed: a member keeps no record of a key it never activated).
     const abort = async () => {
       await Promise.allSettled(
         members.map((m) => this.#n.rpc(m, { op: 'abort-epoch', keyId: req.keyId, epoch: req.epoch }, 5_000)),
       );
-      await Promise.allSettled(
-        members.map((m) => this.#n.rpc(m, { op: 'destroy', keyId: req.keyId }, 5_000)),
-      );
     };
     if (dealt.failed.length > 0) {
-      await abort();
+      if (dealt.ok.size > 0) await abort();
       throw failure(req.kind, dealt.failed);
     }
     const answers = members.map((m) => [m, dealt.ok.get(m)!] as const);

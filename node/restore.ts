@@ -244,8 +244,16 @@ export class Restores {
     for (const p of plan.participants)
       if (p !== self && !this.#c.peerByNode.has(p))
         throw new KmsError('ValidationError', `unknown member ${p}`);
+    // A key this node holds, held, or is taking in (pending) is never overwritten; only the empty
+    // record an aborted restore or import leaves behind may be taken again.
     const existing = await this.#c.store.getKey(plan.keyId);
-    if (existing)
+    if (
+      existing &&
+      (existing.state === 'Destroyed' ||
+        existing.activeEpoch !== undefined ||
+        existing.pendingEpoch !== undefined ||
+        (await this.#c.store.listEpochs(plan.keyId)).length > 0)
+    )
       throw new KmsError('Conflict', `key ${plan.keyId} already exists on ${self} (${existing.state})`);
     if (await this.#c.store.wasSessionSeen(plan.sessionId))
       throw new KmsError('Conflict', `session ${plan.sessionId} was already started on ${self}`);
