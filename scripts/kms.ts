@@ -39,6 +39,7 @@ import {
 import { registerBackup } from './kms-backup.ts';
 import { registerEncryption } from './kms-encryption.ts';
 import { registerPsbt } from './kms-psbt.ts';
+import { registerCustody } from './kms-custody.ts';
 import { registerGovernance } from './kms-governance.ts';
 import { verifyNodeAudits } from './kms-node-audit.ts';
 import { isPending, printPending, registerRequests, resolveKeyId } from './kms-requests.ts';
@@ -125,6 +126,10 @@ function keyLines(k: Record<string, any>): string {
     ['publicKey', k.publicKey ?? '-'],
     ['createdAt', k.createdAt],
   ];
+  // Issue 14: a Taproot key's internal key (what wallets and descriptors take) beside its output key.
+  if (k.taproot !== undefined) {
+    rows.push(['internalKey', k.taproot.internalKey], ['merkleRoot', k.taproot.merkleRoot ?? '-']);
+  }
   if (k.description !== undefined) rows.push(['description', k.description]);
   if (k.deletionDate !== undefined) rows.push(['deletionDate', k.deletionDate]);
   return `${rows.map(([a, b]) => `${a.padEnd(13)}${String(b)}`).join('\n')}\n`;
@@ -291,8 +296,10 @@ export function buildProgram(io: Io = stdio): Command {
     .option('--usage <keyUsage>', 'SIGN_VERIFY (default) | ENCRYPT_DECRYPT (with TDH2_RISTRETTO255)')
     .option('--alias <alias>', 'friendly name')
     .option('--description <text>', 'free text')
+    .option('--merkle-root <hex>', 'FROST_SECP256K1_TR: the script tree merkle root (docs/custody.md)')
     .action(async (o) => {
       const body: Record<string, unknown> = { keySpec: o.spec, threshold: o.threshold };
+      if (o.merkleRoot !== undefined) body.merkleRoot = o.merkleRoot;
       if (o.usage !== undefined) body.keyUsage = o.usage;
       const participants = parseParticipants(o.participants);
       if (participants !== undefined) body.participants = participants;
@@ -343,19 +350,30 @@ export function buildProgram(io: Io = stdio): Command {
     });
   keys
     .command('public-key <key>')
-    .description('print the public key (hex, or PEM with --pem)')
+    .description('print the public key (hex, or PEM with --pem), of the key or its child at --path')
     .option('--pem', 'PEM SubjectPublicKeyInfo')
+    .option('--path <path>', 'non-hardened derivation path, e.g. m/0/5 (docs/custody.md)')
+    .addOption(new Option('--format <format>', 'xpub: print the BIP32 xpub').choices(['hex', 'xpub']))
+    .addOption(
+      new Option('--network <network>', 'with --format xpub: xpub (bitcoin) or tpub').choices([
+        'bitcoin',
+        'testnet',
+        'signet',
+        'regtest',
+      ]),
+    )
     .action(async (key: string, o) => {
+      const q = new URLSearchParams();
+      if (o.path !== undefined) q.set('path', o.path);
+      if (o.format === 'xpub') q.set('format', 'xpub');
+      if (o.network !== undefined) q.set('network', o.network);
+      const url = `v1/keys/${encodeURIComponent(key)}/public-key${q.size > 0 ? `?${q}` : ''}`;
       if (o.pem) {
-        io.out(
-          await client().call('GET', `v1/keys/${encodeURIComponent(key)}/public-key`, undefined, {
-            accept: 'application/x-pem-file',
-          }),
-        );
+        io.out(await client().call('GET', url, undefined, { accept: 'application/x-pem-file' }));
         return;
       }
-      const r = await client().call('GET', `v1/keys/${encodeURIComponent(key)}/public-key`);
-      print(r, () => `${r.publicKey}\n`);
+      const r = await client().call('GET', url);
+      print(r, () => `${o.format === 'xpub' ? r.xpub : r.publicKey}\n`);
     });
   const msgOpts = (c: Command) =>
     c
@@ -364,9 +382,20 @@ export function buildProgram(io: Io = stdio): Command {
       .option('-f, --file <path>', 'message from a file');
   msgOpts(keys.command('sign <key>').description('sign a message'))
     .option('-o, --out <file>', 'also write the raw signature bytes to a file (e.g. for openssl)')
+    .option('--derivation-path <path>', 'sign with the non-hardened child key at this path, e.g. m/0/5')
+    .addOption(
+      new Option(
+        '--taproot-tweak <mode>',
+        'FROST_SECP256K1_TR: keyPath (default) or none (leaf key)',
+      ).choices(['keyPath', 'none']),
+    )
     .action(async (key: string, o) => {
       const message = messageHex(o);
-      const r = await keyOp(key, 'sign', { message });
+      const r = await keyOp(key, 'sign', {
+        message,
+        ...(o.derivationPath === undefined ? {} : { derivationPath: o.derivationPath }),
+        ...(o.taprootTweak === undefined ? {} : { taprootTweak: o.taprootTweak }),
+      });
       if (r === undefined) return;
       if (o.out) writeFileSync(o.out, Buffer.from(r.signature, 'hex'));
       print(r, () => {
@@ -579,6 +608,7 @@ export function buildProgram(io: Io = stdio): Command {
   registerBackup(program, ctx);
   registerEncryption(program, ctx);
   registerPsbt(program, ctx);
+  registerCustody(program, ctx);
 
   // ---- extension point --------------------------------------------------------------------
   // The `devnet` command group is registered here by scripts/devnet.ts (the lead's module):
