@@ -100,7 +100,13 @@ export function quickPlan(): ServicePlan {
 }
 
 /** CPU per answered request (ms): the measured server processes', and the load generator's own. */
-export type CpuPerRequest = { readonly serverMs: number; readonly clientMs: number };
+export type CpuPerRequest = {
+  readonly serverMs: number;
+  readonly clientMs: number;
+  /** serverMs by process name (coordinator, node-1, ...; the reference: `reference`). */
+  readonly byProcess?: Readonly<Record<string, number>>;
+};
+type NamedPid = { readonly name: string; readonly pid: number };
 
 export type SignRow = {
   readonly system: 'devnet' | 'baseline';
@@ -132,15 +138,17 @@ function cpuMsOf(pids: readonly number[]): number {
 
 /** Runs `fn` and returns its result with the CPU per answered request of `pids` and of this process. */
 async function withCpu(
-  pids: readonly number[],
+  pids: readonly NamedPid[],
   fn: () => Promise<LoadResult>,
 ): Promise<[LoadResult, CpuPerRequest]> {
-  const s0 = cpuMsOf(pids);
+  const s0 = pids.map((p) => cpuMsOf([p.pid]));
   const c0 = process.cpuUsage();
   const r = await fn();
   const c = process.cpuUsage(c0);
   const n = Math.max(1, r.completed);
-  return [r, { serverMs: (cpuMsOf(pids) - s0) / n, clientMs: (c.user + c.system) / 1000 / n }];
+  const byProcess = Object.fromEntries(pids.map((p, i) => [p.name, (cpuMsOf([p.pid]) - s0[i]!) / n]));
+  const serverMs = Object.values(byProcess).reduce((a, x) => a + x, 0);
+  return [r, { serverMs, clientMs: (c.user + c.system) / 1000 / n, byProcess }];
 }
 
 export type KeyEventRow = {
@@ -221,7 +229,7 @@ async function signPhase(
   keyId: string,
   plan: ServicePlan,
   log: (l: string) => void,
-  pids: readonly number[] = [],
+  pids: readonly NamedPid[] = [],
 ): Promise<SignRow> {
   const spec = signRequest(keyId);
   const [seq, seqCpu] = await withCpu(pids, () =>
@@ -905,11 +913,16 @@ export async function benchTargets(
     for (const keySpec of ['FROST_ED25519', 'FROST_SECP256K1_TR'] as const) {
       const { keyId } = await createKey(target(d), keySpec, size);
       if (keySpec === 'FROST_ED25519') refKey = keyId;
-      const devnetPids = ['coordinator', ...nodesOf(7)].flatMap((p) => readPid(d.dir, p) ?? []);
+      const devnetPids = ['coordinator', ...nodesOf(7)].flatMap((name) => {
+        const pid = readPid(d.dir, name);
+        return pid === undefined ? [] : [{ name, pid }];
+      });
       sign.push(await signPhase(target(d), 'devnet', keySpec, size, keyId, signPlan, log, devnetPids));
       const ref = await createKey(baseline.target, keySpec, size);
       sign.push(
-        await signPhase(baseline.target, 'baseline', keySpec, size, ref.keyId, signPlan, log, [baseline.pid]),
+        await signPhase(baseline.target, 'baseline', keySpec, size, ref.keyId, signPlan, log, [
+          { name: 'reference', pid: baseline.pid },
+        ]),
       );
     }
     await baseline.stop();
@@ -1023,6 +1036,17 @@ export function targetsMarkdown(r: TargetsResults): string {
     out.push(
       `| ${s.keySpec} | ${s.system === 'baseline' ? 'reference' : '3-of-5 devnet'} | ${cpuCell(s.cpu?.sequential)} | ${r.plan.concurrency.map((_, i) => cpuCell(s.cpu?.load[i])).join(' | ')} |`,
     );
+  out.push('', 'Server CPU per signature by process at 32 clients (ms):', '');
+  for (const s of r.sign) {
+    const i = r.plan.concurrency.indexOf(32);
+    const by = i >= 0 ? s.cpu?.load[i]?.byProcess : undefined;
+    if (by)
+      out.push(
+        `- ${s.keySpec} ${s.system === 'baseline' ? 'reference' : 'devnet'}: ${Object.entries(by)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', ')}`,
+      );
+  }
   out.push('', '| operation | reps | p50 ms | min ms | max ms |', '|---|---|---|---|---|');
   for (const e of r.keyEvents)
     out.push(
