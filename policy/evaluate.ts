@@ -24,7 +24,7 @@ export type RequestFacts = {
    * SignPsbt (issue 14): the transaction's outputs as the node read them from the PSBT itself
    * (node/psbt-binding.ts): address on the request's network (null for scripts without one, with
    * the script hex) and amount in satoshis. No rule condition reads them yet; they are here so a
-   * destination or amount condition can (docs/policies.md).
+   * destination or amount condition can (docs/api.md, PSBT signing).
    */
   readonly bitcoinOutputs?: readonly {
     readonly address: string | null;
