@@ -20,6 +20,7 @@ import { nodeIndex } from '../protocol/ids.ts';
 import { packageDigest, packageGaps } from '../protocol/package-proof.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
+import { LruMap } from '../common/lru-map.ts';
 import { certFromHex } from '../net/certificate.ts';
 import type { PublicAnswer, RpcRequest } from '../net/rpc.ts';
 import type { EpochInfo } from './cluster.ts';
@@ -37,10 +38,15 @@ type Judged = {
   consistent: boolean;
 };
 
+const MAX_CACHED_PUBLICS = 16_384;
+
 export class EpochSync {
   readonly #n: NodeRpc;
-  /** PROVEN public packages by `keyId/epoch`. */
-  readonly #publics = new Map<string, FrostPublic>();
+  /**
+   * PROVEN public packages by `keyId/epoch`; at most MAX_CACHED_PUBLICS, least recently used dropped
+   * first (issue 17, scale: bounded however many keys are stored; a dropped one is asked again).
+   */
+  readonly #publics = new LruMap<string, FrostPublic>(MAX_CACHED_PUBLICS);
   /** Epochs found on the members that are newer than the caller's record (see sync). */
   readonly #newer = new Map<string, EpochInfo>();
 

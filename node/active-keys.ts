@@ -3,8 +3,11 @@
  * signing reads neither LevelDB nor the HSM (bench/results: two store reads per sign were ~28% of a
  * node's busy time). The daemon is its store's only writer: every write that changes a key's state
  * or active epoch drops the entry (set-state, destroy, activate, commit, confirm, retire, repair).
+ * At most `maxKeys` entries (default 4096), least recently used dropped first: memory stays bounded
+ * however many keys the node holds (issue 17, scale); a dropped key is read and unsealed again.
  */
 import type { Key } from '@noble/curves/abstract/frost.js';
+import { LruMap } from '../common/lru-map.ts';
 import { KmsError } from '../protocol/errors.ts';
 import { publicFromHex } from '../protocol/packages.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
@@ -22,16 +25,25 @@ export type ActiveKey = {
   unconfirmed?: true;
 };
 
+/** Active keys held in memory per node by default. */
+export const DEFAULT_MAX_ACTIVE_KEYS = 4096;
+
 export class ActiveKeys {
   readonly #nodeId: string;
   readonly #store: NodeStore;
   readonly #sealer: Sealer;
-  readonly #keys = new Map<string, ActiveKey>();
+  readonly #keys: LruMap<string, ActiveKey>;
 
-  constructor(nodeId: string, store: NodeStore, sealer: Sealer) {
+  constructor(nodeId: string, store: NodeStore, sealer: Sealer, maxKeys = DEFAULT_MAX_ACTIVE_KEYS) {
     this.#nodeId = nodeId;
     this.#store = store;
     this.#sealer = sealer;
+    this.#keys = new LruMap(maxKeys);
+  }
+
+  /** Entries held now (at most `maxKeys`). */
+  get size(): number {
+    return this.#keys.size;
   }
 
   has(keyId: string): boolean {

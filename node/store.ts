@@ -312,6 +312,13 @@ export class NodeStore {
   /** Read-modify-write operations run one at a time. */
   #tail: Promise<unknown> = Promise.resolve();
   #failed: unknown;
+  /**
+   * The key count, kept until a write touches a key record: the `status` RPC (every coordinator
+   * probe and reconcile page) asks it, and counting scans every key (issue 17, scale).
+   */
+  #keyCount: number | undefined;
+  /** Writes that touched key records so far: a count scanned across one of them is not kept. */
+  #keyWrites = 0;
 
   private constructor(dir: string, db: Level<string, string>) {
     this.dir = dir;
@@ -423,8 +430,13 @@ export class NodeStore {
         `store is unhealthy after a failed write; restart the node (${what})`,
       );
     }
+    const touchesKeys = ops.some((o) => o.sublevel === this.#keys);
     try {
       await this.#db.batch(ops, SYNC);
+      if (touchesKeys) {
+        this.#keyWrites++;
+        this.#keyCount = undefined;
+      }
     } catch (e) {
       this.#failed = e;
       const disk = /no space|ENOSPC|disk full/i.test(
@@ -538,11 +550,15 @@ export class NodeStore {
 
   /** The number of key records (including Destroyed tombstones); reads keys only. */
   async countKeys(): Promise<number> {
-    return this.#read('the key count', async () => {
+    if (this.#keyCount !== undefined) return this.#keyCount;
+    const writes = this.#keyWrites;
+    const n = await this.#read('the key count', async () => {
       let n = 0;
       for await (const _ of this.#keys.keys()) n++;
       return n;
     });
+    if (writes === this.#keyWrites) this.#keyCount = n;
+    return n;
   }
 
   /**

@@ -20,11 +20,13 @@ import {
   protocolCharts,
   protocolMarkdown,
   RESULTS_DIR,
+  rebuildSummary,
   writeResults,
 } from './bench/report.ts';
 import { fmtMs } from './bench/stats.ts';
 
 type Opts = { quick: boolean; out: string };
+type CliOpts = Opts & { renderOnly: boolean; only?: string; maxKeys: string };
 
 /** Runs the protocol benchmark and writes its files; returns the results (also used by the smoke test). */
 export async function benchProtocol(
@@ -166,7 +168,11 @@ async function main(argv: string[]): Promise<void> {
         '            key events at n = 9, 15) through the HTTP API, beside a single-key baseline:',
         '            sign latency and throughput, DKG/reshare vs n, keys stored, a CPU profile.',
         '            About 10 minutes (--quick: under 1 minute).',
-        '  all       both.',
+        '  scale     sign latency/throughput, key reads and idle CPU with 10 000 keys stored (100 000',
+        '            with --max-keys 100000, about 10 more minutes), bytes per key on disk and in memory',
+        '            on the coordinator and the nodes (scripts/bench/scale.ts). About 5 minutes.',
+        '  all       protocol and service (scale runs on its own).',
+        '  summary   rebuilds SUMMARY.md and its issue 17 targets table from the saved results.',
         '',
         'Output: <name>.json (machine-readable), <name>.md, SUMMARY.md (machine, versions, all',
         'sections) and SVG charts.',
@@ -175,6 +181,7 @@ async function main(argv: string[]): Promise<void> {
         '  npm run bench -- protocol',
         '  npm run bench -- protocol --quick --out /tmp/bench',
         "  npm run bench -- protocol --only request-check   (a node's request check vs signing, added to the saved run)",
+        '  npm run bench -- scale --max-keys 100000',
       ].join('\n'),
     )
     .addOption(
@@ -195,11 +202,27 @@ async function main(argv: string[]): Promise<void> {
         're-render the .md, SVG and SUMMARY.md from the saved <benchmark>.json; measures nothing',
       ).default(false),
     )
-    .argument('<which>', 'protocol | service | all')
+    .addOption(
+      new Option('--max-keys <n>', 'scale only: the largest key count measured (10000 or 100000)')
+        .choices(['10000', '100000'])
+        .default('10000'),
+    )
+    .argument('<which>', 'protocol | service | scale | all')
     .showHelpAfterError()
-    .action(async (which: string, o: { quick: boolean; out: string; renderOnly: boolean; only?: string }) => {
-      if (!['protocol', 'service', 'all'].includes(which))
-        program.error(`unknown benchmark ${JSON.stringify(which)}: protocol | service | all`);
+    .action(async (which: string, o: CliOpts) => {
+      if (!['protocol', 'service', 'scale', 'summary', 'all'].includes(which))
+        program.error(`unknown benchmark ${JSON.stringify(which)}: protocol | service | scale | all`);
+      if (which === 'summary') {
+        // SUMMARY.md and its issue 17 targets table, rebuilt from the saved results (measures nothing).
+        console.log(`wrote ${rebuildSummary(o.out)}`);
+        return;
+      }
+      if (which === 'scale') {
+        const scale = (await import('./bench/scale.ts')) as typeof import('./bench/scale.ts');
+        if (o.renderOnly) scale.renderScale(o);
+        else await scale.benchScale({ quick: o.quick, out: o.out, maxKeys: Number(o.maxKeys) });
+        return;
+      }
       const opts: Opts = { quick: o.quick, out: o.out };
       if (o.only !== undefined) {
         if (which !== 'protocol') program.error('--only request-check belongs to the protocol benchmark');

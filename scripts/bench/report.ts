@@ -103,9 +103,12 @@ export function writeResults<T>(
 function summary(file: BenchFile<unknown>, dir: string): string {
   const m = file.machine;
   const loadEnd = file.loadAverageAtEnd;
+  const targets = issue17TargetsMarkdown(dir);
+  if (targets !== undefined) writeFileSync(join(dir, TARGETS_MD), targets);
+  // The issue 17 targets first, then every benchmark's section in name order.
   const sections = readdirSync(dir)
     .filter((f) => f.endsWith('.md') && f !== 'SUMMARY.md')
-    .sort()
+    .sort((a, b) => Number(b === TARGETS_MD) - Number(a === TARGETS_MD) || a.localeCompare(b))
     .map((f) => readFileSync(join(dir, f), 'utf8').trim());
   // Our own single-threaded run adds about 1 to the load average by its end.
   const shared = m.loadAverageAtStart > 0.5 || loadEnd > 1.5 || file.cpuShare < 0.9;
@@ -136,6 +139,194 @@ function summary(file: BenchFile<unknown>, dir: string): string {
     '',
     ...sections.flatMap((s) => [s, '']),
   ].join('\n');
+}
+
+/**
+ * Rewrites SUMMARY.md (and the targets section) from the saved results in `dir`, with the machine
+ * table of the newest saved run: for results written by benchmarks that leave SUMMARY.md alone
+ * (the suite comparison, the issue 17 service targets).
+ */
+export function rebuildSummary(dir = RESULTS_DIR): string {
+  let newest: BenchFile<unknown> | undefined;
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.json'))) {
+    try {
+      const v = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Partial<BenchFile<unknown>>;
+      if (typeof v.name !== 'string' || typeof v.machine?.date !== 'string') continue;
+      if (!newest || v.machine.date > newest.machine.date) newest = v as BenchFile<unknown>;
+    } catch {
+      // not a result file
+    }
+  }
+  if (!newest) throw new Error(`no saved benchmark results in ${dir}`);
+  writeFileSync(join(dir, 'SUMMARY.md'), summary(newest, dir));
+  return join(dir, 'SUMMARY.md');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17 targets: one table from the saved results of the benchmarks that measure them
+
+const TARGETS_MD = 'targets.md';
+/** Hand-written notes, by target id: what dominates where no profile in the results says it. */
+const TARGET_NOTES = 'targets-notes.json';
+
+type Measured = { what: string; target: string; measured: string; met: boolean | null };
+type TargetRow = Measured & { id: string; dominates: string; source: string };
+
+/** The fields of scripts/bench/service.ts TargetsResults this table reads. */
+type ServiceTargetsFile = {
+  label: string;
+  commit: string;
+  startedAt: string;
+  loadAverage: { start: number; end: number };
+  targets: Measured[];
+  profiles: { file: string; busyMs: number; wallMs: number; packages: { name: string; share: number }[] }[];
+};
+
+/** The fields of scripts/bench/protocol.ts SuiteComparison (protocol-suites.json) this table reads. */
+type SuitesFile = {
+  data: {
+    size: { t: number; n: number };
+    measured: { date: string; commit: string; loadAverage: number };
+    rows: {
+      keySpec: string;
+      ourBackend: string;
+      ratio: number;
+      noble: { summedCpuMs: { p50: number } };
+      ours: { summedCpuMs: { p50: number }; rounds: { round: string; meanCpuMs: number; parties: number }[] };
+    }[];
+  };
+};
+
+/** The fields of scripts/bench/scale.ts ScaleResults (scale.json) this table reads. */
+type ScaleFile = {
+  machine: { gitCommit: string; date: string; loadAverageAtStart: number };
+  data: {
+    levels: {
+      keysStored: number;
+      signSequential: { latencyMs: { p50: number } };
+      cpuMsPerSign?: number;
+      signLoad: { perSecond: number };
+      idleCpuMsPerS: Record<string, number>;
+    }[];
+  };
+};
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+const profileLine = (p: ServiceTargetsFile['profiles'][number]) =>
+  `${p.file.replace(/^.*\//, '').replace(/\.cpuprofile$/, '')} ${((p.busyMs / p.wallMs) * 100).toFixed(0)}% busy: ${p.packages
+    .slice(0, 3)
+    .map((a) => `${a.name} ${(a.share * 100).toFixed(0)}%`)
+    .join(', ')}`;
+
+/** The targets table, or undefined when no result it reads is in `dir`. */
+export function issue17TargetsMarkdown(dir: string): string | undefined {
+  const rows: TargetRow[] = [];
+  const notes = readJson<Record<string, string>>(join(dir, TARGET_NOTES)) ?? {};
+  const note = (id: string, fallback: string) => notes[id] ?? fallback;
+
+  // Service targets (scripts/bench/service.ts benchTargets): the newest run.
+  const service = readdirSync(dir)
+    .filter((f) => /^service-targets-.+\.json$/.test(f))
+    .map((f) => ({ f, v: readJson<ServiceTargetsFile>(join(dir, f)) }))
+    .filter((x): x is { f: string; v: ServiceTargetsFile } => x.v !== undefined && Array.isArray(x.v.targets))
+    .sort((a, b) => b.v.startedAt.localeCompare(a.v.startedAt))[0];
+  if (service) {
+    const src = `${service.f} (commit ${service.v.commit.slice(0, 7) || '?'}, ${service.v.startedAt.slice(0, 16)}Z, load ${service.v.loadAverage.start.toFixed(1)})`;
+    const profiles = service.v.profiles.map(profileLine).join('; ');
+    for (const t of service.v.targets) {
+      const id = /throughput/.test(t.what)
+        ? `throughput-${t.what.split(' ')[0]}`
+        : /p50 \/ reference/.test(t.what)
+          ? `latency-${t.what.split(' ')[0]}`
+          : /^DKG/.test(t.what)
+            ? 'dkg'
+            : /^reshare/.test(t.what)
+              ? 'reshare'
+              : t.what;
+      const signing = id.startsWith('throughput') || id.startsWith('latency');
+      rows.push({
+        ...t,
+        id,
+        dominates: note(id, signing && profiles ? `profile under 32 clients: ${profiles}` : '-'),
+        source: src,
+      });
+    }
+  }
+
+  // Every suite at most noble's FROST (scripts/bench/protocol.ts benchSuites).
+  const suites = readJson<SuitesFile>(join(dir, 'protocol-suites.json'));
+  if (suites?.data?.rows) {
+    const m = suites.data.measured;
+    const size = `${suites.data.size.t}-of-${suites.data.size.n}`;
+    for (const r of suites.data.rows) {
+      const top = [...r.ours.rounds].sort((a, b) => b.meanCpuMs * b.parties - a.meanCpuMs * a.parties)[0];
+      rows.push({
+        id: `suite-${r.keySpec}`,
+        what: `${r.keySpec} ${size} threshold signature / noble's FROST (CPU, all parties)`,
+        target: '<= 1x',
+        measured: `${r.ratio.toFixed(2)}x (${fmtMs(r.ours.summedCpuMs.p50)} vs ${fmtMs(r.noble.summedCpuMs.p50)} ms)`,
+        met: Number.isFinite(r.ratio) ? r.ratio <= 1 : null,
+        dominates: note(
+          `suite-${r.keySpec}`,
+          `${r.ourBackend}; largest round ${top ? `${top.round} (${fmtMs(top.meanCpuMs)} ms x ${top.parties})` : '-'}`,
+        ),
+        source: `protocol-suites.json (commit ${m.commit}, ${m.date.slice(0, 16)}Z, load ${m.loadAverage.toFixed(1)})`,
+      });
+    }
+  }
+
+  // Scale: flat latency and throughput with 10 000 and 100 000 keys (scripts/bench/scale.ts).
+  const scale = readJson<ScaleFile>(join(dir, 'scale.json'));
+  const levels = scale?.data?.levels ?? [];
+  if (scale && levels.length >= 2) {
+    const first = levels[0]!;
+    const src = `scale.json (commit ${scale.machine.gitCommit}, ${scale.machine.date.slice(0, 16)}Z, load ${scale.machine.loadAverageAtStart.toFixed(1)})`;
+    for (const l of levels.slice(1)) {
+      const p50 = l.signSequential.latencyMs.p50 / first.signSequential.latencyMs.p50;
+      const tp = l.signLoad.perSecond / first.signLoad.perSecond;
+      const cpu =
+        l.cpuMsPerSign !== undefined && first.cpuMsPerSign !== undefined
+          ? l.cpuMsPerSign / first.cpuMsPerSign
+          : Number.NaN;
+      const cpuText = Number.isFinite(cpu) ? `, CPU per signature ${cpu.toFixed(2)}x` : '';
+      rows.push({
+        id: `scale-${l.keysStored}`,
+        what: `scale: ${l.keysStored} keys stored vs ${first.keysStored} (sign p50, throughput${Number.isFinite(cpu) ? ', CPU per signature' : ''})`,
+        target: 'flat (p50 <= 1.25x, throughput >= 0.8x, CPU <= 1.2x)',
+        measured: `p50 ${p50.toFixed(2)}x (${fmtMs(l.signSequential.latencyMs.p50)} vs ${fmtMs(first.signSequential.latencyMs.p50)} ms), throughput ${tp.toFixed(2)}x${cpuText}`,
+        met: p50 <= 1.25 && tp >= 0.8 && (!Number.isFinite(cpu) || cpu <= 1.2),
+        dominates: note(
+          `scale-${l.keysStored}`,
+          `idle CPU coordinator ${(l.idleCpuMsPerS['coordinator'] ?? 0).toFixed(0)} ms/s (${(first.idleCpuMsPerS['coordinator'] ?? 0).toFixed(0)} at ${first.keysStored} keys), node-1 ${(l.idleCpuMsPerS['node-1'] ?? 0).toFixed(0)} ms/s (${(first.idleCpuMsPerS['node-1'] ?? 0).toFixed(0)})`,
+        ),
+        source: src,
+      });
+    }
+  }
+  if (rows.length === 0) return undefined;
+  const met = rows.filter((r) => r.met === true).length;
+  const out = [
+    '## Issue 17 targets',
+    '',
+    `Each target of issue 17, as measured by the benchmark named in "source" (its commit, start time and 1-minute load average: a 2-core machine shared with other processes, so wall-clock numbers move with the load; CPU-time numbers much less). ${met} of ${rows.length} met. Rebuilt from the saved results by \`npm run bench -- summary\`; details in each benchmark's section below.`,
+    '',
+    '| target | goal | measured | met | what dominates | source |',
+    '|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.what} | ${r.target} | ${r.measured} | ${r.met === null ? 'n/a' : r.met ? 'yes' : '**no**'} | ${r.dominates} | ${r.source} |`,
+    ),
+  ];
+  const general = notes['general'];
+  if (general) out.push('', general);
+  return `${out.join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
