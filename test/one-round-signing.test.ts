@@ -250,7 +250,7 @@ describe('one-round signing with real nodes', () => {
     expect(await codeOf(signOne('node-1', key, m, list, signAuth(key.keyId, m)))).toBe('NonceReused');
   });
 
-  it('the node-side request check holds on the one-round path: one signed request yields at most 3 shares', async () => {
+  it('the node-side request check holds on the one-round path: one signed request yields at most 3 shares, across a restart too', async () => {
     const m = enc('budget');
     const a = signAuth(key.keyId, m);
     const codes: string[] = [];
@@ -262,6 +262,11 @@ describe('one-round signing with real nodes', () => {
       Array(MAX_SHARES_PER_SIGN_REQUEST).fill('ok'),
     );
     expect(codes.at(-1)).toBe('Unauthorized');
+    // Still so after a restart: the node rebuilds the count from the shares its allow records carry.
+    await tc.stopNode('node-1');
+    await tc.startNode('node-1');
+    const after = await precommit(key, ['node-1', 'node-3']);
+    expect(await codeOf(signOne('node-1', key, m, after, a))).toBe('Unauthorized');
     // A different message than the signed one is refused (and its commitment is gone).
     const list = await precommit(key, ['node-1', 'node-3']);
     expect(await codeOf(signOne('node-1', key, enc('another message'), list, signAuth(key.keyId, m)))).toBe(
