@@ -1,10 +1,13 @@
 /**
  * Threshold decryption driven by the coordinator (issue 15): one round on t members of the key's
- * active epoch, each returning its TDH2 decryption share (node/decryption.ts). A share is verified
- * here against the member's verifying share (Chaum–Pedersen, protocol/tdh2.ts) before it is used;
- * a member that sends a bad share, a malformed answer or none is named, left out, and the next
- * member is asked for the one share missing (identifiable abort, as coordinator/threshold-signer.ts).
- * Decryption shares need no nonces, so the good shares already in hand are kept.
+ * active epoch, each returning its TDH2 decryption share (node/decryption.ts). Verification is
+ * optimistic, as RFC 9591 §5.3 aggregates before it checks shares: the t shares are combined and
+ * the AEAD opened; only when it fails is each share checked against its member's verifying share
+ * (Chaum–Pedersen, protocol/tdh2.ts). A wrong share makes a wrong AEAD key, so the tag fails
+ * (unless colluding members' errors cancel, and then the plaintext is the right one). A member
+ * that sends a bad share, a malformed answer or none is named, left out, and the next member is
+ * asked for the share missing (identifiable abort, as coordinator/threshold-signer.ts). Decryption
+ * shares need no nonces, so the good shares already in hand are kept.
  *
  * With a recipient key the nodes seal their shares to the client (protocol/tdh2-share-box.ts): the
  * coordinator cannot open them, so it cannot check them either; it returns them with the key's
@@ -18,14 +21,16 @@ import { participantIdOf } from '../protocol/elements.ts';
 import { type Blame, KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { lagrangeCoefficient } from '../protocol/polynomial.ts';
-import { assertKeyUsage, keySpec } from '../protocol/suites.ts';
+import { assertKeyUsage, type KeySpec, keySpec } from '../protocol/suites.ts';
 import type { EncryptionContext } from '../protocol/tdh2-context.ts';
-import { decodeShare } from '../protocol/tdh2-share-box.ts';
+import { libsodiumOps } from '../protocol/ristretto-ops.ts';
+import { decodeShare, encodeShare } from '../protocol/tdh2-share-box.ts';
 import {
   combine,
   contextLabel,
   type DecryptionShare,
   isValidCiphertext,
+  type Tdh2Ciphertext,
   verifyDecryptionShare,
 } from '../protocol/tdh2.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
@@ -166,8 +171,7 @@ export class ThresholdDecryptor {
           return;
         }
         const share = parseShare(v.share);
-        const vs = pub.verifyingShares[v.identifier];
-        if (!share || share.id !== v.identifier || !vs || !verifyDecryptionShare(blob.ct, vs, share)) {
+        if (!share || share.id !== v.identifier || !libsodiumOps.isValid(share.ui)) {
           excluded.push({
             participant: node,
             reason: 'bad-share',
@@ -178,25 +182,71 @@ export class ThresholdDecryptor {
         }
         good.set(node, { share });
       });
+      if (req.recipient || good.size < k.threshold) continue;
+      const ids = [...good.keys()].sort(byNodeIndex);
+      const opened = tryCombine(
+        blob.ct,
+        label,
+        ids.map((n) => good.get(n)!.share!),
+        spec,
+      );
+      if (opened) return { plaintext: opened, ...this.#done(k, pub, good, excluded) };
+      // The AEAD failed: now each share's proof says whose it was.
+      const bad = ids.filter((n) => {
+        const s = good.get(n)!.share!;
+        const vs = pub.verifyingShares[s.id];
+        return !vs || !verifyDecryptionShare(blob.ct, vs, s);
+      });
+      if (bad.length === 0)
+        throw new KmsError('Internal', 'decryption shares that all verify did not open a valid ciphertext');
+      for (const n of bad) {
+        excluded.push({
+          participant: n,
+          reason: 'bad-share',
+          round: 'decrypt.share',
+          evidence: toHex(encodeShare(good.get(n)!.share!)).slice(0, 256),
+        });
+        good.delete(n);
+      }
     }
-    const decryptors = [...good.keys()].sort(byNodeIndex);
-    const verifyingShares = hexShares(pub);
-    if (req.recipient) {
-      return {
-        sealedShares: decryptors.map((node) => ({
-          node,
-          identifier: pidOf(node),
-          sealed: good.get(node)!.sealed!,
-        })),
-        verifyingShares,
-        threshold: k.threshold,
-        decryptors,
-        excluded,
-      };
-    }
-    const shares = decryptors.map((n) => good.get(n)!.share!);
-    const plaintext = combine(blob.ct, label, shares, (id, ids) => lagrangeCoefficient(spec, ids, id));
-    return { plaintext, verifyingShares, threshold: k.threshold, decryptors, excluded };
+    // The recipient path: the client verifies and combines.
+    const done = this.#done(k, pub, good, excluded);
+    return {
+      ...done,
+      sealedShares: done.decryptors.map((node) => ({
+        node,
+        identifier: pidOf(node),
+        sealed: good.get(node)!.sealed!,
+      })),
+    };
+  }
+
+  #done(
+    k: EpochInfo,
+    pub: FrostPublic,
+    good: ReadonlyMap<string, unknown>,
+    excluded: readonly Blame[],
+  ): Omit<DecryptResult, 'plaintext' | 'sealedShares'> {
+    return {
+      verifyingShares: hexShares(pub),
+      threshold: k.threshold,
+      decryptors: [...good.keys()].sort(byNodeIndex),
+      excluded,
+    };
+  }
+}
+
+/** The plaintext if these shares open the AEAD, else undefined. */
+function tryCombine(
+  ct: Tdh2Ciphertext,
+  label: Uint8Array,
+  shares: readonly DecryptionShare[],
+  spec: KeySpec,
+): Uint8Array | undefined {
+  try {
+    return combine(ct, label, shares, (id, ids) => lagrangeCoefficient(spec, ids, id));
+  } catch {
+    return undefined;
   }
 }
 

@@ -8,9 +8,10 @@
  *    guard and must name exactly this blob, context and recipient (`bindDecrypt`); the policy runs;
  *    one share per signed request on this node (the guard's replay cache);
  * 3. the key is an ENCRYPT_DECRYPT key, Enabled, confirmed, at the epoch asked;
- * 4. the share is computed, sealed to the client's ephemeral key when the signed request names one
- *    (protocol/tdh2-share-box.ts: the coordinator then carries what it cannot read), and audited
- *    (key, label digest, requester; never plaintext, which this node never sees).
+ * 4. the share is computed and sealed to the client's ephemeral key when the signed request names
+ *    one (protocol/tdh2-share-box.ts: the coordinator then carries what it cannot read). The audit
+ *    is the guard's allow record, written before the share: key, label digest, requester, request
+ *    digest; never plaintext, which this node never sees.
  */
 import { bytesToNumberLE } from '@noble/curves/utils.js';
 import { Ajv } from 'ajv';
@@ -19,7 +20,12 @@ import { type CiphertextBlob, decodeBlob, labelDigest } from '../protocol/cipher
 import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { assertKeyUsage } from '../protocol/suites.ts';
 import { checkContext, type EncryptionContext } from '../protocol/tdh2-context.ts';
-import { contextLabel, decryptionShare, isValidCiphertext } from '../protocol/tdh2.ts';
+import {
+  contextLabel,
+  decryptionShareOf,
+  type ValidCiphertext,
+  validateCiphertext,
+} from '../protocol/tdh2.ts';
 import { encodeShare, sealShare } from '../protocol/tdh2-share-box.ts';
 import type { DecryptShareAnswer, RequestOf } from '../net/rpc.ts';
 import { assertConfirmed } from './key-confirmation.ts';
@@ -31,6 +37,8 @@ type DecryptRpc = RequestOf<'decrypt-share'>;
 /** What the coordinator asks, checked: the decoded blob, its label, and the recipient if any. */
 export type CheckedCiphertext = {
   readonly blob: CiphertextBlob;
+  /** The ciphertext as TDH2's validity check passed it (checked once, here). */
+  readonly valid: ValidCiphertext;
   readonly bytes: Uint8Array;
   readonly label: Uint8Array;
   readonly labelDigestHex: string;
@@ -123,7 +131,7 @@ export function bindDecrypt(
   const signed = recipient === undefined ? undefined : new Uint8Array(Buffer.from(recipient, 'base64'));
   if ((signed === undefined) !== (c.recipient === undefined) || (signed && !equalBytes(signed, c.recipient!)))
     mismatch('another recipient');
-  return { operation, keyId: c.blob.keyId };
+  return { operation, keyId: c.blob.keyId, labelDigest: c.labelDigestHex };
 }
 
 export class Decryption {
@@ -155,20 +163,23 @@ export class Decryption {
       );
     }
     const id = a.key.secret.identifier;
-    const share = decryptionShare(checked.blob.ct, checked.label, {
+    const share = decryptionShareOf(checked.valid, {
       id,
       secret: bytesToNumberLE(a.key.secret.signingShare),
       verifyingShare: a.key.public.verifyingShares[id]!,
     });
-    await this.#c.record({
-      event: 'decrypt.share',
-      operation: req.operation,
-      keyId: req.keyId,
-      epoch: req.epoch,
-      labelDigest: checked.labelDigestHex,
-      sealed: checked.recipient !== undefined,
-      ...(authorized ? { initiator: authorized.initiator, requestDigest: authorized.requestDigest } : {}),
-    });
+    // A signed request's allow record (the guard's, written before this share: key, label digest,
+    // requester, request digest) is this share's audit; an unsigned one (test fixtures) gets its own.
+    if (!authorized) {
+      await this.#c.record({
+        event: 'decrypt.share',
+        operation: req.operation,
+        keyId: req.keyId,
+        epoch: req.epoch,
+        labelDigest: checked.labelDigestHex,
+        sealed: checked.recipient !== undefined,
+      });
+    }
     if (checked.recipient) {
       const sealed = sealShare(share, checked.recipient, { keyId: req.keyId, u: checked.blob.ct.u });
       return { identifier: id, sealed: toHex(sealed) };
@@ -197,10 +208,11 @@ export class Decryption {
           'ContextMismatch',
           'InvalidCiphertext: the encryption context does not match the ciphertext blob',
         );
-      if (!isValidCiphertext(blob.ct, label))
+      const valid = validateCiphertext(blob.ct, label);
+      if (!valid)
         throw new KmsError('ValidationError', 'InvalidCiphertext: the ciphertext fails its validity proof');
       const recipient = req.recipient === undefined ? undefined : fromHex(req.recipient, 'recipient', 32);
-      return { blob, bytes, label, labelDigestHex: digest, ...(recipient ? { recipient } : {}) };
+      return { blob, valid, bytes, label, labelDigestHex: digest, ...(recipient ? { recipient } : {}) };
     } catch (e) {
       const reason = isKmsError(e) ? e.message : 'invalid ciphertext';
       await this.#c.guard.refused({

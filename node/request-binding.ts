@@ -67,6 +67,8 @@ export type BoundRequest = {
   readonly psbtFacts?: PsbtFacts;
   /** Schedule deletion: the window asked for (days). */
   readonly pendingWindowDays?: number;
+  /** Decrypt / ReEncrypt (issue 15): SHA-256 of the encryption context's label, for the audit. */
+  readonly labelDigest?: string;
 };
 
 /** The API's bounds (coordinator/routes/schemas.ts, coordinator/lifecycle.ts). */

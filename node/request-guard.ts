@@ -335,6 +335,7 @@ export class RequestGuard {
       operation: bound.operation,
       keyId: bound.keyId,
       ...(messageSha256 ? { messageSha256 } : {}),
+      ...(bound.labelDigest ? { labelDigest: bound.labelDigest } : {}),
       ...(bound.psbtFacts ? { psbt: bound.psbtFacts } : {}),
       initiator: verified.principal,
       requestDigest: digest,

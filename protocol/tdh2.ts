@@ -110,6 +110,23 @@ export function encrypt(
   return { c, u, uBar, e, f };
 }
 
+declare const VALID: unique symbol;
+/** A ciphertext that passed TDH2's validity check for `label` (only `validateCiphertext` makes one). */
+export type ValidCiphertext = {
+  readonly ct: Tdh2Ciphertext;
+  readonly label: Uint8Array;
+  readonly [VALID]: true;
+};
+
+/** The validity check, remembered: a node checks once and computes its share from the result. */
+export function validateCiphertext(
+  ct: Tdh2Ciphertext,
+  label: Uint8Array,
+  ops: RistrettoOps = libsodiumOps,
+): ValidCiphertext | undefined {
+  return isValidCiphertext(ct, label, ops) ? ({ ct, label } as ValidCiphertext) : undefined;
+}
+
 /** TDH2's validity check (ciphertext and label): every node runs it before computing a share. */
 export function isValidCiphertext(
   ct: Tdh2Ciphertext,
@@ -150,12 +167,24 @@ export function decryptionShare(
   opts: { ops?: RistrettoOps; rng?: (n: number) => Uint8Array } = {},
 ): DecryptionShare {
   const ops = opts.ops ?? libsodiumOps;
-  if (!isValidCiphertext(ct, label, ops)) {
+  const valid = validateCiphertext(ct, label, ops);
+  if (!valid) {
     throw new KmsError(
       'ValidationError',
       'InvalidCiphertext: the ciphertext or its encryption context is not valid',
     );
   }
+  return decryptionShareOf(valid, share, opts);
+}
+
+/** Node i's decryption share of a ciphertext already validated (`validateCiphertext`). */
+export function decryptionShareOf(
+  valid: ValidCiphertext,
+  share: { id: string; secret: bigint; verifyingShare: Uint8Array },
+  opts: { ops?: RistrettoOps; rng?: (n: number) => Uint8Array } = {},
+): DecryptionShare {
+  const ops = opts.ops ?? libsodiumOps;
+  const { ct } = valid;
   const si = randomScalar(opts.rng ?? randomBytes);
   const ui = ops.mul(ct.u, share.secret);
   const ei = shareChallenge(share.id, ct.u, share.verifyingShare, ui, ops.mul(ct.u, si), ops.baseMul(si));

@@ -173,6 +173,8 @@ async function main(argv: string[]): Promise<void> {
         '            on the coordinator and the nodes (scripts/bench/scale.ts). About 5 minutes.',
         '  all       protocol and service (scale runs on its own).',
         '  summary   rebuilds SUMMARY.md and its issue 17 targets table from the saved results.',
+        '  encryption  decrypt (coordinator combines, or sealed to the client), generate-data-key and',
+        '            encrypt beside sign on one devnet (3-of-5); bench/results/encryption.md. About 3 minutes.',
         '',
         'Output: <name>.json (machine-readable), <name>.md, SUMMARY.md (machine, versions, all',
         'sections) and SVG charts.',
@@ -210,6 +212,12 @@ async function main(argv: string[]): Promise<void> {
     .argument('<which>', 'protocol | service | scale | all')
     .showHelpAfterError()
     .action(async (which: string, o: CliOpts) => {
+      // Issue 15: decrypt and generate-data-key beside sign, on one devnet (scripts/bench/encryption.ts).
+      if (which === 'encryption') {
+        const { benchEncryption } = await import('./bench/encryption.ts');
+        await benchEncryption({ quick: o.quick, out: o.out });
+        return;
+      }
       if (!['protocol', 'service', 'scale', 'summary', 'all'].includes(which))
         program.error(`unknown benchmark ${JSON.stringify(which)}: protocol | service | scale | all`);
       if (which === 'summary') {
