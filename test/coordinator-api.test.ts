@@ -808,6 +808,8 @@ describe('probes, metrics, OpenAPI', () => {
       'GET /v1/keys/{keyId}',
       'GET /v1/keys/{keyId}/public-key',
       'POST /v1/keys/{keyId}/sign',
+      // Issue 14: PSBT signing.
+      'POST /v1/keys/{keyId}/sign-psbt',
       'POST /v1/keys/{keyId}/verify',
       'POST /v1/keys/{keyId}/refresh',
       'POST /v1/keys/{keyId}/reshare',
