@@ -807,6 +807,9 @@ describe('probes, metrics, OpenAPI', () => {
       'GET /v1/keys',
       'GET /v1/keys/{keyId}',
       'GET /v1/keys/{keyId}/public-key',
+      // Issue 14: custody read routes.
+      'GET /v1/keys/{keyId}/address',
+      'GET /v1/keys/{keyId}/descriptor',
       'POST /v1/keys/{keyId}/sign',
       // Issue 14: PSBT signing.
       'POST /v1/keys/{keyId}/sign-psbt',

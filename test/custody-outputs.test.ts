@@ -141,6 +141,13 @@ describe('Taproot keys, addresses, descriptors, xpub and spends (real nodes, ind
     const watch = await get(`/v1/keys/${k.keyId}/descriptor?path=m/0/*`);
     expect(watch.descriptor).toMatch(new RegExp(`^tr\\(${xpub}/0/\\*\\)#[a-z0-9]{8}$`));
 
+    // The OpenAPI document says what publicKey is (the issue: no default reading may lose funds).
+    const openapi = await c.call('GET', '/openapi.json');
+    const keySchema =
+      openapi.body.paths['/v1/keys/{keyId}'].get.responses['200'].content['application/json'].schema;
+    expect(keySchema.properties.publicKey.description).toMatch(/BIP341 OUTPUT key.*taproot\.internalKey/s);
+    expect(keySchema.properties.taproot.required).toEqual(['internalKey', 'outputKey', 'merkleRoot']);
+
     const hardened = await c.call('GET', `/v1/keys/${k.keyId}/address?network=bitcoin&path=m/0'/5`);
     expect(hardened.status).toBe(400);
     expect(hardened.body.code).toBe('ValidationError');
