@@ -5,7 +5,9 @@
  *   tap_bip32_derivation with the fingerprint of the API's xpub) of a PSBT built by bitcoinjs-lib;
  *   another wallet's input stays unsigned; bitcoinjs (libsecp256k1) validates and finalizes, and
  *   @scure/btc-signer finalizes to the same transaction. The coordinator's decision record and each
- *   signer's own audit record carry the outputs (address, amount).
+ *   signer's own audit record carry the outputs (address, amount). The CLI signs binary and base64
+ *   PSBT files as a principal whose only rule is SignPsbt (a plain Sign is refused); a rule with
+ *   approvals answers 202 and executes when the checker approves.
  * - The coordinator as adversary (its own identity speaking the real RPC): with a valid signed
  *   sign-psbt request, every node refuses to sign a digest that is not one of the PSBT's hashes
  *   at the session's path (two rounds, and one round with pre-published commitments), and a path
@@ -43,6 +45,9 @@ import {
 const NODES = ['node-1', 'node-2', 'node-3'];
 /** A principal whose only rule is SignPsbt (the CLI signs as it, with its PKCS#8 key file). */
 const treasurer = generatePrincipal('treasurer');
+/** A trader whose PSBTs need one checker's approval. */
+const trader = generatePrincipal('trader').signer;
+const checker = generatePrincipal('checker').signer;
 let c: ClusterCoordinator;
 let key: { keyId: string; epoch: number; internal: Uint8Array; hd: HDKey };
 let dir: string;
@@ -52,7 +57,8 @@ beforeAll(async () => {
   c = await startClusterCoordinator(3, {
     genesis: (admin, admin2) =>
       adminGenesis([admin, admin2], {
-        principals: [treasurer.signer],
+        principals: [treasurer.signer, trader, checker],
+        groups: { checkers: ['checker'] },
         policies: [
           {
             id: 'treasurer-psbt',
@@ -60,6 +66,14 @@ beforeAll(async () => {
             operations: ['SignPsbt'],
             keys: ['*'],
             principals: ['treasurer'],
+          },
+          {
+            id: 'trader-psbt-checked',
+            effect: 'allow',
+            operations: ['SignPsbt'],
+            keys: ['*'],
+            principals: ['trader'],
+            approvals: { group: 'checkers', count: 1 },
           },
         ],
       }),
@@ -255,6 +269,29 @@ describe('POST /v1/keys/{id}/sign-psbt (real nodes)', () => {
     );
     expect(notPsbt.code).toBe(1);
     expect(notPsbt.err).toMatch(/not a PSBT/);
+  });
+
+  it('a rule with approvals: 202, the checker approves, the request executes with the signed PSBT', async () => {
+    const { psbt } = spend();
+    const r = await c.call(
+      'POST',
+      `/v1/keys/${key.keyId}/sign-psbt`,
+      { psbt: psbt.toBase64(), network: 'regtest' },
+      { principal: trader },
+    );
+    expect(r.status, r.text).toBe(202);
+    expect(r.body).toMatchObject({ operation: 'SignPsbt', state: 'Pending', initiator: 'trader' });
+    const a = await c.call(
+      'POST',
+      `/v1/requests/${r.body.requestId}/approvals`,
+      { requestDigest: r.body.digest },
+      { principal: checker },
+    );
+    expect(a.status, a.text).toBe(200);
+    expect(a.body.state).toBe('Executed');
+    const signed = bitcoin.Psbt.fromBase64(a.body.result.body.psbt);
+    expect(validateInput(signed, 0)).toBe(true);
+    expect(validateInput(signed, 2)).toBe(true);
   });
 
   it('a PSBT with no input of the key is refused, saying why', async () => {
