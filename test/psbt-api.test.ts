@@ -11,7 +11,7 @@
  * - The coordinator as adversary (its own identity speaking the real RPC): with a valid signed
  *   sign-psbt request, every node refuses to sign a digest that is not one of the PSBT's hashes
  *   at the session's path (two rounds, and one round with pre-published commitments), and a path
- *   with no input of the key; the right hash gets its share.
+ *   with no input of the key; the right hash gets its share, up to 3 shares per input of the key.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -399,5 +399,24 @@ describe('a malicious coordinator with a valid signed sign-psbt request', () => 
     for (const a of await share(sid, commitments, bitcoinjsSighash(psbt, 0))) {
       expect(a).toHaveProperty('ok.share');
     }
+
+    // The bound (node/request-guard.ts sharesAllowed): one signed request with two inputs of the
+    // key yields at most 3 × 2 shares per node, however the coordinator spreads its sessions.
+    let refused: { code?: string; message?: string } | undefined;
+    for (let i = 0; i < 8 && !refused; i++) {
+      const id = randomUUID();
+      const cs = await commit(id, 'm');
+      refused = cs.find((x) => 'code' in x) as typeof refused;
+      if (refused) break;
+      for (const a of await share(
+        id,
+        cs.map((x) => (x as { ok: unknown }).ok),
+        bitcoinjsSighash(psbt, 0),
+      )) {
+        expect(a).toHaveProperty('ok.share');
+      }
+    }
+    expect(refused).toMatchObject({ code: 'Unauthorized' });
+    expect(refused!.message).toMatch(/already yielded 6 signature shares/);
   });
 });
