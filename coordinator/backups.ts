@@ -99,7 +99,7 @@ export class BackupCourier {
   }
 
   /** The bundle (verified here as anyone would) of a backup of `key` to the signed officer set. */
-  async backup(req: BackupRequest): Promise<{ bundle: Uint8Array; bundleId: string }> {
+  async backup(req: BackupRequest): Promise<{ bundle: Uint8Array; bundleId: string; epoch: number }> {
     const { key } = req;
     const spec = keySpec(key.keySpec);
     const officerSet = officerSetFromJson(req.officerSet);
@@ -172,7 +172,7 @@ export class BackupCourier {
       throw new ProtocolError('ProtocolAborted', 'the assembled backup does not verify', {
         details: { problems },
       });
-    return { bundle: encodeBundle(bundle), bundleId: plan.bundleId };
+    return { bundle: encodeBundle(bundle), bundleId: plan.bundleId, epoch: plan.epoch };
   }
 
   /**

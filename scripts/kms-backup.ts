@@ -40,9 +40,11 @@ import {
   type BackupBundle,
   decodeBundle,
   officerIndexOf,
+  type OfficerConfirmation,
   officerShare,
   restoreInputs,
   verifyBundle,
+  verifyOfficerConfirmation,
 } from '../protocol/officer-backup.ts';
 import { isKeySpecName, keySpec, publicKeyFromGroupElement } from '../protocol/suites.ts';
 import { loadClusterFile } from '../net/cluster-file.ts';
@@ -198,56 +200,82 @@ export function registerBackup(program: Command, ctx: CliContext): void {
       "the officer key's passphrase (else KMS_RECOVERY_PASSPHRASE, else asked)",
     )
     .option('--public-key <hex>', "the key's public key to compare with (group element or API public key)")
-    .action(async (file: string, o: { officer?: string; passphraseFile?: string; publicKey?: string }) => {
-      const bundle = readBundle(file);
-      const expect = o.publicKey === undefined ? {} : { publicKey: expectedPublicKey(bundle, o.publicKey) };
-      const problems = verifyBundle(bundle, expect);
-      if (problems.length > 0) throw new UsageError(`${file} does not verify: ${describe(problems)}`);
-      const b = bundle.body;
-      const summary = {
-        ok: true,
-        bundleId: b.bundleId,
-        keyId: b.keyId,
-        keySpec: b.keySpec,
-        epoch: b.epoch,
-        groupElement: toHex(b.groupElement),
-        officers: b.officerSet.officers.map((x) => x.name),
-        threshold: b.officerSet.threshold,
-        dealers: b.dealings.map((d) => d.dealer),
-        metadata: b.metadata,
-      };
-      if (o.officer === undefined) {
-        ctx.print(
-          summary,
-          () =>
-            `${file}: valid backup of ${b.keyId} (${b.keySpec}, epoch ${b.epoch}), ${b.officerSet.threshold} of ${summary.officers.join(', ')}; the ciphertexts are checked only by each officer (--officer)\n`,
+    .option(
+      '--confirmation <file...>',
+      "officers' confirmations (the JSON `backup verify --officer` prints): check each against this backup",
+    )
+    .action(
+      async (
+        file: string,
+        o: { officer?: string; passphraseFile?: string; publicKey?: string; confirmation?: string[] },
+      ) => {
+        const bundle = readBundle(file);
+        const expect = o.publicKey === undefined ? {} : { publicKey: expectedPublicKey(bundle, o.publicKey) };
+        const problems = verifyBundle(bundle, expect);
+        if (problems.length > 0) throw new UsageError(`${file} does not verify: ${describe(problems)}`);
+        const b = bundle.body;
+        const summary = {
+          ok: true,
+          bundleId: b.bundleId,
+          keyId: b.keyId,
+          keySpec: b.keySpec,
+          epoch: b.epoch,
+          groupElement: toHex(b.groupElement),
+          officers: b.officerSet.officers.map((x) => x.name),
+          threshold: b.officerSet.threshold,
+          dealers: b.dealings.map((d) => d.dealer),
+          metadata: b.metadata,
+        };
+        // Anyone can check an officer's proof that its share opens and lies on the commitments.
+        const confirmed: string[] = [];
+        for (const cf of o.confirmation ?? []) {
+          const c = readConfirmation(cf);
+          if (!verifyOfficerConfirmation(bundle, c))
+            throw new UsageError(`${cf}: not a valid confirmation of an officer of this backup`);
+          confirmed.push(c.name);
+        }
+        if (confirmed.length > 0) {
+          const k = b.officerSet.threshold;
+          ctx.print(
+            { ...summary, confirmed },
+            () =>
+              `${file}: valid; confirmed by ${confirmed.join(', ')} (${confirmed.length} of ${summary.officers.length}, ${k} needed to restore)\n`,
+          );
+          return;
+        }
+        if (o.officer === undefined) {
+          ctx.print(
+            summary,
+            () =>
+              `${file}: valid backup of ${b.keyId} (${b.keySpec}, epoch ${b.epoch}), ${b.officerSet.threshold} of ${summary.officers.join(', ')}; the ciphertexts are checked only by each officer (--officer)\n`,
+          );
+          return;
+        }
+        const confirmation = await withOfficers(
+          [o.officer],
+          o.passphraseFile ? [o.passphraseFile] : [],
+          bundle,
+          ([k]) => {
+            const share = officerShare(bundle, officerIndexOf(bundle, k!.publicKey), k!);
+            share.key.secret.signingShare.fill(0);
+            return share.confirmation;
+          },
         );
-        return;
-      }
-      const confirmation = await withOfficers(
-        [o.officer],
-        o.passphraseFile ? [o.passphraseFile] : [],
-        bundle,
-        ([k]) => {
-          const share = officerShare(bundle, officerIndexOf(bundle, k!.publicKey), k!);
-          share.key.secret.signingShare.fill(0);
-          return share.confirmation;
-        },
-      );
-      const c = {
-        bundleId: confirmation.bundleId,
-        officer: confirmation.officer,
-        name: confirmation.name,
-        verifyingShare: toHex(confirmation.verifyingShare),
-        R: toHex(confirmation.R),
-        z: toHex(confirmation.z),
-      };
-      ctx.print(
-        { ...summary, confirmation: c },
-        () =>
-          `${file}: valid; ${c.name}'s share opens and lies on the commitments\nconfirmation: ${JSON.stringify(c)}\n`,
-      );
-    });
+        const c = {
+          bundleId: confirmation.bundleId,
+          officer: confirmation.officer,
+          name: confirmation.name,
+          verifyingShare: toHex(confirmation.verifyingShare),
+          R: toHex(confirmation.R),
+          z: toHex(confirmation.z),
+        };
+        ctx.print(
+          { ...summary, confirmation: c },
+          () =>
+            `${file}: valid; ${c.name}'s share opens and lies on the commitments\nconfirmation: ${JSON.stringify(c)}\n`,
+        );
+      },
+    );
 
   program
     .command('restore <file>')
@@ -327,6 +355,9 @@ export function registerBackup(program: Command, ctx: CliContext): void {
           signed: true,
         });
         if (isPending(r.status, r.body)) return printPending(ctx, r.body);
+        const want = toHex(outputPublicKey(keySpec(b.keySpec), b.groupElement));
+        if (r.body.publicKey !== want)
+          throw new UsageError(`the service reports public key ${r.body.publicKey}, the backup's is ${want}`);
         ctx.print(
           r.body,
           () =>
@@ -491,6 +522,33 @@ function expectedPublicKey(bundle: BackupBundle, hex: string): Uint8Array {
   if (given === toHex(outputPublicKey(spec, own)) || given === toHex(own))
     return publicKeyFromGroupElement(spec, own);
   return Uint8Array.from(Buffer.from(given, 'hex'));
+}
+
+/** An officer confirmation as `backup verify --officer --json` prints it (hex fields). */
+function readConfirmation(file: string): OfficerConfirmation {
+  let v: any;
+  try {
+    v = JSON.parse(readFileOr(file, '--confirmation').toString('utf8'));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${file}: not JSON`);
+  }
+  const c = v?.confirmation ?? v;
+  const hexOf = (x: unknown, what: string) => {
+    if (typeof x !== 'string' || !/^(?:[0-9a-f]{2}){1,64}$/.test(x))
+      throw new UsageError(`${file}: ${what} must be hex`);
+    return Uint8Array.from(Buffer.from(x, 'hex'));
+  };
+  if (typeof c?.bundleId !== 'string' || typeof c?.name !== 'string' || !Number.isSafeInteger(c?.officer))
+    throw new UsageError(`${file}: {bundleId, officer, name, verifyingShare, R, z} expected`);
+  return {
+    bundleId: c.bundleId,
+    officer: c.officer,
+    name: c.name,
+    verifyingShare: hexOf(c.verifyingShare, 'verifyingShare'),
+    R: hexOf(c.R, 'R'),
+    z: hexOf(c.z, 'z'),
+  };
 }
 
 function secretBytes(raw: Buffer): Uint8Array {

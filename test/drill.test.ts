@@ -125,6 +125,28 @@ describe('backup drill: 3-of-5 keys to 2-of-3 officers, restored into a new clus
         R: expect.any(String),
         z: expect.any(String),
       });
+      // Anyone checks the officer's published confirmation against the backup; a forged one fails.
+      writeFileSync(f(`${name}-officer-2.json`), JSON.stringify(mine.confirmation));
+      const checked = await json(a, [
+        'backup',
+        'verify',
+        f(`${name}.backup`),
+        '--confirmation',
+        f(`${name}-officer-2.json`),
+      ]);
+      expect(checked.confirmed).toEqual(['officer-2']);
+      const z = mine.confirmation.z as string;
+      const forged = { ...mine.confirmation, z: `${z.slice(0, -2)}${z.endsWith('00') ? '01' : '00'}` };
+      writeFileSync(f(`${name}-forged.json`), JSON.stringify(forged));
+      const bad = await a.kms([
+        'backup',
+        'verify',
+        f(`${name}.backup`),
+        '--confirmation',
+        f(`${name}-forged.json`),
+      ]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('not a valid confirmation');
     }
 
     // The data of three nodes is destroyed: below the threshold, the cluster cannot sign.
@@ -165,6 +187,9 @@ describe('backup drill: 3-of-5 keys to 2-of-3 officers, restored into a new clus
         epoch: 1,
         threshold: 3,
         state: 'Enabled',
+        // The key's metadata comes back with it from the bundle.
+        alias: `drill-${name}`,
+        origin: 'THRESHOLD_DKG',
       });
     }
 

@@ -120,7 +120,7 @@ export function backupRoutes(app: KmsApp, ctx: AppContext): void {
       body: {
         keyId: first.keyId,
         bundleId: out.bundleId,
-        epoch: first.epochInfo?.epoch ?? 0,
+        epoch: out.epoch,
         officers: body.officers.map((o) => o.name),
         threshold: body.threshold,
         bundle: base64.encode(out.bundle),
