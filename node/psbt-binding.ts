@@ -4,7 +4,7 @@
  * inputs from ITS OWN stored key (group element, chain code, merkle root), computes their BIP341
  * signature hashes itself (protocol/psbt.ts), and authorizes a signing session to sign only one
  * of those hashes, with the derivation path the coordinator names for the session (which must be
- * the path of such an input, on the key path). The outputs (address, amount) and the fee go to
+ * the path of such an input, on the key path; no path: the key itself). The outputs (address, amount) and the fee go to
  * the node's audit record and to its policy evaluation. Pure but for `psbtKeyOf`, which reads the
  * key from the node's store for node/request-guard.ts.
  */
@@ -69,7 +69,12 @@ export function bindPsbt(
     return mismatch(isKmsError(e) ? e.message : 'derivation path');
   }
   const at = a.owned.filter((o) => formatPath(o.path) === path);
-  if (at.length === 0) mismatch(`the PSBT has no input of this key at ${path}`);
+  // A path the coordinator names must have an input. Without one (a `sign-review` of a pending
+  // request, a one-round session: the key itself), the request is bound and may sign only the
+  // inputs at `m`, which may be none: such a session then gets no share.
+  if (at.length === 0 && requested?.derivationPath !== undefined) {
+    mismatch(`the PSBT has no input of this key at ${path}`);
+  }
   return {
     psbt: {
       ownedInputs: a.owned.length,

@@ -63,7 +63,7 @@ export async function runSigned(
     const needs = pendingNeeds(e);
     if (!needs || !req.auth || req.principal === null) throw e;
     const rec = await openApproval(ctx, req.auth.request, req.principal, op, req.audit.keyId ?? null, needs);
-    if (op === 'Sign' && req.audit.keyId && ctx.cluster.reviewSign) {
+    if ((op === 'Sign' || op === 'SignPsbt') && req.audit.keyId && ctx.cluster.reviewSign) {
       // Every committee member, not only the signers asked, keeps the request approvable.
       const info = (await ctx.keys.resolve(req.audit.keyId).catch(() => undefined))?.epochInfo;
       if (info) await ctx.cluster.reviewSign({ key: info, auth: { request: req.auth.request } });
