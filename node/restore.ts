@@ -170,6 +170,15 @@ export function readExternalRequest(
     const keyId = field<string>(b.keyId, (x) => typeof x === 'string' && ID.test(x), 'keyId');
     const spec = field<KeySpecName>(b.keySpec, (x) => typeof x === 'string' && isKeySpecName(x), 'keySpec');
     const groupElement = fromHex(field<string>(b.groupElement, isHex(300), 'groupElement'));
+    // A Taproot key is stored as its BIP341 internal key, even y (docs/custody.md): the importer must
+    // say the secret is the internal key, and the element must be the even-y one.
+    if (spec === 'FROST_SECP256K1_TR' && (b.taprootInternal !== true || groupElement[0] !== 0x02))
+      throw new DecodeError(
+        'DecodeError',
+        'a FROST_SECP256K1_TR import must be an even-y internal key (taprootInternal)',
+      );
+    if (spec !== 'FROST_ED25519' && spec !== 'FROST_SECP256K1_TR')
+      throw new DecodeError('DecodeError', `import of ${spec} keys is not supported`);
     const metadata: Record<string, string> = {};
     if (typeof b.alias === 'string') metadata.alias = b.alias.slice(0, 256);
     if (typeof b.description === 'string') metadata.description = b.description.slice(0, 1024);
