@@ -17,7 +17,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, fromHex, toHex } from '../protocol/bytes.ts';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import type { Epoch, ParticipantId } from '../protocol/ids.ts';
-import { defaultSigningTweak } from '../protocol/key-tweak.ts';
+import { resolveSigningTweak } from './sign-tweak.ts';
 import { signerSign } from '../protocol/sign.ts';
 import type { RpcRequest, PrecommitAnswer, SignOneAnswer } from '../net/rpc.ts';
 import type { ActiveKey } from './active-keys.ts';
@@ -114,10 +114,19 @@ export class OneRoundSigning {
         this.#pool.drop(req.keyId);
         throw new StateError('NonceReused', `the key ${req.keyId} changed since this commitment was made`);
       }
+      // Issue 14: a one-round request names no tweak, so the signed body must ask for none (no
+      // derivation path, key path; else Unauthorized): the key itself, with its own stored merkle
+      // root for a Taproot key created with one (node/sign-tweak.ts), never another key.
+      const tweak = await resolveSigningTweak(
+        this.#c.store,
+        a.spec,
+        req.keyId,
+        undefined,
+        authorized ? { tweak: authorized.tweak ?? {} } : undefined,
+      );
       const { share } = signerSign(taken.state, {
         message,
-        // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
-        tweak: defaultSigningTweak(a.spec),
+        tweak,
         commitments: req.commitments.map((c) => ({
           identifier: c.identifier as ParticipantId,
           hiding: fromHex(c.hiding, 'hiding commitment'),

@@ -18,14 +18,32 @@ import {
 import type { KeySpec } from '../protocol/suites.ts';
 import type { NodeStore } from './store.ts';
 
+/**
+ * Custody data read from the store, by store and key id. Written once per key and never changed
+ * (node/key-events.ts), so a hit stays true; only what exists is kept (a member that joins by
+ * reshare writes it later). Bounded: the oldest entry goes first.
+ */
+const known = new WeakMap<NodeStore, Map<string, CustodyData>>();
+const KNOWN_MAX = 10_000;
+
 /** The key's custody data as this node stores it; undefined for keys created before it existed. */
 export async function custodyOf(store: NodeStore, keyId: string): Promise<CustodyData | undefined> {
+  let m = known.get(store);
+  const hit = m?.get(keyId);
+  if (hit !== undefined) return hit;
   const c = await store.getCustody(keyId);
   if (c === undefined) return undefined;
-  return {
+  const data: CustodyData = {
     chainCode: fromHex(c.chainCode),
     merkleRoot: c.merkleRoot === null ? null : fromHex(c.merkleRoot),
   };
+  if (m === undefined) {
+    m = new Map();
+    known.set(store, m);
+  }
+  if (m.size >= KNOWN_MAX) m.delete(m.keys().next().value!);
+  m.set(keyId, data);
+  return data;
 }
 
 /**

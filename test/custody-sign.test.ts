@@ -127,5 +127,32 @@ describe('sign with derivationPath and taprootTweak (real nodes)', () => {
         expect(err.message).toMatch(/another derivation path or taproot tweak/);
       }
     }
+    // One-round signing (sign-one) names no tweak: a signed body asking for a child is refused,
+    // never signed for the key itself with the node's pre-published nonce.
+    const commitments = [];
+    for (const node of ['node-1', 'node-2']) {
+      const pre = await c.rpc(node, { op: 'sign-precommit', keyId: k.keyId, epoch: 0, count: 1 });
+      commitments.push({ identifier: pre.identifier, ...pre.commitments[0] });
+    }
+    const auth = c.authFor('POST', `/v1/keys/${k.keyId}/sign`, body);
+    const one = await c
+      .rpc('node-1', {
+        op: 'sign-one',
+        sessionId: randomUUID(),
+        keyId: k.keyId,
+        epoch: 0,
+        message: body.message,
+        commitments,
+        auth,
+      })
+      .then(
+        (v) => ({ ok: v }),
+        (e) => ({ err: e }),
+      );
+    expect('err' in one, JSON.stringify(one)).toBe(true);
+    expect((one as { err: { code?: string } }).err.code).toBe('Unauthorized');
+    expect((one as { err: { message?: string } }).err.message).toMatch(
+      /another derivation path or taproot tweak/,
+    );
   }, 60_000);
 });
