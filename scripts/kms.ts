@@ -205,6 +205,7 @@ Examples:
   $ npx kms keys create --spec FROST_ED25519 --threshold 2 --alias payments
   $ npx kms keys sign payments --message 'hello'
   $ npx kms keys verify payments --message 'hello' --signature <hex>
+  $ npx kms keys sign-psbt treasury --in spend.psbt --out spend.signed.psbt --network regtest
   $ npx kms keys reshare payments --threshold 3 --participants node-1,node-2,node-3,node-4
   $ npx kms tokens create --role signer --name ci --keys <keyId>
   $ npx kms principals create alice --out alice.key --proposal proposal.json
