@@ -814,6 +814,12 @@ describe('probes, metrics, OpenAPI', () => {
       // Issue 14: PSBT signing.
       'POST /v1/keys/{keyId}/sign-psbt',
       'POST /v1/keys/{keyId}/verify',
+      // Issue 15: envelope encryption.
+      'POST /v1/keys/{keyId}/encrypt',
+      'POST /v1/keys/{keyId}/generate-data-key',
+      'POST /v1/keys/{keyId}/generate-data-key-without-plaintext',
+      'POST /v1/decrypt',
+      'POST /v1/re-encrypt',
       'POST /v1/keys/{keyId}/refresh',
       'POST /v1/keys/{keyId}/reshare',
       'POST /v1/keys/{keyId}/repair',
