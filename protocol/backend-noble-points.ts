@@ -20,7 +20,9 @@ type NoblePoint = {
   add(q: NoblePoint): NoblePoint;
   multiply(k: bigint): NoblePoint;
   multiplyUnsafe(k: bigint): NoblePoint;
+  negate(): NoblePoint;
   is0(): boolean;
+  toAffine(): { x: bigint; y: bigint };
   toBytes(): Uint8Array;
 };
 type NoblePointCons = {
@@ -40,6 +42,11 @@ export type Hooks = {
   baseMul?: (k: bigint) => Uint8Array;
   /** Whether the identity has an encoding (Edwards: yes; SEC1 compressed: no). */
   identityEncodable: boolean;
+  /**
+   * x([k]P) for a valid P and k in [1, order), from a library that computes only x (ECDH). Only
+   * for curves of prime order (cofactor 1), where it gives `schnorrEquation` below.
+   */
+  xOfMul?: (p: Uint8Array, k: bigint) => bigint;
 };
 
 /** Decoded points by content (latin1 of the encoding), oldest dropped first. */
@@ -100,6 +107,10 @@ export function nobleBackedGroup(
   const range = (k: bigint) => {
     if (k <= 0n || k >= order) throw new RangeError('scalar out of range');
   };
+  const baseMul = (k: bigint): Uint8Array => {
+    range(k);
+    return hooks.baseMul ? hooks.baseMul(k) : encode(Point.BASE.multiply(k));
+  };
   return {
     elementLength,
     Fn,
@@ -110,10 +121,7 @@ export function nobleBackedGroup(
       cache.set(latin1(bytes), p);
       return true;
     },
-    baseMul(k) {
-      range(k);
-      return hooks.baseMul ? hooks.baseMul(k) : encode(Point.BASE.multiply(k));
-    },
+    baseMul,
     mul(p, k) {
       range(k);
       return encode(point(p).multiplyUnsafe(k));
@@ -136,6 +144,18 @@ export function nobleBackedGroup(
       });
       if (ps.length > 0) acc = acc.add(mulAddUnsafe(Point as any, ps as any, ks) as unknown as NoblePoint);
       return encode(acc);
+    },
+    schnorrEquation(R, z, PK, c) {
+      const xOfMul = hooks.xOfMul;
+      if (xOfMul === undefined || z <= 0n || z >= order || c <= 0n || c >= order - 1n) return false;
+      // T = [z]G - R must be [c]PK. x(T) = x([c]PK) gives T = ±[c]PK; then x(T + PK) = x([c+1]PK)
+      // rules out T = -[c]PK: it would mean [1-c]PK = ±[c+1]PK, i.e. c = 0 or 2 = 0 modulo the
+      // prime order of PK. So both x checks together prove the equation.
+      const T = point(baseMul(z)).add(point(R).negate());
+      if (T.is0()) return false;
+      const U = T.add(point(PK));
+      if (U.is0()) return false;
+      return xOfMul(PK, c) === T.toAffine().x && xOfMul(PK, c + 1n) === U.toAffine().x;
     },
     forget() {
       cache.clear();

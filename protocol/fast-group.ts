@@ -28,6 +28,12 @@ export type FastGroup = {
    * callers add the products; the noble-backed groups share one wNAF walk, as noble's FROST does.
    */
   msm?(points: readonly Uint8Array[], scalars: readonly bigint[]): Uint8Array;
+  /**
+   * Whether [z]G = R + [c]PK for valid R and PK (the RFC 9591 §5.3 check), by a shortcut the backend
+   * has. Optional, and one-sided: `true` only if the equation holds; `false` when it does not or the
+   * shortcut cannot decide, and the caller then computes the equation itself.
+   */
+  schnorrEquation?(R: Uint8Array, z: bigint, PK: Uint8Array, c: bigint): boolean;
   /** Drops per-process caches of decoded points, if the backend keeps any (benchmarks). */
   forget?(): void;
 };

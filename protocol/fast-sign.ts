@@ -581,6 +581,7 @@ function core(suite: FastSuite, taproot: boolean): Core {
         if (bip340Equation(sig, v.PK, s.c)) return sig;
       } else {
         if (suite.quickVerify(sig, msg, v.PK)) return sig;
+        if (suite.group.schnorrEquation?.(s.R, z, v.PK, s.c)) return sig;
         // The exact §5.3 equation [z]B = R + [c]PK, for the negligible cases the standard verifier
         // refuses although the equation holds (e.g. R the identity).
         const zB = baseMulOrIdentity(suite, z);

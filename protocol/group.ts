@@ -2,7 +2,7 @@
  * The group arithmetic the key events (DKG, refresh, reshare, repair) and confirmations run on,
  * behind one small element interface with two implementations:
  *   - `native`: the fast backends of protocol/fast-group.ts (libsodium for Ed25519, libsecp256k1
- *     for secp256k1-TR), elements held as their canonical encodings, each received encoding checked
+ *     for secp256k1 and secp256k1-TR), elements held as their canonical encodings, each received encoding checked
  *     once per process (ValidElementCache);
  *   - `noble`: noble's points, the reference every native result is checked against
  *     (test/fast-dkg.test.ts), and the only backend of the other suites.
@@ -157,6 +157,8 @@ function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
 const NATIVE: Partial<Record<KeySpecName, FastGroup>> = {
   FROST_ED25519: ed25519Sodium,
   FROST_SECP256K1_TR: secp256k1Native,
+  // The same group and SEC1 encoding as the TR suite; only the hashes and signatures differ.
+  FROST_SECP256K1: secp256k1Native,
 };
 const groups = new Map<string, Group>();
 

@@ -8,6 +8,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import {
+  benchSuites,
   fullPlan,
   type ProtocolResults,
   quickPlan,
@@ -183,6 +184,7 @@ async function main(argv: string[]): Promise<void> {
         '  npm run bench -- protocol',
         '  npm run bench -- protocol --quick --out /tmp/bench',
         "  npm run bench -- protocol --only request-check   (a node's request check vs signing, added to the saved run)",
+        "  npm run bench -- protocol --only suites          (every suite's 3-of-5 signature vs noble's FROST: protocol-suites.md)",
         '  npm run bench -- scale --max-keys 100000',
       ].join('\n'),
     )
@@ -195,8 +197,8 @@ async function main(argv: string[]): Promise<void> {
     .addOption(
       new Option(
         '--only <part>',
-        'protocol only: measure just this part and add it to the saved protocol.json (request-check)',
-      ).choices(['request-check']),
+        'protocol only: measure just this part (request-check: added to the saved protocol.json; suites: protocol-suites.json/md)',
+      ).choices(['request-check', 'suites']),
     )
     .addOption(
       new Option(
@@ -233,8 +235,9 @@ async function main(argv: string[]): Promise<void> {
       }
       const opts: Opts = { quick: o.quick, out: o.out };
       if (o.only !== undefined) {
-        if (which !== 'protocol') program.error('--only request-check belongs to the protocol benchmark');
-        await benchRequestCheckOnly(opts);
+        if (which !== 'protocol') program.error(`--only ${o.only} belongs to the protocol benchmark`);
+        if (o.only === 'suites') await benchSuites(opts);
+        else await benchRequestCheckOnly(opts);
         return;
       }
       if (o.renderOnly) {

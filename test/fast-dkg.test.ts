@@ -27,7 +27,7 @@ import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { type DkgParticipantVector, loadDkgVector, loadInvalidElements } from './helpers/vectors.ts';
 import { seeded } from './helpers/rng.ts';
 
-const SUITES = [keySpec('FROST_ED25519'), keySpec('FROST_SECP256K1_TR')];
+const SUITES = [keySpec('FROST_ED25519'), keySpec('FROST_SECP256K1_TR'), keySpec('FROST_SECP256K1')];
 const KEY_ID = '00000000-0000-4000-8000-0000000fa57d' as KeyId;
 
 const idsOf = (spec: KeySpec, n: number) =>
@@ -285,7 +285,7 @@ function invalidCandidates(spec: KeySpec): { what: string; bytes: Uint8Array }[]
   }
   for (let i = 0; i < 25; i++) {
     const b = rng(len);
-    if (spec.name === 'FROST_SECP256K1_TR') b[0] = 2 + (i % 2);
+    if (spec.curve === 'secp256k1') b[0] = 2 + (i % 2);
     out.push({ what: `random ${i}`, bytes: b });
   }
   for (let k = 1n; k <= 3n; k++)

@@ -11,7 +11,9 @@ import { ed448 } from '@noble/curves/ed448.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { p256 } from '@noble/curves/nist.js';
 import { ed448InPrimeOrderSubgroup } from '../protocol/backend-ed448-subgroup.ts';
+import { p256OpenSsl } from '../protocol/backend-p256-openssl.ts';
 import { decodeElementNoble } from '../protocol/elements.ts';
 import { DecodeError } from '../protocol/errors.ts';
 import {
@@ -443,5 +445,44 @@ describe('Ed448 prime-order subgroup check (backend-ed448-subgroup.ts)', () => {
       const { x, y } = T.toAffine();
       expect(ed448InPrimeOrderSubgroup(x, y)).toBe(T.isTorsionFree());
     }
+  });
+});
+
+describe('P-256 aggregate equation from x-only multiplications (backend-p256-openssl.ts)', () => {
+  const P = p256.Point;
+  const n = P.Fn.ORDER;
+  const eq = p256OpenSsl.schnorrEquation!;
+
+  it('holds exactly when [z]G = R + [c]PK; the mirror R = [z]G + [c]PK (same x of [c]PK) is refused', () => {
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: 1n, max: n - 1n }),
+        fc.bigInt({ min: 1n, max: n - 3n }),
+        fc.bigInt({ min: 1n, max: n - 1n }),
+        (z, c, sk) => {
+          const PK = P.BASE.multiply(sk);
+          const cPK = PK.multiply(c);
+          const zG = P.BASE.multiply(z);
+          const good = zG.subtract(cPK);
+          fc.pre(!good.is0() && !zG.add(cPK).is0() && !good.add(P.BASE).is0());
+          const pk = PK.toBytes();
+          expect(eq(good.toBytes(), z, pk, c)).toBe(true);
+          // T = [z]G - R = -[c]PK: x(T) = x([c]PK), only the second check tells them apart.
+          expect(eq(zG.add(cPK).toBytes(), z, pk, c)).toBe(false);
+          expect(eq(good.add(P.BASE).toBytes(), z, pk, c)).toBe(false);
+          expect(eq(good.toBytes(), z, pk, c + 1n)).toBe(false);
+          expect(eq(good.negate().toBytes(), z, pk, c)).toBe(false);
+        },
+      ),
+      propertyOptions(25),
+    );
+  });
+
+  it('does not decide (false) where the argument needs c ≠ 0 and c + 1 ≠ 0', () => {
+    const PK = P.BASE.multiply(12345n).toBytes();
+    const R = P.BASE.multiply(777n).toBytes();
+    expect(eq(R, 5n, PK, 0n)).toBe(false);
+    expect(eq(R, 5n, PK, n - 1n)).toBe(false);
+    expect(eq(R, 0n, PK, 3n)).toBe(false);
   });
 });
