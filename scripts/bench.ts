@@ -174,6 +174,9 @@ async function main(argv: string[]): Promise<void> {
         '            on the coordinator and the nodes (scripts/bench/scale.ts). About 5 minutes.',
         '  all       protocol and service (scale runs on its own).',
         '  summary   rebuilds SUMMARY.md and its issue 17 targets table from the saved results.',
+        '  targets   issue 17: 3-of-5 sign p50 and throughput beside the single-key reference server',
+        '            (same client, same run), DKG 3-of-5 and reshare 3-of-5 -> 4-of-7 through the API,',
+        '            CPU per signature, a CPU profile: service-targets-latest.json/md. About 4 minutes.',
         '  encryption  decrypt (coordinator combines, or sealed to the client), generate-data-key and',
         '            encrypt beside sign on one devnet (3-of-5); bench/results/encryption.md. About 3 minutes.',
         '',
@@ -214,6 +217,12 @@ async function main(argv: string[]): Promise<void> {
     .argument('<which>', 'protocol | service | scale | all')
     .showHelpAfterError()
     .action(async (which: string, o: CliOpts) => {
+      // Issue 17: the service targets, the 3-of-5 devnet beside the single-key reference server.
+      if (which === 'targets') {
+        const { benchTargets } = await import('./bench/service.ts');
+        await benchTargets({ out: o.out, label: 'latest', quick: o.quick });
+        return;
+      }
       // Issue 15: decrypt and generate-data-key beside sign, on one devnet (scripts/bench/encryption.ts).
       if (which === 'encryption') {
         const { benchEncryption } = await import('./bench/encryption.ts');
