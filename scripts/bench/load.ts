@@ -114,7 +114,7 @@ export type LoadResult = {
   /** Latency of the 2xx answers, ms. */
   readonly latencyMs: Summary;
   /** Every answer of the call, warm-up included (what CPU accounting over the whole call divides by). */
-  readonly completed: number;
+  readonly completed?: number;
 };
 
 /** What one request is: method, path and a fresh body per call. */

@@ -145,7 +145,7 @@ async function withCpu(
   const c0 = process.cpuUsage();
   const r = await fn();
   const c = process.cpuUsage(c0);
-  const n = Math.max(1, r.completed);
+  const n = Math.max(1, r.completed ?? r.ok + r.errors);
   const byProcess = Object.fromEntries(pids.map((p, i) => [p.name, (cpuMsOf([p.pid]) - s0[i]!) / n]));
   const serverMs = Object.values(byProcess).reduce((a, x) => a + x, 0);
   return [r, { serverMs, clientMs: (c.user + c.system) / 1000 / n, byProcess }];
