@@ -1,6 +1,6 @@
 /**
  * Envelope encryption through the HTTP API on real nodes (issue 15): the real coordinator over
- * three node daemons on SoftHSM2 tokens, every operation a principal's signed request (the nodes
+ * three node daemons on SoftHSM2 tokens (the lying-node case: software-sealed nodes), every operation a principal's signed request (the nodes
  * verify Decrypt and ReEncrypt themselves). AWS KMS names and semantics: Encrypt, Decrypt,
  * GenerateDataKey(WithoutPlaintext), ReEncrypt; a wrong context refused before any node is asked;
  * one usage per key; the recipient path, on which neither the coordinator's answers nor anything
@@ -8,8 +8,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decryptForRecipient } from '../client/decrypt-api.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
+import { decodeBlob, labelDigest } from '../protocol/ciphertext-blob.ts';
+import { libsodiumOps } from '../protocol/ristretto-ops.ts';
+import { sealShare } from '../protocol/tdh2-share-box.ts';
+import { startLyingPeer } from './helpers/lying-peer.ts';
 import { encrypt } from '../client/encrypt.ts';
-import { labelDigest } from '../protocol/ciphertext-blob.ts';
 import { contextLabel } from '../protocol/tdh2.ts';
 import { type TestCoordinator, startTestCoordinator } from './helpers/coordinator.ts';
 
@@ -242,4 +246,90 @@ describe('envelope encryption API (AWS KMS semantics) on real nodes', () => {
     expect(shares.map((s) => s.labelDigest)).toContain(digest);
     expect(JSON.stringify(nodeRecords)).not.toContain(b64(marker));
   });
+});
+
+describe('a lying node behind the API (real identity, test/helpers/lying-peer.ts)', () => {
+  // Its own coordinator on software-sealed nodes: the lying peer unseals node-3's identity with the
+  // software sealer to speak as node-3.
+  let c: TestCoordinator;
+  let keyId: string;
+  beforeAll(async () => {
+    c = await startTestCoordinator({ nodes: 3, sealer: 'software' });
+    const k = await c.call('POST', '/v1/keys', {
+      keySpec: 'TDH2_RISTRETTO255',
+      keyUsage: 'ENCRYPT_DECRYPT',
+      threshold: 2,
+    });
+    expect(k.status, k.text).toBe(201);
+    keyId = k.body.keyId;
+  }, 120_000);
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  it('a bad share is named in the answer and the audit and replaced; on the sealed path the client names it', async () => {
+    const liar = await startLyingPeer(c.tc, 'node-3', { keySpec: 'TDH2_RISTRETTO255' });
+    try {
+      const e = await c.call('POST', `/v1/keys/${keyId}/encrypt`, {
+        plaintext: b64('liar-proof'),
+        encryptionContext: ctx,
+      });
+      // Plain path: the coordinator's combination fails, the proofs name node-3, node-3 is replaced.
+      const named: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const d = await c.call('POST', '/v1/decrypt', {
+          ciphertextBlob: e.body.ciphertextBlob,
+          encryptionContext: ctx,
+        });
+        expect(d.status, d.text).toBe(200);
+        expect(Buffer.from(d.body.plaintext, 'base64').toString()).toBe('liar-proof');
+        expect(d.body.decryptors).not.toContain('node-3');
+        for (const b of d.body.excluded) named.push(`${b.participant}/${b.reason}`);
+      }
+      expect(named).toContain('node-3/bad-share');
+      expect(new Set(named)).toEqual(new Set(['node-3/bad-share']));
+      const audit = (await c.call('GET', `/v1/audit?keyId=${keyId}&limit=1000`)).body.records.map(
+        (r: { entry: Record<string, any> }) => r.entry,
+      );
+      expect(
+        audit.some(
+          (x: Record<string, any>) =>
+            x['action'] === 'Decrypt' &&
+            x['culprits']?.some((b: { participant: string }) => b.participant === 'node-3'),
+        ),
+      ).toBe(true);
+
+      // Sealed path: the liar seals a share with a wrong u_i to the client; the client's proof check
+      // names it and asks again without it (excludeNodes).
+      const blob = unb64(e.body.ciphertextBlob);
+      const { ct } = decodeBlob(blob);
+      liar.lies = {
+        keySpec: 'TDH2_RISTRETTO255',
+        decryptShare: (req) => {
+          const bogus = { id: liar.participant, ui: libsodiumOps.baseMul(11n), ei: 3n, fi: 5n };
+          return {
+            identifier: liar.participant,
+            sealed: toHex(sealShare(bogus, fromHex(req.recipient!), { keyId: req.keyId, u: ct.u })),
+          };
+        },
+      };
+      const bodies: any[] = [];
+      const post = async (path: string, body: unknown) => {
+        bodies.push(body);
+        const r = await c.call('POST', `/${path}`, body);
+        expect(r.status, r.text).toBe(200);
+        return r.body;
+      };
+      let clientNamed: string[] = [];
+      for (let i = 0; i < 3 && clientNamed.length === 0; i++) {
+        const r = await decryptForRecipient(post, blob, ctx);
+        expect(Buffer.from(r.plaintext).toString()).toBe('liar-proof');
+        clientNamed = r.named.map((b) => `${b.participant}/${b.reason}`);
+      }
+      expect(clientNamed).toEqual(['node-3/bad-share']);
+      expect(bodies.at(-1).excludeNodes).toEqual(['node-3']);
+    } finally {
+      await liar.stop();
+    }
+  }, 60_000);
 });
