@@ -122,7 +122,22 @@ export class OneRoundSigning {
         a.spec,
         req.keyId,
         undefined,
-        authorized ? { tweak: authorized.tweak ?? {} } : undefined,
+        authorized
+          ? {
+              tweak: authorized.tweak ?? {},
+              refuse: (reason) =>
+                this.#c.guard.refused({
+                  rpc: 'sign-one',
+                  operation: authorized.operation,
+                  keyId: req.keyId,
+                  sessionId: req.sessionId,
+                  messageSha256: authorized.messageSha256,
+                  initiator: authorized.initiator,
+                  requestDigest: authorized.requestDigest,
+                  reason,
+                }),
+            }
+          : undefined,
       );
       const { share } = signerSign(taken.state, {
         message,

@@ -56,13 +56,19 @@ export async function resolveSigningTweak(
   spec: KeySpec,
   keyId: string,
   requested: RequestedTweak | undefined,
-  signed: { readonly tweak: RequestedTweak } | undefined,
+  signed:
+    | {
+        readonly tweak: RequestedTweak;
+        /** Records the refusal in the node's audit chain (node/request-guard.ts `refused`). */
+        readonly refuse?: (reason: string) => Promise<void>;
+      }
+    | undefined,
 ): Promise<SigningTweak | undefined> {
   if (signed !== undefined && !sameRequestedTweak(requested, signed.tweak)) {
-    throw new KmsError(
-      'Unauthorized',
-      'the signed request does not match: the coordinator asks for another derivation path or taproot tweak',
-    );
+    const reason =
+      'the signed request does not match: the coordinator asks for another derivation path or taproot tweak';
+    await signed.refuse?.(reason);
+    throw new KmsError('Unauthorized', reason);
   }
   return signingTweakFor(spec, await custodyOf(store, keyId), signed?.tweak ?? requested);
 }

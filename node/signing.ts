@@ -121,7 +121,22 @@ export class Signing {
       spec,
       keyId,
       tweak,
-      authorized ? { tweak: authorized.tweak ?? {} } : undefined,
+      authorized
+        ? {
+            tweak: authorized.tweak ?? {},
+            refuse: (reason) =>
+              this.#c.guard.refused({
+                rpc: 'sign-commit',
+                operation: authorized.operation,
+                keyId,
+                sessionId,
+                messageSha256: authorized.messageSha256,
+                initiator: authorized.initiator,
+                requestDigest: authorized.requestDigest,
+                reason,
+              }),
+          }
+        : undefined,
     );
     const nowMs = this.#c.guard.nowMs();
     if (authorized) {

@@ -127,6 +127,16 @@ describe('sign with derivationPath and taprootTweak (real nodes)', () => {
         expect(err.message).toMatch(/another derivation path or taproot tweak/);
       }
     }
+    // Each refusal is in the node's own audit chain, with the request it came with.
+    for (const node of ['node-1', 'node-2', 'node-3']) {
+      const head = (await c.rpc(node, { op: 'audit', limit: 1 })).head.seq as number;
+      const page = await c.rpc(node, { op: 'audit', after: Math.max(0, head - 50), limit: 50 });
+      const refusals = (page.records as { entry: Record<string, unknown> }[]).filter(
+        (r) => r.entry['decision'] === 'refused' && /another derivation path/.test(String(r.entry['reason'])),
+      );
+      expect(refusals.length, node).toBe(3);
+      expect(refusals[0]!.entry).toMatchObject({ rpc: 'sign-commit', operation: 'Sign', keyId: k.keyId });
+    }
     // One-round signing (sign-one) names no tweak: a signed body asking for a child is refused,
     // never signed for the key itself with the node's pre-published nonce.
     const commitments = [];
