@@ -358,7 +358,9 @@ export class RequestGuard {
       initiator: verified.principal,
       approvers: approvals.approvers,
       ...(bound.message ? { messageBytes: bound.message.length } : {}),
-      ...(bound.psbtFacts ? { messageBytes: 32, bitcoinOutputs: bound.psbtFacts.outputs } : {}),
+      ...(bound.psbtFacts
+        ? { messageBytes: 32, bitcoin: { outputs: bound.psbtFacts.outputs, fee: bound.psbtFacts.fee } }
+        : {}),
       ...(bound.keyEvent ? { keyEvent: bound.keyEvent } : {}),
       recentCount: (windowS) => this.#rates.recentCount(verified.principal, bound.keyId, windowS, nowS),
     });

@@ -21,16 +21,20 @@ export type RequestFacts = {
   /** Sign: the message length in bytes. */
   readonly messageBytes?: number;
   /**
-   * SignPsbt (issue 14): the transaction's outputs as the node read them from the PSBT itself
-   * (node/psbt-binding.ts): address on the request's network (null for scripts without one, with
-   * the script hex) and amount in satoshis. No rule condition reads them yet; they are here so a
-   * destination or amount condition can (docs/api.md, PSBT signing).
+   * SignPsbt (issue 14): the transaction as the node read it from the PSBT itself
+   * (node/psbt-binding.ts): each output's address on the request's network (null for scripts
+   * without one, with the script hex), amount in satoshis, and `toKey` (the path) when it pays back
+   * to this key; the fee. Rules limit them with `bitcoin` (policy-rule.ts).
    */
-  readonly bitcoinOutputs?: readonly {
-    readonly address: string | null;
-    readonly amount: number;
-    readonly script?: string;
-  }[];
+  readonly bitcoin?: {
+    readonly outputs: readonly {
+      readonly address: string | null;
+      readonly amount: number;
+      readonly script?: string;
+      readonly toKey?: string;
+    }[];
+    readonly fee: number;
+  };
   /** Allowed requests of this initiator on this key inside the rule's window, before this one. */
   readonly recentCount?: (windowS: number) => number;
   /** Key events: the key's current and requested threshold and whether the committee changes. */
@@ -74,6 +78,30 @@ function approvalsIn(doc: Governance, group: string, f: RequestFacts): string[] 
   return [...new Set(f.approvers)].filter((a) => a !== f.initiator && members.has(a)).sort();
 }
 
+/** Why a rule's `bitcoin` condition refuses the request, or undefined (issue 14). */
+function bitcoinDenial(rule: PolicyRule, f: RequestFacts): string | undefined {
+  const b = rule.bitcoin!;
+  if (f.operation === 'Sign') {
+    return `policy ${rule.id} limits Bitcoin destinations: it allows PSBT signing (SignPsbt), never a plain Sign`;
+  }
+  if (f.operation !== 'SignPsbt') return undefined;
+  if (!f.bitcoin) return `policy ${rule.id} limits Bitcoin destinations, and the request has no PSBT facts`;
+  const external = f.bitcoin.outputs.filter((o) => o.toKey === undefined);
+  if (b.destinations) {
+    const bad = external.find((o) => o.address === null || !b.destinations!.includes(o.address));
+    if (bad) {
+      return `policy ${rule.id}: ${bad.address ?? `script ${bad.script ?? '?'}`} is not an allowed destination`;
+    }
+  }
+  if (b.maxSpendSats !== undefined) {
+    const spend = external.reduce((a, o) => a + o.amount, 0) + f.bitcoin.fee;
+    if (spend > b.maxSpendSats) {
+      return `policy ${rule.id}: spends ${spend} sat (outputs to others and the fee), at most ${b.maxSpendSats}`;
+    }
+  }
+  return undefined;
+}
+
 export function evaluate(doc: Governance, f: RequestFacts): Decision {
   const rule = doc.policies.find((r) => matches(doc, r, f));
   if (!rule)
@@ -91,6 +119,10 @@ export function evaluate(doc: Governance, f: RequestFacts): Decision {
         reason: `policy ${rule.id} signs at most ${rule.message.maxBytes} bytes`,
       };
     }
+  }
+  if (rule.bitcoin) {
+    const denied = bitcoinDenial(rule, f);
+    if (denied) return { effect: 'deny', rule: rule.id, reason: denied };
   }
   if (rule.rateLimit && f.recentCount && f.recentCount(rule.rateLimit.windowS) >= rule.rateLimit.count) {
     return {

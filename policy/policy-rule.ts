@@ -69,6 +69,14 @@ export type PolicyRule = {
   readonly rateLimit?: { readonly count: number; readonly windowS: number };
   /** Key events: the new threshold may never go below this floor. */
   readonly minThreshold?: number;
+  /**
+   * Issue 14, SignPsbt: where a PSBT may send. Outputs that pay back to the key (change, as the
+   * node finds it: protocol/psbt.ts) are free; every other output must pay one of `destinations`
+   * (addresses as written for the request's network), and those outputs plus the fee may total
+   * at most `maxSpendSats`. A rule with this condition never allows a plain `Sign` (a digest
+   * signature could spend anywhere).
+   */
+  readonly bitcoin?: { readonly destinations?: readonly string[]; readonly maxSpendSats?: number };
 };
 
 const id = { type: 'string', pattern: '^[A-Za-z0-9._:@*-]{1,128}$' } as const;
@@ -108,5 +116,18 @@ export const policyRuleSchema = {
       },
     },
     minThreshold: { type: 'integer', minimum: 1, maximum: 1000 },
+    bitcoin: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        destinations: {
+          type: 'array',
+          maxItems: 10_000,
+          uniqueItems: true,
+          items: { type: 'string', pattern: '^[A-Za-z0-9]{14,90}$' },
+        },
+        maxSpendSats: { type: 'integer', minimum: 0, maximum: 2_100_000_000_000_000 },
+      },
+    },
   },
 } as const;

@@ -73,6 +73,12 @@ export type PsbtOutput = {
   readonly script: string;
   /** Satoshis (≤ MAX_MONEY, so a safe integer). */
   readonly amount: number;
+  /**
+   * The path of this key's tree the output pays back to (change), found as inputs are: the key
+   * itself, or a child named by the output's (tap_)bip32_derivation with this key's fingerprint
+   * whose key-path output is the script. null: it pays someone else.
+   */
+  readonly toKey: DerivationPath | null;
 };
 
 export type PsbtAnalysis = {
@@ -145,7 +151,7 @@ function outputsOf(tx: Transaction, network: BitcoinNetwork): PsbtOutput[] {
     } catch {
       address = null;
     }
-    out.push({ index: i, address, script: toHex(o.script), amount: Number(o.amount) });
+    out.push({ index: i, address, script: toHex(o.script), amount: Number(o.amount), toKey: null });
   }
   return out;
 }
@@ -200,10 +206,6 @@ export function analyzePsbt(
     scripts.push(w.script);
     amounts.push(w.amount);
   }
-  const outputs = outputsOf(tx, network);
-  const fee = amounts.reduce((a, b) => a + b, 0n) - outputs.reduce((a, o) => a + BigInt(o.amount), 0n);
-  if (fee < 0n) throw invalid('outputs spend more than the inputs');
-
   const fingerprint = fingerprintOf(key.groupElement);
   const byPath = new Map<string, Candidate>();
   const candidate = (path: DerivationPath): Candidate => {
@@ -274,14 +276,28 @@ export function analyzePsbt(
       amount: amounts[i]!,
     });
   }
+  const outputs = outputsOf(tx, network).map((o) => {
+    const out = tx.getOutput(o.index);
+    const script = out.script!;
+    if (!(script.length === 34 && script[0] === 0x51 && script[1] === 0x20)) return o;
+    const paths: DerivationPath[] = [[]];
+    if (key.chainCode) for (const r of derivationRows(out, fingerprint)) paths.push(r);
+    const hit = paths.find((p) => equalBytes(candidate(p).outputKey, script.subarray(2)));
+    return hit === undefined ? o : { ...o, toKey: hit };
+  });
+  const fee = amounts.reduce((a, b) => a + b, 0n) - outputs.reduce((a, o) => a + BigInt(o.amount), 0n);
+  if (fee < 0n) throw invalid('outputs spend more than the inputs');
   if (owned.length > MAX_PSBT_SIGNED_INPUTS) {
     throw invalid(`${owned.length} inputs of this key: at most ${MAX_PSBT_SIGNED_INPUTS} per request`);
   }
   return { inputCount: n, owned, notOwned, outputs, fee: Number(fee) };
 }
 
-/** Non-hardened paths of this key's fingerprint named by an input's derivation entries. */
-function derivationRows(input: ReturnType<Transaction['getInput']>, fingerprint: number): DerivationPath[] {
+/** Non-hardened paths of this key's fingerprint named by an input's (or output's) derivation entries. */
+function derivationRows(
+  input: Pick<ReturnType<Transaction['getInput']>, 'tapBip32Derivation' | 'bip32Derivation'>,
+  fingerprint: number,
+): DerivationPath[] {
   const rows: DerivationPath[] = [];
   for (const [, v] of input.tapBip32Derivation ?? []) {
     // Leaf hashes name script-path uses of the key; key-path signing needs the internal key entry.
@@ -355,6 +371,8 @@ export type PsbtOutputFact = {
   readonly address: string | null;
   readonly amount: number;
   readonly script?: string;
+  /** Present when the output pays back to this key (change): the path, `m` for the key itself. */
+  readonly toKey?: string;
 };
 
 /** What an audit record and a policy see of a PSBT (the coordinator's and every node's alike). */
@@ -375,6 +393,7 @@ export function psbtFacts(a: PsbtAnalysis, network: BitcoinNetwork): PsbtFacts {
       address: o.address,
       amount: o.amount,
       ...(o.address === null ? { script: o.script } : {}),
+      ...(o.toKey === null ? {} : { toKey: formatPath(o.toKey) }),
     })),
     fee: a.fee,
   };

@@ -46,6 +46,9 @@ import {
 const NODES = ['node-1', 'node-2', 'node-3'];
 /** A principal whose only rule is SignPsbt (the CLI signs as it, with its PKCS#8 key file). */
 const treasurer = generatePrincipal('treasurer');
+/** A payer who may only pay the shop, at most 80 000 sat with the fee (a `bitcoin` rule). */
+const payer = generatePrincipal('payer').signer;
+const SHOP = regtestAddress();
 /** A trader whose PSBTs need one checker's approval. */
 const trader = generatePrincipal('trader').signer;
 const checker = generatePrincipal('checker').signer;
@@ -58,7 +61,7 @@ beforeAll(async () => {
   c = await startClusterCoordinator(3, {
     genesis: (admin, admin2) =>
       adminGenesis([admin, admin2], {
-        principals: [treasurer.signer, trader, checker],
+        principals: [treasurer.signer, trader, checker, payer],
         groups: { checkers: ['checker'] },
         policies: [
           {
@@ -67,6 +70,14 @@ beforeAll(async () => {
             operations: ['SignPsbt'],
             keys: ['*'],
             principals: ['treasurer'],
+          },
+          {
+            id: 'payer-pays-the-shop',
+            effect: 'allow',
+            operations: ['SignPsbt', 'Sign'],
+            keys: ['*'],
+            principals: ['payer'],
+            bitcoin: { destinations: [SHOP], maxSpendSats: 80_000 },
           },
           {
             id: 'trader-psbt-checked',
@@ -100,9 +111,8 @@ afterAll(async () => {
 const other = wholeKey();
 const childX = (path: string) => key.hd.derive(path).publicKey!.subarray(1);
 
-/** Root input 0, another wallet's input 1, the child m/0/5 at input 2. */
-function spend() {
-  const dest = regtestAddress();
+/** Root input 0, another wallet's input 1, the child m/0/5 at input 2; change to m/1/0 (named by its derivation unless `unnamedChange`). */
+function spend(dest = regtestAddress(), o: { unnamedChange?: boolean } = {}) {
   const psbt = buildPsbt(
     [
       { internalKey: key.internal, amount: 60_000n },
@@ -115,7 +125,13 @@ function spend() {
     ],
     [
       { address: dest, value: 70_000n },
-      { address: p2tr(childX('m/1/0')).address, value: 29_000n },
+      {
+        address: p2tr(childX('m/1/0')).address,
+        value: 29_000n,
+        ...(o.unnamedChange
+          ? {}
+          : { change: { internalKey: childX('m/1/0'), fingerprint: key.hd.fingerprint, path: 'm/1/0' } }),
+      },
     ],
   );
   return { psbt, dest };
@@ -159,7 +175,7 @@ describe('POST /v1/keys/{id}/sign-psbt (real nodes)', () => {
     // The coordinator's decision record and every signer's own record name the outputs.
     const outputs = [
       { address: dest, amount: 70_000 },
-      { address: p2tr(childX('m/1/0')).address, amount: 29_000 },
+      { address: p2tr(childX('m/1/0')).address, amount: 29_000, toKey: 'm/1/0' },
     ];
     const audit = await c.call('GET', `/v1/audit?keyId=${key.keyId}&limit=50`);
     expect(audit.status, audit.text).toBe(200);
@@ -313,6 +329,37 @@ describe('POST /v1/keys/{id}/sign-psbt (real nodes)', () => {
     expect(a.body.result.body.signedInputs.map((x: { path: string }) => x.path)).toEqual(['m/3']);
     const signed = bitcoin.Psbt.fromBase64(a.body.result.body.psbt);
     expect(validateInput(signed, 0)).toBe(true);
+  });
+
+  it("a rule's bitcoin condition: only the shop, change proven by its derivation, within the amount; never a plain Sign", async () => {
+    const as = (p: { psbt: { toBase64(): string } }) =>
+      c.call(
+        'POST',
+        `/v1/keys/${key.keyId}/sign-psbt`,
+        { psbt: p.psbt.toBase64(), network: 'regtest' },
+        { principal: payer },
+      );
+    // 70 000 to the shop + 1 000 fee; the change pays back to the key.
+    const ok = await as(spend(SHOP));
+    expect(ok.status, ok.text).toBe(200);
+    expect(ok.body.signedInputs).toHaveLength(2);
+    const elsewhere = regtestAddress();
+    const denied = await as(spend(elsewhere));
+    expect(denied.status).toBe(403);
+    expect(denied.body.code).toBe('PolicyDenied');
+    expect(denied.body.detail).toContain(`${elsewhere} is not an allowed destination`);
+    // Change the nodes cannot tie to the key (no derivation named) is a payment like any other.
+    const unnamed = await as(spend(SHOP, { unnamedChange: true }));
+    expect(unnamed.status).toBe(403);
+    expect(unnamed.body.detail).toMatch(/is not an allowed destination/);
+    const sign = await c.call(
+      'POST',
+      `/v1/keys/${key.keyId}/sign`,
+      { message: '00'.repeat(32) },
+      { principal: payer },
+    );
+    expect(sign.status).toBe(403);
+    expect(sign.body.detail).toMatch(/never a plain Sign/);
   });
 
   it('a PSBT with no input of the key is refused, saying why', async () => {

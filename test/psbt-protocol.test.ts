@@ -17,6 +17,7 @@ import {
   insertSignatures,
   parsePsbt,
   inputSigningTweak,
+  psbtFacts,
 } from '../protocol/psbt.ts';
 import { KEY_SPEC_REGISTRY } from '../protocol/suites.ts';
 import {
@@ -65,7 +66,11 @@ describe('PSBT signing (protocol/psbt.ts)', () => {
       ],
       [
         { address: dest, value: 90_000n },
-        { address: change, value: 19_000n },
+        {
+          address: change,
+          value: 19_000n,
+          change: { internalKey: xOnlyAt(k, 'm/1/0'), fingerprint: k.fingerprint, path: 'm/1/0' },
+        },
       ],
     );
     const tx = parsePsbt(psbt.toBase64());
@@ -77,9 +82,14 @@ describe('PSBT signing (protocol/psbt.ts)', () => {
       [3, 'm/7', 1],
     ]);
     expect(a.notOwned).toEqual([1]);
+    // The change output pays back to the key (m/1/0, named by its tap_bip32_derivation).
     expect(a.outputs).toEqual([
-      { index: 0, address: dest, script: toHex(psbt.txOutputs[0]!.script), amount: 90_000 },
-      { index: 1, address: change, script: toHex(psbt.txOutputs[1]!.script), amount: 19_000 },
+      { index: 0, address: dest, script: toHex(psbt.txOutputs[0]!.script), amount: 90_000, toKey: null },
+      { index: 1, address: change, script: toHex(psbt.txOutputs[1]!.script), amount: 19_000, toKey: [1, 0] },
+    ]);
+    expect(psbtFacts(a, 'regtest').outputs).toEqual([
+      { address: dest, amount: 90_000 },
+      { address: change, amount: 19_000, toKey: 'm/1/0' },
     ]);
     expect(a.fee).toBe(1_000);
     for (const o of a.owned) {

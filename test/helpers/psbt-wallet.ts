@@ -79,7 +79,12 @@ const fp = (n: number) => {
 /** A PSBT spending fabricated prevouts (random txids) to `outputs` (regtest addresses). */
 export function buildPsbt(
   inputs: readonly WalletInput[],
-  outputs: readonly { address: string; value: bigint }[],
+  outputs: readonly {
+    address: string;
+    value: bigint;
+    /** BIP371 output fields of a change output: its internal key and tap_bip32_derivation. */
+    change?: { internalKey: Uint8Array; fingerprint: number; path: string };
+  }[],
 ): bitcoin.Psbt {
   const psbt = new bitcoin.Psbt({ network: bitcoin.networks.regtest });
   for (const [i, inp] of inputs.entries()) {
@@ -104,7 +109,25 @@ export function buildPsbt(
       ...(inp.sighashType === undefined ? {} : { sighashType: inp.sighashType }),
     });
   }
-  for (const o of outputs) psbt.addOutput({ address: o.address, value: o.value });
+  for (const o of outputs) {
+    psbt.addOutput({
+      address: o.address,
+      value: o.value,
+      ...(o.change
+        ? {
+            tapInternalKey: o.change.internalKey,
+            tapBip32Derivation: [
+              {
+                masterFingerprint: fp(o.change.fingerprint),
+                path: o.change.path,
+                pubkey: o.change.internalKey,
+                leafHashes: [],
+              },
+            ],
+          }
+        : {}),
+    });
+  }
   return psbt;
 }
 
