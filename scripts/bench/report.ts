@@ -238,19 +238,21 @@ export function issue17TargetsMarkdown(dir: string): string | undefined {
     .filter((x): x is { f: string; v: ServiceTargetsFile } => x.v !== undefined && Array.isArray(x.v.targets))
     .sort((a, b) => b.v.startedAt.localeCompare(a.v.startedAt))[0];
   if (service) {
-    const src = `${service.f} (commit ${service.v.commit.slice(0, 7) || '?'}, ${service.v.startedAt.slice(0, 16)}Z, load ${service.v.loadAverage.start.toFixed(1)})`;
+    const src = `${service.f} (${service.v.commit ? `commit ${service.v.commit.slice(0, 7)}` : 'a working tree, see its section'}, ${service.v.startedAt.slice(0, 16)}Z, load ${service.v.loadAverage.start.toFixed(1)})`;
     const profiles = service.v.profiles.map(profileLine).join('; ');
     for (const t of service.v.targets) {
-      const id = /throughput/.test(t.what)
-        ? `throughput-${t.what.split(' ')[0]}`
-        : /p50 \/ reference/.test(t.what)
-          ? `latency-${t.what.split(' ')[0]}`
-          : /^DKG/.test(t.what)
-            ? 'dkg'
-            : /^reshare/.test(t.what)
-              ? 'reshare'
-              : t.what;
-      const signing = id.startsWith('throughput') || id.startsWith('latency');
+      const id = /CPU-bound/.test(t.what)
+        ? `cpu-throughput-${t.what.split(' ')[0]}`
+        : /throughput/.test(t.what)
+          ? `throughput-${t.what.split(' ')[0]}`
+          : /p50 \/ reference/.test(t.what)
+            ? `latency-${t.what.split(' ')[0]}`
+            : /^DKG/.test(t.what)
+              ? 'dkg'
+              : /^reshare/.test(t.what)
+                ? 'reshare'
+                : t.what;
+      const signing = /throughput|latency/.test(id);
       rows.push({
         ...t,
         id,

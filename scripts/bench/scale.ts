@@ -94,6 +94,8 @@ export type ScaleLevel = {
   readonly signSequential: LoadResult;
   /** CPU ms of all devnet processes together per sequential signature. */
   readonly cpuMsPerSign: number;
+  /** The same by process. */
+  readonly cpuMsPerSignByProcess: Record<string, number>;
   readonly signLoad: LoadResult;
   readonly getKey: LoadResult;
   readonly listKeys: LoadResult;
@@ -221,13 +223,19 @@ async function measureLevel(
   const t = target(d);
   // CPU of every devnet process over the sequential phase, per signature: unlike latency, hardly
   // moved by other processes sharing the cores.
-  const pids = processNames(d).map((n) => readPid(d.dir, n));
+  const names = processNames(d);
+  const pids = names.map((n) => readPid(d.dir, n));
+  const each0 = pids.map(cpuMsOf);
   const cpu0 = totalCpuMs(pids);
   const signSequential = await sequential(t, signRequest(keyId), {
     count: plan.sequentialCount,
     warmup: plan.warmup,
   });
-  const cpuMsPerSign = (totalCpuMs(pids) - cpu0) / (plan.sequentialCount + plan.warmup);
+  const signs = plan.sequentialCount + plan.warmup;
+  const cpuMsPerSign = (totalCpuMs(pids) - cpu0) / signs;
+  const cpuMsPerSignByProcess = Object.fromEntries(
+    names.map((n, i) => [n, (cpuMsOf(pids[i]) - each0[i]!) / signs]),
+  );
   const signLoad = await closedLoop(t, signRequest(keyId), {
     concurrency: plan.concurrency,
     durationMs: plan.loadMs,
@@ -252,6 +260,7 @@ async function measureLevel(
     restartS,
     signSequential,
     cpuMsPerSign,
+    cpuMsPerSignByProcess,
     signLoad,
     getKey,
     listKeys,
@@ -382,6 +391,20 @@ export function scaleMarkdown(r: ScaleResults, durationS: number): string {
     const errs = l.signSequential.errors + l.signLoad.errors + l.getKey.errors + l.listKeys.errors;
     out.push(
       `| ${l.keysStored} | ${fmtMs(l.signSequential.latencyMs.p50)} | ${fmtMs(l.signSequential.latencyMs.p95)} | ${fmtMs(l.signSequential.latencyMs.p99)} | ${fmtMs(l.cpuMsPerSign)} | ${l.signLoad.perSecond.toFixed(0)} | ${fmtMs(l.signLoad.latencyMs.p50)} | ${fmtMs(l.getKey.latencyMs.p50)} | ${fmtMs(l.listKeys.latencyMs.p50)} | ${(l.idleCpuMsPerS['coordinator'] ?? 0).toFixed(1)} | ${(l.idleCpuMsPerS['node-1'] ?? 0).toFixed(1)} | ${l.restartS.toFixed(1)} | ${errs} |`,
+    );
+  }
+  const names = Object.keys(r.levels[0]?.cpuMsPerSignByProcess ?? {});
+  if (names.length > 0) {
+    out.push(
+      '',
+      'CPU ms per sequential signature by process (user + system from /proc, over the sequential phase including its warm-up; idle background work included):',
+      '',
+      `| keys stored | ${names.join(' | ')} |`,
+      `|---|${names.map(() => '---').join('|')}|`,
+      ...r.levels.map(
+        (l) =>
+          `| ${l.keysStored} | ${names.map((n) => fmtMs(l.cpuMsPerSignByProcess?.[n] ?? Number.NaN)).join(' | ')} |`,
+      ),
     );
   }
   const f = flatness(r);
