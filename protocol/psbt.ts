@@ -4,11 +4,13 @@
  * their BIP341 signature hashes computed here from the PSBT (never a digest a client supplies), the
  * outputs (address, amount) a policy and the audit see, and the insertion of the `tap_key_sig`s.
  *
- * An input is this key's when its prevout (`witness_utxo`) is the P2TR output of the key, or of
- * its child at a path named by a `tap_bip32_derivation` / `bip32_derivation` entry with this key's
- * fingerprint, with the key's merkle root (BIP341 key path, protocol/key-tweak.ts taprootKeys).
+ * An input is this key's when its prevout (`witness_utxo`) is the P2TR output of the key (with its
+ * merkle root), or of its child at a path named by a `tap_bip32_derivation` / `bip32_derivation`
+ * entry with this key's fingerprint (key path only, BIP86; protocol/key-tweak.ts taprootKeys).
  * The prevout script decides, so a PSBT cannot make the key sign for an output it does not control;
  * a `tap_internal_key` or `tap_merkle_root` that contradicts the match is refused as inconsistent.
+ * Outputs are matched the same way: one that pays back to the key is change (`toKey`), which a
+ * policy on destinations lets through (policy/evaluate.ts).
  *
  * BIP341 commits every signature to the amounts and scripts of ALL inputs' prevouts, so every
  * input needs `witness_utxo` (a lying amount only makes the signature invalid). Only SIGHASH_DEFAULT
@@ -32,8 +34,8 @@ export const MAX_PSBT_INPUTS = 256;
 export const MAX_PSBT_OUTPUTS = 256;
 /** Inputs one request may sign: each is one threshold signature (and one share per signer). */
 export const MAX_PSBT_SIGNED_INPUTS = 64;
-/** Distinct derivation paths tried per PSBT (each costs up to MAX_PATH_DEPTH point additions). */
-export const MAX_PSBT_PATHS = 64;
+/** Distinct derivation paths tried per PSBT, inputs and outputs (each up to MAX_PATH_DEPTH point additions). */
+export const MAX_PSBT_PATHS = 128;
 /** 21 million BTC in satoshis (consensus MAX_MONEY): any larger amount is not a transaction. */
 const MAX_MONEY = 21_000_000n * 100_000_000n;
 

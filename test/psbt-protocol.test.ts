@@ -223,6 +223,15 @@ describe('PSBT signing (protocol/psbt.ts)', () => {
       /outputs spend more than the inputs/,
     );
     // Bounds and encoding.
+    const many = (count: number, internalKey: Uint8Array) =>
+      buildPsbt(
+        Array.from({ length: count }, () => ({ internalKey, amount: 1_000n })),
+        [{ address: regtestAddress(), value: 500n }],
+      ).toBase64();
+    expect(() => parsePsbt(many(257, xOnlyAt(other, 'm')))).toThrow(/expected 1 to 256 inputs, got 257/);
+    expect(() => analyzePsbt(parsePsbt(many(65, xOnlyAt(k, 'm'))), key, 'regtest')).toThrow(
+      /65 inputs of this key: at most 64 per request/,
+    );
     expect(() => parsePsbt('A'.repeat(Math.ceil(MAX_PSBT_BYTES / 3) * 4 + 4))).toThrow(
       /at most 100000 bytes/,
     );
