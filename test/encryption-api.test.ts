@@ -214,6 +214,20 @@ describe('envelope encryption API (AWS KMS semantics) on real nodes', () => {
     ]);
   });
 
+  it('refresh and reshare through the API keep old ciphertexts decryptable (same public key)', async () => {
+    const e = await c.call('POST', `/v1/keys/${key2}/encrypt`, { plaintext: b64('older than the event') });
+    const before = (await c.call('GET', `/v1/keys/${key2}`)).body;
+    const r = await c.call('POST', `/v1/keys/${key2}/refresh`);
+    expect(r.status, r.text).toBe(200);
+    const s = await c.call('POST', `/v1/keys/${key2}/reshare`, { threshold: 3 });
+    expect(s.status, s.text).toBe(200);
+    expect(s.body).toMatchObject({ publicKey: before.publicKey, threshold: 3, epoch: before.epoch + 2 });
+    const d = await c.call('POST', '/v1/decrypt', { ciphertextBlob: e.body.ciphertextBlob });
+    expect(d.status, d.text).toBe(200);
+    expect(d.body.decryptors).toHaveLength(3);
+    expect(Buffer.from(d.body.plaintext, 'base64').toString()).toBe('older than the event');
+  });
+
   it('the coordinator and the nodes audit key and label digest, never plaintext', async () => {
     const marker = 'audit-marker-plaintext';
     const e = await c.call('POST', `/v1/keys/${keyId}/encrypt`, {
