@@ -122,6 +122,43 @@ describe('backup, restore and import on real nodes, admin quorum 2', () => {
     expect(key).toMatchObject({ epoch: 0, state: 'Enabled', origin: 'THRESHOLD_DKG' });
   }, 60_000);
 
+  it('the online epoch keeps signing while a backup runs', async () => {
+    const k = (await c.call('GET', `/v1/keys/${keyId}`)).body;
+    const path = `/v1/keys/${keyId}/backups`;
+    const [backup, ...signed] = await Promise.all([
+      c.cluster.backups!.backup({
+        key: {
+          keyId,
+          keySpec: 'FROST_ED25519',
+          epoch: 0,
+          threshold: 2,
+          participants: k.participants,
+          publicKey: k.publicKey,
+          groupElement: k.publicKey,
+          transcriptHash: '',
+        },
+        officerSet,
+        metadata: {},
+        auth: c.authFor('POST', path, officerSet, { approvers: [c.admin2] }),
+      }),
+      ...['01', '02', '03'].map((m) => c.call('POST', `/v1/keys/${keyId}/sign`, { message: m })),
+    ]);
+    expect(
+      verifyBundle(decodeBundle(backup.bundle), { keyId, publicKey: Buffer.from(groupElement, 'hex') }),
+    ).toEqual([]);
+    for (const [i, s] of signed.entries()) {
+      expect(s.status, s.text).toBe(200);
+      expect(s.body.epoch).toBe(0);
+      expect(
+        ed25519.verify(
+          Buffer.from(s.body.signature, 'hex'),
+          Uint8Array.of(i + 1),
+          Buffer.from(groupElement, 'hex'),
+        ),
+      ).toBe(true);
+    }
+  }, 60_000);
+
   it('the coordinator cannot reuse a backup request for another key, or get another officer set signed', async () => {
     const path = `/v1/keys/${keyId}/backups`;
     const auth = c.authFor('POST', path, officerSet, { approvers: [c.admin2] });
