@@ -60,3 +60,8 @@ export const ristretto255Sodium: FastGroup = {
     return sodium.crypto_core_ristretto255_add(p, q);
   },
 };
+
+/** -P for a valid element (0 - P; the 32 zero bytes encode the identity). */
+export function ristretto255Negate(p: Uint8Array): Uint8Array {
+  return sodium.crypto_core_ristretto255_sub(new Uint8Array(BYTES), p);
+}

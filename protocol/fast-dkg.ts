@@ -85,7 +85,8 @@ function untweakNoble(spec: KeySpec): DkgRounds {
 function hdkgOf(spec: KeySpec): (m: Uint8Array) => bigint {
   const Fn = spec.Point.Fn;
   const DST = utf8ToBytes(`${spec.contextString}dkg`);
-  if (spec.name === 'FROST_ED25519') return (m) => Fn.create(bytesToNumberLE(sha512(concatBytes(DST, m))));
+  if (spec.name === 'FROST_ED25519' || spec.name === 'FROST_RISTRETTO255')
+    return (m) => Fn.create(bytesToNumberLE(sha512(concatBytes(DST, m))));
   if (spec.name === 'FROST_SECP256K1_TR' || spec.name === 'FROST_SECP256K1')
     return (m) => secp256k1_hasher.hashToScalar(m, { DST });
   throw new Error(`no native DKG for ${spec.name}`);

@@ -1,8 +1,8 @@
 /**
  * The group arithmetic the key events (DKG, refresh, reshare, repair) and confirmations run on,
  * behind one small element interface with two implementations:
- *   - `native`: the fast backends of protocol/fast-group.ts (libsodium for Ed25519, libsecp256k1
- *     for secp256k1 and secp256k1-TR), elements held as their canonical encodings, each received encoding checked
+ *   - `native`: the fast backends of protocol/fast-group.ts (libsodium for Ed25519 and ristretto255,
+ *     libsecp256k1 for secp256k1 and secp256k1-TR), elements held as their canonical encodings, each received encoding checked
  *     once per process (ValidElementCache);
  *   - `noble`: noble's points, the reference every native result is checked against
  *     (test/fast-dkg.test.ts), and the only backend of the other suites.
@@ -17,6 +17,7 @@ import { getMinHashLength, mapHashToField } from '@noble/curves/abstract/modular
 import { bytesToNumberBE, bytesToNumberLE } from '@noble/curves/utils.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { ed25519Sodium } from './backend-ed25519-sodium.ts';
+import { ristretto255Negate, ristretto255Sodium } from './backend-ristretto255-sodium.ts';
 import { secp256k1Native } from './backend-secp256k1-native.ts';
 import { equalBytes } from './bytes.ts';
 import { decodeElementNoble } from './elements.ts';
@@ -76,13 +77,16 @@ function nobleGroup(spec: KeySpec): Group {
 
 // ---- native ----
 
-/** Identity encodings: Ed25519 has one (y = 1), compressed secp256k1 has none. */
+/** Identity encodings: Ed25519 has one (y = 1), ristretto255 too (zeros), compressed secp256k1 none. */
 const ED25519_IDENTITY = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0));
+const RISTRETTO_IDENTITY = new Uint8Array(32);
 
 function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
   const cache = new ValidElementCache();
   const order = fast.Fn.ORDER;
   const isEd = spec.name === 'FROST_ED25519';
+  const isRistretto = spec.name === 'FROST_RISTRETTO255';
+  const identity = isEd ? ED25519_IDENTITY : isRistretto ? RISTRETTO_IDENTITY : undefined;
 
   /** null is the identity. */
   class NativeElem implements Elem {
@@ -94,9 +98,9 @@ function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
       const o = (q as NativeElem).b;
       if (this.b === null) return q;
       if (o === null) return this;
-      if (isEd) {
+      if (identity !== undefined) {
         const r = fast.add(this.b, o);
-        return new NativeElem(equalBytes(r, ED25519_IDENTITY) ? null : r);
+        return new NativeElem(equalBytes(r, identity) ? null : r);
       }
       // P + (-P): libsecp256k1 cannot encode the sum; it is the only way these inputs fail.
       if (this.b[0] !== o[0] && equalBytes(this.b.subarray(1), o.subarray(1))) return ZERO;
@@ -109,6 +113,8 @@ function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
     }
     negate(): Elem {
       if (this.b === null) return this;
+      // ristretto255 has no such bit: 0 - P on libsodium (the zero encoding is the identity).
+      if (isRistretto) return new NativeElem(ristretto255Negate(this.b));
       // -(x, y) = (-x, y): Ed25519 flips the sign bit of x (never 0 in the prime-order subgroup
       // but for the identity), compressed secp256k1 the parity prefix of y.
       const out = this.b.slice();
@@ -126,7 +132,7 @@ function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
     }
     toBytes(): Uint8Array {
       if (this.b !== null) return this.b.slice();
-      if (isEd) return ED25519_IDENTITY.slice();
+      if (identity !== undefined) return identity.slice();
       throw new Error('bad point: ZERO');
     }
   }
@@ -159,6 +165,7 @@ const NATIVE: Partial<Record<KeySpecName, FastGroup>> = {
   FROST_SECP256K1_TR: secp256k1Native,
   // The same group and SEC1 encoding as the TR suite; only the hashes and signatures differ.
   FROST_SECP256K1: secp256k1Native,
+  FROST_RISTRETTO255: ristretto255Sodium,
 };
 const groups = new Map<string, Group>();
 

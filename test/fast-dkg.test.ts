@@ -27,7 +27,12 @@ import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { type DkgParticipantVector, loadDkgVector, loadInvalidElements } from './helpers/vectors.ts';
 import { seeded } from './helpers/rng.ts';
 
-const SUITES = [keySpec('FROST_ED25519'), keySpec('FROST_SECP256K1_TR'), keySpec('FROST_SECP256K1')];
+const SUITES = [
+  keySpec('FROST_ED25519'),
+  keySpec('FROST_SECP256K1_TR'),
+  keySpec('FROST_SECP256K1'),
+  keySpec('FROST_RISTRETTO255'),
+];
 const KEY_ID = '00000000-0000-4000-8000-0000000fa57d' as KeyId;
 
 const idsOf = (spec: KeySpec, n: number) =>
@@ -271,6 +276,18 @@ function invalidCandidates(spec: KeySpec): { what: string; bytes: Uint8Array }[]
       b[31]! |= 0x80;
       out.push({ what: `y=${y}+p sign`, bytes: b });
     }
+  } else if (spec.name === 'FROST_RISTRETTO255') {
+    // Non-canonical s (s + p, odd "negative" s), the identity, a valid point with the high bit set.
+    const p = 2n ** 255n - 19n;
+    const le = (v: bigint) => Uint8Array.from({ length: 32 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn));
+    for (let s = 0n; s < 12n; s++) {
+      out.push({ what: `s=${s}`, bytes: le(s) });
+      out.push({ what: `s=${s}+p`, bytes: le(s + p) });
+    }
+    const v = spec.Point.BASE.multiply(4242n).toBytes();
+    const high = v.slice();
+    high[31]! |= 0x80;
+    out.push({ what: 'valid with high bit', bytes: high });
   } else {
     const c = secp256k1.Point.BASE.multiply(987654321n).toBytes(true);
     for (const prefix of [0x00, 0x01, 0x04, 0x05, 0xff])
