@@ -34,6 +34,7 @@ describe('one-round signing with a lying member', () => {
     let oneRoundAsked = 0;
     liar.lies = {
       keySpec: SPEC,
+      signPrecommit: true,
       signOne: () => {
         oneRoundAsked++;
         // A well-formed scalar (7, little-endian) that is not its share.

@@ -26,7 +26,7 @@ import { evaluatePolynomial, identifierScalar } from '../../protocol/polynomial.
 import { decodeEnvelope, signEnvelope } from '../../protocol/codec.ts';
 import { dkgMachine } from '../../protocol/dkg.ts';
 import { participantIdOf } from '../../protocol/elements.ts';
-import { KmsError, isKmsError } from '../../protocol/errors.ts';
+import { KmsError, StateError, isKmsError } from '../../protocol/errors.ts';
 import { type Epoch, type KeyId, type ParticipantId, type SessionId, nodeIndex } from '../../protocol/ids.ts';
 import type { Envelope } from '../../protocol/machine.ts';
 import { type KeySpec, keySpec, publicKeyFromGroupElement } from '../../protocol/suites.ts';
@@ -59,9 +59,13 @@ export type Lies = {
   signCommit?: (req: Extract<RpcRequest, { op: 'sign-commit' }>) => unknown;
   /** Answer to sign-share; default: a random scalar (an invalid signature share). */
   signShare?: (req: Extract<RpcRequest, { op: 'sign-share' }>) => unknown;
-  /** Answer to sign-precommit (issue 17); default: `count` well-formed random commitments (no nonce behind them). */
-  signPrecommit?: (req: Extract<RpcRequest, { op: 'sign-precommit' }>) => unknown;
-  /** Answer to sign-one (issue 17); default: a random scalar (an invalid signature share). */
+  /**
+   * Answer to sign-precommit (issue 17): `true` for `count` well-formed random commitments (no
+   * nonce behind them); absent: refused, so the peer takes no part in one-round signing and every
+   * signature it is picked for runs in two rounds (where `signCommit` / `signShare` answer).
+   */
+  signPrecommit?: true | ((req: Extract<RpcRequest, { op: 'sign-precommit' }>) => unknown);
+  /** Answer to sign-one (issue 17); default: NonceReused, as a node that no longer holds the commitment. */
   signOne?: (req: Extract<RpcRequest, { op: 'sign-one' }>) => unknown;
   /** Outgoing DKG (or reshare) traffic; without it the peer accepts the session and then stays silent. */
   dkg?: DkgLie;
@@ -195,18 +199,25 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
         return encodeRpc(
           lying.lies.signShare?.(req) ?? { share: Buffer.from(randomScalar()).toString('hex') },
         );
-      case 'sign-precommit':
+      case 'sign-precommit': {
+        const lie = lying.lies.signPrecommit;
+        if (lie === undefined) throw new KmsError('ValidationError', 'no one-round signing here');
         return encodeRpc(
-          lying.lies.signPrecommit?.(req) ?? {
-            identifier: self(),
-            commitments: Array.from({ length: req.count }, () => ({
-              hiding: toHex(randomPoint()),
-              binding: toHex(randomPoint()),
-            })),
-          },
+          lie === true
+            ? {
+                identifier: self(),
+                commitments: Array.from({ length: req.count }, () => ({
+                  hiding: toHex(randomPoint()),
+                  binding: toHex(randomPoint()),
+                })),
+              }
+            : lie(req),
         );
+      }
       case 'sign-one':
-        return encodeRpc(lying.lies.signOne?.(req) ?? { share: toHex(randomScalar()) });
+        // Default: a node without the commitment (like one restarted since it published it).
+        if (!lying.lies.signOne) throw new StateError('NonceReused', 'no such pre-published commitment');
+        return encodeRpc(lying.lies.signOne(req));
       case 'decrypt-share':
         return encodeRpc(
           lying.lies.decryptShare?.(req) ?? {
