@@ -17,7 +17,9 @@
  *   `<kind>.old.deleted` old epoch destroyed, answer not sent yet;
  *   `reshare.dealt` a dealer leaving the committee has dealt, answer not sent yet;
  * - node, signing: `sign.commit.sent` nonce made (memory only), commitment not answered yet;
- *   `sign.share.sent` nonce consumed and share computed, not answered yet;
+ *   `sign.share.sent` nonce consumed and share computed, not answered yet; one round (issue 17,
+ *   node/sign-one.ts): `sign.one.taken` pre-published nonce taken out of the pool, nothing checked
+ *   yet; `sign.one.sent` share computed (and refill commitments made), not answered yet;
  * - coordinator (coordinator/cluster-libp2p.ts): `coordinator.event.before-commit` every member
  *   ran the session, no commit-epoch / retire sent; `coordinator.event.after-commit` members
  *   committed, the key store not yet written; `coordinator.sign.after-commit` commitments

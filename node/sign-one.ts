@@ -16,6 +16,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, fromHex, toHex } from '../protocol/bytes.ts';
 import { KmsError, StateError } from '../protocol/errors.ts';
+import { crashPoint } from '../common/crash-points.ts';
 import type { Epoch, ParticipantId } from '../protocol/ids.ts';
 import { resolveSigningTweak } from './sign-tweak.ts';
 import { signerSign } from '../protocol/sign.ts';
@@ -82,6 +83,7 @@ export class OneRoundSigning {
         `no unused pre-published commitment of this node for ${req.keyId} epoch ${req.epoch}`,
       );
     }
+    crashPoint('sign.one.taken');
     try {
       const authorized = await this.#c.guard.authorize({ rpc: 'sign-commit', keyId: req.keyId }, req.auth, {
         share: { sessionId: req.sessionId },
@@ -150,6 +152,7 @@ export class OneRoundSigning {
         })),
       });
       const refill = req.refill ? this.#pool.generate(req.keyId, a, req.refill) : [];
+      crashPoint('sign.one.sent');
       return {
         share: toHex(share),
         ...(refill.length > 0
