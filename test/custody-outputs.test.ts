@@ -226,6 +226,41 @@ describe('Taproot keys, addresses, descriptors, xpub and spends (real nodes, ind
     }
   }, 90_000);
 
+  it('a key-path spend of a derived child built and finalized by @scure/btc-signer, checked by bitcoinjs', async () => {
+    const k = await createKey({ keySpec: 'FROST_SECP256K1_TR' });
+    const path = 'm/2/9';
+    const { xpub } = await get(`/v1/keys/${k.keyId}/public-key?format=xpub`);
+    const child = HDKey.fromExtendedKey(xpub).derive(path).publicKey!.subarray(1);
+    const out = scure.p2tr(child, undefined, SCURE_REGTEST);
+    expect((await get(`/v1/keys/${k.keyId}/address?network=regtest&path=${path}`)).address).toBe(out.address);
+    const value = 50_000n;
+    const tx = new scure.Transaction();
+    tx.addInput({
+      txid: new Uint8Array(32).fill(5),
+      index: 1,
+      witnessUtxo: { script: out.script, amount: value },
+      tapInternalKey: child,
+    });
+    tx.addOutputAddress('bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk', value - 400n, SCURE_REGTEST);
+    const hash = tx.preimageWitnessV1(0, [out.script], scure.SigHash.DEFAULT, [value]);
+    const tapKeySig = await sign(k.keyId, { message: hex(hash), derivationPath: path });
+    tx.updateInput(0, { tapKeySig });
+    tx.finalize();
+    // bitcoinjs reads the finalized transaction, computes the sighash itself, and libsecp256k1
+    // verifies the witness under the output key of the prevout.
+    const parsed = bitcoin.Transaction.fromBuffer(Buffer.from(tx.extract()));
+    const witness = parsed.ins[0]!.witness;
+    expect(witness).toHaveLength(1);
+    const again = parsed.hashForWitnessV1(
+      0,
+      [out.script],
+      [value] as any,
+      bitcoin.Transaction.SIGHASH_DEFAULT,
+    );
+    expect(hex(again)).toBe(hex(hash));
+    expect(ecc.verifySchnorr(again, out.script.subarray(2), witness[0]!)).toBe(true);
+  }, 60_000);
+
   it('a Solana transfer from a derived Ed25519 key, signed through the API, verifies with @solana/web3.js', async () => {
     const k = await createKey({ keySpec: 'FROST_ED25519' });
     expect(k.taproot).toBeUndefined();
