@@ -369,7 +369,10 @@ export class RequestGuard {
       approvers: approvals.approvers,
       ...(approvals.rejected.length > 0 ? { rejectedApprovals: approvals.rejected.length } : {}),
     };
-    if (decision.effect !== 'pending') this.#pending.delete(digest);
+    // An allowed request keeps its pending entry (until its TTL): the coordinator's retry of a
+    // failed signing attempt presents it again, and its initiator's signature may have expired by
+    // then (the replay entry still bounds its shares). A denied one is done.
+    if (decision.effect === 'deny') this.#pending.delete(digest);
     if (decision.effect === 'deny') {
       await this.#d.audit.append({ ...withApprovers, decision: 'deny', reason: decision.reason });
       throw new KmsError('PolicyDenied', decision.reason);
