@@ -20,9 +20,11 @@
  * variable-time `multiplyUnsafe`.
  */
 import type { DKG_Round1, DKG_Round2, DKG_Secret, FROST, Key } from '@noble/curves/abstract/frost.js';
+import { p256_hasher } from '@noble/curves/nist.js';
 import { schnorr, secp256k1_hasher } from '@noble/curves/secp256k1.js';
 import { bytesToNumberBE, bytesToNumberLE } from '@noble/curves/utils.js';
 import { sha512 } from '@noble/hashes/sha2.js';
+import { shake256 } from '@noble/hashes/sha3.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { bytesToHex, concatBytes, equalBytes, fromHex, utf8ToBytes } from './bytes.ts';
 import { type Backend, type Elem, type Group, groupOf, randomScalar } from './group.ts';
@@ -89,6 +91,10 @@ function hdkgOf(spec: KeySpec): (m: Uint8Array) => bigint {
     return (m) => Fn.create(bytesToNumberLE(sha512(concatBytes(DST, m))));
   if (spec.name === 'FROST_SECP256K1_TR' || spec.name === 'FROST_SECP256K1')
     return (m) => secp256k1_hasher.hashToScalar(m, { DST });
+  if (spec.name === 'FROST_P256') return (m) => p256_hasher.hashToScalar(m, { DST });
+  // RFC 9591 §6.3: SHAKE256 with 114 bytes out, little-endian, mod L.
+  if (spec.name === 'FROST_ED448')
+    return (m) => Fn.create(bytesToNumberLE(shake256(concatBytes(DST, m), { dkLen: 114 })));
   throw new Error(`no native DKG for ${spec.name}`);
 }
 

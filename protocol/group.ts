@@ -2,21 +2,25 @@
  * The group arithmetic the key events (DKG, refresh, reshare, repair) and confirmations run on,
  * behind one small element interface with two implementations:
  *   - `native`: the fast backends of protocol/fast-group.ts (libsodium for Ed25519 and ristretto255,
- *     libsecp256k1 for secp256k1 and secp256k1-TR), elements held as their canonical encodings, each received encoding checked
- *     once per process (ValidElementCache);
+ *     libsecp256k1 for secp256k1 and secp256k1-TR, OpenSSL + noble for P-256, noble with a fast
+ *     subgroup check for Ed448), elements held as their canonical encodings, each received encoding
+ *     checked once per process (ValidElementCache);
  *   - `noble`: noble's points, the reference every native result is checked against
- *     (test/fast-dkg.test.ts), and the only backend of the other suites.
+ *     (test/fast-dkg.test.ts).
  * The element interface is the subset of noble's Point the protocol code uses, so both run the same
- * code. Identity results are representable (noble semantics), but never encodable for secp256k1.
+ * code. Identity results are representable (noble semantics), but never encodable for SEC1 curves.
  *
- * Side channels: `baseMul` is constant-time in both native backends (libsodium's fixed-base
- * multiply; libsecp256k1's blinded ecmult_gen), so it alone may take secrets (coefficients,
- * nonces, shares). `multiplyUnsafe` may be variable-time (libsecp256k1 ecmult): public data only.
+ * Side channels: `baseMul` is constant-time in every native backend (libsodium's fixed-base
+ * multiply; libsecp256k1's blinded ecmult_gen; OpenSSL's P-256 multiply; noble's `multiply` for
+ * Ed448), so it alone may take secrets (coefficients, nonces, shares). `multiplyUnsafe` may be
+ * variable-time (libsecp256k1 ecmult, noble's multiplyUnsafe): public data only.
  */
 import { getMinHashLength, mapHashToField } from '@noble/curves/abstract/modular.js';
 import { bytesToNumberBE, bytesToNumberLE } from '@noble/curves/utils.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { ed25519Sodium } from './backend-ed25519-sodium.ts';
+import { ed448Noble } from './backend-ed448.ts';
+import { p256OpenSsl } from './backend-p256-openssl.ts';
 import { ristretto255Negate, ristretto255Sodium } from './backend-ristretto255-sodium.ts';
 import { secp256k1Native } from './backend-secp256k1-native.ts';
 import { equalBytes } from './bytes.ts';
@@ -80,13 +84,21 @@ function nobleGroup(spec: KeySpec): Group {
 /** Identity encodings: Ed25519 has one (y = 1), ristretto255 too (zeros), compressed secp256k1 none. */
 const ED25519_IDENTITY = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0));
 const RISTRETTO_IDENTITY = new Uint8Array(32);
+const ED448_IDENTITY = Uint8Array.from({ length: 57 }, (_, i) => (i === 0 ? 1 : 0));
 
 function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
   const cache = new ValidElementCache();
   const order = fast.Fn.ORDER;
   const isEd = spec.name === 'FROST_ED25519';
   const isRistretto = spec.name === 'FROST_RISTRETTO255';
-  const identity = isEd ? ED25519_IDENTITY : isRistretto ? RISTRETTO_IDENTITY : undefined;
+  const isEd448 = spec.name === 'FROST_ED448';
+  const identity = isEd
+    ? ED25519_IDENTITY
+    : isRistretto
+      ? RISTRETTO_IDENTITY
+      : isEd448
+        ? ED448_IDENTITY
+        : undefined;
 
   /** null is the identity. */
   class NativeElem implements Elem {
@@ -115,10 +127,12 @@ function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
       if (this.b === null) return this;
       // ristretto255 has no such bit: 0 - P on libsodium (the zero encoding is the identity).
       if (isRistretto) return new NativeElem(ristretto255Negate(this.b));
-      // -(x, y) = (-x, y): Ed25519 flips the sign bit of x (never 0 in the prime-order subgroup
-      // but for the identity), compressed secp256k1 the parity prefix of y.
+      // -(x, y) = (-x, y): Ed25519 and Ed448 flip the sign bit of x (never 0 in the prime-order
+      // subgroup but for the identity), compressed SEC1 points (secp256k1, P-256) the parity
+      // prefix of y.
       const out = this.b.slice();
       if (isEd) out[31] = (out[31] as number) ^ 0x80;
+      else if (isEd448) out[56] = (out[56] as number) ^ 0x80;
       else out[0] = out[0] === 0x02 ? 0x03 : 0x02;
       return new NativeElem(out);
     }
@@ -166,6 +180,8 @@ const NATIVE: Partial<Record<KeySpecName, FastGroup>> = {
   // The same group and SEC1 encoding as the TR suite; only the hashes and signatures differ.
   FROST_SECP256K1: secp256k1Native,
   FROST_RISTRETTO255: ristretto255Sodium,
+  FROST_P256: p256OpenSsl,
+  FROST_ED448: ed448Noble,
 };
 const groups = new Map<string, Group>();
 

@@ -32,6 +32,8 @@ const SUITES = [
   keySpec('FROST_SECP256K1_TR'),
   keySpec('FROST_SECP256K1'),
   keySpec('FROST_RISTRETTO255'),
+  keySpec('FROST_P256'),
+  keySpec('FROST_ED448'),
 ];
 const KEY_ID = '00000000-0000-4000-8000-0000000fa57d' as KeyId;
 
@@ -121,7 +123,9 @@ describe.each(SUITES)('$name: native DKG rounds equal noble', (spec) => {
 
   it('randomized runs: same randomness -> same round-1 packages, shares and key packages', () => {
     const parities = new Set<boolean>();
-    for (let seed = 1; seed <= 40 && (seed <= 8 || parities.size < 2); seed++) {
+    // Ed448's noble DKG is slow (its subgroup check is a scalar multiplication): fewer seeds.
+    const minSeeds = spec.name === 'FROST_ED448' ? 3 : 8;
+    for (let seed = 1; seed <= 40 && (seed <= minSeeds || parities.size < 2); seed++) {
       const t = 2 + (seed % 3);
       const n = t + (seed % 3);
       const a = runRounds(native, spec, t, n, seed);
@@ -276,6 +280,30 @@ function invalidCandidates(spec: KeySpec): { what: string; bytes: Uint8Array }[]
       b[31]! |= 0x80;
       out.push({ what: `y=${y}+p sign`, bytes: b });
     }
+  } else if (spec.name === 'FROST_ED448') {
+    // The 4-torsion and prime-order points plus each torsion point; non-canonical y.
+    const P = spec.Point as any;
+    const p: bigint = P.Fp.ORDER;
+    const G = P.BASE.multiply(424242n);
+    for (const T of [
+      P.fromAffine({ x: 0n, y: p - 1n }),
+      P.fromAffine({ x: 1n, y: 0n }),
+      P.fromAffine({ x: p - 1n, y: 0n }),
+    ]) {
+      out.push({ what: `torsion ${T.toHex()}`, bytes: T.toBytes() });
+      out.push({ what: `mixed order +${T.toHex()}`, bytes: G.add(T).toBytes() });
+    }
+    out.push({ what: 'identity', bytes: P.ZERO.toBytes() });
+    const le = (v: bigint) => Uint8Array.from({ length: 57 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn));
+    for (let y = 0n; y < 6n; y++) out.push({ what: `y=${y}+p`, bytes: le(y + p) });
+  } else if (spec.name === 'FROST_P256') {
+    const P = spec.Point as any;
+    const c: Uint8Array = P.BASE.multiply(987654321n).toBytes(true);
+    for (const prefix of [0x00, 0x01, 0x04, 0x05, 0xff])
+      out.push({ what: `prefix ${prefix}`, bytes: concatBytes(Uint8Array.of(prefix), c.subarray(1)) });
+    out.push({ what: 'uncompressed', bytes: P.BASE.multiply(5n).toBytes(false) });
+    out.push({ what: 'x = p', bytes: concatBytes(Uint8Array.of(2), hexToBytes(P.Fp.ORDER.toString(16))) });
+    out.push({ what: 'x = 0', bytes: concatBytes(Uint8Array.of(2), new Uint8Array(32)) });
   } else if (spec.name === 'FROST_RISTRETTO255') {
     // Non-canonical s (s + p, odd "negative" s), the identity, a valid point with the high bit set.
     const p = 2n ** 255n - 19n;
@@ -302,7 +330,7 @@ function invalidCandidates(spec: KeySpec): { what: string; bytes: Uint8Array }[]
   }
   for (let i = 0; i < 25; i++) {
     const b = rng(len);
-    if (spec.curve === 'secp256k1') b[0] = 2 + (i % 2);
+    if (spec.curve === 'secp256k1' || spec.curve === 'p256') b[0] = 2 + (i % 2);
     out.push({ what: `random ${i}`, bytes: b });
   }
   for (let k = 1n; k <= 3n; k++)
