@@ -12,9 +12,8 @@
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { ed448, ed448_FROST } from '@noble/curves/ed448.js';
 import { ed448InPrimeOrderSubgroup } from './backend-ed448-subgroup.ts';
-import { nobleBackedGroup } from './backend-noble-points.ts';
+import { type NobleBackedGroup, nobleBackedGroup } from './backend-noble-points.ts';
 import { equalBytes } from './bytes.ts';
-import type { FastGroup } from './fast-group.ts';
 
 const Point = ed448.Point;
 /** FROST's Ed448 scalars are 57 bytes (RFC 9591 §6.3 SerializeScalar), not Point.Fn's 56. */
@@ -40,7 +39,7 @@ function decodeValid(bytes: Uint8Array) {
   }
 }
 
-export const ed448Noble: FastGroup = nobleBackedGroup(Point as any, Fn, BYTES, {
+export const ed448Noble: NobleBackedGroup = nobleBackedGroup(Point as any, Fn, BYTES, {
   decodeValid,
   identityEncodable: true,
 });

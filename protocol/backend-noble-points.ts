@@ -40,6 +40,8 @@ export type Hooks = {
   decodeValid(bytes: Uint8Array): NoblePoint | undefined;
   /** ScalarBaseMult(k) for k in [1, order), constant-time (k may be secret). Default: noble's. */
   baseMul?: (k: bigint) => Uint8Array;
+  /** Decoding of an encoding known to be valid, if faster than noble's `fromBytes`. */
+  decodeTrusted?: (bytes: Uint8Array) => NoblePoint;
   /** Whether the identity has an encoding (Edwards: yes; SEC1 compressed: no). */
   identityEncodable: boolean;
   /**
@@ -77,22 +79,49 @@ function latin1(b: Uint8Array): string {
   return s;
 }
 
+/**
+ * The FastGroup, plus the same checks and fixed-base multiply with noble points as results, for
+ * protocol/group.ts (key events), whose elements stay noble points between operations.
+ */
+export type NobleBackedGroup = FastGroup & {
+  /** The decoded point if `bytes` passes RFC 9591 §3.1 DeserializeElement (cached), else undefined. */
+  validPoint(bytes: Uint8Array): NoblePoint | undefined;
+  /** A point this group checked or produced, decoded (no checks). */
+  pointOf(bytes: Uint8Array): NoblePoint;
+  /** [k]G as a point, k in [1, order), constant-time. */
+  basePoint(k: bigint): NoblePoint;
+};
+
 export function nobleBackedGroup(
   Point: NoblePointCons,
   Fn: IField<bigint>,
   elementLength: number,
   hooks: Hooks,
-): FastGroup {
+): NobleBackedGroup {
   const cache = new PointCache(4096);
+  /** Encodings that passed decodeValid (the other cache also holds produced points). */
+  const valid = new PointCache(4096);
+  const decodeTrusted = hooks.decodeTrusted ?? ((b: Uint8Array) => Point.fromBytes(b));
   const order = Fn.ORDER;
   /** A point this group checked or produced; decoded again (no checks needed) if evicted. */
   const point = (b: Uint8Array): NoblePoint => {
     const key = latin1(b);
     let p = cache.get(key);
     if (p === undefined) {
-      p = Point.fromBytes(b);
+      p = decodeTrusted(b);
       cache.set(key, p);
     }
+    return p;
+  };
+  const validPoint = (bytes: Uint8Array): NoblePoint | undefined => {
+    if (!(bytes instanceof Uint8Array) || bytes.length !== elementLength) return undefined;
+    const key = latin1(bytes);
+    const hit = valid.get(key);
+    if (hit !== undefined) return hit;
+    const p = hooks.decodeValid(bytes);
+    if (p === undefined) return undefined;
+    valid.set(key, p);
+    cache.set(key, p);
     return p;
   };
   const encode = (p: NoblePoint): Uint8Array => {
@@ -114,12 +143,12 @@ export function nobleBackedGroup(
   return {
     elementLength,
     Fn,
-    isValidElement(bytes) {
-      if (!(bytes instanceof Uint8Array) || bytes.length !== elementLength) return false;
-      const p = hooks.decodeValid(bytes);
-      if (p === undefined) return false;
-      cache.set(latin1(bytes), p);
-      return true;
+    isValidElement: (bytes) => validPoint(bytes) !== undefined,
+    validPoint,
+    pointOf: point,
+    basePoint(k) {
+      range(k);
+      return hooks.baseMul ? point(hooks.baseMul(k)) : Point.BASE.multiply(k);
     },
     baseMul,
     mul(p, k) {
@@ -159,6 +188,7 @@ export function nobleBackedGroup(
     },
     forget() {
       cache.clear();
+      valid.clear();
     },
   };
 }

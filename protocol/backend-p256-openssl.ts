@@ -18,8 +18,7 @@
 import { createECDH, ECDH } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import { bytesToNumberBE } from '@noble/curves/utils.js';
-import { nobleBackedGroup } from './backend-noble-points.ts';
-import type { FastGroup } from './fast-group.ts';
+import { type NobleBackedGroup, nobleBackedGroup } from './backend-noble-points.ts';
 
 const Point = p256.Point;
 const Fn = Point.Fn;
@@ -59,8 +58,9 @@ function xOfMul(p: Uint8Array, k: bigint): bigint {
   return bytesToNumberBE(ecdh.computeSecret(p));
 }
 
-export const p256OpenSsl: FastGroup = nobleBackedGroup(Point as any, Fn, BYTES, {
+export const p256OpenSsl: NobleBackedGroup = nobleBackedGroup(Point as any, Fn, BYTES, {
   decodeValid,
+  decodeTrusted: (b) => decodeValid(b)!,
   baseMul,
   identityEncodable: false,
   xOfMul,

@@ -20,6 +20,7 @@ import { bytesToNumberBE, bytesToNumberLE } from '@noble/curves/utils.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { ed25519Sodium } from './backend-ed25519-sodium.ts';
 import { ed448Noble } from './backend-ed448.ts';
+import type { NobleBackedGroup } from './backend-noble-points.ts';
 import { p256OpenSsl } from './backend-p256-openssl.ts';
 import { ristretto255Negate, ristretto255Sodium } from './backend-ristretto255-sodium.ts';
 import { secp256k1Native } from './backend-secp256k1-native.ts';
@@ -84,21 +85,13 @@ function nobleGroup(spec: KeySpec): Group {
 /** Identity encodings: Ed25519 has one (y = 1), ristretto255 too (zeros), compressed secp256k1 none. */
 const ED25519_IDENTITY = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0));
 const RISTRETTO_IDENTITY = new Uint8Array(32);
-const ED448_IDENTITY = Uint8Array.from({ length: 57 }, (_, i) => (i === 0 ? 1 : 0));
 
 function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
   const cache = new ValidElementCache();
   const order = fast.Fn.ORDER;
   const isEd = spec.name === 'FROST_ED25519';
   const isRistretto = spec.name === 'FROST_RISTRETTO255';
-  const isEd448 = spec.name === 'FROST_ED448';
-  const identity = isEd
-    ? ED25519_IDENTITY
-    : isRistretto
-      ? RISTRETTO_IDENTITY
-      : isEd448
-        ? ED448_IDENTITY
-        : undefined;
+  const identity = isEd ? ED25519_IDENTITY : isRistretto ? RISTRETTO_IDENTITY : undefined;
 
   /** null is the identity. */
   class NativeElem implements Elem {
@@ -127,12 +120,10 @@ function nativeGroup(spec: KeySpec, fast: FastGroup): Group {
       if (this.b === null) return this;
       // ristretto255 has no such bit: 0 - P on libsodium (the zero encoding is the identity).
       if (isRistretto) return new NativeElem(ristretto255Negate(this.b));
-      // -(x, y) = (-x, y): Ed25519 and Ed448 flip the sign bit of x (never 0 in the prime-order
-      // subgroup but for the identity), compressed SEC1 points (secp256k1, P-256) the parity
-      // prefix of y.
+      // -(x, y) = (-x, y): Ed25519 flips the sign bit of x (never 0 in the prime-order subgroup
+      // but for the identity), compressed secp256k1 the parity prefix of y.
       const out = this.b.slice();
       if (isEd) out[31] = (out[31] as number) ^ 0x80;
-      else if (isEd448) out[56] = (out[56] as number) ^ 0x80;
       else out[0] = out[0] === 0x02 ? 0x03 : 0x02;
       return new NativeElem(out);
     }
@@ -180,6 +171,9 @@ const NATIVE: Partial<Record<KeySpecName, FastGroup>> = {
   // The same group and SEC1 encoding as the TR suite; only the hashes and signatures differ.
   FROST_SECP256K1: secp256k1Native,
   FROST_RISTRETTO255: ristretto255Sodium,
+};
+/** Suites whose fast backend computes on noble's points: elements stay noble points. */
+const POINTS: Partial<Record<KeySpecName, NobleBackedGroup>> = {
   FROST_P256: p256OpenSsl,
   FROST_ED448: ed448Noble,
 };
@@ -188,13 +182,38 @@ const groups = new Map<string, Group>();
 /** The group of a suite: native where a fast backend exists, unless `backend` asks for noble. */
 export function groupOf(spec: KeySpec, backend: Backend = 'native'): Group {
   const fast = backend === 'native' ? NATIVE[spec.name] : undefined;
-  const tag = `${spec.name}/${fast ? 'native' : 'noble'}`;
+  const points = backend === 'native' ? POINTS[spec.name] : undefined;
+  const tag = `${spec.name}/${fast || points ? 'native' : 'noble'}`;
   let g = groups.get(tag);
   if (g === undefined) {
-    g = fast ? nativeGroup(spec, fast) : nobleGroup(spec);
+    g = fast ? nativeGroup(spec, fast) : points ? pointGroup(spec, points) : nobleGroup(spec);
     groups.set(tag, g);
   }
   return g;
+}
+
+/**
+ * noble's points with the backend's element check (each encoding decoded and checked once per
+ * process; Ed448's subgroup check by square root and Jacobi symbols) and its fixed-base multiply
+ * (OpenSSL for P-256): the arithmetic is noble's, with no encoding between operations.
+ */
+function pointGroup(spec: KeySpec, fast: NobleBackedGroup): Group {
+  const P = spec.Point;
+  return {
+    spec,
+    backend: 'native',
+    ZERO: P.ZERO as Elem,
+    baseMul: (k) => (k === 0n ? P.ZERO : fast.basePoint(k)) as Elem,
+    decode(bytes, what = 'element') {
+      const p = fast.validPoint(bytes);
+      if (p !== undefined) return p as unknown as Elem;
+      // For noble's precise error; test/fast-dkg.test.ts proves both reject the same encodings.
+      decodeElementNoble(spec, bytes, what);
+      throw new DecodeError('InvalidElement', `${what}: not a valid ${spec.curve} element`);
+    },
+    trusted: (bytes) => fast.pointOf(bytes) as unknown as Elem,
+    hasEvenY: (p) => ((p as any).toAffine().y & 1n) === 0n,
+  };
 }
 
 /** Σ scalars[i]·points[i] over public inputs (variable-time). */
