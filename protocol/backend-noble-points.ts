@@ -21,6 +21,7 @@ type NoblePoint = {
   multiply(k: bigint): NoblePoint;
   multiplyUnsafe(k: bigint): NoblePoint;
   negate(): NoblePoint;
+  equals(q: NoblePoint): boolean;
   is0(): boolean;
   toAffine(): { x: bigint; y: bigint };
   toBytes(): Uint8Array;
@@ -40,6 +41,11 @@ export type Hooks = {
   decodeValid(bytes: Uint8Array): NoblePoint | undefined;
   /** ScalarBaseMult(k) for k in [1, order), constant-time (k may be secret). Default: noble's. */
   baseMul?: (k: bigint) => Uint8Array;
+  /**
+   * [k]P for a valid point P (with its encoding) and k in [1, order), public inputs, if faster than
+   * noble's multiplyUnsafe. Default: noble's.
+   */
+  mulPoint?: (p: NoblePoint, bytes: Uint8Array, k: bigint) => NoblePoint;
   /** Decoding of an encoding known to be valid, if faster than noble's `fromBytes`. */
   decodeTrusted?: (bytes: Uint8Array) => NoblePoint;
   /** Whether the identity has an encoding (Edwards: yes; SEC1 compressed: no). */
@@ -90,6 +96,8 @@ export type NobleBackedGroup = FastGroup & {
   pointOf(bytes: Uint8Array): NoblePoint;
   /** [k]G as a point, k in [1, order), constant-time. */
   basePoint(k: bigint): NoblePoint;
+  /** [k]P for a valid non-identity point and k in [1, order), variable-time (public inputs). */
+  mulPoint(p: NoblePoint, k: bigint): NoblePoint;
 };
 
 export function nobleBackedGroup(
@@ -153,7 +161,11 @@ export function nobleBackedGroup(
     baseMul,
     mul(p, k) {
       range(k);
-      return encode(point(p).multiplyUnsafe(k));
+      return encode(hooks.mulPoint ? hooks.mulPoint(point(p), p, k) : point(p).multiplyUnsafe(k));
+    },
+    mulPoint(p, k) {
+      range(k);
+      return hooks.mulPoint ? hooks.mulPoint(p, p.toBytes(), k) : p.multiplyUnsafe(k);
     },
     add(p, q) {
       return encode(point(p).add(point(q)));

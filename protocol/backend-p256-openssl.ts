@@ -58,9 +58,36 @@ function xOfMul(p: Uint8Array, k: bigint): bigint {
   return bytesToNumberBE(ecdh.computeSecret(p));
 }
 
+const Fp = Point.Fp;
+const A = Fp.create(-3n);
+const B = p256.Point.CURVE().b;
+const SHORT = 1n << 96n;
+
+/**
+ * [k]P from two x-only OpenSSL multiplications: x([k]P) and x([k+1]P). y is a square root of
+ * x³ - 3x + b, up to sign; of Q = (x, ±y) only [k]P has x(Q + P) = x([k+1]P) (for the other,
+ * -[k]P + P = ±([k]P + P) would need 2[k]P = 0 or 2P = 0, impossible in a group of prime order).
+ * About 0.35 ms against 0.8 ms for noble's multiplyUnsafe. Public k and P only.
+ */
+function mulPoint(p: ReturnType<typeof Point.fromBytes>, bytes: Uint8Array, k: bigint) {
+  // Short scalars (identifiers in Horner evaluations of commitments): noble's double-and-add is
+  // cheaper below about 100 bits than two OpenSSL multiplications.
+  if (k < SHORT) return p.multiplyUnsafe(k);
+  // k + 1 = order: [k]P = -P (and OpenSSL refuses the zero scalar).
+  if (k === Fn.ORDER - 1n) return p.negate();
+  const x = xOfMul(bytes, k);
+  const x1 = xOfMul(bytes, k + 1n);
+  const y = Fp.sqrt(Fp.add(Fp.add(Fp.mul(Fp.sqr(x), x), Fp.mul(A, x)), B));
+  const Q = Point.fromAffine({ x, y });
+  // Q + P = O means Q = -P, which is not [k]P (k ≠ order - 1): then [k]P = -Q.
+  const S = Q.add(p);
+  return !S.is0() && S.toAffine().x === x1 ? Q : Q.negate();
+}
+
 export const p256OpenSsl: NobleBackedGroup = nobleBackedGroup(Point as any, Fn, BYTES, {
   decodeValid,
   decodeTrusted: (b) => decodeValid(b)!,
+  mulPoint: mulPoint as any,
   baseMul,
   identityEncodable: false,
   xOfMul,

@@ -198,21 +198,50 @@ export function groupOf(spec: KeySpec, backend: Backend = 'native'): Group {
  * (OpenSSL for P-256): the arithmetic is noble's, with no encoding between operations.
  */
 function pointGroup(spec: KeySpec, fast: NobleBackedGroup): Group {
-  const P = spec.Point;
+  type Point = ReturnType<NobleBackedGroup['pointOf']>;
+  const order = fast.Fn.ORDER;
+  /** A noble point whose variable-base multiplication is the backend's (OpenSSL for P-256). */
+  class PointElem implements Elem {
+    readonly p: Point;
+    constructor(p: Point) {
+      this.p = p;
+    }
+    add(q: Elem): Elem {
+      return new PointElem(this.p.add((q as PointElem).p));
+    }
+    multiplyUnsafe(k: bigint): Elem {
+      if (k < 0n || k >= order) throw new RangeError('scalar out of range');
+      if (k === 0n || this.p.is0()) return ZERO;
+      return new PointElem(fast.mulPoint(this.p, k));
+    }
+    negate(): Elem {
+      return new PointElem(this.p.negate());
+    }
+    equals(q: Elem): boolean {
+      return this.p.equals((q as PointElem).p);
+    }
+    is0(): boolean {
+      return this.p.is0();
+    }
+    toBytes(): Uint8Array {
+      return this.p.toBytes();
+    }
+  }
+  const ZERO: Elem = new PointElem(spec.Point.ZERO as unknown as Point);
   return {
     spec,
     backend: 'native',
-    ZERO: P.ZERO as Elem,
-    baseMul: (k) => (k === 0n ? P.ZERO : fast.basePoint(k)) as Elem,
+    ZERO,
+    baseMul: (k) => (k === 0n ? ZERO : new PointElem(fast.basePoint(k))),
     decode(bytes, what = 'element') {
       const p = fast.validPoint(bytes);
-      if (p !== undefined) return p as unknown as Elem;
+      if (p !== undefined) return new PointElem(p);
       // For noble's precise error; test/fast-dkg.test.ts proves both reject the same encodings.
       decodeElementNoble(spec, bytes, what);
       throw new DecodeError('InvalidElement', `${what}: not a valid ${spec.curve} element`);
     },
-    trusted: (bytes) => fast.pointOf(bytes) as unknown as Elem,
-    hasEvenY: (p) => ((p as any).toAffine().y & 1n) === 0n,
+    trusted: (bytes) => new PointElem(fast.pointOf(bytes)),
+    hasEvenY: (e) => ((e as PointElem).p.toAffine().y & 1n) === 0n,
   };
 }
 

@@ -486,3 +486,26 @@ describe('P-256 aggregate equation from x-only multiplications (backend-p256-ope
     expect(eq(R, 0n, PK, 3n)).toBe(false);
   });
 });
+
+describe('P-256 variable-base multiplication from x-only multiplications (backend-p256-openssl.ts)', () => {
+  const P = p256.Point;
+  const n = P.Fn.ORDER;
+
+  it('equals noble’s multiply for random and edge scalars, through the group.ts elements too', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 1n, max: n - 1n }), fc.bigInt({ min: 1n, max: n - 1n }), (sk, k) => {
+        const A = P.BASE.multiply(sk);
+        const want = A.multiply(k);
+        expect(p256OpenSsl.mulPoint(A, k).equals(want)).toBe(true);
+        expect(bytesToHex(p256OpenSsl.mul(A.toBytes(), k))).toBe(bytesToHex(want.toBytes()));
+      }),
+      propertyOptions(40),
+    );
+    const A = P.BASE.multiply(987654321n);
+    for (const k of [1n, 2n, 3n, (1n << 96n) - 1n, 1n << 96n, n - 1n, n - 2n, (n - 1n) / 2n, (n + 1n) / 2n]) {
+      expect([k, p256OpenSsl.mulPoint(A, k).equals(A.multiply(k))]).toEqual([k, true]);
+    }
+    // [k]P with [k]P = -P's neighbours and P itself as the result (Q + P = O for one candidate).
+    expect(p256OpenSsl.mulPoint(A, 1n).equals(A)).toBe(true);
+  });
+});
