@@ -1058,10 +1058,20 @@ export type SuiteComparisonRow = {
   readonly criticalRatio: number;
 };
 
+/** A DKG beside noble's (ours has more rounds: echo and confirmation; see protocol/dkg.ts). */
+export type SuiteDkgRow = {
+  readonly keySpec: SigningKeySpecName;
+  readonly noble: SigningCost;
+  readonly ours: SigningCost;
+  readonly ratio: number;
+};
+
 export type SuiteComparison = {
   readonly size: Size;
   readonly iterations: number;
   readonly rows: readonly SuiteComparisonRow[];
+  /** DKG at the same size (fewer iterations), when measured. */
+  readonly dkg?: { readonly iterations: number; readonly rows: readonly SuiteDkgRow[] };
   readonly measured: { readonly date: string; readonly commit: string; readonly loadAverage: number };
 };
 
@@ -1087,7 +1097,7 @@ function signingCost(runs: readonly OpRun[]): SigningCost {
  * driven directly, alternating which goes first in each iteration so that both see the same load.
  */
 export async function measureSuiteComparison(
-  opts: { iterations: number; size?: Size; keySpecs?: readonly SigningKeySpecName[] },
+  opts: { iterations: number; dkgIterations?: number; size?: Size; keySpecs?: readonly SigningKeySpecName[] },
   progress: Progress = () => {},
 ): Promise<SuiteComparison> {
   const size = opts.size ?? { t: 3, n: 5 };
@@ -1128,10 +1138,33 @@ export async function measureSuiteComparison(
       `${name} ${size.t}-of-${size.n}: noble ${n.summedCpuMs.p50.toFixed(2)} ms, ours ${o.summedCpuMs.p50.toFixed(2)} ms (${row.ratio.toFixed(2)}x)`,
     );
   }
+  const dkgOp = OUR_OPERATIONS.find((o) => o.operation === 'dkg');
+  const ourDkg = dkgOp && (opts.dkgIterations ?? 0) > 0 ? await dkgOp.load() : null;
+  const dkgRows: SuiteDkgRow[] = [];
+  if (ourDkg) {
+    for (const name of opts.keySpecs ?? ALL) {
+      const spec = KEY_SPEC_REGISTRY[name];
+      nobleDkg(spec, { t: 2, n: 3 });
+      ourDkg(spec, { t: 2, n: 3 }, size);
+      const noble: OpRun[] = [];
+      const mine: OpRun[] = [];
+      for (let i = 0; i < (opts.dkgIterations ?? 0); i++) {
+        noble.push(nobleDkg(spec, size).run);
+        mine.push(ourDkg(spec, size, size));
+      }
+      const n = signingCost(noble);
+      const o = signingCost(mine);
+      dkgRows.push({ keySpec: name, noble: n, ours: o, ratio: o.summedCpuMs.p50 / n.summedCpuMs.p50 });
+      progress(
+        `${name} DKG ${size.t}-of-${size.n}: noble ${n.summedCpuMs.p50.toFixed(1)} ms, ours ${o.summedCpuMs.p50.toFixed(1)} ms`,
+      );
+    }
+  }
   return {
     size,
     iterations: opts.iterations,
     rows,
+    ...(ourDkg ? { dkg: { iterations: opts.dkgIterations ?? 0, rows: dkgRows } } : {}),
     measured: { date: new Date().toISOString(), commit: gitCommit(), loadAverage: loadavg()[0] ?? 0 },
   };
 }
@@ -1163,6 +1196,26 @@ export function suiteComparisonMarkdown(c: SuiteComparison, before?: SuiteCompar
       `"before": the same harness on the code before the fast suites (commit ${before.measured.commit}, measured ${before.measured.date}, load average ${before.measured.loadAverage.toFixed(1)}), where FROST_SECP256K1, FROST_P256, FROST_RISTRETTO255 and FROST_ED448 ran noble's FROST behind our list checks.`,
     );
   }
+  if (c.dkg) {
+    const thenDkg = before?.dkg;
+    lines.push(
+      '',
+      `### DKG (${size}, median of ${c.dkg.iterations}): noble's DKG.round1/2/3 beside ours (protocol/dkg.ts machines, which add proofs bound to the session, an echo round and a confirmation round)`,
+      '',
+      `| Key spec | noble summed | ours summed | ours / noble | noble critical | ours critical |${thenDkg ? ' before: ours / noble |' : ''}`,
+      `|---|---|---|---|---|---|${thenDkg ? '---|' : ''}`,
+    );
+    for (const r of c.dkg.rows) {
+      const then = thenDkg?.rows.find((b) => b.keySpec === r.keySpec);
+      lines.push(
+        `| ${r.keySpec} | ${f(r.noble.summedCpuMs.p50)} | ${f(r.ours.summedCpuMs.p50)} | ${r.ratio.toFixed(2)}x | ${f(r.noble.criticalPathCpuMs.p50)} | ${f(r.ours.criticalPathCpuMs.p50)} |${thenDkg ? ` ${then ? `${then.ratio.toFixed(2)}x` : '-'} |` : ''}`,
+      );
+    }
+    lines.push(
+      '',
+      'Our DKG runs every party in one process here, so a point checked by one party is not checked again by the next (group.ts cache), as in the DKG rows of protocol.md; noble decodes at every use either way.',
+    );
+  }
   lines.push('', `### Per round (${size}, CPU ms: median of the per-party mean / of the slowest party)`, '');
   lines.push('| Key spec | round | parties | noble mean | noble slowest | ours mean | ours slowest |');
   lines.push('|---|---|---|---|---|---|---|');
@@ -1176,7 +1229,7 @@ export function suiteComparisonMarkdown(c: SuiteComparison, before?: SuiteCompar
   }
   lines.push(
     '',
-    'Where our time goes (profiles of the sign step): FROST_P256 is dominated by the 2t-point MSM of the group commitment (noble wNAF, as in noble FROST; node:crypto has no full variable-base multiply), FROST_ED448 by decoding and subgroup-checking the 2t + 1 received points once per party (noble decodes them in every call, and its subgroup check is a 446-bit scalar multiplication) and the MSM; the libsodium and libsecp256k1 suites by hashing and the per-party element checks.',
+    'Where our time goes (CPU profiles of the sign step, node --cpu-prof): FROST_P256 is dominated by the t-point MSM of the group commitment (noble interleaved wNAF, as in noble FROST: node:crypto has no full variable-base multiply) that every signer and the aggregator compute; FROST_ED448 by decoding the 2t + 1 received points once per party (two square roots each: the decoding and the subgroup check) and the same MSM; the libsodium and libsecp256k1 suites by the per-party element checks, hashing and the JavaScript around them.',
     '',
   );
   return lines.join('\n');
@@ -1193,7 +1246,10 @@ export async function benchSuites(
 ): Promise<SuiteComparison> {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
-  const data = await measureSuiteComparison({ iterations: opts.quick ? 1 : 31 }, (l) => log(`  ${l}`));
+  const data = await measureSuiteComparison(
+    { iterations: opts.quick ? 1 : 31, dkgIterations: opts.quick ? 1 : 5 },
+    (l) => log(`  ${l}`),
+  );
   const c1 = process.cpuUsage(c0);
   const durationS = (performance.now() - t0) / 1000;
   const file: BenchFile<SuiteComparison> = {
