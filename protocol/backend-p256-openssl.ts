@@ -19,6 +19,7 @@ import { createECDH, ECDH } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import { bytesToNumberBE } from '@noble/curves/utils.js';
 import { type NobleBackedGroup, nobleBackedGroup } from './backend-noble-points.ts';
+import { DecodeError } from './errors.ts';
 
 const Point = p256.Point;
 const Fn = Point.Fn;
@@ -86,7 +87,12 @@ function mulPoint(p: ReturnType<typeof Point.fromBytes>, bytes: Uint8Array, k: b
 
 export const p256OpenSsl: NobleBackedGroup = nobleBackedGroup(Point as any, Fn, BYTES, {
   decodeValid,
-  decodeTrusted: (b) => decodeValid(b)!,
+  decodeTrusted: (b) => {
+    const p = decodeValid(b);
+    // Only encodings this process produced or checked get here; anything else is a caller's bug.
+    if (p === undefined) throw new DecodeError('InvalidElement', 'not a valid P-256 element');
+    return p;
+  },
   mulPoint: mulPoint as any,
   baseMul,
   identityEncodable: false,
