@@ -1,8 +1,9 @@
 /**
  * The small prime-order group interface that the fast FROST signing path (protocol/fast-sign.ts)
  * runs on. Elements travel as their canonical RFC 9591 §3.1 encodings (SerializeElement), scalars
- * as bigints below the group order. A backend implements it with a native library; noble stays
- * the reference every backend is checked against (test/fast-sign.test.ts).
+ * as bigints below the group order. A backend implements it with a native library (or noble's
+ * points with native parts, protocol/backend-noble-points.ts); noble stays the reference every
+ * backend is checked against (test/fast-sign.test.ts, fast-sign-tr.test.ts, fast-suites.test.ts).
  */
 import type { IField } from '@noble/curves/abstract/modular.js';
 
