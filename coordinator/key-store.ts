@@ -99,6 +99,13 @@ const INDEXED_STATES: readonly KeyState[] = ['Creating', 'PendingDeletion'];
 /** In `by-state`: present once the index covers every record (sorts after every state name). */
 const INDEX_BUILT = '~built';
 
+/**
+ * Key records kept in memory after a read or a write (this process is the store's only writer), so
+ * a request's key reads skip LevelDB: two reads per signature were 8.6% of the coordinator's CPU
+ * under load (issue 17, bench/results/issue17-one-round-signing.md). Least recently used go first.
+ */
+const RECORD_CACHE_MAX = 1024;
+
 export class KeyStore {
   readonly #db: Db;
   readonly #keys: AbstractLevel<any, string, KeyRecord>;
@@ -107,6 +114,12 @@ export class KeyStore {
   #indexBuilt: Promise<void> | undefined;
   /** Alias claims are check-then-write: one at a time. */
   #aliasLock: Promise<unknown> = Promise.resolve();
+  readonly #cache = new Map<string, KeyRecord>();
+  /**
+   * Bumped before and after every write: a read that overlapped one does not fill the cache (it
+   * may have read the record the write replaces).
+   */
+  #writes = 0;
 
   constructor(db: Db) {
     this.#db = db;
@@ -126,7 +139,36 @@ export class KeyStore {
 
   async get(keyId: string): Promise<KeyRecord | undefined> {
     if (!KEY_ID_RE.test(keyId)) return undefined;
-    return storage(() => this.#keys.get(keyId));
+    const hit = this.#cache.get(keyId);
+    if (hit !== undefined) {
+      this.#keep(keyId, hit);
+      // A copy: a caller that changes its record changes nothing here until it puts it.
+      return structuredClone(hit);
+    }
+    const writes = this.#writes;
+    const rec = await storage(() => this.#keys.get(keyId));
+    if (rec !== undefined && writes === this.#writes) this.#keep(keyId, structuredClone(rec));
+    return rec;
+  }
+
+  /** Caches `rec` as the key's record (null: forgets it), most recently used last. */
+  #keep(keyId: string, rec: KeyRecord | null): void {
+    this.#cache.delete(keyId);
+    if (rec === null) return;
+    this.#cache.set(keyId, rec);
+    if (this.#cache.size > RECORD_CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
+  }
+
+  /** Runs a write of `keyId`'s record; the cache holds `next` only once it is on disk. */
+  async #written(keyId: string, next: KeyRecord | null, write: () => Promise<void>): Promise<void> {
+    this.#writes++;
+    this.#cache.delete(keyId);
+    try {
+      await write();
+    } finally {
+      this.#writes++;
+    }
+    this.#keep(keyId, next === null ? null : structuredClone(next));
   }
 
   /** Resolves a key id or an alias; throws KeyNotFound. */
@@ -156,7 +198,7 @@ export class KeyStore {
       ];
       if (rec.alias !== null)
         ops.push({ type: 'put', sublevel: this.#aliases, key: rec.alias, value: rec.keyId });
-      await storage(() => this.#db.batch(ops));
+      await this.#written(rec.keyId, rec, () => storage(() => this.#db.batch(ops)));
     });
   }
 
@@ -165,7 +207,7 @@ export class KeyStore {
       { type: 'put', sublevel: this.#keys, key: rec.keyId, value: rec },
       ...this.#indexOps(rec.keyId, rec),
     ];
-    await storage(() => this.#db.batch(ops));
+    await this.#written(rec.keyId, rec, () => storage(() => this.#db.batch(ops)));
   }
 
   /** Frees the alias (a destroyed or failed key) and stores the record, or deletes it. */
@@ -179,7 +221,7 @@ export class KeyStore {
           ...this.#indexOps(rec.keyId, next),
         ];
         if (rec.alias !== null) ops.push({ type: 'del', sublevel: this.#aliases, key: rec.alias });
-        await this.#db.batch(ops);
+        await this.#written(rec.keyId, next, () => this.#db.batch(ops));
       }),
     );
   }
