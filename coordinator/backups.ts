@@ -22,6 +22,7 @@ import {
   encodeBundle,
   finishBundle,
   verifyBundle,
+  withCustody,
 } from '../protocol/officer-backup.ts';
 import { packageDigest } from '../protocol/package-proof.ts';
 import { publicFromHex } from '../protocol/packages.ts';
@@ -127,12 +128,21 @@ export class BackupCourier {
     const committee = publicFromHex(spec, first.public);
     if (answers.some((a) => packageDigest(publicFromHex(spec, a.public)) !== packageDigest(committee)))
       throw new ProtocolError('ProtocolAborted', 'the dealers hold different packages of the epoch');
+    // Issue 14: each dealer dealt with its own custody data (chain code, merkle root), checked by it
+    // against what this coordinator named; the bundle's metadata carries exactly that.
+    const custody = first.custody;
+    const same = (a: typeof custody) =>
+      a?.chainCode === custody?.chainCode && (a?.merkleRoot ?? null) === (custody?.merkleRoot ?? null);
+    if (answers.some((a) => !same(a.custody)))
+      throw new ProtocolError('ProtocolAborted', 'the dealers hold different custody data of the key', {
+        details: { dealers },
+      });
     const plan: BackupPlan = {
       bundleId: first.bundleId,
       keyId: key.keyId as KeyId,
       keySpec: spec.name,
       epoch: first.epoch as Epoch,
-      metadata: req.metadata,
+      metadata: withCustody(req.metadata, custody),
       committee,
       officerSet,
       dealers: dealers.map((d) => participantIdOf(spec, nodeIndex(d)!) as ParticipantId),

@@ -542,6 +542,8 @@ export type BackupDealAnswer = {
   epoch: number;
   public: PublicPackageHex;
   dealing: BackupDealingWire;
+  /** The dealer's own stored custody data (issue 14), which the bundle's metadata carries. */
+  custody?: { chainCode: string; merkleRoot: string | null };
 };
 /** `backup-sign`: the dealer's signature over the bundle (protocol/officer-backup.ts DealerSignature). */
 export type BackupSignAnswer = { dealer: string; R: string; z: string };
@@ -725,6 +727,13 @@ const answerSchemas: { [O in RpcOp]: object } = {
           proof: obj({ R: hex(300), z: hex(300) }, ['R', 'z']),
         },
         ['dealer', 'commitments', 'ciphertexts', 'proof'],
+      ),
+      custody: obj(
+        {
+          chainCode: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          merkleRoot: { oneOf: [{ type: 'null' }, { type: 'string', pattern: '^[0-9a-f]{64}$' }] },
+        },
+        ['chainCode', 'merkleRoot'],
       ),
     },
     ['bundleId', 'epoch', 'public', 'dealing'],

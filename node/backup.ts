@@ -18,11 +18,14 @@ import { KmsError, StateError } from '../protocol/errors.ts';
 import type { Epoch, KeyId } from '../protocol/ids.ts';
 import {
   type BackupPlan,
+  type BundleCustody,
+  bundleCustody,
   decodeBundle,
   dealToOfficers,
   type OfficerDealing,
   type OfficerSet,
   signBundle,
+  withCustody,
 } from '../protocol/officer-backup.ts';
 import { publicToHex } from '../protocol/packages.ts';
 import { keySpec } from '../protocol/suites.ts';
@@ -36,7 +39,44 @@ const MAX_OPEN_BACKUPS = 64;
 const OPEN_BACKUP_TTL_MS = 10 * 60_000;
 const KEY_PATH = /^\/v1\/keys\/([A-Za-z0-9._:-]{1,128})\/backups$/;
 
-type Open = { keyId: string; epoch: number; dealing: OfficerDealing; until: number };
+type Open = {
+  keyId: string;
+  epoch: number;
+  dealing: OfficerDealing;
+  custody: BundleCustody | undefined;
+  until: number;
+};
+
+const sameCustody = (a: BundleCustody | undefined, b: BundleCustody | undefined): boolean =>
+  a?.chainCode === b?.chainCode && (a?.merkleRoot ?? null) === (b?.merkleRoot ?? null);
+
+/**
+ * The metadata this dealer deals under: the coordinator's, with the custody entries (issue 14:
+ * chain code, merkle root) from this node's OWN store. The coordinator may name them (it holds
+ * them in its key record) but only as this node holds them: a restored key must derive the same
+ * addresses and sign at the same paths as this one.
+ */
+export function dealtMetadata(
+  keySpec: string,
+  keyId: string,
+  offered: Readonly<Record<string, string>>,
+  own: BundleCustody | undefined,
+): Record<string, string> {
+  let named: BundleCustody | undefined;
+  try {
+    named = bundleCustody({ keySpec, metadata: offered });
+  } catch (e) {
+    throw new KmsError('ValidationError', `backup metadata of ${keyId}: ${(e as Error).message}`);
+  }
+  if (named !== undefined && !sameCustody(named, own))
+    throw new StateError(
+      'ContextMismatch',
+      own === undefined
+        ? `the coordinator names custody data for ${keyId}, this node holds none`
+        : `the coordinator's custody data for ${keyId} (chain code, merkle root) is not this node's`,
+    );
+  return withCustody(offered, own);
+}
 
 const refuse = (what: string): never => {
   throw new KmsError('Unauthorized', `the signed request does not match: ${what}`);
@@ -116,13 +156,14 @@ export class Backups {
     if (!req.dealers.includes(this.#c.cfg.nodeId))
       throw new KmsError('ValidationError', `${this.#c.cfg.nodeId} is not a dealer of this backup`);
     const bundleId = authorized.requestDigest;
+    const custody = (await this.#c.store.getCustody(req.keyId)) ?? undefined;
     if (this.#open.has(bundleId)) throw new KmsError('Conflict', `backup ${bundleId} was already dealt`);
     const plan: BackupPlan = {
       bundleId,
       keyId: req.keyId as KeyId,
       keySpec: spec.name,
       epoch: record.epoch as Epoch,
-      metadata: req.metadata,
+      metadata: dealtMetadata(spec.name, req.keyId, req.metadata, custody),
       committee: key.public,
       officerSet,
       dealers: req.dealers.map((d) => participantOf(spec, d)),
@@ -134,6 +175,7 @@ export class Backups {
       keyId: req.keyId,
       epoch: record.epoch,
       dealing,
+      custody,
       until: Date.now() + OPEN_BACKUP_TTL_MS,
     });
     await this.#c.record({
@@ -155,6 +197,9 @@ export class Backups {
         ciphertexts: dealing.ciphertexts.map(toHex),
         proof: { R: toHex(dealing.proof.R), z: toHex(dealing.proof.z) },
       },
+      ...(custody === undefined
+        ? {}
+        : { custody: { chainCode: custody.chainCode, merkleRoot: custody.merkleRoot } }),
     };
   }
 
@@ -172,6 +217,18 @@ export class Backups {
     }
     if (body.bundleId !== req.bundleId || body.keyId !== req.keyId || body.epoch !== open.epoch)
       throw new StateError('ContextMismatch', 'the bundle is not the one this node dealt in');
+    // Issue 14: the custody data the officers' key will be restored with is this node's own.
+    let carried: BundleCustody | undefined;
+    try {
+      carried = bundleCustody(body);
+    } catch (e) {
+      throw new KmsError('ValidationError', `refusing to sign the bundle: ${(e as Error).message}`);
+    }
+    if (!sameCustody(carried, open.custody))
+      throw new StateError(
+        'ContextMismatch',
+        `refusing to sign the bundle: its custody metadata (chainCode, merkleRoot) of ${req.keyId} is not this node's`,
+      );
     const { key } = await this.#c.keys.active(req.keyId);
     const s = signBundle(body, key, open.dealing);
     this.#open.delete(req.bundleId);

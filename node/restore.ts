@@ -29,7 +29,13 @@ import {
 } from '../protocol/import-deal.ts';
 import type { ParticipantId } from '../protocol/ids.ts';
 import { outputPublicKey } from '../protocol/key-tweak.ts';
-import { assertValidBundle, decodeBundle, officerPackage } from '../protocol/officer-backup.ts';
+import {
+  assertValidBundle,
+  type BundleCustody,
+  bundleCustody,
+  decodeBundle,
+  officerPackage,
+} from '../protocol/officer-backup.ts';
 import { publicToHex } from '../protocol/packages.ts';
 import { isKeySpecName, type KeySpecName, keySpec } from '../protocol/suites.ts';
 import type { IdentityKey } from '../net/identity.ts';
@@ -56,6 +62,8 @@ export type ExternalRequest = {
   /** Restore: the bundle id and the key metadata it carries; import: what the request names. */
   readonly bundleId?: string;
   readonly metadata: Readonly<Record<string, string>>;
+  /** Restore: the custody data (issue 14) the bundle carries, covered by its dealers' signatures. */
+  readonly custody?: BundleCustody;
 };
 
 const refuse = (what: string): never => {
@@ -145,6 +153,7 @@ export function readExternalRequest(
         if (!vs) throw new DecodeError('DecodeError', `dealer ${d.dealer} is not an officer of this backup`);
         dealers[d.dealer] = vs;
       }
+      const custody = bundleCustody(bundle.body);
       return {
         operation: 'RestoreKey',
         keyId: m[1]!,
@@ -152,6 +161,7 @@ export function readExternalRequest(
         kind,
         bundleId: bundle.body.bundleId,
         metadata: bundle.body.metadata,
+        ...(custody === undefined ? {} : { custody }),
         dealings,
         plan: {
           kind,
@@ -302,14 +312,14 @@ export class Restores {
     } finally {
       result.key.secret.signingShare.fill(0);
     }
-    // Custody data (issue 14): a restore keeps the chain code the bundle carries; an import gets one
-    // over its own transcript, as a DKG does.
-    const carried = parsed.metadata;
-    if (carried['chainCode'] && /^[0-9a-f]{64}$/.test(carried['chainCode'])) {
-      const mr = carried['merkleRoot'];
+    // Custody data (issue 14): a restore keeps the chain code and merkle root the verified bundle
+    // carries (signed by every dealer of the backup: the same addresses as before); an import gets a
+    // chain code over its own transcript, as a DKG does, and the coordinator computes the same one
+    // from the transcript hash all members confirm (coordinator/routes/backups.ts).
+    if (parsed.custody !== undefined) {
       await this.#c.store.putCustody(plan.keyId, {
-        chainCode: carried['chainCode'],
-        merkleRoot: mr && /^[0-9a-f]{64}$/.test(mr) ? mr : null,
+        chainCode: parsed.custody.chainCode,
+        merkleRoot: parsed.custody.merkleRoot,
       });
     } else if (parsed.kind === 'import') {
       await this.#c.store.putCustody(

@@ -589,10 +589,10 @@ export class NodeStore {
   }
 
   /**
-   * Deletes every epoch record and sealed share of a key in one synced batch and returns the
-   * epochs deleted (the caller destroys their sealer scopes). By default a `Destroyed` tombstone
-   * stays, so nothing can recreate the key; `keepTombstone: false` forgets it entirely (a node
-   * retired from the committee that may be re-added by a later reshare).
+   * Deletes every epoch record and sealed share of a key, and its custody data, in one synced
+   * batch and returns the epochs deleted (the caller destroys their sealer scopes). By default a
+   * `Destroyed` tombstone stays, so nothing can recreate the key; `keepTombstone: false` forgets
+   * it entirely (a node retired from the committee that may be re-added by a later reshare).
    */
   async destroyKey(
     keyId: string,
@@ -612,6 +612,9 @@ export class NodeStore {
       // The epochs' sealer scopes are owed from this same batch on: a crash before the caller
       // destroys them leaves them listed for the retry and the start-up sweep (L-3).
       for (const e of epochs) ops.push(this.#pendingScopeOp(`${keyId}/${e}`));
+      // The key's custody data (issue 14) goes with its shares: nothing of a destroyed key remains
+      // but its tombstone (a member re-added by a reshare gets it again with the reshare).
+      ops.push({ type: 'del', sublevel: this.#meta, key: `custody!${keyId}`, ...UTF8 });
       if (opts.keepTombstone === false) ops.push({ type: 'del', sublevel: this.#keys, key: keyId, ...UTF8 });
       else if (k) ops.push(this.#putKeyOp({ keyId, keySpec: k.keySpec, state: 'Destroyed' }));
       await this.#write(`destroy key ${keyId}`, ops);

@@ -297,6 +297,63 @@ function headerProblems(b: Omit<BackupPlan, 'dealers' | 'committee' | 'officerSe
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Custody data (issue 14) in the metadata
+
+/**
+ * The key's custody data as the bundle's metadata carries it (`chainCode`, `merkleRoot`: lowercase
+ * hex, as node/store.ts keeps it): the chain code of its non-hardened derivation and, for a
+ * FROST_SECP256K1_TR key with script paths, its BIP341 merkle root. Inside the body, so every
+ * dealer's signature covers it; each dealer deals only with its own stored values (node/backup.ts).
+ */
+export type BundleCustody = { readonly chainCode: string; readonly merkleRoot: string | null };
+
+const HEX32 = /^[0-9a-f]{64}$/;
+
+function custodyProblems(keySpec: string, metadata: Readonly<Record<string, string>>): BundleProblem[] {
+  const out: BundleProblem[] = [];
+  const cc = metadata['chainCode'];
+  const mr = metadata['merkleRoot'];
+  if (cc !== undefined && !HEX32.test(cc))
+    out.push({ part: 'metadata.chainCode', reason: 'must be 32 bytes, lowercase hex' });
+  if (mr !== undefined) {
+    if (!HEX32.test(mr)) out.push({ part: 'metadata.merkleRoot', reason: 'must be 32 bytes, lowercase hex' });
+    else if (keySpec !== 'FROST_SECP256K1_TR')
+      out.push({
+        part: 'metadata.merkleRoot',
+        reason: `applies to FROST_SECP256K1_TR keys only, not ${keySpec}`,
+      });
+    else if (cc === undefined)
+      out.push({ part: 'metadata.merkleRoot', reason: 'comes with a chainCode (custody data is whole)' });
+  }
+  return out;
+}
+
+/** The custody data a (verified) body carries, or undefined; throws DecodeError naming a malformed part. */
+export function bundleCustody(body: {
+  readonly keySpec: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}): BundleCustody | undefined {
+  const problems = custodyProblems(body.keySpec, body.metadata);
+  if (problems.length > 0) throw new DecodeError('DecodeError', describe(problems));
+  const cc = body.metadata['chainCode'];
+  return cc === undefined ? undefined : { chainCode: cc, merkleRoot: body.metadata['merkleRoot'] ?? null };
+}
+
+/** `metadata` with exactly `custody` as its custody entries (none when undefined). */
+export function withCustody(
+  metadata: Readonly<Record<string, string>>,
+  custody: BundleCustody | undefined,
+): Record<string, string> {
+  const { chainCode: _c, merkleRoot: _m, ...rest } = metadata;
+  if (custody === undefined) return rest;
+  return {
+    ...rest,
+    chainCode: custody.chainCode,
+    ...(custody.merkleRoot === null ? {} : { merkleRoot: custody.merkleRoot }),
+  };
+}
+
 const describe = (ps: readonly BundleProblem[]) => ps.map((p) => `${p.part}: ${p.reason}`).join('; ');
 
 // ---------------------------------------------------------------------------------------------
@@ -305,7 +362,11 @@ const describe = (ps: readonly BundleProblem[]) => ps.map((p) => `${p.part}: ${p
 /** Checks a plan before anything is dealt or sent; throws StateError('ValidationError') naming the part. */
 export function validatePlan(plan: BackupPlan): void {
   if (!isKeySpecName(plan.keySpec)) throw invalid('keySpec: not a registered key spec');
-  const problems = [...headerProblems(plan), ...officerSetProblems(plan.officerSet)];
+  const problems = [
+    ...headerProblems(plan),
+    ...custodyProblems(plan.keySpec, plan.metadata),
+    ...officerSetProblems(plan.officerSet),
+  ];
   const t = plan.committee.signers.min;
   const gaps = packageGaps(plan.keySpec, plan.committee, plan.committee.commitments[0] ?? new Uint8Array(0));
   for (const gap of gaps)
@@ -689,7 +750,11 @@ function bodyProblems(body: BackupBody, expect: VerifyExpectations = {}): Bundle
   if (!isKeySpecName(body.keySpec)) return [{ part: 'keySpec', reason: 'not a registered key spec' }];
   const spec = specOf(body.keySpec);
   const g = groupOf(spec);
-  const out: BundleProblem[] = [...headerProblems(body), ...officerSetProblems(body.officerSet)];
+  const out: BundleProblem[] = [
+    ...headerProblems(body),
+    ...custodyProblems(body.keySpec, body.metadata),
+    ...officerSetProblems(body.officerSet),
+  ];
   if (expect.keyId !== undefined && body.keyId !== expect.keyId)
     out.push({ part: 'keyId', reason: `is ${body.keyId}, expected ${expect.keyId}` });
   const m = body.officerSet.officers.length;

@@ -8,10 +8,11 @@
 import { base64 } from '@scure/base';
 import { fromHex } from '../../protocol/bytes.ts';
 import { KmsError, StateError } from '../../protocol/errors.ts';
-import { decodeBundle, verifyBundle } from '../../protocol/officer-backup.ts';
+import { bundleCustody, decodeBundle, verifyBundle } from '../../protocol/officer-backup.ts';
 import { isKeySpecName, KEY_SPEC_REGISTRY, type KeySpecName, keySpec } from '../../protocol/suites.ts';
 import { outputPublicKey } from '../../protocol/key-tweak.ts';
 import type { BackupCourier } from '../backups.ts';
+import { custodyFields } from '../custody.ts';
 import { type KeyOrigin, type KeyRecord, KEY_ID_RE, keyView } from '../key-store.ts';
 import { type AppContext, auditDecision, type KmsApp, type OpRequest, visibleKey } from './context.ts';
 import { runSigned } from './operations.ts';
@@ -146,7 +147,14 @@ export function backupRoutes(app: KmsApp, ctx: AppContext): void {
     const done = await ctx.queue.run(rec.keyId, async () => {
       try {
         const info = await courier(ctx).external(facts);
-        const next: KeyRecord = { ...rec, state: 'Enabled', epochInfo: info };
+        const next: KeyRecord = {
+          ...rec,
+          state: 'Enabled',
+          epochInfo: info,
+          // Issue 14: an import's chain code is the one every member computed over the transcript
+          // they all confirmed (node/restore.ts dkgCustody), as after a DKG; no merkle root.
+          ...(facts.kind === 'import' ? custodyFields(keySpec(rec.keySpec), info, null) : {}),
+        };
         await ctx.keys.put(next);
         req.audit.epoch = info.epoch;
         return next;
@@ -174,6 +182,7 @@ export function backupRoutes(app: KmsApp, ctx: AppContext): void {
       );
     const b = bundle.body;
     const meta = b.metadata;
+    const custody = bundleCustody(b);
     const alias = meta['alias'] && new RegExp(ALIAS).test(meta['alias']) ? meta['alias'] : null;
     const origin: KeyOrigin = meta['origin'] === 'IMPORTED' ? 'IMPORTED' : 'THRESHOLD_DKG';
     const rec: KeyRecord = {
@@ -188,8 +197,9 @@ export function backupRoutes(app: KmsApp, ctx: AppContext): void {
       epochInfo: null,
       origin,
       ...(meta['description'] === undefined ? {} : { description: meta['description'] }),
-      ...(meta['chainCode'] === undefined ? {} : { chainCode: meta['chainCode'] }),
-      ...(meta['merkleRoot'] === undefined ? {} : { merkleRoot: meta['merkleRoot'] }),
+      // Issue 14: the custody data the verified bundle carries (signed by every dealer, stored by
+      // every new member too), so the key derives the same addresses, xpub and descriptor as before.
+      ...(custody === undefined ? {} : { chainCode: custody.chainCode, merkleRoot: custody.merkleRoot }),
     };
     const view = await bringIn(req, rec, {
       kind: 'restore',
