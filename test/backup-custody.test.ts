@@ -8,7 +8,8 @@
  *   the key object's taproot, the address and public key at m/0/5, the descriptors and the xpub
  *   are the same as before, and signatures at m (with the merkle root) and at m/0/5 made by the new
  *   nodes verify with libsecp256k1 and node:crypto;
- * - a coordinator naming other custody data than a dealer's own gets no dealing;
+ * - a coordinator naming other custody data than a dealer's own gets no dealing, nor a dealer's
+ *   signature on a bundle assembled with other custody data;
  * - an imported Taproot internal key has a taproot object, its addresses at m and m/0/5 are the
  *   ones @scure/btc-signer gives from the internal key and the xpub, and a node's stored chain
  *   code is the xpub's;
@@ -187,8 +188,21 @@ describe('custody data across backup, restore, import and destroy (real nodes)',
       });
     // Its own custody data, named or not, it deals with (and says so in its answer).
     const { chainCode } = keys.tr.bundle!.body.metadata;
-    for (const metadata of [{ chainCode: chainCode!, merkleRoot }, {}])
-      expect((await deal(metadata)).custody).toEqual({ chainCode, merkleRoot });
+    let bundleId = '';
+    for (const metadata of [{ chainCode: chainCode!, merkleRoot }, {}]) {
+      const dealt = await deal(metadata);
+      expect(dealt.custody).toEqual({ chainCode, merkleRoot });
+      bundleId = dealt.bundleId;
+    }
+    // Nor does it sign a bundle assembled with other custody data than it dealt with.
+    const good = keys.tr.bundle!.body;
+    const other = encodeBundle({
+      body: { ...good, bundleId, metadata: { ...good.metadata, chainCode: hex(randomBytes(32)) } },
+      signatures: [],
+    });
+    await expect(
+      c.rpc('node-1', { op: 'backup-sign', keyId: keys.tr.keyId, bundleId, bundle: base64.encode(other) }),
+    ).rejects.toThrow(/custody metadata/);
     await expect(deal({ chainCode: hex(randomBytes(32)), merkleRoot })).rejects.toThrow(/custody data/);
     await expect(
       deal({ chainCode: keys.tr.bundle!.body.metadata.chainCode!, merkleRoot: hex(randomBytes(32)) }),
