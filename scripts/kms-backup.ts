@@ -24,7 +24,7 @@ import {
   type UnlockedOfficerKey,
   unlockOfficerKey,
 } from '../client/officer-key.ts';
-import { toHex } from '../protocol/bytes.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
 import { isKmsError } from '../protocol/errors.ts';
 import type { ParticipantId } from '../protocol/ids.ts';
 import {
@@ -35,7 +35,7 @@ import {
   importKeyOf,
   nodeEncryptionKey,
 } from '../protocol/import-deal.ts';
-import { outputPublicKey } from '../protocol/key-tweak.ts';
+import { outputPublicKey, taprootKeys } from '../protocol/key-tweak.ts';
 import {
   type BackupBundle,
   decodeBundle,
@@ -513,14 +513,21 @@ function readBundle(file: string): BackupBundle {
   }
 }
 
-/** The group element's public key from a hex given as group element or API public key. */
-function expectedPublicKey(bundle: BackupBundle, hex: string): Uint8Array {
+/** The group element's public key from a hex given as group element, internal key or API (output) public key. */
+export function expectedPublicKey(bundle: BackupBundle, hex: string): Uint8Array {
   const spec = keySpec(bundle.body.keySpec);
   const own = bundle.body.groupElement;
   const given = hex.toLowerCase();
-  // An API public key of a Taproot key is the output key of the group element: accept either form.
-  if (given === toHex(outputPublicKey(spec, own)) || given === toHex(own))
-    return publicKeyFromGroupElement(spec, own);
+  // An API public key of a Taproot key is the output key of the group element (tweaked with the
+  // key's merkle root when it has one, docs/custody.md): accept it, the internal key or the element.
+  const root = bundle.body.metadata['merkleRoot'];
+  const forms = [toHex(own), toHex(outputPublicKey(spec, own))];
+  if (spec.name === 'FROST_SECP256K1_TR') {
+    const merkleRoot = typeof root === 'string' && /^[0-9a-f]{64}$/.test(root) ? fromHex(root) : null;
+    const t = taprootKeys(spec, own, merkleRoot);
+    forms.push(toHex(t.internalKey), toHex(t.outputKey));
+  }
+  if (forms.includes(given)) return publicKeyFromGroupElement(spec, own);
   return Uint8Array.from(Buffer.from(given, 'hex'));
 }
 
