@@ -16,7 +16,9 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_MAX_ACTIVE_KEYS } from '../../node/active-keys.ts';
 import { readPid } from '../devnet-lib.ts';
+import { activeKeyBytes } from './active-key-memory.ts';
 import { cloneKeys } from './bulk-keys.ts';
 import { type BenchDevnet, createBenchDevnet } from './devnet-run.ts';
 import {
@@ -109,6 +111,11 @@ export type ScaleResults = {
   readonly levels: ScaleLevel[];
   /** Bytes per real key (DKG'd, signed once) by process, from before/after the real keys. */
   readonly perRealKey: { name: string; dbBytes: number; tokenBytes: number; rssBytes: number }[];
+  /**
+   * Memory of one active (signing) key on a node, measured in the bench process on entries of
+   * node/active-keys.ts's shape (active-key-memory.ts), and the most a node holds.
+   */
+  readonly activeKey?: { bytesPerKey: number; recordJsonBytes: number; maxEntries: number };
   readonly notes: string[];
 };
 
@@ -272,6 +279,10 @@ async function measureLevel(
 export async function runScaleBench(plan: ScalePlan, log: (l: string) => void): Promise<ScaleResults> {
   const levels: ScaleLevel[] = [];
   const notes: string[] = [];
+  const activeKey = { ...activeKeyBytes(plan.quick ? 200 : 4000), maxEntries: DEFAULT_MAX_ACTIVE_KEYS };
+  log(
+    `active key in memory: ${activeKey.bytesPerKey.toFixed(0)} B (at most ${activeKey.maxEntries} per node)`,
+  );
   const d = await createBenchDevnet(5);
   try {
     log('starting the 5-node devnet (SoftHSM2 tokens)...');
@@ -329,7 +340,7 @@ export async function runScaleBench(plan: ScalePlan, log: (l: string) => void): 
       const restartS = (performance.now() - t0) / 1000;
       levels.push(await measureLevel(d, refKey, stored, restartS, plan, log));
     }
-    return { plan, levels, perRealKey, notes };
+    return { plan, levels, perRealKey, activeKey, notes };
   } finally {
     await d.dispose();
   }
@@ -414,7 +425,7 @@ export function scaleMarkdown(r: ScaleResults, durationS: number): string {
     '',
     '### Bytes per key',
     '',
-    '| process | LevelDB per stored key | anonymous resident memory per stored key | LevelDB per real key | HSM token per real key | anonymous resident memory per real key (active) |',
+    '| process | LevelDB per stored key | anonymous resident memory per stored key | LevelDB per real key | HSM token per real key | RssAnon growth per real key (heap growth of the DKGs included: see Active keys below) |',
     '|---|---|---|---|---|---|',
   );
   const stored = perStoredKey(r);
@@ -436,6 +447,13 @@ export function scaleMarkdown(r: ScaleResults, durationS: number): string {
   for (const l of r.levels) {
     out.push(
       `| ${l.keysStored} | ${l.processes.map((p) => `${mib(p.dbBytes)} / ${mib(p.rssBytes)}`).join(' | ')} |`,
+    );
+  }
+  if (r.activeKey) {
+    const a = r.activeKey;
+    out.push(
+      '',
+      `**Active keys** (a node signing with a key keeps its epoch record, decoded package and unsealed share in memory, node/active-keys.ts): ${a.bytesPerKey.toFixed(0)} B per FROST_ED25519 3-of-5 key (its stored record is ${a.recordJsonBytes} B of JSON), at most ${a.maxEntries} keys per node (least recently used dropped): ${((a.bytesPerKey * a.maxEntries) / 2 ** 20).toFixed(1)} MiB at most. Measured in the benchmark process on entries of exactly that shape from a real DKG, heap and array buffers after a full GC (scripts/bench/active-key-memory.ts).`,
     );
   }
   if (r.notes.length > 0) out.push('', ...r.notes.map((n) => `- ${n}`));
