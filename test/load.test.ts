@@ -128,11 +128,23 @@ describe('load through the HTTP API', () => {
     }
     expect(Rs.size).toBe(results.length);
 
-    // Every per-signer commitment on the wire is distinct (no nonce was ever handed out twice).
-    const commits = cc.tap.records.filter((r) => r.req.op === 'sign-commit' && r.res);
-    const commitmentHexes = new Set(commits.flatMap((r) => [r.res.hiding, r.res.binding]));
-    expect(commits.length).toBeGreaterThanOrEqual(2 * results.length);
-    expect(commitmentHexes.size).toBe(2 * commits.length);
+    // Every per-signer commitment on the wire is distinct (no nonce was ever handed out twice),
+    // whether handed out in round one of two (sign-commit) or ahead of time for one-round signing
+    // (sign-precommit, and the refills sign-one answers carry: issue 17).
+    const answered = (op: string) => cc.tap.records.filter((r) => r.req.op === op && r.res && !r.res.error);
+    type Commitment = { hiding: string; binding: string };
+    const handedOut: Commitment[] = [
+      ...answered('sign-commit').map((r) => r.res as Commitment),
+      ...[...answered('sign-precommit'), ...answered('sign-one')].flatMap(
+        (r) => (r.res.commitments ?? []) as Commitment[],
+      ),
+    ];
+    const commitmentHexes = new Set(handedOut.flatMap((c) => [c.hiding, c.binding]));
+    expect(handedOut.length).toBeGreaterThanOrEqual(2 * results.length);
+    expect(commitmentHexes.size).toBe(2 * handedOut.length);
+    // Each signature took a share from t = 2 signers, in one round (sign-one) or two (sign-share).
+    const shares = answered('sign-one').filter((r) => r.res.share).length + answered('sign-share').length;
+    expect(shares).toBeGreaterThanOrEqual(2 * results.length);
 
     // Serialization on the busy key: no signing RPC overlaps the reshare's RPCs; before it only the
     // old epoch signs, after it only the new one, and the reshare answered after its last RPC.
@@ -146,7 +158,8 @@ describe('load through the HTTP API', () => {
     const eventStart = Math.min(...event.map((r) => r.sentAt));
     const eventEnd = Math.max(...event.map((r) => r.doneAt));
     expect(eventEnd).toBeLessThanOrEqual(reshare!.doneAt);
-    const signRpcs = onBusy.filter((r) => r.req.op === 'sign-commit' || r.req.op === 'sign-share');
+    // Two-round (sign-commit, sign-share) and one-round (sign-one) signing RPCs alike.
+    const signRpcs = onBusy.filter((r) => ['sign-commit', 'sign-share', 'sign-one'].includes(r.req.op));
     let before = 0;
     let after = 0;
     for (const r of signRpcs) {
@@ -165,12 +178,17 @@ describe('load through the HTTP API', () => {
     // What the API answered matches the wire: as many old-epoch answers as old-epoch signing
     // sessions that finished, and every request sent after the reshare answered got the new epoch.
     const busyAnswers = results.filter((s) => s.keyId === busy.keyId);
-    const sharesByEpoch = (e: number) =>
-      new Set(
-        signRpcs
-          .filter((r) => r.req.op === 'sign-share' && r.req.epoch === e && r.res)
-          .map((r) => r.req.sessionId),
-      ).size;
+    // A session signed when t = 2 signers answered a share (a one-round attempt in which one signer
+    // refused a commitment falls back to a new two-round session).
+    const sharesByEpoch = (e: number) => {
+      const perSession = new Map<string, number>();
+      for (const r of signRpcs) {
+        const share = r.req.op === 'sign-share' || r.req.op === 'sign-one';
+        if (share && r.req.epoch === e && r.res?.share)
+          perSession.set(r.req.sessionId, (perSession.get(r.req.sessionId) ?? 0) + 1);
+      }
+      return [...perSession.values()].filter((n) => n >= 2).length;
+    };
     expect(busyAnswers.filter((s) => s.res.body.epoch === oldEpoch).length).toBe(sharesByEpoch(oldEpoch));
     expect(busyAnswers.filter((s) => s.res.body.epoch === newEpoch).length).toBe(sharesByEpoch(newEpoch));
     expect(busyAnswers.every((s) => s.res.body.epoch === oldEpoch || s.res.body.epoch === newEpoch)).toBe(
