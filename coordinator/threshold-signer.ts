@@ -220,35 +220,18 @@ export class ThresholdSigner {
     const blame2 = unresponsive(signers, shares, 'sign.share');
     if (blame2.length > 0) return { blame: blame2 };
     crashPoint('coordinator.sign.after-share');
-    try {
-      const signature = aggregateSignature({
-        spec,
-        public: pub,
-        epoch: k.epoch,
-        message,
-        // The key resolved from this coordinator's record (coordinator/custody.ts); by default, for
-        // FROST_SECP256K1_TR, the BIP341 key path with no merkle root (protocol/key-tweak.ts).
-        tweak: tweak === undefined ? defaultSigningTweak(spec) : tweak.signing,
-        commitments: decoded as DecodedCommitment[],
-        shares: Object.fromEntries(
-          shares.map((s, i) => [
-            forwarded[i]!.identifier,
-            fromHex((s as PromiseFulfilledResult<{ share: string }>).value.share),
-          ]),
-        ),
-      });
-      // The aggregate is returned only if it verifies under the group key (RFC 9591 §5.3).
-      return { signature };
-    } catch (e) {
-      if (isKmsError(e) && e.code === 'ParticipantMisbehaved') {
-        // Map FROST identifiers back to node ids.
-        const byPid = new Map(signers.map((n) => [participantIdOf(spec, nodeIndex(n)!), n]));
-        return {
-          blame: e.culprits.map((c) => ({ ...c, participant: byPid.get(c.participant) ?? c.participant })),
-        };
-      }
-      throw e;
-    }
+    return aggregateOrBlame({
+      spec,
+      pub,
+      epoch: k.epoch,
+      message,
+      // The key resolved from this coordinator's record (coordinator/custody.ts); by default, for
+      // FROST_SECP256K1_TR, the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+      tweak: tweak === undefined ? defaultSigningTweak(spec) : tweak.signing,
+      commitments: decoded as DecodedCommitment[],
+      signers,
+      shares: shares.map((s) => (s as PromiseFulfilledResult<{ share: string }>).value.share),
+    });
   }
 
   /**
@@ -322,33 +305,17 @@ export class ThresholdSigner {
     if (refused.length > 0) return { refused };
     const blame = unresponsive(signers, shares, 'sign.share');
     if (blame.length > 0) return { blame };
-    try {
-      const signature = aggregateSignature({
-        spec,
-        public: pub,
-        epoch: k.epoch,
-        message,
-        // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
-        tweak: defaultSigningTweak(spec),
-        commitments: decoded,
-        shares: Object.fromEntries(
-          shares.map((s, i) => [
-            decoded[i]!.identifier,
-            fromHex((s as PromiseFulfilledResult<{ share: string }>).value.share),
-          ]),
-        ),
-      });
-      // The aggregate is returned only if it verifies under the group key (RFC 9591 §5.3).
-      return { signature };
-    } catch (e) {
-      if (isKmsError(e) && e.code === 'ParticipantMisbehaved') {
-        const byPid = new Map(signers.map((n) => [participantIdOf(spec, nodeIndex(n)!), n]));
-        return {
-          blame: e.culprits.map((c) => ({ ...c, participant: byPid.get(c.participant) ?? c.participant })),
-        };
-      }
-      throw e;
-    }
+    return aggregateOrBlame({
+      spec,
+      pub,
+      epoch: k.epoch,
+      message,
+      // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+      tweak: defaultSigningTweak(spec),
+      commitments: decoded,
+      signers,
+      shares: shares.map((s) => (s as PromiseFulfilledResult<{ share: string }>).value.share),
+    });
   }
 
   /**
@@ -422,6 +389,43 @@ function stateRefusal(keyId: string, excluded: readonly Blame[]): KmsError | und
 
 type CommitAnswer = { identifier: string; hiding: string; binding: string };
 type DecodedCommitment = { identifier: string; hiding: Uint8Array; binding: Uint8Array };
+
+/**
+ * The signature from the signers' shares, returned only if it verifies under the group key
+ * (RFC 9591 §5.3); a share that fails its check names its node (identifiable abort), mapped back
+ * from the FROST identifier. Both rounds' paths (two rounds, one round) end here.
+ */
+function aggregateOrBlame(a: {
+  spec: KeySpec;
+  pub: Parameters<typeof aggregateSignature>[0]['public'];
+  epoch: number;
+  message: Uint8Array;
+  tweak: Parameters<typeof aggregateSignature>[0]['tweak'];
+  commitments: DecodedCommitment[];
+  signers: readonly string[];
+  shares: readonly string[];
+}): { signature: Uint8Array } | { blame: Blame[] } {
+  try {
+    const signature = aggregateSignature({
+      spec: a.spec,
+      public: a.pub,
+      epoch: a.epoch,
+      message: a.message,
+      tweak: a.tweak,
+      commitments: a.commitments,
+      shares: Object.fromEntries(a.shares.map((s, i) => [a.commitments[i]!.identifier, fromHex(s)])),
+    });
+    return { signature };
+  } catch (e) {
+    if (isKmsError(e) && e.code === 'ParticipantMisbehaved') {
+      const byPid = new Map(a.signers.map((n) => [participantIdOf(a.spec, nodeIndex(n)!), n]));
+      return {
+        blame: e.culprits.map((c) => ({ ...c, participant: byPid.get(c.participant) ?? c.participant })),
+      };
+    }
+    throw e;
+  }
+}
 
 /**
  * A round-one answer, decoded: the identifier the node's place gives it and two valid group
