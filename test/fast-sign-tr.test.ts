@@ -22,7 +22,8 @@ import { DecodeError } from '../protocol/errors.ts';
 import { checkElement, fastFrost, type FrostSigning, signingFrost } from '../protocol/fast-sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { loadInvalidElements, loadVectors, suiteHashes } from './helpers/vectors.ts';
-import { replay, seeded } from './helpers/rng.ts';
+import { runSigningVector } from './helpers/fast-vectors.ts';
+import { seeded } from './helpers/rng.ts';
 
 const spec = keySpec('FROST_SECP256K1_TR');
 const noble = spec.frost;
@@ -118,44 +119,7 @@ describe('FROST_SECP256K1_TR fast path: vectors', () => {
 
   for (const { name, vector: v } of loadVectors(spec)) {
     it(`${name}: nonces, commitments, shares, aggregate signature (BIP340)`, () => {
-      const signers = { min: Number(v.config.MIN_PARTICIPANTS), max: Number(v.config.MAX_PARTICIPANTS) };
-      const secrets: Record<string, FrostSecret> = {};
-      const verifyingShares: Record<string, Uint8Array> = {};
-      for (const s of v.inputs.participant_shares) {
-        const share = hexToBytes(s.participant_share);
-        secrets[idOf(s.identifier)] = { identifier: idOf(s.identifier), signingShare: share } as FrostSecret;
-        verifyingShares[idOf(s.identifier)] = secp256k1.Point.BASE.multiply(Fn.fromBytes(share)).toBytes();
-      }
-      const pub = {
-        signers,
-        commitments: [hexToBytes(v.inputs.verifying_key_key)],
-        verifyingShares,
-      } as unknown as FrostPublic;
-      const msg = hexToBytes(v.inputs.message);
-      const nonces = new Map<string, ReturnType<FrostSigning['commit']>['nonces']>();
-      const list: NonceCommitments[] = [];
-      for (const o of v.round_one_outputs.outputs) {
-        const id = idOf(o.identifier);
-        const rng = replay([hexToBytes(o.hiding_nonce_randomness), hexToBytes(o.binding_nonce_randomness)]);
-        const g = fast.commit(secrets[id]!, rng);
-        expect(bytesToHex(g.nonces.hiding)).toBe(o.hiding_nonce);
-        expect(bytesToHex(g.nonces.binding)).toBe(o.binding_nonce);
-        expect(bytesToHex(g.commitments.hiding)).toBe(o.hiding_nonce_commitment);
-        expect(bytesToHex(g.commitments.binding)).toBe(o.binding_nonce_commitment);
-        nonces.set(id, g.nonces);
-        list.push(g.commitments);
-      }
-      const shares: Record<string, Uint8Array> = {};
-      for (const o of v.round_two_outputs.outputs) {
-        const id = idOf(o.identifier);
-        const share = fast.signShare(secrets[id]!, pub, nonces.get(id)!, list, msg);
-        expect(bytesToHex(share)).toBe(o.sig_share);
-        expect(fast.verifyShare(pub, list, msg, id, share)).toBe(true);
-        expect(noble.verifyShare(pub, list, msg, id, share)).toBe(true);
-        shares[id] = share;
-      }
-      const sig = fast.aggregate(pub, list, msg, shares);
-      expect(bytesToHex(sig)).toBe(v.final_output.sig);
+      const { sig, pub, msg, list, shares } = runSigningVector(spec, fast, v);
       expect(bytesToHex(noble.aggregate(pub, list, msg, shares))).toBe(v.final_output.sig);
       expect(sig.length).toBe(64);
       expect(schnorr.verify(sig, msg, xOnly(pub.commitments[0]!))).toBe(true);

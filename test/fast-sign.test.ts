@@ -6,12 +6,7 @@
  * rejects it (elements.json, small-order and mixed-order points, non-canonical encodings).
  */
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import type {
-  DealerShares,
-  FrostPublic,
-  FrostSecret,
-  NonceCommitments,
-} from '@noble/curves/abstract/frost.js';
+import type { DealerShares, FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
@@ -22,13 +17,14 @@ import { DecodeError } from '../protocol/errors.ts';
 import { checkElement, fastFrost, type FrostSigning, signingFrost } from '../protocol/fast-sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { loadInvalidElements, loadVectors } from './helpers/vectors.ts';
-import { replay, seeded } from './helpers/rng.ts';
+import { runSigningVector } from './helpers/fast-vectors.ts';
+import { seeded } from './helpers/rng.ts';
 
 const spec = keySpec('FROST_ED25519');
 const noble = spec.frost;
 const fast = fastFrost(spec) as FrostSigning;
 const Fn = spec.Point.Fn;
-const idOf = (k: number) => noble.Identifier.fromNumber(k);
+const _idOf = (k: number) => noble.Identifier.fromNumber(k);
 
 function opensslVerifies(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   const key = createPublicKey({
@@ -56,44 +52,7 @@ describe('FROST_ED25519 fast path: RFC 9591 vectors', () => {
 
   for (const { name, vector: v } of loadVectors(spec)) {
     it(`${name}: nonces, commitments, shares, aggregate signature`, () => {
-      const signers = { min: Number(v.config.MIN_PARTICIPANTS), max: Number(v.config.MAX_PARTICIPANTS) };
-      const secrets: Record<string, FrostSecret> = {};
-      const verifyingShares: Record<string, Uint8Array> = {};
-      for (const s of v.inputs.participant_shares) {
-        const share = hexToBytes(s.participant_share);
-        secrets[idOf(s.identifier)] = { identifier: idOf(s.identifier), signingShare: share } as FrostSecret;
-        verifyingShares[idOf(s.identifier)] = spec.Point.BASE.multiply(Fn.fromBytes(share)).toBytes();
-      }
-      const pub = {
-        signers,
-        commitments: [hexToBytes(v.inputs.verifying_key_key)],
-        verifyingShares,
-      } as unknown as FrostPublic;
-      const msg = hexToBytes(v.inputs.message);
-      const nonces = new Map<string, ReturnType<FrostSigning['commit']>['nonces']>();
-      const list: NonceCommitments[] = [];
-      for (const o of v.round_one_outputs.outputs) {
-        const id = idOf(o.identifier);
-        const rng = replay([hexToBytes(o.hiding_nonce_randomness), hexToBytes(o.binding_nonce_randomness)]);
-        const g = fast.commit(secrets[id]!, rng);
-        expect(bytesToHex(g.nonces.hiding)).toBe(o.hiding_nonce);
-        expect(bytesToHex(g.nonces.binding)).toBe(o.binding_nonce);
-        expect(bytesToHex(g.commitments.hiding)).toBe(o.hiding_nonce_commitment);
-        expect(bytesToHex(g.commitments.binding)).toBe(o.binding_nonce_commitment);
-        nonces.set(id, g.nonces);
-        list.push(g.commitments);
-      }
-      const shares: Record<string, Uint8Array> = {};
-      for (const o of v.round_two_outputs.outputs) {
-        const id = idOf(o.identifier);
-        const share = fast.signShare(secrets[id]!, pub, nonces.get(id)!, list, msg);
-        expect(bytesToHex(share)).toBe(o.sig_share);
-        expect(fast.verifyShare(pub, list, msg, id, share)).toBe(true);
-        expect(noble.verifyShare(pub, list, msg, id, share)).toBe(true);
-        shares[id] = share;
-      }
-      const sig = fast.aggregate(pub, list, msg, shares);
-      expect(bytesToHex(sig)).toBe(v.final_output.sig);
+      const { sig, pub, msg } = runSigningVector(spec, fast, v);
       expect(ed25519.verify(sig, msg, pub.commitments[0]!, { zip215: false })).toBe(true);
       expect(opensslVerifies(pub.commitments[0]!, msg, sig)).toBe(true);
     });

@@ -6,7 +6,7 @@
  * byte-identical commitments, shares, signatures and culprits; every invalid element is refused
  * exactly where noble refuses it; Ed448's subgroup check decides as noble's isTorsionFree.
  */
-import type { FrostPublic, FrostSecret, NonceCommitments } from '@noble/curves/abstract/frost.js';
+import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
 import { ed448 } from '@noble/curves/ed448.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
@@ -25,7 +25,8 @@ import {
 } from '../protocol/fast-sign.ts';
 import { type KeySpec, type KeySpecName, keySpec } from '../protocol/suites.ts';
 import { propertyOptions } from './helpers/properties.ts';
-import { replay, seeded } from './helpers/rng.ts';
+import { runSigningVector } from './helpers/fast-vectors.ts';
+import { seeded } from './helpers/rng.ts';
 import { loadInvalidElements, loadVectors } from './helpers/vectors.ts';
 
 const SUITES: readonly KeySpecName[] = ['FROST_SECP256K1', 'FROST_P256', 'FROST_RISTRETTO255', 'FROST_ED448'];
@@ -183,7 +184,7 @@ for (const name of SUITES) {
   const noble = spec.frost;
   const fast = fastFrost(spec) as FrostSigning;
   const Fn = noble.utils.Fn;
-  const idOf = (k: number) => noble.Identifier.fromNumber(k);
+  const _idOf = (k: number) => noble.Identifier.fromNumber(k);
 
   describe(`${name} fast path: RFC 9591 vectors`, () => {
     it('is the path sign.ts uses', () => {
@@ -194,49 +195,7 @@ for (const name of SUITES) {
 
     for (const { name: file, vector: v } of loadVectors(spec)) {
       it(`${file}: nonces, commitments, shares, aggregate signature`, () => {
-        const signers = { min: Number(v.config.MIN_PARTICIPANTS), max: Number(v.config.MAX_PARTICIPANTS) };
-        const secrets: Record<string, FrostSecret> = {};
-        const verifyingShares: Record<string, Uint8Array> = {};
-        for (const s of v.inputs.participant_shares) {
-          const share = hexToBytes(s.participant_share);
-          secrets[idOf(s.identifier)] = {
-            identifier: idOf(s.identifier),
-            signingShare: share,
-          } as FrostSecret;
-          verifyingShares[idOf(s.identifier)] = (spec.Point as any).BASE.multiply(
-            Fn.fromBytes(share),
-          ).toBytes();
-        }
-        const pub = {
-          signers,
-          commitments: [hexToBytes(v.inputs.verifying_key_key)],
-          verifyingShares,
-        } as unknown as FrostPublic;
-        const msg = hexToBytes(v.inputs.message);
-        const nonces = new Map<string, ReturnType<FrostSigning['commit']>['nonces']>();
-        const list: NonceCommitments[] = [];
-        for (const o of v.round_one_outputs.outputs) {
-          const id = idOf(o.identifier);
-          const rng = replay([hexToBytes(o.hiding_nonce_randomness), hexToBytes(o.binding_nonce_randomness)]);
-          const g = fast.commit(secrets[id]!, rng);
-          expect(bytesToHex(g.nonces.hiding)).toBe(o.hiding_nonce);
-          expect(bytesToHex(g.nonces.binding)).toBe(o.binding_nonce);
-          expect(bytesToHex(g.commitments.hiding)).toBe(o.hiding_nonce_commitment);
-          expect(bytesToHex(g.commitments.binding)).toBe(o.binding_nonce_commitment);
-          nonces.set(id, g.nonces);
-          list.push(g.commitments);
-        }
-        const shares: Record<string, Uint8Array> = {};
-        for (const o of v.round_two_outputs.outputs) {
-          const id = idOf(o.identifier);
-          const share = fast.signShare(secrets[id]!, pub, nonces.get(id)!, list, msg);
-          expect(bytesToHex(share)).toBe(o.sig_share);
-          expect(fast.verifyShare(pub, list, msg, id, share)).toBe(true);
-          expect(noble.verifyShare(pub, list, msg, id, share)).toBe(true);
-          shares[id] = share;
-        }
-        const sig = fast.aggregate(pub, list, msg, shares);
-        expect(bytesToHex(sig)).toBe(v.final_output.sig);
+        const { sig, pub, msg } = runSigningVector(spec, fast, v);
         expect(noble.verify(sig, msg, pub.commitments[0]!)).toBe(true);
         if (name === 'FROST_ED448') expect(ed448.verify(sig, msg, pub.commitments[0]!)).toBe(true);
       });
