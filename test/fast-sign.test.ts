@@ -24,7 +24,6 @@ const spec = keySpec('FROST_ED25519');
 const noble = spec.frost;
 const fast = fastFrost(spec) as FrostSigning;
 const Fn = spec.Point.Fn;
-const _idOf = (k: number) => noble.Identifier.fromNumber(k);
 
 function opensslVerifies(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   const key = createPublicKey({

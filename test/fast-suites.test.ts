@@ -184,7 +184,6 @@ for (const name of SUITES) {
   const noble = spec.frost;
   const fast = fastFrost(spec) as FrostSigning;
   const Fn = noble.utils.Fn;
-  const _idOf = (k: number) => noble.Identifier.fromNumber(k);
 
   describe(`${name} fast path: RFC 9591 vectors`, () => {
     it('is the path sign.ts uses', () => {
