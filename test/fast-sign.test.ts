@@ -17,7 +17,7 @@ import { DecodeError } from '../protocol/errors.ts';
 import { checkElement, fastFrost, type FrostSigning, signingFrost } from '../protocol/fast-sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { loadInvalidElements, loadVectors } from './helpers/vectors.ts';
-import { runSigningVector } from './helpers/fast-vectors.ts';
+import { expectSameCheaters, runSigningVector } from './helpers/fast-vectors.ts';
 import { seeded } from './helpers/rng.ts';
 
 const spec = keySpec('FROST_ED25519');
@@ -127,27 +127,14 @@ describe('FROST_ED25519 fast path: randomized cross-checks against noble', () =>
           const ids = Object.keys(deal.secretShares).slice(0, t);
           const msg = new TextEncoder().encode(`message ${seed}`);
           const r = bothSessions({ deal, ids, msg }, seed);
-          const shares = { ...r.fast.shares };
-          for (const b of bad) {
-            const id = ids[b % ids.length]!;
-            shares[id] = Fn.toBytes(Fn.add(Fn.fromBytes(shares[id]!), BigInt(b) + 1n));
-          }
-          const cheatersOf = (impl: FrostSigning): unknown => {
-            try {
-              impl.aggregate(deal.public, r.fast.list, msg, shares);
-              return 'no error';
-            } catch (e) {
-              return (e as { cheaters?: unknown }).cheaters;
-            }
-          };
-          const expected = cheatersOf(noble);
-          expect(Array.isArray(expected) && expected.length > 0).toBe(true);
-          expect(cheatersOf(fast)).toEqual(expected);
-          for (const id of ids) {
-            expect(fast.verifyShare(deal.public, r.fast.list, msg, id, shares[id]!)).toBe(
-              noble.verifyShare(deal.public, r.fast.list, msg, id, shares[id]!),
-            );
-          }
+          expectSameCheaters(spec, fast, {
+            pub: deal.public,
+            list: r.fast.list,
+            msg,
+            ids,
+            shares: r.fast.shares,
+            bad,
+          });
         },
       ),
       propertyOptions(10),

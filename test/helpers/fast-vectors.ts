@@ -66,3 +66,45 @@ export function runSigningVector(spec: KeySpec, fast: FrostSigning, v: Vector): 
   expect(bytesToHex(sig)).toBe(v.final_output.sig);
   return { sig, pub, msg, list, shares };
 }
+
+/**
+ * Corrupts the shares at `bad` (indices into `ids`, each shifted by a different scalar) and checks
+ * that the fast path names exactly the signers noble names (RFC 9591 §5.4, identifiable abort) and
+ * judges every share as noble does.
+ */
+export function expectSameCheaters(
+  spec: KeySpec,
+  fast: FrostSigning,
+  a: {
+    pub: FrostPublic;
+    list: NonceCommitments[];
+    msg: Uint8Array;
+    ids: readonly string[];
+    shares: Record<string, Uint8Array>;
+    bad: readonly number[];
+  },
+): void {
+  const noble = spec.frost;
+  const Fn = noble.utils.Fn;
+  const shares = { ...a.shares };
+  for (const b of a.bad) {
+    const id = a.ids[b % a.ids.length]!;
+    shares[id] = Fn.toBytes(Fn.add(Fn.fromBytes(shares[id]!), BigInt(b) + 1n));
+  }
+  const cheatersOf = (impl: FrostSigning): unknown => {
+    try {
+      impl.aggregate(a.pub, a.list, a.msg, shares);
+      return 'no error';
+    } catch (e) {
+      return (e as { cheaters?: unknown }).cheaters;
+    }
+  };
+  const expected = cheatersOf(noble);
+  expect(Array.isArray(expected) && expected.length > 0).toBe(true);
+  expect(cheatersOf(fast)).toEqual(expected);
+  for (const id of a.ids) {
+    expect(fast.verifyShare(a.pub, a.list, a.msg, id, shares[id]!)).toBe(
+      noble.verifyShare(a.pub, a.list, a.msg, id, shares[id]!),
+    );
+  }
+}
