@@ -219,7 +219,7 @@ async function main(argv: string[]): Promise<void> {
     .action(async (which: string, o: CliOpts) => {
       // Issue 17: the service targets, the 3-of-5 devnet beside the single-key reference server.
       if (which === 'targets') {
-        const { benchTargets } = await import('./bench/service.ts');
+        const { benchTargets } = await import('./bench/targets.ts');
         await benchTargets({ out: o.out, label: 'latest', quick: o.quick });
         return;
       }

@@ -14,14 +14,9 @@ import { percentile, summarize } from '../scripts/bench/stats.ts';
 import { createServer, type Server } from 'node:http';
 import { type CpuProfile, summarizeProfile } from '../scripts/bench/cpuprofile.ts';
 import { closedLoop, LoadClient, sequential, signRequest } from '../scripts/bench/load.ts';
-import {
-  quickPlan,
-  type ServiceResults,
-  serviceCharts,
-  serviceMarkdown,
-  startBaseline,
-  targetChecks,
-} from '../scripts/bench/service.ts';
+import { startBaseline } from '../scripts/bench/baseline-process.ts';
+import { quickPlan, type ServiceResults } from '../scripts/bench/service-plan.ts';
+import { serviceCharts, serviceMarkdown, targetChecks } from '../scripts/bench/service-report.ts';
 import { KEY_SPECS } from '../protocol/suites.ts';
 import { generatePrincipal } from '../client/sign-request.ts';
 import type { PrincipalKey } from '../policy/principal-key.ts';
