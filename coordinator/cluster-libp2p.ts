@@ -43,6 +43,8 @@ export type Libp2pClusterOptions = {
   signTimeoutMs?: number;
   statusTimeoutMs?: number;
   log?: ClusterLog;
+  /** Concurrent `sign-one` requests to one node travel as one `sign-batch` (default: on; node-rpc.ts). */
+  batchSigning?: boolean;
 };
 
 export class Libp2pCluster implements Cluster {
@@ -61,6 +63,7 @@ export class Libp2pCluster implements Cluster {
       signTimeoutMs: opts.signTimeoutMs ?? 5_000,
       statusTimeoutMs: opts.statusTimeoutMs ?? 2_000,
       log: opts.log ?? { warn: () => {}, info: () => {} },
+      ...(opts.batchSigning === undefined ? {} : { batchSigning: opts.batchSigning }),
     });
     this.#sync = new EpochSync(this.#n);
     this.#events = new KeyEventRunner(this.#n, this.#sync);

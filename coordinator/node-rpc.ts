@@ -4,19 +4,25 @@
  * (epoch sync, key events, signing) share one of these.
  */
 import type { NodeStatus } from './cluster.ts';
-import { KmsError } from '../protocol/errors.ts';
+import { KmsError, isKmsError } from '../protocol/errors.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import type { ClusterPeer } from '../net/cluster-file.ts';
 import {
+  MAX_SIGN_BATCH,
+  MAX_SIGN_BATCH_BYTES,
   type RequestOf,
   type RpcAnswers,
   type RpcOp,
   STATUS_PAGE,
   type SessionSpec,
+  type SignBatchWire,
+  type SignOneAnswer,
+  type SignOneItem,
+  checkRpcAnswer,
   decodeRpcAnswer,
   encodeRpc,
 } from '../net/rpc.ts';
-import { RPC_PROTOCOL, type Transport } from '../net/transport.ts';
+import { RPC_PROTOCOL, type Transport, errorFromWire } from '../net/transport.ts';
 
 export type ClusterLog = { warn: (o: object, msg: string) => void; info: (o: object, msg: string) => void };
 
@@ -35,7 +41,10 @@ export class NodeRpc {
     signTimeoutMs: number;
     statusTimeoutMs: number;
     log: ClusterLog;
+    /** Coalesce concurrent `sign-one` requests to a node into `sign-batch` (default: on). */
+    batchSigning?: boolean;
   }) {
+    this.#batching = opts.batchSigning !== false;
     this.#t = opts.transport;
     this.nodes = new Map(opts.nodes.map((n) => [n.id, n]));
     this.sessionTimeoutMs = opts.sessionTimeoutMs;
@@ -51,8 +60,26 @@ export class NodeRpc {
   async rpc<O extends RpcOp>(nodeId: string, req: RequestOf<O>, timeoutMs: number): Promise<RpcAnswers[O]> {
     const peer = this.nodes.get(nodeId);
     if (!peer) throw new KmsError('ValidationError', `unknown node ${nodeId}`);
+    if (req.op === 'sign-one' && this.#batching) {
+      return this.#batcher(peer.peerId).add(req as RequestOf<'sign-one'>, timeoutMs) as Promise<
+        RpcAnswers[O]
+      >;
+    }
     const res = await this.#t.request(peer.peerId, RPC_PROTOCOL, encodeRpc(req), { timeoutMs });
     return decodeRpcAnswer(req.op as O, res);
+  }
+
+  /** Whether `sign-one` requests to one node in one event-loop turn travel as one `sign-batch`. */
+  readonly #batching: boolean;
+  readonly #batchers = new Map<string, SignBatcher>();
+
+  #batcher(peerId: string): SignBatcher {
+    let b = this.#batchers.get(peerId);
+    if (b === undefined) {
+      b = new SignBatcher(this.#t, peerId, this.log);
+      this.#batchers.set(peerId, b);
+    }
+    return b;
   }
 
   /**
@@ -140,6 +167,140 @@ export class NodeRpc {
     }
     return picked;
   }
+}
+
+type Queued = {
+  readonly item: SignOneItem;
+  /** The item's JSON, once: the batch frame is these joined. */
+  readonly json: string;
+  /** Its UTF-8 length: decides the batch it joins. */
+  readonly bytes: number;
+  readonly timeoutMs: number;
+  readonly resolve: (a: SignOneAnswer) => void;
+  readonly reject: (e: unknown) => void;
+};
+
+/** After a node refused `sign-batch` as unknown (an older node), single requests for this long. */
+const UNBATCHED_RETRY_MS = 60_000;
+
+/**
+ * Coalesces the `sign-one` requests bound for one node (issue 17): those that arrive within one
+ * event-loop turn leave together at its end (setImmediate: a lone request waits for no timer and
+ * leaves alone, as a plain `sign-one`), as `sign-batch` frames of at most MAX_SIGN_BATCH items and
+ * MAX_SIGN_BATCH_BYTES. Each caller gets its own item's answer or its own error, of the class and
+ * code a lone `sign-one` would have met; a failure of the whole frame (timeout, transport) is every
+ * item's error, as it would have been for each alone. A node that does not know `sign-batch` refuses
+ * the frame at its schema check, before any item ran (no nonce taken): the items go again singly.
+ */
+class SignBatcher {
+  readonly #t: Transport;
+  readonly #peer: string;
+  readonly #log: ClusterLog;
+  #queue: Queued[] = [];
+  #scheduled = false;
+  /** Until when this node is sent single requests only (it refused `sign-batch`). */
+  #unbatchedUntil = 0;
+
+  constructor(t: Transport, peer: string, log: ClusterLog) {
+    this.#t = t;
+    this.#peer = peer;
+    this.#log = log;
+  }
+
+  add(req: RequestOf<'sign-one'>, timeoutMs: number): Promise<SignOneAnswer> {
+    const { op: _op, ...item } = req;
+    return new Promise<SignOneAnswer>((resolve, reject) => {
+      const json = JSON.stringify(item);
+      this.#queue.push({ item, json, bytes: Buffer.byteLength(json), timeoutMs, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #flush(): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#scheduled = false;
+    if (queue.length === 1 || performance.now() < this.#unbatchedUntil) {
+      for (const q of queue) this.#single(q);
+      return;
+    }
+    let batch: Queued[] = [];
+    let bytes = 0;
+    for (const q of queue) {
+      if (batch.length > 0 && (batch.length >= MAX_SIGN_BATCH || bytes + q.bytes > MAX_SIGN_BATCH_BYTES)) {
+        this.#send(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(q);
+      bytes += q.bytes + 1;
+    }
+    this.#send(batch);
+  }
+
+  #single(q: Queued): void {
+    this.#t
+      .request(this.#peer, RPC_PROTOCOL, encodeText(`{"op":"sign-one",${q.json.slice(1)}`), {
+        timeoutMs: q.timeoutMs,
+      })
+      .then((res) => q.resolve(decodeRpcAnswer('sign-one', res)), q.reject);
+  }
+
+  #send(batch: Queued[]): void {
+    if (batch.length === 1) {
+      this.#single(batch[0]!);
+      return;
+    }
+    // No caller waits longer than its own deadline.
+    const timeoutMs = Math.min(...batch.map((q) => q.timeoutMs));
+    const frame = encodeText(`{"op":"sign-batch","items":[${batch.map((q) => q.json).join(',')}]}`);
+    this.#t.request(this.#peer, RPC_PROTOCOL, frame, { timeoutMs }).then(
+      (res) => {
+        let answer: SignBatchWire;
+        try {
+          answer = decodeRpcAnswer('sign-batch', res);
+          if (answer.results.length !== batch.length)
+            throw new KmsError('DecodeError', 'sign-batch answer does not match the request');
+        } catch (e) {
+          for (const q of batch) q.reject(e);
+          return;
+        }
+        answer.results.forEach((r, i) => {
+          const q = batch[i]!;
+          if (!('ok' in r)) {
+            q.reject(errorFromWire(r.error, this.#peer));
+            return;
+          }
+          let ok: SignOneAnswer;
+          try {
+            ok = checkRpcAnswer('sign-one', r.ok);
+          } catch (e) {
+            q.reject(e);
+            return;
+          }
+          q.resolve(ok);
+        });
+      },
+      (e: unknown) => {
+        if (isKmsError(e) && e.code === 'ValidationError') {
+          // An older node: the frame failed its schema, so no item ran. Each goes again alone.
+          this.#log.warn({ peer: this.#peer }, 'node refused sign-batch; sending single sign-one requests');
+          this.#unbatchedUntil = performance.now() + UNBATCHED_RETRY_MS;
+          for (const q of batch) this.#single(q);
+          return;
+        }
+        for (const q of batch) q.reject(e);
+      },
+    );
+  }
+}
+
+const textEncoder = new TextEncoder();
+function encodeText(s: string): Uint8Array {
+  return textEncoder.encode(s);
 }
 
 export function byNodeIndex(a: string, b: string): number {

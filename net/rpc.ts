@@ -28,6 +28,7 @@ import {
 } from '../policy/governance.ts';
 import type { AuditRecord } from '../common/audit-log.ts';
 import { type SignedAuditHead, signedAuditHeadSchema } from './node-audit-head.ts';
+import type { WireError } from './transport.ts';
 import { type AuthorizationWire, authorizationSchema } from './signed-request.ts';
 
 export type { PublicPackageHex };
@@ -232,6 +233,12 @@ export type RpcRequest =
       refill?: number;
       auth?: AuthorizationWire;
     }
+  /**
+   * Several `sign-one` requests bound for this node in one frame (the coordinator coalesces those
+   * of one event-loop turn: coordinator/node-rpc.ts). The node runs each item exactly as the
+   * `sign-one` it carries and answers each item's share or error on its own, in order.
+   */
+  | { op: 'sign-batch'; items: SignOneItem[] }
   // ---- end of one-round signing ----
   /** `operation`: the table's operation that makes the change (default: the plain change to `state`). */
   | {
@@ -289,6 +296,9 @@ export type RpcRequest =
   | { op: 'external-deal'; kind: 'restore' | 'import'; keyId: string; auth?: AuthorizationWire };
 // ---- end of backup, restore and import ----
 
+/** One item of a `sign-batch`: a `sign-one` request without its `op`. */
+export type SignOneItem = Omit<Extract<RpcRequest, { op: 'sign-one' }>, 'op'>;
+
 const req = (op: string, props: Record<string, unknown>, required: string[]) => ({
   type: 'object',
   additionalProperties: false,
@@ -320,7 +330,24 @@ const precommitted = {
   },
 } as const;
 
+/** Most items one `sign-batch` carries, and most bytes the coordinator puts in one (issue 17). */
+export const MAX_SIGN_BATCH = 32;
+export const MAX_SIGN_BATCH_BYTES = 256 * 1024;
+const signOneProps = {
+  sessionId: id,
+  keyId: id,
+  epoch,
+  message: hex(2 * 64 * 1024),
+  commitments: signingCommitments,
+  refill: { type: 'integer', minimum: 0, maximum: MAX_PRECOMMIT },
+} as const;
+const signOneRequired = ['sessionId', 'keyId', 'epoch', 'message', 'commitments'];
+
 const rpcSchema = {
+  // Each branch names its `op` as a const: ajv goes straight to that branch (no trial of all).
+  type: 'object',
+  required: ['op'],
+  discriminator: { propertyName: 'op' },
   oneOf: [
     req('status', { after: id, limit: { type: 'integer', minimum: 0, maximum: MAX_STATUS_PAGE } }, []),
     req('public', { keyId: id }, ['keyId']),
@@ -385,18 +412,27 @@ const rpcSchema = {
       { keyId: id, epoch, count: { type: 'integer', minimum: 1, maximum: MAX_PRECOMMIT } },
       ['keyId', 'epoch', 'count'],
     ),
-    req(
-      'sign-one',
-      {
-        sessionId: id,
-        keyId: id,
-        epoch,
-        message: hex(2 * 64 * 1024),
-        commitments: signingCommitments,
-        refill: { type: 'integer', minimum: 0, maximum: MAX_PRECOMMIT },
+    req('sign-one', signOneProps, signOneRequired),
+    // Items bounded like `sign-one` requests (each may carry its own `auth`); no `auth` of its own.
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['op', 'items'],
+      properties: {
+        op: { const: 'sign-batch' },
+        items: {
+          type: 'array',
+          minItems: 1,
+          maxItems: MAX_SIGN_BATCH,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: signOneRequired,
+            properties: { auth: authorization, ...signOneProps },
+          },
+        },
       },
-      ['sessionId', 'keyId', 'epoch', 'message', 'commitments'],
-    ),
+    },
     req(
       'set-state',
       { keyId: id, state: { enum: SETTABLE_KEY_STATES }, operation: { enum: STATE_CHANGES } },
@@ -505,6 +541,10 @@ export type ShareAnswer = { share: string };
 /** One-round signing (issue 17): commitments of nonces the node keeps for the key's epoch. */
 export type PrecommitAnswer = { identifier: string; commitments: { hiding: string; binding: string }[] };
 export type SignOneAnswer = ShareAnswer & { commitments?: { hiding: string; binding: string }[] };
+/** `sign-batch`: per item, in order, its `sign-one` answer or its error (net/transport.ts errorToWire). */
+export type SignBatchAnswer = { results: ({ ok: SignOneAnswer } | { error: WireError })[] };
+/** `sign-batch` as it arrives: each item's answer or error still unchecked (`checkRpcAnswer`). */
+export type SignBatchWire = { results: ({ ok: unknown } | { error: unknown })[] };
 export type OkAnswer = { ok: true; already?: boolean };
 /**
  * `destroy`: the epochs whose records and sealed shares were deleted, the sealer scopes destroyed,
@@ -575,6 +615,7 @@ export type RpcAnswers = {
   'sign-share': ShareAnswer;
   'sign-precommit': PrecommitAnswer;
   'sign-one': SignOneAnswer;
+  'sign-batch': SignBatchWire;
   'set-state': OkAnswer;
   destroy: DestroyAnswer;
   governance: GovernanceAnswer;
@@ -598,6 +639,7 @@ const obj = (props: Record<string, unknown>, required: string[]) => ({
   properties: props,
 });
 const okAnswer = obj({ ok: { const: true }, already: { type: 'boolean' } }, ['ok']);
+const signOneAnswer = obj({ share: hex(300), commitments: precommitted }, ['share']);
 const answerSchemas: { [O in RpcOp]: object } = {
   status: obj(
     {
@@ -667,7 +709,25 @@ const answerSchemas: { [O in RpcOp]: object } = {
   'sign-review': okAnswer,
   'sign-share': obj({ share: hex(300) }, ['share']),
   'sign-precommit': obj({ identifier: hex(114), commitments: precommitted }, ['identifier', 'commitments']),
-  'sign-one': obj({ share: hex(300), commitments: precommitted }, ['share']),
+  'sign-one': signOneAnswer,
+  // Each item is then checked as its own answer: a `sign-one` answer's schema or a typed error
+  // (coordinator/node-rpc.ts; net/transport.ts errorFromWire), so a bad item fails only its caller.
+  'sign-batch': obj(
+    {
+      results: {
+        type: 'array',
+        maxItems: MAX_SIGN_BATCH,
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          maxProperties: 1,
+          properties: { ok: { type: 'object' }, error: { type: 'object' } },
+        },
+      },
+    },
+    ['results'],
+  ),
   'set-state': okAnswer,
   destroy: obj(
     {
@@ -754,7 +814,7 @@ const answerSchemas: { [O in RpcOp]: object } = {
   ),
 };
 
-const ajv = new Ajv({ allErrors: false, strict: false });
+const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true });
 const validate = ajv.compile(rpcSchema);
 
 const enc = new TextEncoder();
@@ -785,7 +845,11 @@ const answerValidators = Object.fromEntries(
 
 /** Decodes a node's answer to `op` and checks it against that operation's schema (DecodeError otherwise). */
 export function decodeRpcAnswer<O extends RpcOp>(op: O, bytes: Uint8Array): RpcAnswers[O] {
-  const v = decodeJsonFrame(bytes);
+  return checkRpcAnswer(op, decodeJsonFrame(bytes));
+}
+
+/** Checks an already parsed answer to `op` (a `sign-batch` item's) against that operation's schema. */
+export function checkRpcAnswer<O extends RpcOp>(op: O, v: unknown): RpcAnswers[O] {
   if (!answerValidators[op](v)) throw new KmsError('DecodeError', `${op} answer does not match the schema`);
   return v as RpcAnswers[O];
 }

@@ -1133,11 +1133,20 @@ function encodeOk(body: Uint8Array): Uint8Array {
 }
 
 /**
- * Only code, message and culprits cross the wire: `details` and `cause` stay on the node, except a
+ * A typed error as it crosses the wire, on its own (also inside a batched answer, net/rpc.ts
+ * `sign-batch`): only code, message and culprits, `details` and `cause` stay on the node, except a
  * PolicyDenied's approvals still missing (`{pending: true, needs}`, node/request-guard.ts), which the
  * coordinator needs to open an approval request.
  */
-function encodeError(e: KmsError): Uint8Array {
+export type WireError = {
+  kind: string;
+  code: string;
+  message: string;
+  culprits: Record<string, string>[];
+  needs?: unknown;
+};
+
+export function errorToWire(e: KmsError): WireError {
   const culprits = e.culprits.map((b) => {
     const out: Record<string, string> = { participant: b.participant, reason: b.reason };
     if (b.round !== undefined) out.round = b.round;
@@ -1145,15 +1154,17 @@ function encodeError(e: KmsError): Uint8Array {
     return out;
   });
   const needs = e.code === 'PolicyDenied' && e.details?.['pending'] === true ? e.details['needs'] : undefined;
-  return cborEncode({
-    v: ENVELOPE_VERSION,
-    ok: false,
+  return {
     kind: kindOf(e),
     code: e.code,
     message: e.message,
     culprits,
     ...(Array.isArray(needs) ? { needs } : {}),
-  });
+  };
+}
+
+function encodeError(e: KmsError): Uint8Array {
+  return cborEncode({ v: ENVELOPE_VERSION, ok: false, ...errorToWire(e) });
 }
 
 const MAX_NEEDS = 16;
@@ -1193,31 +1204,42 @@ function decodeResponse(frame: Uint8Array, peer: string): Uint8Array {
     return env.body;
   }
   if (env.ok !== false) throw bad('ok flag');
+  throw errorFromWire(env, peer, 'malformed response envelope from peer');
+}
+
+/**
+ * The typed error a peer sent (`errorToWire`), rebuilt with its class and code, its fields bounded;
+ * a malformed one is a DecodeError naming the peer instead.
+ */
+export function errorFromWire(env: unknown, peer: string, what = 'malformed error from peer'): KmsError {
+  const bad = (why: string) => new DecodeError('DecodeError', `${what}: ${why}`, { details: { peer } });
+  if (!isRecord(env)) return bad('not an object');
   const { kind, code, message, culprits } = env;
-  if (typeof kind !== 'string' || !Object.hasOwn(ERROR_CLASSES, kind)) throw bad('error kind');
-  if (typeof code !== 'string' || !/^[A-Za-z]{1,64}$/.test(code)) throw bad('error code');
-  if (typeof message !== 'string' || message.length > MAX_ERROR_MESSAGE) throw bad('error message');
-  if (!Array.isArray(culprits) || culprits.length > MAX_CULPRITS) throw bad('culprits');
-  const blames: Blame[] = culprits.map((c: unknown) => {
+  if (typeof kind !== 'string' || !Object.hasOwn(ERROR_CLASSES, kind)) return bad('error kind');
+  if (typeof code !== 'string' || !/^[A-Za-z]{1,64}$/.test(code)) return bad('error code');
+  if (typeof message !== 'string' || message.length > MAX_ERROR_MESSAGE) return bad('error message');
+  if (!Array.isArray(culprits) || culprits.length > MAX_CULPRITS) return bad('culprits');
+  const blames: Blame[] = [];
+  for (const c of culprits as unknown[]) {
     if (!isRecord(c) || typeof c.participant !== 'string' || typeof c.reason !== 'string')
-      throw bad('culprit');
+      return bad('culprit');
     const b: { participant: string; reason: BlameReason; round?: string; evidence?: string } = {
       participant: c.participant,
       reason: c.reason as BlameReason,
     };
     if (typeof c.round === 'string') b.round = c.round;
     if (typeof c.evidence === 'string') b.evidence = c.evidence;
-    return b;
-  });
+    blames.push(b);
+  }
   const Cls = ERROR_CLASSES[kind as ErrorKind];
   let pending: { pending: true; needs: NonNullable<ReturnType<typeof decodeNeeds>> } | undefined;
   if (code === 'PolicyDenied' && env.needs !== undefined) {
     const needs = decodeNeeds(env.needs);
-    if (!needs) throw bad('needs');
+    if (!needs) return bad('needs');
     pending = { pending: true, needs };
   }
   // The code comes from an allow-listed, authenticated peer; it is carried as-is.
-  throw new Cls(code as ErrorCode, message, { culprits: blames, details: { peer, ...pending } });
+  return new Cls(code as ErrorCode, message, { culprits: blames, details: { peer, ...pending } });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -12,7 +12,7 @@
  * NodeContext (node/node-context.ts).
  */
 import pino from 'pino';
-import { KmsError, StateError } from '../protocol/errors.ts';
+import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { AuditLog } from '../common/audit-log.ts';
 import { type ClusterFile, loadClusterFile } from '../net/cluster-file.ts';
 import {
@@ -29,11 +29,19 @@ import {
   type RpcHandlers,
   type RpcRequest,
   STATUS_PAGE,
+  type SignBatchAnswer,
+  type SignOneAnswer,
   type StatusAnswer,
   decodeRpcRequest,
   encodeRpc,
 } from '../net/rpc.ts';
-import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../net/transport.ts';
+import {
+  RPC_PROTOCOL,
+  SESSION_PROTOCOL,
+  type Transport,
+  createTransport,
+  errorToWire,
+} from '../net/transport.ts';
 import { ActiveKeys } from './active-keys.ts';
 import type { NodeConfig } from './config.ts';
 import { readinessProbe, startHealthServer } from './health.ts';
@@ -381,6 +389,7 @@ class NodeDaemon {
     'sign-share': (req) => this.#metrics.observeSession('sign', this.#signing.share(req)),
     'sign-precommit': (req) => this.#oneRound.precommit(req),
     'sign-one': (req) => this.#metrics.observeSession('sign', this.#oneRound.signOne(req)),
+    'sign-batch': (req) => this.#signBatch(req),
     'set-state': (req) => this.#lifecycle.setState(req),
     destroy: (req) => this.#lifecycle.destroy(req),
     governance: async () => {
@@ -422,6 +431,36 @@ class NodeDaemon {
       });
       throw e;
     }
+  }
+
+  /**
+   * `sign-batch`: each item runs as the `sign-one` it carries, started in order within this one
+   * synchronous loop, so each takes its nonce out before anything is awaited (node/sign-one.ts), and
+   * is verified, audited and signed on its own; one item's failure is that item's answer only.
+   */
+  async #signBatch(req: Extract<RpcRequest, { op: 'sign-batch' }>): Promise<SignBatchAnswer> {
+    const results = await Promise.all(
+      req.items.map((item) => {
+        let run: Promise<SignOneAnswer>;
+        try {
+          run = this.#oneRound.signOne({ op: 'sign-one', ...item });
+        } catch (e) {
+          run = Promise.reject(e);
+        }
+        return this.#metrics.observeSession('sign', run).then(
+          (ok) => ({ ok }),
+          (e: unknown) => ({ error: errorToWire(this.#typed(e)) }),
+        );
+      }),
+    );
+    return { results };
+  }
+
+  /** As the transport answers a handler's error: a KmsError as it is, anything else only named. */
+  #typed(e: unknown): KmsError {
+    if (isKmsError(e)) return e;
+    this.#log.warn({ error: e instanceof Error ? e.name : typeof e }, 'sign-batch item failed');
+    return new KmsError('Internal', 'internal error in request handler');
   }
 
   #dispatch(req: RpcRequest): Promise<unknown> {
