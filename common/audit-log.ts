@@ -21,6 +21,7 @@
  * Entries must be plain JSON (strings, finite numbers, booleans, null, arrays, objects) and must
  * never contain secrets: the log is stored unencrypted.
  */
+import { createHash } from 'node:crypto';
 import type { AbstractLevel } from 'abstract-level';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
@@ -194,6 +195,11 @@ export class AuditLog {
     return { ...this.#synced };
   }
 
+  /** False once a write failed: every later append is refused (AuditWriteFailed). */
+  get writable(): boolean {
+    return !this.#broken;
+  }
+
   /** The last chained record, synced or still waiting for its batch (>= `head()`). */
   tail(): AuditLink {
     return { ...this.#tail };
@@ -217,10 +223,17 @@ export class AuditLog {
     let stored: Record<string, unknown>;
     try {
       const e = typeof entry === 'function' ? entry({ ...prev }) : entry;
-      hash = auditHash(prev.hash, seq, time, e);
+      // The entry's canonical JSON, made once: the hashed text is canonicalJson({seq, time, entry})
+      // and the stored value canonicalJson({seq, time, prevHash, hash, entry}), keys in sorted order
+      // (what auditHash and verify() compute).
+      const ce = canonicalJson(e);
+      const t = JSON.stringify(time);
+      hash = createHash('sha256')
+        .update(`${prev.hash}\n{"entry":${ce},"seq":${seq},"time":${t}}`)
+        .digest('hex');
       // Store a canonical copy so what is read back is exactly what was hashed.
-      value = canonicalJson({ seq, time, prevHash: prev.hash, hash, entry: e });
-      stored = JSON.parse(value).entry;
+      value = `{"entry":${ce},"hash":"${hash}","prevHash":"${prev.hash}","seq":${seq},"time":${t}}`;
+      stored = JSON.parse(ce);
     } catch (e) {
       // Nothing chained: a rejected entry does not consume a sequence number.
       return Promise.reject(
