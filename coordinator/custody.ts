@@ -117,10 +117,11 @@ export type KeySignature = SignResult & {
 
 /**
  * Threshold signing of `message` for key `rec` at `requested` (path and Taproot tweak) under the
- * signed request `req.auth`: run inside `underKey(..., 'sign', ...)` after the decision is audited.
- * Each node checks the message, path and tweak against the signed body itself (for a PSBT route:
- * its own binding). The signature is returned only once it verifies under the resolved key. For a
- * BIP341 sighash (32 bytes) of FROST_SECP256K1_TR: `taprootTweak: "keyPath"` for a key-path spend,
+ * signed request `req.auth`: run inside `underKey(..., 'sign', ...)` once the request's decision
+ * record is chained (its caller answers only when that record is synced too). Each node checks
+ * the message, path and tweak against the signed body itself (for a PSBT route: its own binding).
+ * The signature is returned only once it verifies under the resolved key. For a BIP341 sighash
+ * (32 bytes) of FROST_SECP256K1_TR: `taprootTweak: "keyPath"` for a key-path spend,
  * `"none"` for the key as a tapscript leaf key.
  */
 export async function signForKey(
@@ -129,10 +130,12 @@ export async function signForKey(
   rec: KeyRecord,
   message: Uint8Array,
   requested: RequestedTweak,
+  /** `resolveForRecord(rec, requested)`, when the caller already has it. */
+  resolved: { signing: SigningTweak | undefined; publicKey: Uint8Array } = resolveForRecord(rec, requested),
 ): Promise<KeySignature> {
   const spec = KEY_SPEC_REGISTRY[rec.keySpec];
   const info = rec.epochInfo!;
-  const { signing, publicKey } = resolveForRecord(rec, requested);
+  const { signing, publicKey } = resolved;
   const started = performance.now();
   let result: SignResult;
   try {

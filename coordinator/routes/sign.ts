@@ -41,7 +41,8 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
   ctx.operations.set('Sign', async (r: OpRequest, params, body: SignBody) => {
     const message = Buffer.from(body.message, 'hex');
     r.audit.messageSha256 = bytesToHex(sha256(message));
-    if (r.auth) r.audit.requestDigest = requestDigest(r.auth.request);
+    // Usually set already (the route's preHandler, an approved request's record).
+    if (r.auth) r.audit.requestDigest ??= requestDigest(r.auth.request);
     // Issue 14: which key of the tree signs (each node resolves the signed path and tweak itself).
     const requested: RequestedTweak = {
       ...(body.derivationPath === undefined ? {} : { derivationPath: body.derivationPath }),
@@ -114,10 +115,20 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
       assertKeyUsage(rec.keySpec, 'SIGN_VERIFY');
       // Refused (ValidationError) before the decision is audited: a hardened or malformed path, a
       // Taproot tweak on another suite, derivation on a key without custody data.
-      resolveForRecord(rec, requested);
-      await auditDecision(ctx, req, requestedAudit(requested));
+      const resolved = resolveForRecord(rec, requested);
+      // Issue 17: the decision record takes its place in the chain now, before any node is asked,
+      // and is synced while the signers work; the answer waits for both, so no signature leaves
+      // before its decision is on disk, and one whose decision cannot be written is discarded
+      // (AuditWriteFailed). Each signer audits the request itself before it releases its share.
+      const decided = auditDecision(ctx, req, requestedAudit(requested));
+      // A log that already failed a write refuses this record: no node is asked.
+      if (!ctx.audit.writable) await decided;
       // Metrics, and the signature verified under the resolved key: coordinator/custody.ts.
-      const result = await signForKey(ctx, req, rec, message, requested);
+      const signed = signForKey(ctx, req, rec, message, requested, resolved);
+      const [d, s] = await Promise.allSettled([decided, signed]);
+      if (d.status === 'rejected') throw d.reason;
+      if (s.status === 'rejected') throw s.reason;
+      const result = s.value;
       return {
         keyId: rec.keyId,
         publicKey: Buffer.from(result.publicKey).toString('hex'),
