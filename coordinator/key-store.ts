@@ -106,6 +106,13 @@ const INDEX_BUILT = '~built';
  */
 const RECORD_CACHE_MAX = 1024;
 
+/** Freezes `v` and everything it holds (a record read from JSON: plain objects and arrays). */
+function deepFreeze<T>(v: T): T {
+  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v) || Object.isFrozen(v)) return v;
+  for (const x of Object.values(v)) deepFreeze(x);
+  return Object.freeze(v);
+}
+
 export class KeyStore {
   readonly #db: Db;
   readonly #keys: AbstractLevel<any, string, KeyRecord>;
@@ -138,24 +145,36 @@ export class KeyStore {
   }
 
   async get(keyId: string): Promise<KeyRecord | undefined> {
+    const rec = await this.view(keyId);
+    // A copy: a caller that changes its record changes nothing here until it puts it.
+    return rec === undefined ? undefined : structuredClone(rec);
+  }
+
+  /**
+   * The key's record without a copy: the cached record itself, deeply frozen (changing it throws),
+   * for read-only paths that run per request (a signature reads its key twice). `get` for a
+   * record to change and put.
+   */
+  async view(keyId: string): Promise<KeyRecord | undefined> {
     if (!KEY_ID_RE.test(keyId)) return undefined;
     const hit = this.#cache.get(keyId);
     if (hit !== undefined) {
       this.#keep(keyId, hit);
-      // A copy: a caller that changes its record changes nothing here until it puts it.
-      return structuredClone(hit);
+      return hit;
     }
     const writes = this.#writes;
     const rec = await storage(() => this.#keys.get(keyId));
-    if (rec !== undefined && writes === this.#writes) this.#keep(keyId, structuredClone(rec));
-    return rec;
+    if (rec === undefined) return undefined;
+    const frozen = deepFreeze(rec);
+    if (writes === this.#writes) this.#keep(keyId, frozen);
+    return frozen;
   }
 
-  /** Caches `rec` as the key's record (null: forgets it), most recently used last. */
+  /** Caches `rec` (deeply frozen) as the key's record (null: forgets it), most recently used last. */
   #keep(keyId: string, rec: KeyRecord | null): void {
     this.#cache.delete(keyId);
     if (rec === null) return;
-    this.#cache.set(keyId, rec);
+    this.#cache.set(keyId, deepFreeze(rec));
     if (this.#cache.size > RECORD_CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value!);
   }
 
@@ -171,13 +190,14 @@ export class KeyStore {
     this.#keep(keyId, next === null ? null : structuredClone(next));
   }
 
-  /** Resolves a key id or an alias; throws KeyNotFound. */
-  async resolve(keyIdOrAlias: string): Promise<KeyRecord> {
+  /** Resolves a key id or an alias; throws KeyNotFound. `shared`: the frozen record (`view`), no copy. */
+  async resolve(keyIdOrAlias: string, shared = false): Promise<KeyRecord> {
+    const read = (id: string) => (shared ? this.view(id) : this.get(id));
     let rec: KeyRecord | undefined;
-    if (KEY_ID_RE.test(keyIdOrAlias)) rec = await this.get(keyIdOrAlias);
+    if (KEY_ID_RE.test(keyIdOrAlias)) rec = await read(keyIdOrAlias);
     else {
       const id = await storage(() => this.#aliases.get(keyIdOrAlias));
-      if (id !== undefined) rec = await this.get(id);
+      if (id !== undefined) rec = await read(id);
     }
     if (!rec) throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
     return rec;

@@ -152,9 +152,17 @@ export function plain(o: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** Resolves a key the caller may see; a key outside a signer's list is KeyNotFound, as if absent. */
-export async function visibleKey(ctx: AppContext, req: OpRequest, keyIdOrAlias: string): Promise<KeyRecord> {
-  const rec = await ctx.keys.resolve(keyIdOrAlias);
+/**
+ * Resolves a key the caller may see; a key outside a signer's list is KeyNotFound, as if absent.
+ * `shared`: the store's frozen record, not a copy (read-only callers: KeyStore.view).
+ */
+export async function visibleKey(
+  ctx: AppContext,
+  req: OpRequest,
+  keyIdOrAlias: string,
+  shared = false,
+): Promise<KeyRecord> {
+  const rec = await ctx.keys.resolve(keyIdOrAlias, shared);
   // Bearer tokens limited to keys; a signed request is the nodes' to decide.
   if (req.principal === null && !canSeeKey(callerOf(req), rec.keyId)) {
     throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
@@ -165,7 +173,8 @@ export async function visibleKey(ctx: AppContext, req: OpRequest, keyIdOrAlias: 
 
 /**
  * Runs `fn` under the key's lock (shared for `sign`, exclusive otherwise) after re-reading the record there (another operation may have
- * changed it while this one waited) and checking the lifecycle table for `op`.
+ * changed it while this one waited) and checking the lifecycle table for `op`. A `sign` gets the
+ * store's frozen record (no copy per request): it must not change it.
  */
 export async function underKey<T>(
   ctx: AppContext,
@@ -174,12 +183,13 @@ export async function underKey<T>(
   op: KeyOperation,
   fn: (rec: KeyRecord) => Promise<T>,
 ): Promise<T> {
-  const first = await visibleKey(ctx, req, keyIdOrAlias);
+  const shared = op === 'sign';
+  const first = await visibleKey(ctx, req, keyIdOrAlias, shared);
   // Signs share the key's lock (they may overlap); every other operation holds it alone.
   return ctx.queue.run(
     first.keyId,
     async () => {
-      const rec = await ctx.keys.get(first.keyId);
+      const rec = await (shared ? ctx.keys.view(first.keyId) : ctx.keys.get(first.keyId));
       if (!rec) throw new StateError('KeyNotFound', `key ${JSON.stringify(keyIdOrAlias)} not found`);
       transition(rec.state, op);
       if (rec.epochInfo) {
