@@ -169,6 +169,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // Fastify's two access lines per request (incoming, completed) only at debug: every request is
+    // in the audit log already, and writing both cost about 0.2 ms per signature (issue 17).
+    // Refusals and internal errors are still logged by the error handler below.
+    disableRequestLogging: () => !logger.isLevelEnabled('debug'),
     requestIdHeader: false,
     genReqId: () => randomUUID(),
     // Slow senders (slowloris) are cut off: the whole request, headers included, within the limit;

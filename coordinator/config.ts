@@ -26,7 +26,7 @@
  * | limits.bodyLimitBytes, limits.maxMessageBytes, limits.maxListLimit | KMS_BODY_LIMIT_BYTES, KMS_MAX_MESSAGE_BYTES, KMS_MAX_LIST_LIMIT | 196608, 65536, 1000 | request bounds |
  * | deletionSweepIntervalMs | KMS_DELETION_SWEEP_INTERVAL_MS | 60000 | how often scheduled deletions are looked for |
  * | readyMinNodes | KMS_READY_MIN_NODES | 1 | `/readyz` needs this many reachable nodes |
- * | logLevel | KMS_LOG_LEVEL | info | pino level |
+ * | logLevel | KMS_LOG_LEVEL | info | pino level (per-request access lines at debug only: every request is in the audit log) |
  * | requestTimeoutMs | KMS_REQUEST_TIMEOUT_MS | 30000 | longest time to receive a whole request |
  * | tls.certFile, tls.keyFile | KMS_TLS_CERT_FILE, KMS_TLS_KEY_FILE | none | PEM certificate chain and private key: serve HTTPS (TLS 1.3 only) |
  * | tls.caFile | KMS_TLS_CA_FILE | none | PEM CA bundle client certificates must chain to |
