@@ -17,6 +17,16 @@ import { closedLoop, LoadClient, sequential, signRequest } from '../scripts/benc
 import { startBaseline } from '../scripts/bench/baseline-process.ts';
 import { quickPlan, type ServiceResults } from '../scripts/bench/service-plan.ts';
 import { serviceCharts, serviceMarkdown, targetChecks } from '../scripts/bench/service-report.ts';
+import { warmUp } from '../scripts/bench/sign-phase.ts';
+import { measureCryptoLimit } from '../scripts/bench/crypto-limit.ts';
+import {
+  issue17Checks,
+  keyEventsTable,
+  type TargetsResults,
+  targetsMarkdown,
+} from '../scripts/bench/targets-report.ts';
+import { issue17TargetsMarkdown } from '../scripts/bench/report.ts';
+import { writeFile } from 'node:fs/promises';
 import { KEY_SPECS } from '../protocol/suites.ts';
 import { generatePrincipal } from '../client/sign-request.ts';
 import type { PrincipalKey } from '../policy/principal-key.ts';
@@ -304,6 +314,18 @@ describe('service benchmark: load generator', () => {
     expect(sockets.size).toBeLessThanOrEqual(4);
   });
 
+  it('warms up with exactly the asked number of signatures at each concurrency level, untimed', async () => {
+    sockets.clear();
+    const w = await warmUp({ url, token: 't' }, 'k', { concurrency: [1, 4], perLevel: 6 });
+    expect(w).toEqual({ signatures: 12, errors: 0, errorSamples: [] });
+    // One fresh client per level: one socket, then at most four.
+    expect(sockets.size).toBeLessThanOrEqual(5);
+    const bad = await warmUp({ url, token: 'wrong' }, 'k', { concurrency: [2], perLevel: 3 });
+    expect(bad.signatures).toBe(0);
+    expect(bad.errors).toBe(3);
+    expect(bad.errorSamples[0]).toMatch(/^503 /);
+  });
+
   it('sends a fresh 32-byte message per request, and counts failures with their code', async () => {
     const c = new LoadClient({ url, token: 't' });
     const spec = signRequest('k');
@@ -461,5 +483,131 @@ describe('service benchmark: profile summary and report', () => {
       'service-throughput-vs-concurrency.svg',
     ]);
     for (const svg of Object.values(charts)) expect(svg).not.toMatch(/NaN|Infinity/);
+  });
+});
+
+describe('issue 17 targets report', () => {
+  const lat = summarize([1, 2, 3]);
+  const load = (concurrency: number, perSecond: number, cpuMs: number) => ({
+    load: {
+      concurrency,
+      ok: perSecond,
+      errors: 0,
+      errorSamples: [],
+      windowS: 1,
+      perSecond,
+      latencyMs: lat,
+    },
+    cpu: { serverMs: cpuMs, clientMs: 0.5, byProcess: { coordinator: cpuMs } },
+  });
+  const row = (system: 'devnet' | 'baseline', levels: ReturnType<typeof load>[]) => ({
+    system,
+    keySpec: 'FROST_ED25519' as const,
+    size: { t: 3, n: 5 },
+    sequential: levels[0]!.load,
+    load: levels.map((l) => l.load),
+    cpu: { sequential: levels[0]!.cpu, load: levels.map((l) => l.cpu) },
+  });
+  // Each system at its own best level: the devnet at 32 clients, the reference at 8.
+  const sign = [
+    row('devnet', [load(1, 50, 12), load(8, 100, 9.5), load(32, 120, 7.5)]),
+    row('baseline', [load(1, 900, 0.9), load(8, 2000, 0.5), load(32, 1800, 0.4)]),
+  ];
+  const cryptoLimit = [
+    {
+      keySpec: 'FROST_ED25519' as const,
+      size: { t: 3, n: 5 },
+      iterations: 3,
+      protocolCpuMs: summarize([2.5, 2.5, 2.5]),
+      cores: 2,
+      limitPerSecond: 800,
+      loadAverage: 0.1,
+    },
+  ];
+  const keyEvents = [
+    {
+      operation: 'dkg' as const,
+      keySpec: 'FROST_ED25519' as const,
+      from: { t: 3, n: 5 },
+      devnetNodes: 7,
+      reps: 3,
+      warmup: 1,
+      latencyMs: summarize([40, 50, 70]),
+      cpuMsByProcess: { coordinator: 10, 'node-1': 20, 'node-6': 0, client: 1.5 },
+    },
+    {
+      operation: 'reshare' as const,
+      keySpec: 'FROST_ED25519' as const,
+      from: { t: 3, n: 5 },
+      to: { t: 4, n: 7 },
+      devnetNodes: 7,
+      reps: 3,
+      latencyMs: summarize([120, 130, 140]),
+    },
+  ];
+
+  it('compares each system at its own best level and puts the crypto-bound limit beside it', () => {
+    const checks = issue17Checks({ sign, keyEvents, cryptoLimit });
+    const tp = checks.find((c) => c.what.includes('throughput at best concurrency'));
+    expect(tp?.measured).toBe('0.060x (devnet 120 sig/s @32 clients vs reference 2000 sig/s @8)');
+    expect(tp?.met).toBe(false);
+    // CPU-bound: 2 cores over (server + client) CPU at each one's best level: 8.0 vs 1.0 ms.
+    const cpu = checks.find((c) => c.what.includes('CPU-bound'));
+    expect(cpu?.measured).toBe('0.125x (250 vs 2000 sig/s; 8.00 vs 1.00 CPU ms per signature)');
+    const lim = checks.find((c) => c.what.includes('crypto-bound limit'));
+    expect(lim?.context).toBe(true);
+    expect(lim?.met).toBeNull();
+    // 0.3x of 2000 = 600 sig/s on 2 cores leaves 2000 / 600 = 3.33 ms; the protocol's 2.5 ms allows
+    // 800 sig/s = 0.40x the reference, so the target is 75% of the crypto-bound limit.
+    expect(lim?.target).toContain('= 600 sig/s, which leaves <= 3.33 CPU ms per signature');
+    expect(lim?.measured).toContain('protocol 2.50 ms -> 800 sig/s = 0.40x the reference, so 0.3x is 75%');
+    expect(lim?.measured).toContain('the devnet spends 8.00 ms (3.2x');
+    expect(checks.find((c) => c.what.startsWith('DKG'))?.met).toBe(true);
+    expect(checks.find((c) => c.what.startsWith('reshare'))?.met).toBe(false);
+    // Without a crypto-limit measurement (older runs) there is no context row.
+    expect(issue17Checks({ sign, keyEvents }).some((c) => c.context)).toBe(false);
+  });
+
+  it('renders the warm-up, the limit table and the key events with their CPU by process', async () => {
+    const r: TargetsResults = {
+      label: 't',
+      commit: 'abc',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      loadAverage: { start: 0.1, end: 0.2 },
+      plan: { sequentialCount: 3, warmup: 1, concurrency: [1, 8, 32], loadMs: 1000, warmupPerLevel: 80 },
+      sign,
+      keyEvents,
+      profiles: [],
+      cryptoLimit,
+      warmUp: [{ system: 'devnet', keySpec: 'FROST_ED25519', signatures: 240, errors: 0 }],
+      targets: issue17Checks({ sign, keyEvents, cryptoLimit }),
+    };
+    const md = targetsMarkdown(r);
+    expect(md).toContain('80 signatures at each concurrency level (devnet FROST_ED25519: 240)');
+    expect(md).toContain('| FROST_ED25519 | 2000 @8 | 600 | 3.33 | 2.50 | 800 | 75% | 8.00 @32 |');
+    expect(md).toContain('| context |');
+    expect(md).toContain('- FROST_ED25519 devnet @32: coordinator 7.50');
+    expect(md).toContain(
+      '| dkg 3-of-5 | 3 (+1) | 50.0 | 40.0 | 70.0 | 32 in all: coordinator 10.0, node-1 20.0, client 1.5 |',
+    );
+    expect(keyEventsTable(keyEvents)[3]).toBe('| reshare 3-of-5 -> 4-of-7 | 3 | 130 | 120 | 140 | - |');
+    // The summary's targets table counts the context row apart from the targets.
+    const dir = await mkdtemp(join(tmpdir(), 'bench-targets-'));
+    try {
+      await writeFile(join(dir, 'service-targets-t.json'), JSON.stringify(r));
+      const table = issue17TargetsMarkdown(dir) ?? '';
+      expect(table).toContain('2 of 5 met (plus 1 context row, no target of its own)');
+      expect(table).toContain('| context |');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("measures the protocol's CPU per 3-of-5 signature in process (the crypto-bound limit)", async () => {
+    const [lim] = await measureCryptoLimit(['FROST_ED25519'], { iterations: 2, cores: 2 });
+    expect(lim?.keySpec).toBe('FROST_ED25519');
+    expect(lim?.protocolCpuMs.n).toBe(2);
+    expect(lim!.protocolCpuMs.p50).toBeGreaterThan(0);
+    expect(lim?.limitPerSecond).toBeCloseTo(2000 / lim!.protocolCpuMs.p50, 9);
   });
 });

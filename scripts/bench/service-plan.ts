@@ -99,6 +99,14 @@ export type KeyEventRow = {
   readonly devnetNodes: number;
   readonly reps: number;
   readonly latencyMs: Summary;
+  /** Untimed operations before the measured ones (absent: none). */
+  readonly warmup?: number;
+  /**
+   * CPU ms per operation by process (the devnet's, from /proc; `client`: the benchmark's own, which
+   * signs the request and opens the connection), over each measured call: whatever a process did
+   * meanwhile (background work the event started) counts too.
+   */
+  readonly cpuMsByProcess?: Readonly<Record<string, number>>;
 };
 
 export type KeyCountRow = {
@@ -126,4 +134,6 @@ export type TargetCheck = {
   readonly target: string;
   readonly measured: string;
   readonly met: boolean | null;
+  /** A row that puts the targets in context (e.g. the crypto-bound limit): no target of its own. */
+  readonly context?: boolean;
 };
