@@ -172,7 +172,7 @@ const TARGET_NOTES = 'targets-notes.json';
 type Measured = { what: string; target: string; measured: string; met: boolean | null; context?: boolean };
 type TargetRow = Measured & { id: string; dominates: string; source: string };
 
-/** The fields of scripts/bench/service.ts TargetsResults this table reads. */
+/** The fields of scripts/bench/targets-report.ts TargetsResults this table reads. */
 type ServiceTargetsFile = {
   label: string;
   commit: string;
@@ -231,7 +231,7 @@ export function issue17TargetsMarkdown(dir: string): string | undefined {
   const notes = readJson<Record<string, string>>(join(dir, TARGET_NOTES)) ?? {};
   const note = (id: string, fallback: string) => notes[id] ?? fallback;
 
-  // Service targets (scripts/bench/service.ts benchTargets): the newest run.
+  // Service targets (scripts/bench/targets.ts benchTargets): the newest run.
   const service = readdirSync(dir)
     .filter((f) => /^service-targets-.+\.json$/.test(f))
     .map((f) => ({ f, v: readJson<ServiceTargetsFile>(join(dir, f)) }))
