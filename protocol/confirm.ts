@@ -10,7 +10,7 @@
  */
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { bytesToNumberBE, numberToBytesBE } from '@noble/curves/utils.js';
-import { concatBytes, utf8ToBytes } from './bytes.ts';
+import { bytesToHex, concatBytes, utf8ToBytes } from './bytes.ts';
 import { decodeScalar, encodeScalar } from './elements.ts';
 import { type Group, groupOf, randomScalar as drawScalar } from './group.ts';
 import type { KeySpec } from './suites.ts';
@@ -59,13 +59,57 @@ export function confirm(
   return { R, z: encodeScalar(spec, z) };
 }
 
-/** Checks a confirmation: zG == R + c·Y. Never throws; false on any malformed input. */
+/**
+ * Verdicts of verifyConfirmation by their complete input (suite, verifying share, context, R, z):
+ * the same certificate is checked again and again within one process (a node's machine, then its
+ * store's activation; the coordinator, once per member that reports it, and again at its next
+ * sync), and the check is a pure function of those bytes, so a repeated check returns the verdict
+ * of the first (issue 17, key-event latency). Bounded; the oldest verdicts go first.
+ */
+const verdicts = new Map<string, boolean>();
+const MAX_VERDICTS = 4096;
+
+/**
+ * The verdict of a pure check of public inputs, remembered by `key`, which must encode every
+ * input the check reads. Shared by the certificate checks (package-proof.ts too).
+ */
+export function remembered<T>(cache: Map<string, T>, max: number, key: string, check: () => T): T {
+  const known = cache.get(key);
+  if (known !== undefined) return known;
+  const v = check();
+  cache.set(key, v);
+  if (cache.size > max) cache.delete(cache.keys().next().value as string);
+  return v;
+}
+
+/**
+ * Checks a confirmation: zG == R + c·Y. Never throws; false on any malformed input. Public inputs
+ * only; a repeated check of the very same bytes is answered from `verdicts` (see there).
+ */
 export function verifyConfirmation(
   spec: KeySpec,
   verifyingShare: Uint8Array,
   context: Uint8Array,
   c: Confirmation,
   g: Group = groupOf(spec),
+): boolean {
+  let key: string;
+  try {
+    key = `${spec.name}|${bytesToHex(verifyingShare)}|${bytesToHex(context)}|${bytesToHex(c.R)}|${bytesToHex(c.z)}`;
+  } catch {
+    return false; // not even bytes
+  }
+  return remembered(verdicts, MAX_VERDICTS, key, () =>
+    checkConfirmation(spec, verifyingShare, context, c, g),
+  );
+}
+
+function checkConfirmation(
+  spec: KeySpec,
+  verifyingShare: Uint8Array,
+  context: Uint8Array,
+  c: Confirmation,
+  g: Group,
 ): boolean {
   try {
     const Y = g.decode(verifyingShare, 'verifying share');

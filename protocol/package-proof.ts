@@ -13,8 +13,8 @@
  * Pure: public inputs only, so the variable-time multiply of protocol/group.ts is safe here.
  */
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
-import { equalBytes, toHex } from './bytes.ts';
-import { hashTranscript } from './confirm.ts';
+import { bytesToHex, equalBytes, toHex } from './bytes.ts';
+import { hashTranscript, remembered } from './confirm.ts';
 import { groupOf } from './group.ts';
 import { evaluateCommitments, identifierScalar } from './polynomial.ts';
 import { publicItems } from './reshare.ts';
@@ -28,12 +28,41 @@ import { type KeySpecName, keySpec } from './suites.ts';
  */
 export type PackageGap = string;
 
+/**
+ * Verdicts by complete input (suite, trusted element, `min`, every commitment, every verifying
+ * share by identifier): the same package is proven again and again within one process (by each
+ * member's report to the coordinator, at every sync, at a node's activation and its next key
+ * event), and the proof is a pure function of those bytes, so a repeated proof returns the gaps of
+ * the first (issue 17, key-event latency). Bounded; the oldest go first.
+ */
+const verdicts = new Map<string, readonly PackageGap[]>();
+const MAX_VERDICTS = 2048;
+
 /** Returns the gaps of `pub` against the group element the caller trusts (empty: consistent). */
 export function packageGaps(
   spec: KeySpecName,
   pub: FrostPublic,
   trustedGroupElement: Uint8Array,
 ): PackageGap[] {
+  let key: string;
+  try {
+    const ids = Object.keys(pub.verifyingShares).sort();
+    // JSON: an unambiguous encoding of every input the proof reads (identifiers come off the wire).
+    key = JSON.stringify([
+      spec,
+      bytesToHex(trustedGroupElement),
+      `${typeof pub.signers.min}:${String(pub.signers.min)}`,
+      pub.commitments.map((c) => bytesToHex(c)),
+      ids.map((id) => [id, bytesToHex(pub.verifyingShares[id]!)]),
+    ]);
+  } catch {
+    // Not even encodable (a malformed package from a caller): checked afresh, never remembered.
+    return proveGaps(spec, pub, trustedGroupElement);
+  }
+  return [...remembered(verdicts, MAX_VERDICTS, key, () => proveGaps(spec, pub, trustedGroupElement))];
+}
+
+function proveGaps(spec: KeySpecName, pub: FrostPublic, trustedGroupElement: Uint8Array): PackageGap[] {
   const s = keySpec(spec);
   const g = groupOf(s);
   const min = pub.signers.min;
