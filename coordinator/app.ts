@@ -13,7 +13,7 @@ import { STATUS_CODES } from 'node:http';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import swagger from '@fastify/swagger';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import { Level } from 'level';
 import pino, { type Logger } from 'pino';
 import { type AuditDb, AuditLog } from '../common/audit-log.ts';
@@ -172,7 +172,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<CoordinatorApp> {
     // Fastify's two access lines per request (incoming, completed) only at debug: every request is
     // in the audit log already, and writing both cost about 0.2 ms per signature (issue 17).
     // Refusals and internal errors are still logged by the error handler below.
-    disableRequestLogging: () => !logger.isLevelEnabled('debug'),
+    logController: new LogController({ disableRequestLogging: () => !logger.isLevelEnabled('debug') }),
     requestIdHeader: false,
     genReqId: () => randomUUID(),
     // Slow senders (slowloris) are cut off: the whole request, headers included, within the limit;
