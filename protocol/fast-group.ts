@@ -57,12 +57,31 @@ export class ValidElementCache {
     const key = latin1(bytes);
     if (this.#valid.has(key)) return true;
     if (!isValid(bytes)) return false;
+    this.#put(key);
+    return true;
+  }
+
+  /**
+   * Records an encoding that is valid by construction, never one received: the backend's own
+   * ScalarBaseMult(k) output for k in [1, order) (a signer's fresh commitments, fast-sign.ts
+   * commit), which isValidElement would accept. A signer thus never re-checks its own commitment
+   * when the list it signs over comes back; every other entry is still checked.
+   */
+  addOwn(bytes: Uint8Array): void {
+    this.#put(latin1(bytes));
+  }
+
+  has(bytes: Uint8Array): boolean {
+    return this.#valid.has(latin1(bytes));
+  }
+
+  #put(key: string): void {
+    if (this.#valid.has(key)) return;
     if (this.#valid.size >= this.#max) {
       const oldest = this.#valid.keys().next().value;
       if (oldest !== undefined) this.#valid.delete(oldest);
     }
     this.#valid.set(key, true);
-    return true;
   }
 
   clear(): void {

@@ -621,6 +621,11 @@ function makeSigning(suite: FastSuite, c: Core, view: (pub: FrostPublic) => View
         hiding: group.baseMul(hiding),
         binding: group.baseMul(binding),
       };
+      // [d]G and [e]G with d, e in [1, order) (H3 output, zero only with negligible probability,
+      // and baseMul refuses zero): valid by construction, so the signer does not check them again
+      // when its own entry of the list comes back (ValidElementCache.addOwn).
+      suite.cache.addOwn(commitments.hiding);
+      suite.cache.addOwn(commitments.binding);
       commitMemo.set(nonces, {
         digest: nonceDigest(nonces),
         hiding: commitments.hiding.slice(),
