@@ -15,6 +15,8 @@
  * batch holding it is synced. A LevelDB batch is atomic and batches reach the log in order, so after
  * a crash the log is a prefix of the chain that holds every record that was ever acknowledged.
  * `head()` is the last synced record (what the log can vouch for); `tail()` the last chained one.
+ * A deferred append starts no batch of its own: it is chained at once and written with the next
+ * one (a signature's decision record rides with the request's own record: one sync, not two).
  * Crash points (common/crash-points.ts): `audit.commit.before` a batch chained and queued, not yet
  * written; `audit.commit.after` the batch synced, no append resolved yet.
  *
@@ -50,6 +52,8 @@ const ENC = { keyEncoding: 'utf8', valueEncoding: 'utf8' } as const;
 const SYNC_BATCH = { ...ENC, sync: true };
 /** At most this many records per synced batch (a burst larger than this takes several syncs). */
 const MAX_BATCH = 1024;
+/** Longest a deferred record (`append(entry, { defer: true })`) waits for a batch to carry it. */
+const DEFER_MS = 100;
 const SEQ_DIGITS = 16;
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
@@ -151,6 +155,8 @@ export class AuditLog {
   #flushing = false;
   /** Set after a failed write: the in-memory chain may no longer match disk, so refuse further appends. */
   #broken = false;
+  /** The timer that writes deferred records no later append has carried. */
+  #deferred: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(db: AuditDb, seq: number, head: string, now: () => Date) {
     this.#db = db;
@@ -208,8 +214,11 @@ export class AuditLog {
   /**
    * Appends an entry; resolves once the batch holding it is synced to disk. The record's place in
    * the chain is fixed by call order, synchronously. Rejects with InfraError('AuditWriteFailed').
+   * `defer`: no batch is started for it; it rides with the next append's batch (or one started
+   * after DEFER_MS at the latest): for a record whose caller answers only after a later record of
+   * its own is synced, which then covers both (batches reach the disk in chain order).
    */
-  append(entry: AuditEntry): Promise<AuditRecord> {
+  append(entry: AuditEntry, opts: { defer?: boolean } = {}): Promise<AuditRecord> {
     if (this.#broken) {
       return Promise.reject(
         new InfraError('AuditWriteFailed', 'audit log: a previous write failed; reopen the store'),
@@ -244,13 +253,31 @@ export class AuditLog {
     const record: AuditRecord = { seq, time, prevHash: prev.hash, hash, entry: stored };
     return new Promise<AuditRecord>((resolve, reject) => {
       this.#queue.push({ key: seqKey(seq), value, record, resolve, reject });
-      if (!this.#flushing) {
-        this.#flushing = true;
-        // A microtask, not a timer: appends made in the same tick join the first batch, and a lone
-        // append waits for nothing but its own sync.
-        queueMicrotask(() => void this.#flush());
-      }
+      if (opts.defer) this.#flushLater();
+      else this.#flushNow();
     });
+  }
+
+  #flushNow(): void {
+    if (this.#deferred !== undefined) {
+      clearTimeout(this.#deferred);
+      this.#deferred = undefined;
+    }
+    if (this.#flushing) return;
+    this.#flushing = true;
+    // A microtask, not a timer: appends made in the same tick join the first batch, and a lone
+    // append waits for nothing but its own sync.
+    queueMicrotask(() => void this.#flush());
+  }
+
+  /** A deferred record is written by the next batch, or by one started after DEFER_MS. */
+  #flushLater(): void {
+    if (this.#flushing || this.#deferred !== undefined) return;
+    this.#deferred = setTimeout(() => {
+      this.#deferred = undefined;
+      this.#flushNow();
+    }, DEFER_MS);
+    this.#deferred.unref?.();
   }
 
   /** Writes queued records, one synced batch at a time, until the queue is empty. */

@@ -1,6 +1,6 @@
 /**
- * A signature's decision record (issue 17): chained before any node is asked and synced while the
- * signers work, so the answer waits for it but the signing round does not. Over the real nodes of
+ * A signature's decision record (issue 17): chained before any node is asked and written in one
+ * synced batch with the request's own record, which the answer waits for. Over the real nodes of
  * a test cluster, with the coordinator's audit store in a LevelDB of the test's own whose writes
  * can be made to fail: the decision precedes the request record of the same request; a signature
  * whose decision cannot be written is never returned; once the log has failed, no node is asked.
@@ -87,7 +87,7 @@ describe("a signature's decision record", () => {
     expect(s.statusCode, s.body).toBe(503);
     expect(s.json().code).toBe('AuditWriteFailed');
     expect(s.body).not.toMatch(/signature"\s*:\s*"[0-9a-f]/);
-    // The nodes were asked meanwhile (the record is synced concurrently with the round).
+    // The nodes were asked meanwhile (the decision is written with the request's record).
     expect(cluster.calls.sign).toBe(before + 1);
     expect(built.context.audit.writable).toBe(false);
   });

@@ -202,11 +202,15 @@ export async function underKey<T>(
   );
 }
 
-/** Audits the decision to run a state-changing operation; throws AuditWriteFailed before any change. */
+/**
+ * Audits the decision to run a state-changing operation; throws AuditWriteFailed before any change.
+ * `defer` (AuditLog.append): chained at once, written with the request's own record.
+ */
 export async function auditDecision(
   ctx: AppContext,
   req: OpRequest,
   extra: Record<string, unknown> = {},
+  opts: { defer?: boolean } = {},
 ): Promise<void> {
   await ctx.audit.append(
     plain({
@@ -224,6 +228,7 @@ export async function auditDecision(
       approvalRequestId: req.audit.approvalRequestId,
       ...extra,
     }),
+    opts,
   );
 }
 

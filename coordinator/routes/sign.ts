@@ -117,18 +117,22 @@ export function signRoutes(app: KmsApp, ctx: AppContext): void {
       // Taproot tweak on another suite, derivation on a key without custody data.
       const resolved = resolveForRecord(rec, requested);
       // Issue 17: the decision record takes its place in the chain now, before any node is asked,
-      // and is synced while the signers work; the answer waits for both, so no signature leaves
-      // before its decision is on disk, and one whose decision cannot be written is discarded
-      // (AuditWriteFailed). Each signer audits the request itself before it releases its share.
-      const decided = auditDecision(ctx, req, requestedAudit(requested));
-      // A log that already failed a write refuses this record: no node is asked.
+      // and is written in one synced batch with the request's own record (app.ts onSend; for an
+      // approved request operations.ts auditExecution), which the answer waits for: no signature
+      // leaves before its decision is on disk, with one sync on its path instead of two, and one
+      // whose decision cannot be written is not returned (that batch fails: 503 AuditWriteFailed).
+      // Each signer audits the signed request itself before it releases its share.
+      let unwritten: unknown;
+      const decided = auditDecision(ctx, req, requestedAudit(requested), { defer: true });
+      decided.catch((e: unknown) => {
+        unwritten = e;
+      });
+      // A log that already failed a write refuses the record at once: no node is asked.
       if (!ctx.audit.writable) await decided;
       // Metrics, and the signature verified under the resolved key: coordinator/custody.ts.
-      const signed = signForKey(ctx, req, rec, message, requested, resolved);
-      const [d, s] = await Promise.allSettled([decided, signed]);
-      if (d.status === 'rejected') throw d.reason;
-      if (s.status === 'rejected') throw s.reason;
-      const result = s.value;
+      const result = await signForKey(ctx, req, rec, message, requested, resolved);
+      // A decision that was not chained or failed its write meanwhile: no signature without it.
+      if (unwritten !== undefined) throw unwritten;
       return {
         keyId: rec.keyId,
         publicKey: Buffer.from(result.publicKey).toString('hex'),
