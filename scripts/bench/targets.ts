@@ -52,7 +52,7 @@ export async function benchTargets(
     warmup: quick ? 5 : 30,
     concurrency: quick ? [1, 8] : [1, 8, 16, 32, 64],
     loadMs: quick ? 1_000 : 3_000,
-    warmupPerLevel: quick ? 10 : 80,
+    warmupPerLevel: quick ? 10 : 200,
     keyEventReps: quick ? 2 : 10,
     keyEventWarmup: 1,
     cryptoIterations: quick ? 5 : 51,
