@@ -50,6 +50,24 @@ export const ed25519Sodium: FastGroup = {
     sodium.crypto_scalarmult_ed25519_noclamp(out, scalarBytes(k), p);
     return out;
   },
+  /**
+   * libsodium's scalarmult refuses (-1, thrown by sodium-native) an input that is not canonical,
+   * of small order, off the curve (ge25519_frombytes) or outside the prime-order subgroup: the
+   * checks of is_valid_point, whose extra is_on_curve test frombytes already implies. Its only
+   * other refusals are a zero scalar or an identity result, impossible for k in [1, L) and P of
+   * order L: so undefined exactly when isValidElement(P) is false.
+   */
+  mulChecked(p, k) {
+    const n = scalarBytes(k);
+    if (!(p instanceof Uint8Array) || p.length !== BYTES) return undefined;
+    const out = new Uint8Array(BYTES);
+    try {
+      sodium.crypto_scalarmult_ed25519_noclamp(out, n, p);
+    } catch {
+      return undefined;
+    }
+    return out;
+  },
   add(p, q) {
     const out = new Uint8Array(BYTES);
     sodium.crypto_core_ed25519_add(out, p, q);

@@ -21,6 +21,13 @@ export type FastGroup = {
   baseMul(k: bigint): Uint8Array;
   /** ScalarMult(P, k) for a valid element P and k in [1, order). */
   mul(p: Uint8Array, k: bigint): Uint8Array;
+  /**
+   * ScalarMult(P, k), k in [1, order), for a P not yet checked: the multiplication itself applies
+   * the whole isValidElement check to P and the result is undefined exactly when P fails it.
+   * Optional: for a backend whose multiplication checks its input anyway (libsodium's Ed25519
+   * scalarmult decodes and subgroup-checks P), so a received element is checked once, not twice.
+   */
+  mulChecked?(p: Uint8Array, k: bigint): Uint8Array | undefined;
   /** P + Q (the result may be the identity). */
   add(p: Uint8Array, q: Uint8Array): Uint8Array;
   /**
@@ -62,12 +69,12 @@ export class ValidElementCache {
   }
 
   /**
-   * Records an encoding that is valid by construction, never one received: the backend's own
+   * Records an encoding known valid without calling isValidElement here: the backend's own
    * ScalarBaseMult(k) output for k in [1, order) (a signer's fresh commitments, fast-sign.ts
-   * commit), which isValidElement would accept. A signer thus never re-checks its own commitment
-   * when the list it signs over comes back; every other entry is still checked.
+   * commit: a signer does not re-check its own commitment when the list comes back), or a received
+   * one that a backend operation checking exactly as isValidElement does just accepted (mulChecked).
    */
-  addOwn(bytes: Uint8Array): void {
+  add(bytes: Uint8Array): void {
     this.#put(latin1(bytes));
   }
 

@@ -383,11 +383,16 @@ function session(
   const Fn = group.Fn;
   if (!Array.isArray(list)) throw new DecodeError('DecodeError', 'commitment list: must be an array');
   if (!(msg instanceof Uint8Array)) throw new DecodeError('DecodeError', 'message: must be bytes');
+  // A binding element is multiplied by its binding factor below; where the backend's
+  // multiplication checks its input itself (mulChecked), that is its check (bindingTerm).
+  const fused = bindingCheckedByMul(suite);
   const entries: Entry[] = list.map((c) => ({
     id: c.identifier,
     x: identifier(suite, c.identifier),
     hiding: element(suite, c.hiding, `commitment ${c.identifier} hiding`),
-    binding: element(suite, c.binding, `commitment ${c.identifier} binding`),
+    binding: fused
+      ? sized(suite, c.binding, `commitment ${c.identifier} binding`)
+      : element(suite, c.binding, `commitment ${c.identifier} binding`),
     rho: 0n,
   }));
   // §4.3: the list is encoded sorted by identifier; duplicates would make λ undefined (§4.2).
@@ -409,12 +414,53 @@ function session(
     );
   } else {
     for (const e of entries) {
-      const term = group.add(e.hiding, group.mul(e.binding, e.rho));
+      const term = group.add(e.hiding, bindingTerm(suite, e, fused));
       R = R === undefined ? term : group.add(R, term);
     }
   }
   if (R === undefined) throw new ProtocolError('ProtocolAborted', 'empty commitment list');
   return { entries, R, c: suite.challenge(R, PK, msg), PK };
+}
+
+/** Whether session() leaves the binding elements' §3.1 check to the multiplication (mulChecked). */
+function bindingCheckedByMul(suite: FastSuite): boolean {
+  return suite.group.mulChecked !== undefined && suite.group.msm === undefined;
+}
+
+/** An element's length only; its §3.1 check follows where it is used (bindingTerm). */
+function sized(suite: FastSuite, bytes: unknown, what: string): Uint8Array {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== suite.group.elementLength) {
+    throw new DecodeError('InvalidElement', `${what}: elements are ${suite.group.elementLength} bytes`);
+  }
+  return bytes;
+}
+
+/**
+ * ρ_i·E_i of one entry (§4.5). `fused`: E_i was not checked yet, unless already known valid, and
+ * the multiplication checks it (the backend's mulChecked, exactly isValidElement): refused with the
+ * same DecodeError as element() would have thrown, before R exists.
+ */
+function bindingTerm(suite: FastSuite, e: Entry, fused: boolean): Uint8Array {
+  const { group, cache } = suite;
+  if (!fused || cache.has(e.binding)) return group.mul(e.binding, e.rho);
+  const out = group.mulChecked!(e.binding, e.rho);
+  if (out === undefined) {
+    throw new DecodeError(
+      'InvalidElement',
+      `commitment ${e.id} binding: not a valid prime-order, non-identity, canonical element`,
+    );
+  }
+  cache.add(e.binding);
+  return out;
+}
+
+/**
+ * Whether signing with `spec` on the fast path checks every commitment's binding element in the
+ * session itself (as the multiplication's input check), so sign.ts need not check it beforehand.
+ */
+export function sessionChecksBinding(spec: KeySpec): boolean {
+  const suite = suiteOf(spec);
+  return suite !== undefined && bindingCheckedByMul(suite);
 }
 
 /** §4.2 derive_interpolating_value(L, x_i): λ_i = Π x_j / Π (x_j − x_i) over j ≠ i. */
@@ -623,9 +669,9 @@ function makeSigning(suite: FastSuite, c: Core, view: (pub: FrostPublic) => View
       };
       // [d]G and [e]G with d, e in [1, order) (H3 output, zero only with negligible probability,
       // and baseMul refuses zero): valid by construction, so the signer does not check them again
-      // when its own entry of the list comes back (ValidElementCache.addOwn).
-      suite.cache.addOwn(commitments.hiding);
-      suite.cache.addOwn(commitments.binding);
+      // when its own entry of the list comes back (ValidElementCache.add).
+      suite.cache.add(commitments.hiding);
+      suite.cache.add(commitments.binding);
       commitMemo.set(nonces, {
         digest: nonceDigest(nonces),
         hiding: commitments.hiding.slice(),

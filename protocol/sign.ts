@@ -32,7 +32,7 @@ import { sortIds } from './dkg.ts';
 import { decodeIdentifier, decodeScalar } from './elements.ts';
 import { type Blame, DecodeError, KmsError, ProtocolError, misbehaved } from './errors.ts';
 // Fast backends where a suite has one (protocol/fast-sign.ts), noble's FROST otherwise.
-import { checkElement, fastTweaked, signingFrost } from './fast-sign.ts';
+import { checkElement, fastTweaked, sessionChecksBinding, signingFrost } from './fast-sign.ts';
 import type { Backend } from './group.ts';
 import type { Epoch, ParticipantId } from './ids.ts';
 import { type AffineTweak, resolveTweak, type SigningTweak, tweakPackageNoble } from './key-tweak.ts';
@@ -89,6 +89,7 @@ export function checkCommitmentList(
   pub: FrostPublic,
   epoch: Epoch,
   commitments: readonly SigningCommitment[],
+  opts: { bindingChecked?: boolean } = {},
 ): NonceCommitments[] {
   if (!Array.isArray(commitments)) throw new DecodeError('DecodeError', 'commitments: must be an array');
   const { min, max } = pub.signers;
@@ -113,7 +114,7 @@ export function checkCommitmentList(
       );
     }
     checkElement(spec, c.hiding, `commitment ${id} hiding`);
-    checkElement(spec, c.binding, `commitment ${id} binding`);
+    if (!opts.bindingChecked) checkElement(spec, c.binding, `commitment ${id} binding`);
   }
   const ids = commitments.map((c) => c.identifier);
   const sorted = sortIds(spec, ids);
@@ -153,7 +154,11 @@ export function signerSign(
   const { spec, key, epoch } = state;
   try {
     if (!(req.message instanceof Uint8Array)) throw new DecodeError('DecodeError', 'message: must be bytes');
-    const list = checkCommitmentList(spec, key.public, epoch, req.commitments);
+    // On the fast path the session checks each binding element as it multiplies it (fast-sign.ts
+    // bindingTerm), before any share exists; everything else is checked here first.
+    const list = checkCommitmentList(spec, key.public, epoch, req.commitments, {
+      bindingChecked: req.backend !== 'noble' && sessionChecksBinding(spec),
+    });
     const own = req.commitments.find((c) => c.identifier === state.commitment.identifier);
     if (own === undefined) {
       throw new KmsError('ValidationError', 'commitments: this signer is not in the list (RFC 9591 §5.2)');
@@ -169,6 +174,8 @@ export function signerSign(
     try {
       share = signWith(key.secret, state.nonces, list, req.message);
     } catch (e) {
+      // An invalid element (a binding element checked in the session) is refused as such.
+      if (e instanceof DecodeError && e.code === 'InvalidElement') throw e;
       throw new ProtocolError('ProtocolAborted', 'signShare failed', { cause: e });
     }
     return { identifier: state.commitment.identifier, share, epoch };
