@@ -77,12 +77,22 @@ export function canonicalJson(v: unknown): string {
       if (!Number.isFinite(v)) throw new TypeError('non-finite number');
       return JSON.stringify(v);
     case 'object': {
-      if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+      // Loops, not map/join: this runs for every audit record, on every node and the coordinator.
+      if (Array.isArray(v)) {
+        let out = '[';
+        for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(v[i]);
+        return `${out}]`;
+      }
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) throw new TypeError('not a plain object');
       const o = v as Record<string, unknown>;
       const keys = Object.keys(o).sort();
-      return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+      let out = '{';
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
+        out += `${i === 0 ? '' : ','}${JSON.stringify(k)}:${canonicalJson(o[k])}`;
+      }
+      return `${out}}`;
     }
     default:
       throw new TypeError(`cannot encode ${typeof v}`);
