@@ -370,14 +370,23 @@ type Session = {
 };
 
 /**
+ * The signer's own entry with its nonces (d, e), already checked to be the list's entry under its
+ * identifier and equal to ([d]G, [e]G) (signInputs).
+ */
+type OwnNonces = { readonly id: string; readonly d: bigint; readonly e: bigint };
+
+/**
  * Binding factors (§4.4), group commitment (§4.5) and challenge (§4.6) of one signing session for
- * the (validated) group key PK: the key signed for, which the binding factors hash too.
+ * the (validated) group key PK: the key signed for, which the binding factors hash too. `own`: the
+ * signer's own term D_i + ρ_i·E_i is [d_i + ρ_i·e_i]G, one constant-time fixed-base multiplication
+ * instead of a variable-base one and an addition (the same point: D_i = [d]G, E_i = [e]G).
  */
 function session(
   suite: FastSuite,
   PK: Uint8Array,
   list: readonly NonceCommitments[],
   msg: Uint8Array,
+  own?: OwnNonces,
 ): Session {
   const { group } = suite;
   const Fn = group.Fn;
@@ -414,7 +423,8 @@ function session(
     );
   } else {
     for (const e of entries) {
-      const term = group.add(e.hiding, bindingTerm(suite, e, fused));
+      const k = own !== undefined && e.id === own.id ? Fn.add(own.d, Fn.mul(e.rho, own.e)) : 0n;
+      const term = k !== 0n ? group.baseMul(k) : group.add(e.hiding, bindingTerm(suite, e, fused));
       R = R === undefined ? term : group.add(R, term);
     }
   }
@@ -580,7 +590,7 @@ function core(suite: FastSuite, taproot: boolean): Core {
       // Checked against the nonces as committed, before any negation (as noble does).
       const { sk, d, e } = signInputs(suite, secret, pub, nonces, list);
       const v = view(pub);
-      const s = session(suite, v.PK, list, msg);
+      const s = session(suite, v.PK, list, msg, { id: secret.identifier, d, e });
       const self = s.entries.find((x) => x.id === secret.identifier)!;
       // BIP340 (noble's adjustNonces): nonces negated when R has odd y, so the aggregate's R is even.
       const oddR = taproot && hasOddY(s.R);
