@@ -16,6 +16,7 @@
  * Bounded per key (oldest entries evicted first: an evicted nonce is dropped, never used) and per
  * node (the least recently used key's pool goes first).
  */
+import { randomFillSync } from 'node:crypto';
 import { bytesToHex } from '../protocol/bytes.ts';
 import type { Epoch } from '../protocol/ids.ts';
 import { type NonceState, type SigningCommitment, signerCommit } from '../protocol/sign.ts';
@@ -41,6 +42,24 @@ export class NoncePool {
   readonly #maxPerKey: number;
   readonly #max: number;
   #size = 0;
+  /**
+   * The 32 random bytes per nonce that RFC 9591 §4.1 nonce_generate hashes with the share, served
+   * from a block the OS fills once per 128 of them (not one getRandomValues call each); each slice
+   * is copied out once and wiped from the block at once, so it is never served twice nor kept.
+   */
+  readonly #block: Uint8Array<ArrayBuffer> = new Uint8Array(4096);
+  #used = this.#block.length;
+  readonly #random = (n = 32): Uint8Array<ArrayBuffer> => {
+    if (n > this.#block.length) return randomFillSync(new Uint8Array(n));
+    if (this.#used + n > this.#block.length) {
+      randomFillSync(this.#block);
+      this.#used = 0;
+    }
+    const out = this.#block.slice(this.#used, this.#used + n);
+    this.#block.fill(0, this.#used, this.#used + n);
+    this.#used += n;
+    return out;
+  };
 
   constructor(opts: { maxPerKey?: number; max?: number } = {}) {
     this.#max = opts.max ?? POOL_MAX;
@@ -81,7 +100,12 @@ export class NoncePool {
       if (pool.entries.size >= this.#maxPerKey) this.#evictOldest(pool);
       while (this.#size >= this.#max && this.#evictLru(keyId)) {}
       if (this.#size >= this.#max) break;
-      const { commitment, state } = signerCommit({ spec: a.spec, key: a.key, epoch: pool.epoch as Epoch });
+      const { commitment, state } = signerCommit({
+        spec: a.spec,
+        key: a.key,
+        epoch: pool.epoch as Epoch,
+        rng: this.#random,
+      });
       pool.entries.set(bytesToHex(commitment.hiding), state);
       this.#size++;
       out.push(commitment);
@@ -125,6 +149,8 @@ export class NoncePool {
 
   clear(): void {
     for (const k of [...this.#pools.keys()]) this.drop(k);
+    this.#block.fill(0);
+    this.#used = this.#block.length;
   }
 
   #evictOldest(pool: Pool): void {
