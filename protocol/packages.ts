@@ -5,6 +5,7 @@
  */
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from './bytes.ts';
+import { ed25519Sodium } from './backend-ed25519-sodium.ts';
 import { decodeElement, decodeIdentifier } from './elements.ts';
 import { DecodeError } from './errors.ts';
 import type { KeySpec } from './suites.ts';
@@ -25,6 +26,28 @@ export function publicToHex(pub: FrostPublic): PublicPackageHex {
   };
 }
 
+/**
+ * Element encodings (suite + hex) this process has already validated: a key's package is decoded
+ * again at every read of its epoch record, every report and every sync (issue 17, key-event
+ * latency), and validity is a pure function of the bytes. Bounded; the oldest go first.
+ */
+const validElements = new Map<string, true>();
+const MAX_VALID_ELEMENTS = 16_384;
+
+/**
+ * decodeElement's check (elements.ts), without keeping the point: for Ed25519 libsodium's check
+ * alone, which accepts exactly the encodings decodeElement accepts (it decodes with noble only
+ * after it); anything else (and any failure, for its precise error) through decodeElement.
+ */
+function checkElement(spec: KeySpec, hex: string, b: Uint8Array, what: string): void {
+  const key = `${spec.name}:${hex}`;
+  if (validElements.has(key)) return;
+  if (!(spec.name === 'FROST_ED25519' && ed25519Sodium.isValidElement(b))) decodeElement(spec, b, what);
+  validElements.set(key, true);
+  if (validElements.size > MAX_VALID_ELEMENTS)
+    validElements.delete(validElements.keys().next().value as string);
+}
+
 export function publicFromHex(spec: KeySpec, p: PublicPackageHex): FrostPublic {
   if (!Number.isInteger(p.min) || !Number.isInteger(p.max) || p.min < 1 || p.min > p.max) {
     throw new DecodeError('DecodeError', 'public package: invalid threshold');
@@ -34,7 +57,7 @@ export function publicFromHex(spec: KeySpec, p: PublicPackageHex): FrostPublic {
   }
   const commitments = p.commitments.map((c, i) => {
     const b = fromHex(c, `commitment ${i}`);
-    decodeElement(spec, b, `commitment ${i}`);
+    checkElement(spec, c, b, `commitment ${i}`);
     return b;
   });
   const entries = Object.entries(p.verifyingShares ?? {});
@@ -44,7 +67,7 @@ export function publicFromHex(spec: KeySpec, p: PublicPackageHex): FrostPublic {
   for (const [id, v] of entries) {
     const pid = decodeIdentifier(spec, id, 'verifying share identifier');
     const b = fromHex(v, `verifying share ${pid}`);
-    decodeElement(spec, b, `verifying share ${pid}`);
+    checkElement(spec, v, b, `verifying share ${pid}`);
     verifyingShares[pid] = b;
   }
   return { signers: { min: p.min, max: p.max }, commitments, verifyingShares } as FrostPublic;
