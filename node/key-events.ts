@@ -107,23 +107,28 @@ export class KeyEvents {
       assertConfirmed(existing);
     }
     if (s.oldPublic && s.kind !== 'repair') await this.#checkOldPublic(spec, s.keyId, s.oldPublic);
-    await this.#c.store.markSessionSeen(s.sessionId);
-    await this.#c.record({
-      event: 'session.start',
-      kind: s.kind,
-      keyId: s.keyId,
-      sessionId: s.sessionId,
-      epoch: s.epoch,
-    });
-    try {
-      const result = await this.#runSession(spec, s, ctx);
-      await this.#c.record({
-        event: 'session.done',
+    // Both durable before the session starts (its id refused ever after, its start audited); two
+    // stores, so the two syncs run side by side.
+    await Promise.all([
+      this.#c.store.markSessionSeen(s.sessionId),
+      this.#c.record({
+        event: 'session.start',
         kind: s.kind,
         keyId: s.keyId,
         sessionId: s.sessionId,
         epoch: s.epoch,
-      });
+      }),
+    ]);
+    try {
+      const audit: Record<string, unknown>[] = [];
+      const result = await this.#runSession(spec, s, ctx, audit);
+      // Appended in one tick, so one synced batch carries them all (common/audit-log.ts).
+      await Promise.all(
+        [
+          ...audit,
+          { event: 'session.done', kind: s.kind, keyId: s.keyId, sessionId: s.sessionId, epoch: s.epoch },
+        ].map((e) => this.#c.record(e)),
+      );
       return result;
     } catch (e) {
       const err = isKmsError(e) ? e : new KmsError('Internal', 'session failed', { cause: e });
@@ -148,10 +153,12 @@ export class KeyEvents {
     }
   }
 
+  /** `audit`: records the caller appends with `session.done` (one synced batch). */
   async #runSession(
     spec: KeySpec,
     s: SessionSpec,
     ctx: Parameters<SessionRunner['run']>[0],
+    audit: Record<string, unknown>[],
   ): Promise<SessionAnswer> {
     const self = ctx.self.participant;
     const runner = this.#c.runner();
@@ -187,6 +194,7 @@ export class KeyEvents {
             `merkleRoot applies to FROST_SECP256K1_TR keys only, not ${spec.name}`,
           );
         }
+        this.#prepareScope(s);
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
         // Issue 14: the chain code (over the agreed outcome) and the signed merkle root, stored
         // before the epoch activates, so the key never signs without them.
@@ -195,7 +203,7 @@ export class KeyEvents {
           dkgCustody(spec, res.groupElement, res.transcriptHash, s.merkleRoot ?? null),
         );
         const cert = toCertificate(spec, 'dkg', s, res.transcriptHash, res.groupElement, res.confirmations);
-        return this.#activate(spec, s, cert, res.key.public);
+        return this.#activate(spec, s, cert, res.key.public, audit);
       }
       case 'refresh': {
         const { key, record } = await this.#c.keys.active(s.keyId);
@@ -207,8 +215,9 @@ export class KeyEvents {
           threshold: s.threshold,
           key,
         });
+        this.#prepareScope(s);
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
-        return this.#activate(spec, s, res.certificate, res.public);
+        return this.#activate(spec, s, res.certificate, res.public, audit);
       }
       case 'reshare': {
         const dealer = (s.dealers ?? []).includes(this.#c.cfg.nodeId);
@@ -232,6 +241,7 @@ export class KeyEvents {
           newThreshold: s.threshold,
           ...(old ? { oldKey: old.key } : {}),
         });
+        if (s.participants.includes(this.#c.cfg.nodeId)) this.#prepareScope(s);
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
         if (!s.participants.includes(this.#c.cfg.nodeId)) {
           // A dealer leaving the committee: its old share is retired when the coordinator says the
@@ -246,7 +256,7 @@ export class KeyEvents {
           return { dealt: true } as const;
         }
         if (joinCustody) await this.#c.store.putCustody(s.keyId, joinCustody);
-        return this.#activate(spec, s, res.certificate, res.public);
+        return this.#activate(spec, s, res.certificate, res.public, audit);
       }
       case 'repair':
         return this.#repair(spec, s, ctx, common);
@@ -401,6 +411,16 @@ export class KeyEvents {
     }
   }
 
+  /**
+   * Starts making the new epoch's sealer key (node/sealer.ts prepareScope) while the rounds run:
+   * on an HSM it is the slowest step of sealing, and it needs nothing the rounds produce. Not
+   * awaited; a failure here is the later `seal`'s to report. A session that fails before its
+   * share is stored leaves that key empty, like one that failed after sealing (scope-cleanup.ts).
+   */
+  #prepareScope(s: SessionSpec): void {
+    this.#c.sealer.prepareScope?.(shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch)).catch(() => {});
+  }
+
   async #persistPending(s: SessionSpec, key: Key): Promise<void> {
     const sealed = await this.#c.sealer.seal(
       shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch),
@@ -434,6 +454,7 @@ export class KeyEvents {
     s: SessionSpec,
     cert: Certificate,
     pub: FrostPublic,
+    audit: Record<string, unknown>[],
   ): Promise<SessionAnswer> {
     const certificate = certToHex(cert);
     crashPoint(`${s.kind}.cert.complete`);
@@ -447,7 +468,8 @@ export class KeyEvents {
     await destroyEpochScopes(this.#c, s.keyId, destroyed);
     crashPoint(`${s.kind}.old.deleted`);
     this.#c.keys.drop(s.keyId);
-    await this.#c.record({ event: 'epoch.active', keyId: s.keyId, epoch: s.epoch, destroyed });
+    // Recorded by the caller with `session.done`, in one synced batch (see #started).
+    audit.push({ event: 'epoch.active', keyId: s.keyId, epoch: s.epoch, destroyed });
     const groupElement = pub.commitments[0]!;
     return {
       epoch: s.epoch,

@@ -130,6 +130,13 @@ type Module = {
   generation: number;
 };
 const modules = new Map<string, Module>();
+
+/**
+ * The library may lock with the OS's primitives: a key generation runs on a worker thread
+ * (C_GenerateKeyAsync, see #keyFor) while the main thread may call the library for another
+ * sealer of the process; each session itself is only ever used by one call at a time (#serial).
+ */
+const INIT_ARGS: P.InitializationOptions = { flags: pkcs11js.CKF_OS_LOCKING_OK };
 const defaultGuards = new Map<string, Promise<PinGuard>>();
 
 function pkcs11Code(e: unknown): number | undefined {
@@ -166,7 +173,7 @@ function acquireModule(library: string, conf: string | undefined): Module {
     throw new InfraError('SealerUnavailable', `cannot load PKCS#11 library ${library}`, { cause: e });
   }
   try {
-    p.C_Initialize();
+    p.C_Initialize(INIT_ARGS);
   } catch (e) {
     if (pkcs11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
       try {
@@ -203,7 +210,7 @@ function reinitialize(m: Module): void {
   }
   m.generation++;
   try {
-    m.p.C_Initialize();
+    m.p.C_Initialize(INIT_ARGS);
   } catch (e) {
     if (pkcs11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
       // A token directory gone for good can make the library fail to initialize at all.
@@ -367,7 +374,11 @@ export class Pkcs11Sealer implements Sealer {
    * token is gone drops the session, re-opens it and runs `fn` once more (see the file comment);
    * any other failure is `refused(e)` (default: SealError naming the CKR code).
    */
-  #op<T>(what: string, fn: (s: P.Handle) => T, refused?: (e: unknown) => InfraError): Promise<T> {
+  #op<T>(
+    what: string,
+    fn: (s: P.Handle) => T | Promise<T>,
+    refused?: (e: unknown) => InfraError,
+  ): Promise<T> {
     return this.#serial(async () => {
       for (let round = 0; ; round++) {
         if (!this.#live()) await this.#reconnect(what);
@@ -377,7 +388,7 @@ export class Pkcs11Sealer implements Sealer {
           throw this.#unavailable(what, 'the PKCS#11 module was re-initialized');
         }
         try {
-          return fn(this.#session!);
+          return await fn(this.#session!);
         } catch (e) {
           if (!this.#lostBy(e)) {
             if (e instanceof InfraError) throw e;
@@ -594,7 +605,15 @@ export class Pkcs11Sealer implements Sealer {
     });
   }
 
-  #keyFor(s: P.Handle, scope: string, create: boolean): P.Handle {
+  #keyFor(s: P.Handle, scope: string, create: false): P.Handle;
+  #keyFor(s: P.Handle, scope: string, create: true): P.Handle | Promise<P.Handle>;
+  /**
+   * The scope's key: cached, found on the token, or (`create`) generated. A generation runs on a
+   * worker thread (C_GenerateKeyAsync: SoftHSM2 writes a token object attribute by attribute,
+   * milliseconds the node's event loop keeps for its sessions); the caller's serial section holds
+   * the session until it ends.
+   */
+  #keyFor(s: P.Handle, scope: string, create: boolean): P.Handle | Promise<P.Handle> {
     const cached = this.#keys.get(scope);
     if (cached) return cached;
     const found = this.#find(s, [
@@ -604,30 +623,36 @@ export class Pkcs11Sealer implements Sealer {
     if (found.length > 1) {
       throw new InfraError('SealError', `several HSM keys are labelled '${scope}'; refusing to guess`);
     }
-    let h = found[0];
+    const h = found[0];
     if (h === undefined) {
       if (!create)
         throw new InfraError('SealError', `no HSM key for scope ${scope} (foreign or destroyed blob)`);
-      h = this.#m.p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-        { type: pkcs11js.CKA_LABEL, value: scope },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_SENSITIVE, value: true },
-        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-        { type: pkcs11js.CKA_MODIFIABLE, value: false },
-        { type: pkcs11js.CKA_ENCRYPT, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: true },
-        { type: pkcs11js.CKA_WRAP, value: false },
-        { type: pkcs11js.CKA_UNWRAP, value: false },
-        { type: pkcs11js.CKA_SIGN, value: false },
-        { type: pkcs11js.CKA_VERIFY, value: false },
-        { type: pkcs11js.CKA_DERIVE, value: false },
-      ]);
+      return this.#m.p
+        .C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+          { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+          { type: pkcs11js.CKA_LABEL, value: scope },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_SENSITIVE, value: true },
+          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+          { type: pkcs11js.CKA_MODIFIABLE, value: false },
+          { type: pkcs11js.CKA_ENCRYPT, value: true },
+          { type: pkcs11js.CKA_DECRYPT, value: true },
+          { type: pkcs11js.CKA_WRAP, value: false },
+          { type: pkcs11js.CKA_UNWRAP, value: false },
+          { type: pkcs11js.CKA_SIGN, value: false },
+          { type: pkcs11js.CKA_VERIFY, value: false },
+          { type: pkcs11js.CKA_DERIVE, value: false },
+        ])
+        .then((g) => this.#checked(s, scope, g));
     }
-    // Found keys are checked before first use, not only at open: one may have been added since.
+    return this.#checked(s, scope, h);
+  }
+
+  /** Found keys are checked before first use, not only at open: one may have been added since. */
+  #checked(s: P.Handle, scope: string, h: P.Handle): P.Handle {
     this.#checkKey(s, h);
     this.#keys.set(scope, h);
     return h;
@@ -648,10 +673,13 @@ export class Pkcs11Sealer implements Sealer {
     checkContext(ctx);
     const tombstoned = await this.#tombstones.has(ctx.scope);
     if (tombstoned) throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
-    return this.#op('sealing', (s) => {
+    return this.#op('sealing', async (s) => {
       if (this.#destroyed.has(ctx.scope))
         throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
-      const key = this.#keyFor(s, ctx.scope, true);
+      const key = await this.#keyFor(s, ctx.scope, true);
+      // The scope may have been destroyed while its key was made (destroyScope marks it first).
+      if (this.#destroyed.has(ctx.scope))
+        throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
       // Random 96-bit IV: one key per scope and few seals per key, far below the 2^32
       // invocations NIST SP 800-38D §8.3 allows for random IVs.
       const iv = new Uint8Array(randomBytes(IV_BYTES));
@@ -659,6 +687,22 @@ export class Pkcs11Sealer implements Sealer {
       p.C_EncryptInit(s, this.#gcm(iv, associatedData(BACKEND_PKCS11, ctx)), key);
       const ct = p.C_Encrypt(s, Buffer.from(plaintext), Buffer.alloc(plaintext.length + TAG_BYTES));
       return encodeBlob(BACKEND_PKCS11, ctx.scope, iv, new Uint8Array(ct));
+    });
+  }
+
+  /**
+   * Makes the scope's key now, ahead of its first `seal` (node/key-events.ts calls it when a key
+   * event's session starts, so the generation overlaps the protocol rounds instead of standing
+   * between the new share and its confirmation). The rules of `seal`: a destroyed scope is refused.
+   */
+  async prepareScope(ctx: SealContext): Promise<void> {
+    checkContext(ctx);
+    if (await this.#tombstones.has(ctx.scope))
+      throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
+    await this.#op('preparing a scope', async (s) => {
+      if (this.#destroyed.has(ctx.scope))
+        throw new InfraError('SealError', `sealer scope ${ctx.scope} has been destroyed`);
+      await this.#keyFor(s, ctx.scope, true);
     });
   }
 

@@ -23,6 +23,11 @@ export interface Sealer {
   readonly kind: 'pkcs11' | 'software';
   /** Seals plaintext; the result is self-describing (version, scope, iv, tag) and safe to store. */
   seal(ctx: SealContext, plaintext: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Optional: makes the scope's key ahead of its first `seal` (an HSM key generation is slow), so a
+   * key event can overlap it with its protocol rounds. Refuses a destroyed scope, as `seal` does.
+   */
+  prepareScope?(ctx: SealContext): Promise<void>;
   /** Opens a blob sealed with the same context. Throws InfraError('SealError') otherwise. */
   unseal(ctx: SealContext, sealed: Uint8Array): Promise<Uint8Array>;
   /**
