@@ -243,33 +243,35 @@ export async function chooseParticipants(
   prefer: readonly string[] = [],
 ): Promise<string[]> {
   if (spec === undefined && fallback !== null) return [...fallback];
-  const nodes: NodeStatus[] = await ctx.cluster.nodes();
-  const known = new Set(nodes.map((n) => n.id));
   const byIndex = (a: string, b: string) => (nodeIndex(a) ?? 0) - (nodeIndex(b) ?? 0);
-  if (spec === undefined) return nodes.map((n) => n.id).sort(byIndex);
-  if (typeof spec === 'number') {
-    if (spec > nodes.length) {
-      throw new KmsError(
-        'ValidationError',
-        `participants: ${spec} requested but only ${nodes.length} nodes are configured`,
-      );
+  if (typeof spec !== 'number') {
+    // Named or all: the configured ids decide, no probe (issue 17: a status round to every node,
+    // each listing its keys, used to precede every DKG and reshare).
+    const known = new Set(ctx.cluster.nodeIds());
+    if (spec === undefined) return [...known].sort(byIndex);
+    for (const id of spec) {
+      if (!known.has(id))
+        throw new KmsError('ValidationError', `participants: unknown node ${JSON.stringify(id)}`);
     }
-    const reachable = nodes.filter((n) => n.reachable).map((n) => n.id);
-    const ordered = [
-      ...reachable.filter((id) => prefer.includes(id)).sort(byIndex),
-      ...reachable.filter((id) => !prefer.includes(id)).sort(byIndex),
-    ];
-    if (ordered.length < spec) {
-      throw new KmsError(
-        'QuorumUnavailable',
-        `participants: ${spec} requested but only ${ordered.length} nodes are reachable`,
-      );
-    }
-    return ordered.slice(0, spec).sort(byIndex);
+    return [...spec].sort(byIndex);
   }
-  for (const id of spec) {
-    if (!known.has(id))
-      throw new KmsError('ValidationError', `participants: unknown node ${JSON.stringify(id)}`);
+  const nodes: NodeStatus[] = await ctx.cluster.nodes();
+  if (spec > nodes.length) {
+    throw new KmsError(
+      'ValidationError',
+      `participants: ${spec} requested but only ${nodes.length} nodes are configured`,
+    );
   }
-  return [...spec].sort(byIndex);
+  const reachable = nodes.filter((n) => n.reachable).map((n) => n.id);
+  const ordered = [
+    ...reachable.filter((id) => prefer.includes(id)).sort(byIndex),
+    ...reachable.filter((id) => !prefer.includes(id)).sort(byIndex),
+  ];
+  if (ordered.length < spec) {
+    throw new KmsError(
+      'QuorumUnavailable',
+      `participants: ${spec} requested but only ${ordered.length} nodes are reachable`,
+    );
+  }
+  return ordered.slice(0, spec).sort(byIndex);
 }
