@@ -129,11 +129,15 @@ export class Libp2pCluster implements Cluster {
   }
 
   async reshare(req: Parameters<Cluster['reshare']>[0]): Promise<EpochInfo> {
-    const { k } = await this.#sync.sync(req.key, true);
+    const { k, answered } = await this.#sync.sync(req.key, true);
     this.#n.checkMembers(req.participants);
     const newMembers = [...req.participants].sort(byNodeIndex);
-    // Only t members of the old committee deal (the old threshold is explicit: never inferred).
-    const dealers = await this.#n.pickReachable(k.participants, k.threshold);
+    // Only t members of the old committee deal (the old threshold is explicit: never inferred),
+    // picked among those that just answered the sync with the key's package (issue 17: no second
+    // probe round); if too few did, the probe decides (and names who is reachable).
+    const fresh = k.participants.filter((p) => answered?.includes(p)).slice(0, k.threshold);
+    const dealers =
+      fresh.length === k.threshold ? fresh : await this.#n.pickReachable(k.participants, k.threshold);
     const session: SessionSpec = {
       kind: 'reshare',
       sessionId: randomUUID(),

@@ -93,7 +93,10 @@ export class EpochSync {
    * certificate; each node checks them itself. Asks every node once per epoch seen by this process
    * (or when `force`d).
    */
-  async sync(given: EpochInfo, force = false): Promise<{ k: EpochInfo; pub: FrostPublic }> {
+  async sync(
+    given: EpochInfo,
+    force = false,
+  ): Promise<{ k: EpochInfo; pub: FrostPublic; answered?: readonly string[] }> {
     const newer = this.#newer.get(given.keyId);
     const k0 = newer && newer.epoch > given.epoch ? newer : given;
     const cached = this.#publics.get(`${k0.keyId}/${k0.epoch}`);
@@ -134,7 +137,8 @@ export class EpochSync {
     }
     if (chosen.proven) await this.#bringForward(k, chosen, ids, judged);
     this.#publics.set(`${k.keyId}/${k.epoch}`, chosen.pub);
-    return { k, pub: chosen.pub };
+    // The nodes that answered just now (a key event picks its dealers among them, no second probe).
+    return { k, pub: chosen.pub, answered: judged.map((j) => j.node) };
   }
 
   async publicHex(k: EpochInfo): Promise<PublicPackageHex> {
