@@ -46,6 +46,7 @@ import type {
   Upgrader,
 } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
+import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tcp } from '@libp2p/tcp';
@@ -223,6 +224,8 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
   log?.info({ peerId, addresses: node.getMultiaddrs().map(String) }, 'transport started');
 
   const stopController = new AbortController();
+  // Every request and handler in flight listens on it (armDeadline): many at once is expected.
+  setMaxListeners(0, stopController.signal);
   const inbound = new Map<string, number>();
   const outbound = new Map<string, Semaphore>();
 
@@ -283,11 +286,8 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       inbound.set(from, active + 1);
       const callerGone = new AbortController();
       running.set(id, callerGone);
-      const deadline = AbortSignal.any([
-        AbortSignal.timeout(handlerTimeoutMs),
-        stopController.signal,
-        callerGone.signal,
-      ]);
+      const handlerDeadline = armDeadline(handlerTimeoutMs, [stopController.signal, callerGone.signal]);
+      const deadline = handlerDeadline.signal;
       let response: Uint8Array;
       try {
         response = encodeOk(
@@ -305,6 +305,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
         }
         response = encodeError(err ?? new KmsError('Internal', 'internal error in request handler'));
       } finally {
+        handlerDeadline.done();
         running.delete(id);
         const n = (inbound.get(from) ?? 1) - 1;
         if (n === 0) inbound.delete(from);
@@ -596,7 +597,7 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
     const user = opts.signal;
     const base = [stopController.signal, ...(user ? [user] : [])];
     // One deadline for queueing + opening the channel, a fresh one for the exchange.
-    const op = () => AbortSignal.any([AbortSignal.timeout(t), ...base]);
+    const op = () => armDeadline(t, base);
 
     let sem = outbound.get(target);
     if (sem === undefined) {
@@ -612,31 +613,34 @@ export async function createTransport(cfg: TransportConfig): Promise<Transport> 
       !stopController.signal.aborted &&
       !user?.aborted &&
       sem.tryAcquire();
-    let signal: AbortSignal | undefined;
-    if (!fast) {
-      signal = op();
+    const first = fast ? undefined : op();
+    if (first !== undefined) {
       try {
-        await sem.acquire(signal);
+        await sem.acquire(first.signal);
       } catch (e) {
-        throw streamError(e, signal, user, target);
+        first.done();
+        throw streamError(e, first.signal, user, target);
       }
     }
     try {
       let ch: Channel;
-      if (fast) ch = open!;
+      if (first === undefined) ch = open!;
       else {
-        const s0 = signal!;
         try {
-          ch = await channelTo(target, protocol, s0);
+          ch = await channelTo(target, protocol, first.signal);
         } catch (e) {
-          throw streamError(e, s0, user, target);
+          throw streamError(e, first.signal, user, target);
+        } finally {
+          first.done();
         }
       }
-      signal = op();
+      const d = op();
       try {
-        return await exchange(ch, body, signal);
+        return await exchange(ch, body, d.signal);
       } catch (e) {
-        throw streamError(e, signal, user, target);
+        throw streamError(e, d.signal, user, target);
+      } finally {
+        d.done();
       }
     } finally {
       sem.release();
@@ -891,6 +895,40 @@ function corkWrites(maConn: MultiaddrConnection): MultiaddrConnection {
     return send.call(conn, data);
   };
   return maConn;
+}
+
+// ---- deadlines ----------------------------------------------------------------------------------
+
+type Deadline = { readonly signal: AbortSignal; done(): void };
+
+/**
+ * AbortSignal.any([AbortSignal.timeout(ms), ...parents]) for an operation that ends: aborted with a
+ * TimeoutError after `ms`, or with a parent's reason when one aborts; `done()` (call it when the
+ * operation ends) clears the timer and the parent listeners. AbortSignal.timeout's timer lives its
+ * whole length however soon the request ends, and the pair cost ~18 µs per request (a node's
+ * handler deadline, every exchange); this is ~1 µs. The timer does not keep the process alive.
+ */
+function armDeadline(ms: number, parents: readonly AbortSignal[]): Deadline {
+  const c = new AbortController();
+  for (const p of parents) {
+    if (p.aborted) {
+      c.abort(p.reason);
+      return { signal: c.signal, done: () => {} };
+    }
+  }
+  const onParent = (e: Event) => c.abort((e.target as AbortSignal).reason);
+  const timer = setTimeout(
+    () => c.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+    ms,
+  );
+  timer.unref();
+  for (const p of parents) p.addEventListener('abort', onParent, { once: true });
+  const done = () => {
+    clearTimeout(timer);
+    for (const p of parents) p.removeEventListener('abort', onParent);
+  };
+  c.signal.addEventListener('abort', done, { once: true });
+  return { signal: c.signal, done };
 }
 
 // ---- errors -------------------------------------------------------------------------------------

@@ -198,10 +198,16 @@ describe('sign-batch', () => {
     const lone = await precommit(key, signers);
     const single = await n
       .rpc('node-1', signOneReq(key, ms[1]!, lone, signAuth(key.keyId, enc('something else'))), 20_000)
-      .catch((e: unknown) => e as KmsError);
+      .then(
+        () => new KmsError('Internal', 'expected a refusal'),
+        (e: unknown) => e as KmsError,
+      );
     const replayed = await n
       .rpc('node-1', signOneReq(key, ms[2]!, lists[0]!, signAuth(key.keyId, ms[2]!)), 20_000)
-      .catch((e: unknown) => e as KmsError);
+      .then(
+        () => new KmsError('Internal', 'expected a refusal'),
+        (e: unknown) => e as KmsError,
+      );
     expect(sent.slice(1).map((s) => s.op)).toEqual(['sign-one', 'sign-one']);
     for (const [alone, batched] of [
       [single, err(1)],

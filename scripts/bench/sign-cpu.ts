@@ -125,6 +125,14 @@ try {
       `${keySpec.padEnd(18)} ${phase.padEnd(5)} ${r.perSecond.toFixed(0).padStart(5)} sig/s p50 ${r.latencyMs.p50.toFixed(2)} ms | CPU ms/sig server ${server.toFixed(2)} + client ${client.toFixed(2)} (${procs}) | load ${out.load1.toFixed(2)}${r.errors ? ` | ${r.errors} errors ${r.errorSamples[0]}` : ''}`,
     );
   };
+  {
+    // Background CPU with no requests (timers, probes): what a phase's CPU per signature includes.
+    const pids = pidsNow();
+    const s0 = pids.map((p) => cpuMs(p.pid));
+    await new Promise((r) => setTimeout(r, 3000));
+    const idle = pids.map((p, i) => `${p.name} ${((cpuMs(p.pid) - s0[i]!) / 3).toFixed(1)}`).join(', ');
+    console.log(`idle CPU ms per second: ${idle}`);
+  }
   for (const k of keys) {
     const pids = pidsNow();
     const [s, sBy, sC] = await measured(pids, () =>

@@ -273,22 +273,35 @@ export async function startClusterCoordinator(
     stop: () => transport.stop(),
     request: async (peerId, protocol, body, ro) => {
       if (!tap.on || protocol !== RPC_PROTOCOL) return transport.request(peerId, protocol, body, ro);
-      const rec: TappedRpc = {
-        node: nodeOf.get(peerId) ?? peerId,
-        req: JSON.parse(dec.decode(body)),
-        sentAt: performance.now(),
+      const req = JSON.parse(dec.decode(body));
+      const node = nodeOf.get(peerId) ?? peerId;
+      const sentAt = performance.now();
+      // A sign-batch (concurrent sign-one requests to one node, coordinator/node-rpc.ts) is
+      // recorded as the sign-one requests it carries, each with its own answer or error.
+      const batch: any[] | undefined = req.op === 'sign-batch' ? req.items : undefined;
+      const recs: TappedRpc[] = (batch ?? [req]).map((r) => ({
+        node,
+        req: batch ? { op: 'sign-one', ...r } : r,
+        sentAt,
         doneAt: 0,
-      };
-      tap.records.push(rec);
+      }));
+      tap.records.push(...recs);
       try {
         const out = await transport.request(peerId, protocol, body, ro);
-        rec.res = JSON.parse(dec.decode(out));
+        const res = JSON.parse(dec.decode(out));
+        if (batch) {
+          recs.forEach((rec, i) => {
+            const r = res.results?.[i];
+            if (r && 'ok' in r) rec.res = r.ok;
+            else rec.err = r?.error;
+          });
+        } else recs[0]!.res = res;
         return out;
       } catch (e) {
-        rec.err = e;
+        for (const rec of recs) rec.err = e;
         throw e;
       } finally {
-        rec.doneAt = performance.now();
+        for (const rec of recs) rec.doneAt = performance.now();
       }
     },
   };

@@ -45,7 +45,13 @@ import {
 import { SoftwareSealer, levelSealerKeyStore } from '../../node/sealer-software.ts';
 import { SessionRunner } from '../../node/session-runner.ts';
 import { NodeStore } from '../../node/store.ts';
-import { RPC_PROTOCOL, SESSION_PROTOCOL, type Transport, createTransport } from '../../net/transport.ts';
+import {
+  RPC_PROTOCOL,
+  SESSION_PROTOCOL,
+  type Transport,
+  createTransport,
+  errorToWire,
+} from '../../net/transport.ts';
 import type { TestCluster } from './cluster.ts';
 
 export type Env = Envelope<Record<string, unknown>>;
@@ -218,6 +224,20 @@ export async function startLyingPeer(c: TestCluster, nodeId: string, lies: Lies)
         // Default: a node without the commitment (like one restarted since it published it).
         if (!lying.lies.signOne) throw new StateError('NonceReused', 'no such pre-published commitment');
         return encodeRpc(lying.lies.signOne(req));
+      case 'sign-batch': {
+        // Concurrent sign-one requests in one frame (coordinator/node-rpc.ts): each answered as above.
+        const signOne = lying.lies.signOne;
+        return encodeRpc({
+          results: req.items.map((item) => {
+            try {
+              if (!signOne) throw new StateError('NonceReused', 'no such pre-published commitment');
+              return { ok: signOne({ op: 'sign-one', ...item }) };
+            } catch (e) {
+              return { error: errorToWire(isKmsError(e) ? e : new KmsError('Internal', 'lie failed')) };
+            }
+          }),
+        });
+      }
       case 'decrypt-share':
         return encodeRpc(
           lying.lies.decryptShare?.(req) ?? {
