@@ -15,6 +15,7 @@
  * allows at once. A member that misses its confirm-key is confirmed by the next sync
  * (epoch-sync.ts).
  */
+import { TL } from '../common/timeline.ts';
 import type { FrostPublic } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { participantIdOf } from '../protocol/elements.ts';
@@ -65,16 +66,24 @@ export class KeyEventRunner {
   ): Promise<EpochInfo> {
     const members = [...new Set([...(session.dealers ?? []), ...session.participants])].sort(byNodeIndex);
     progress?.({ phase: session.kind, detail: `session ${session.sessionId} on ${members.join(', ')}` });
+    TL?.(`coord ${session.kind} prepare`);
     await this.#n.prepare(session, members);
+    TL?.(`coord ${session.kind} prepared; session rpcs`);
     const settled = await Promise.allSettled(
       members.map((m) =>
-        this.#n.rpc(
-          m,
-          { op: 'session', session, ...(auth === undefined ? {} : { auth }) },
-          this.#n.sessionTimeoutMs + 5_000,
-        ),
+        this.#n
+          .rpc(
+            m,
+            { op: 'session', session, ...(auth === undefined ? {} : { auth }) },
+            this.#n.sessionTimeoutMs + 5_000,
+          )
+          .then((x) => {
+            TL?.(`coord answer from ${m}`);
+            return x;
+          }),
       ),
     );
+    TL?.(`coord ${session.kind} all answers`);
     const spec = keySpec(session.keySpec);
     const judged = new Map<string, Judged>();
     const failed: { node: string; err: unknown }[] = [];
@@ -133,6 +142,7 @@ export class KeyEventRunner {
     }
     const first = top[0]!;
     const pub = first.pub!;
+    TL?.(`coord ${session.kind} judged`);
     crashPoint('coordinator.event.before-commit');
     progress?.({ phase: 'commit', detail: `epoch ${session.epoch}` });
     const lagging = session.participants.filter((p) => !top.some((j) => j.node === p));
@@ -180,6 +190,7 @@ export class KeyEventRunner {
       ),
     );
     crashPoint('coordinator.event.after-commit');
+    TL?.(`coord ${session.kind} lagging/retire done`);
     if (session.kind === 'dkg') {
       // Agreement proven: the members may use the key (C-1). Sent last, so a crash before it leaves
       // every member's key unconfirmed, and the restarted coordinator discards it (threats F-04).
@@ -201,6 +212,7 @@ export class KeyEventRunner {
     }
     // Not cached while a member missed its commit-epoch, retire or confirm-key: the next operation
     // syncs (#sync) and brings it along.
+    TL?.(`coord ${session.kind} confirm done`);
     if (!undelivered) this.#sync.remember(session.keyId, session.epoch, pub);
     return {
       keyId: session.keyId,

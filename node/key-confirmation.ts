@@ -7,6 +7,7 @@
  * the coordinator aborts leaves nothing behind. A coordinator can only confirm the very values
  * this node completed itself, or discard a key no client was ever told about.
  */
+import { TL } from '../common/timeline.ts';
 import { toHex } from '../protocol/bytes.ts';
 import { KmsError, StateError } from '../protocol/errors.ts';
 import { publicFromHex } from '../protocol/packages.ts';
@@ -33,6 +34,7 @@ export async function confirmKey(
   c: NodeContext,
   req: Extract<RpcRequest, { op: 'confirm-key' }>,
 ): Promise<OkAnswer> {
+  TL?.('node confirm-key');
   const changed = await c.store.confirmKey(req.keyId, (k, active) => {
     if (active.epoch !== req.epoch) {
       throw new StateError(
@@ -52,5 +54,6 @@ export async function confirmKey(
   c.keys.drop(req.keyId);
   if (!changed) return { ok: true, already: true } as const;
   await c.record({ event: 'key.confirmed', keyId: req.keyId, epoch: req.epoch });
+  TL?.('node confirm-key done');
   return { ok: true } as const;
 }

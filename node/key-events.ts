@@ -4,6 +4,7 @@
  * node sends its confirmation, and becomes active only with a complete certificate; a session id is
  * recorded before the session starts, so a node that restarts refuses to resume it.
  */
+import { TL } from '../common/timeline.ts';
 import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { dkgMachine } from '../protocol/dkg.ts';
@@ -47,6 +48,7 @@ export class KeyEvents {
 
   /** `auth`: the client-signed request the guard checks before anything is dealt or stored. */
   async session(s: SessionSpec, auth?: AuthorizationWire): Promise<SessionAnswer> {
+    TL?.(`node ${s.kind} session rpc`);
     const spec = keySpec(s.keySpec);
     const self = this.#c.cfg.nodeId;
     const members = [...new Set([...(s.dealers ?? []), ...s.participants])];
@@ -95,6 +97,7 @@ export class KeyEvents {
   ): Promise<SessionAnswer> {
     // Who asked, and whether policy allows it, before anything is dealt or stored (node/request-guard.ts).
     await this.#c.guard.authorizeSession(s, auth);
+    TL?.(`node ${s.kind} authorized`);
     const existing = await this.#c.store.getKey(s.keyId);
     if (s.kind === 'dkg' && existing)
       throw new KmsError('Conflict', `key ${s.keyId} already exists on ${this.#c.cfg.nodeId}`);
@@ -107,6 +110,7 @@ export class KeyEvents {
       assertConfirmed(existing);
     }
     if (s.oldPublic && s.kind !== 'repair') await this.#checkOldPublic(spec, s.keyId, s.oldPublic);
+    TL?.(`node ${s.kind} checks done`);
     // Both durable before the session starts (its id refused ever after, its start audited); two
     // stores, so the two syncs run side by side.
     await Promise.all([
@@ -119,9 +123,12 @@ export class KeyEvents {
         epoch: s.epoch,
       }),
     ]);
+    TL?.(`node ${s.kind} marked seen`);
     try {
+      TL?.(`node ${s.kind} recorded start`);
       const audit: Record<string, unknown>[] = [];
       const result = await this.#runSession(spec, s, ctx, audit);
+      TL?.(`node ${s.kind} runSession done`);
       // Appended in one tick, so one synced batch carries them all (common/audit-log.ts).
       await Promise.all(
         [
@@ -196,6 +203,7 @@ export class KeyEvents {
         }
         this.#prepareScope(s);
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
+        TL?.(`node dkg run done`);
         // Issue 14: the chain code (over the agreed outcome) and the signed merkle root, stored
         // before the epoch activates, so the key never signs without them.
         await this.#c.store.putCustody(
@@ -422,10 +430,12 @@ export class KeyEvents {
   }
 
   async #persistPending(s: SessionSpec, key: Key): Promise<void> {
+    TL?.(`node ${s.kind} seal`);
     const sealed = await this.#c.sealer.seal(
       shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch),
       key.secret.signingShare,
     );
+    TL?.(`node ${s.kind} sealed`);
     await this.#c.store.putPendingEpoch(
       {
         keyId: s.keyId,
@@ -442,6 +452,7 @@ export class KeyEvents {
       sealed,
     );
     crashPoint(`${s.kind}.pending.stored`);
+    TL?.(`node ${s.kind} pending stored`);
   }
 
   /**
@@ -458,6 +469,7 @@ export class KeyEvents {
   ): Promise<SessionAnswer> {
     const certificate = certToHex(cert);
     crashPoint(`${s.kind}.cert.complete`);
+    TL?.(`node ${s.kind} activate`);
     const destroyed = await this.#c.store.activateEpoch(
       s.keyId,
       s.epoch,
@@ -465,8 +477,10 @@ export class KeyEvents {
       { unconfirmed: s.kind === 'dkg' },
     );
     crashPoint(`${s.kind}.activated`);
+    TL?.(`node ${s.kind} activated`);
     await destroyEpochScopes(this.#c, s.keyId, destroyed);
     crashPoint(`${s.kind}.old.deleted`);
+    TL?.(`node ${s.kind} old scopes destroyed (${destroyed.length})`);
     this.#c.keys.drop(s.keyId);
     // Recorded by the caller with `session.done`, in one synced batch (see #started).
     audit.push({ event: 'epoch.active', keyId: s.keyId, epoch: s.epoch, destroyed });

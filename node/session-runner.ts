@@ -21,6 +21,7 @@
  * - a hook before sending, given each step with its effects (protocol/machine.ts `Effect`), so the
  *   caller can persist a pending share before the confirmation leaves.
  */
+import { TL } from '../common/timeline.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { checkEnvelopeSignature, decodeEnvelope, encodeEnvelope, signEnvelope } from '../protocol/codec.ts';
 import { bytesToHex } from '../protocol/bytes.ts';
@@ -229,6 +230,9 @@ export class SessionRunner {
 
       const emit = async (step: Step<any, any, R>) => {
         state = step.state;
+        TL?.(
+          `node emit ${[...new Set(step.out.map((e) => e.header.round))].join(',')}${step.done !== undefined ? ' DONE' : ''}`,
+        );
         if (beforeSend && (step.out.length > 0 || (step.effects?.length ?? 0) > 0)) await beforeSend(step);
         const sends: Promise<void>[] = [];
         for (const env of step.out) {
@@ -266,6 +270,7 @@ export class SessionRunner {
           // Done means delivered: every message this member ever sent in the session (e.g. its
           // confirmation) has reached its peers before the caller sees success.
           await Promise.all([...sends, ...sendChains.values()]);
+          TL?.('node all sent');
           finish(undefined, step.done);
           return;
         }
@@ -362,6 +367,7 @@ export class SessionRunner {
             round.add(h.from);
             lastRound = h.round;
             let step: Step<any, any, R>;
+            TL?.(`node recv ${h.round} from ${fromNodeId}`);
             try {
               step = machine.receive(state, env);
             } catch (e) {

@@ -3,6 +3,7 @@
  * repair (rebuild one member's lost share). Each yields the next epoch with the same public key;
  * the coordinator checks that before storing it.
  */
+import { TL } from '../../common/timeline.ts';
 import { KmsError, ProtocolError } from '../../protocol/errors.ts';
 import type { EpochInfo } from '../cluster.ts';
 import { type KeyRecord, keyView } from '../key-store.ts';
@@ -37,10 +38,13 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
     plan: (rec: KeyRecord, info: EpochInfo) => Promise<Record<string, unknown>>,
     call: (info: EpochInfo) => Promise<EpochInfo>,
   ) {
+    TL?.(`coord ${op} start`);
     return underKey(ctx, req, keyId, op, async (rec) => {
+      TL?.(`coord ${op} under key`);
       const info = rec.epochInfo!;
       const extra = await plan(rec, info);
       await auditDecision(ctx, req, extra);
+      TL?.(`coord ${op} audited`);
       let next: EpochInfo;
       try {
         next = await call(info);
@@ -64,7 +68,9 @@ export function keyEventRoutes(app: KmsApp, ctx: AppContext): void {
         participants: next.participants,
         epochInfo: next,
       };
+      TL?.(`coord ${op} cluster done`);
       await ctx.keys.put(updated);
+      TL?.(`coord ${op} keys.put done`);
       req.audit.epoch = next.epoch;
       req.audit.participants = next.participants;
       return keyView(updated);

@@ -1,6 +1,7 @@
 /**
  * Key routes: create (runs DKG), list, describe, public key (JSON or PEM/SPKI).
  */
+import { TL } from '../../common/timeline.ts';
 import { randomUUID } from 'node:crypto';
 import { KmsError } from '../../protocol/errors.ts';
 import {
@@ -94,6 +95,7 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
 
   /** The DKG: every member checks the signed body (keySpec, threshold, participants) itself. */
   async function createKey(req: OpRequest, b: CreateBody) {
+    TL?.('coord dkg start');
     if (b.alias !== undefined && KEY_ID_RE.test(b.alias.toLowerCase())) {
       throw new KmsError('ValidationError', 'alias must not look like a key id');
     }
@@ -121,6 +123,7 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
     req.audit.keyId = keyId;
     req.audit.participants = participants;
     await auditDecision(ctx, req, { keySpec: b.keySpec, threshold: b.threshold, alias: b.alias });
+    TL?.('coord audited');
     const rec: KeyRecord = {
       keyId,
       alias: b.alias ?? null,
@@ -134,7 +137,9 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
       ...(b.description === undefined ? {} : { description: b.description }),
     };
     await ctx.keys.create(rec);
+    TL?.('coord keys.create');
     const done = await ctx.queue.run(keyId, async () => {
+      TL?.('coord queued');
       const started = performance.now();
       try {
         const info = await ctx.cluster.createKey({
@@ -155,7 +160,9 @@ export function keyRoutes(app: KmsApp, ctx: AppContext): void {
           // Issue 14: the chain code every member computed from the same outcome, and the merkle root.
           ...custodyFields(KEY_SPEC_REGISTRY[b.keySpec], info, b.merkleRoot ?? null),
         };
+        TL?.('coord cluster.createKey done');
         await ctx.keys.put(next);
+        TL?.('coord keys.put done');
         req.audit.epoch = info.epoch;
         req.audit.participants = info.participants;
         return next;
