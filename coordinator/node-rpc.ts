@@ -170,7 +170,6 @@ export class NodeRpc {
 }
 
 type Queued = {
-  readonly item: SignOneItem;
   /** The item's JSON, once: the batch frame is these joined. */
   readonly json: string;
   /** Its UTF-8 length: decides the batch it joins. */
@@ -208,10 +207,10 @@ class SignBatcher {
   }
 
   add(req: RequestOf<'sign-one'>, timeoutMs: number): Promise<SignOneAnswer> {
-    const { op: _op, ...item } = req;
+    const { op: _op, ...item }: { op: string } & SignOneItem = req;
     return new Promise<SignOneAnswer>((resolve, reject) => {
       const json = JSON.stringify(item);
-      this.#queue.push({ item, json, bytes: Buffer.byteLength(json), timeoutMs, resolve, reject });
+      this.#queue.push({ json, bytes: Buffer.byteLength(json), timeoutMs, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());
@@ -224,7 +223,7 @@ class SignBatcher {
     this.#queue = [];
     this.#scheduled = false;
     if (queue.length === 1 || performance.now() < this.#unbatchedUntil) {
-      for (const q of queue) this.#single(q);
+      for (const q of queue) void this.#single(q);
       return;
     }
     let batch: Queued[] = [];
@@ -241,17 +240,28 @@ class SignBatcher {
     this.#send(batch);
   }
 
-  #single(q: Queued): void {
-    this.#t
+  /** Sends one item as a plain `sign-one`; settles its caller, and resolves to its error if any. */
+  #single(q: Queued): Promise<unknown> {
+    return this.#t
       .request(this.#peer, RPC_PROTOCOL, encodeText(`{"op":"sign-one",${q.json.slice(1)}`), {
         timeoutMs: q.timeoutMs,
       })
-      .then((res) => q.resolve(decodeRpcAnswer('sign-one', res)), q.reject);
+      .then((res) => decodeRpcAnswer('sign-one', res))
+      .then(
+        (a) => {
+          q.resolve(a);
+          return undefined;
+        },
+        (e: unknown) => {
+          q.reject(e);
+          return e;
+        },
+      );
   }
 
   #send(batch: Queued[]): void {
     if (batch.length === 1) {
-      this.#single(batch[0]!);
+      void this.#single(batch[0]!);
       return;
     }
     // No caller waits longer than its own deadline.
@@ -286,10 +296,14 @@ class SignBatcher {
       },
       (e: unknown) => {
         if (isKmsError(e) && e.code === 'ValidationError') {
-          // An older node: the frame failed its schema, so no item ran. Each goes again alone.
-          this.#log.warn({ peer: this.#peer }, 'node refused sign-batch; sending single sign-one requests');
-          this.#unbatchedUntil = performance.now() + UNBATCHED_RETRY_MS;
-          for (const q of batch) this.#single(q);
+          // The frame failed the node's schema, so no item ran: each goes again alone. If none is
+          // refused alone as well, the node does not know `sign-batch` (an older node): it gets
+          // single requests for a while (a bad item, refused alone too, does not decide that).
+          void Promise.all(batch.map((q) => this.#single(q))).then((errs) => {
+            if (errs.some((x) => isKmsError(x) && x.code === 'ValidationError')) return;
+            this.#log.warn({ peer: this.#peer }, 'node refused sign-batch; sending single sign-one requests');
+            this.#unbatchedUntil = performance.now() + UNBATCHED_RETRY_MS;
+          });
           return;
         }
         for (const q of batch) q.reject(e);
