@@ -12,7 +12,7 @@ import { type Certificate, certificateGaps } from '../protocol/epoch.ts';
 import { KmsError, StateError, isKmsError } from '../protocol/errors.ts';
 import { transition } from '../protocol/key-states.ts';
 import type { Epoch, KeyId, ParticipantId, SessionId } from '../protocol/ids.ts';
-import type { Step } from '../protocol/machine.ts';
+import type { Effect, Step } from '../protocol/machine.ts';
 import { packageDigest, packageGaps } from '../protocol/package-proof.ts';
 import { type PublicPackageHex, publicFromHex, publicToHex } from '../protocol/packages.ts';
 import { refreshMachine } from '../protocol/refresh.ts';
@@ -177,6 +177,12 @@ export class KeyEvents {
       self,
       verify: runner.signatureCheck(ctx.members),
     };
+    // Issue 14's custody data, stored in the same synced batch as the pending share (a DKG's is
+    // derived from the outcome its confirmation binds; a joining member's is carried by the
+    // reshare): on disk before the epoch can activate, by this session or by a later commit-epoch.
+    type Custody = { chainCode: string; merkleRoot: string | null };
+    let custody: Custody | undefined;
+    let custodyFor: (e: Effect) => Custody | undefined = () => undefined;
     // The machine says in which step its new share is known and its confirmation leaves (effect
     // `persist-pending`): the share is sealed and stored as pending before that step is sent.
     const persistBeforeConfirm = async (step: Step<unknown, unknown, unknown>) => {
@@ -185,7 +191,11 @@ export class KeyEvents {
         for (const r of new Set(step.out.map((e) => e.header.round))) crashPoint(`${r}.sending`);
         return;
       }
-      for (const key of pending) await this.#persistPending(s, key);
+      for (const e of pending) {
+        const c = custodyFor(e);
+        await this.#persistPending(s, e.key, c);
+        custody = c;
+      }
       crashPoint(`${s.kind}.confirm.sending`);
     };
     switch (s.kind) {
@@ -201,15 +211,19 @@ export class KeyEvents {
             `merkleRoot applies to FROST_SECP256K1_TR keys only, not ${spec.name}`,
           );
         }
+        custodyFor = (e) =>
+          e.transcriptHash === undefined
+            ? undefined
+            : dkgCustody(spec, e.key.public.commitments[0]!, e.transcriptHash, s.merkleRoot ?? null);
         this.#prepareScope(s);
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
         TL?.(`node dkg run done`);
         // Issue 14: the chain code (over the agreed outcome) and the signed merkle root, stored
-        // before the epoch activates, so the key never signs without them.
-        await this.#c.store.putCustody(
-          s.keyId,
-          dkgCustody(spec, res.groupElement, res.transcriptHash, s.merkleRoot ?? null),
-        );
+        // before the epoch activates, so the key never signs without them: with the pending share
+        // (above), or here if that did not carry exactly these.
+        const outcome = dkgCustody(spec, res.groupElement, res.transcriptHash, s.merkleRoot ?? null);
+        if (custody?.chainCode !== outcome.chainCode || custody.merkleRoot !== outcome.merkleRoot)
+          await this.#c.store.putCustody(s.keyId, outcome);
         const cert = toCertificate(spec, 'dkg', s, res.transcriptHash, res.groupElement, res.confirmations);
         return this.#activate(spec, s, cert, res.key.public, audit);
       }
@@ -250,6 +264,7 @@ export class KeyEvents {
           ...(old ? { oldKey: old.key } : {}),
         });
         if (s.participants.includes(this.#c.cfg.nodeId)) this.#prepareScope(s);
+        custodyFor = () => joinCustody;
         const res = await runner.run(ctx, machine, persistBeforeConfirm);
         if (!s.participants.includes(this.#c.cfg.nodeId)) {
           // A dealer leaving the committee: its old share is retired when the coordinator says the
@@ -263,7 +278,7 @@ export class KeyEvents {
           crashPoint('reshare.dealt');
           return { dealt: true } as const;
         }
-        if (joinCustody) await this.#c.store.putCustody(s.keyId, joinCustody);
+        if (joinCustody && custody !== joinCustody) await this.#c.store.putCustody(s.keyId, joinCustody);
         return this.#activate(spec, s, res.certificate, res.public, audit);
       }
       case 'repair':
@@ -429,7 +444,11 @@ export class KeyEvents {
     this.#c.sealer.prepareScope?.(shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch)).catch(() => {});
   }
 
-  async #persistPending(s: SessionSpec, key: Key): Promise<void> {
+  async #persistPending(
+    s: SessionSpec,
+    key: Key,
+    custody?: { chainCode: string; merkleRoot: string | null },
+  ): Promise<void> {
     TL?.(`node ${s.kind} seal`);
     const sealed = await this.#c.sealer.seal(
       shareCtx(this.#c.cfg.nodeId, s.keyId, s.epoch),
@@ -450,6 +469,7 @@ export class KeyEvents {
         status: 'pending',
       },
       sealed,
+      custody,
     );
     crashPoint(`${s.kind}.pending.stored`);
     TL?.(`node ${s.kind} pending stored`);
@@ -607,15 +627,15 @@ export class KeyEvents {
  * The new shares a step asks to persist before its messages leave (its `persist-pending` effects).
  * A confirmation never leaves without one, and a zero share is never a real one (RFC 9591 §3.1).
  */
-function pendingShares(step: Step<unknown, unknown, unknown>): Key[] {
-  const keys = (step.effects ?? []).filter((e) => e.kind === 'persist-pending').map((e) => e.key);
-  if (keys.length === 0 && step.out.some((e) => e.header.round.endsWith('.confirm')))
+function pendingShares(step: Step<unknown, unknown, unknown>): Effect[] {
+  const effects = (step.effects ?? []).filter((e) => e.kind === 'persist-pending');
+  if (effects.length === 0 && step.out.some((e) => e.header.round.endsWith('.confirm')))
     throw new KmsError('Internal', 'a confirmation without a share to persist');
-  for (const k of keys) {
-    if (k.secret.signingShare.every((b) => b === 0))
+  for (const e of effects) {
+    if (e.key.secret.signingShare.every((b) => b === 0))
       throw new KmsError('Internal', 'refusing to persist a zero share');
   }
-  return keys;
+  return effects;
 }
 
 function toCertificate(

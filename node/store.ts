@@ -810,8 +810,14 @@ export class NodeStore {
    * pending here replaces it (`abort`, then `propose`): the earlier attempt ended without this node
    * hearing its abort-epoch. Refused by the store itself: another key spec, a destroyed key.
    */
-  async putPendingEpoch(record: EpochRecordStored, sealedShare: Uint8Array): Promise<void> {
+  async putPendingEpoch(
+    record: EpochRecordStored,
+    sealedShare: Uint8Array,
+    custody?: { chainCode: string; merkleRoot: string | null },
+  ): Promise<void> {
     this.#checkRecord(record, 'pending', sealedShare);
+    if (custody !== undefined && !validCustody(custody))
+      throw new InfraError('ValidationError', `custody data of ${record.keyId} is malformed`);
     const proposal = epochRecordOf(record, 'caller');
     return this.#serial(async () => {
       const k = await this.getKey(record.keyId);
@@ -838,6 +844,7 @@ export class NodeStore {
       await this.#write(`pending epoch ${record.keyId}/${record.epoch}`, [
         ...this.#putEpochOps(record, sealedShare),
         this.#putKeyOp(key),
+        ...(custody === undefined ? [] : [this.#putCustodyOp(record.keyId, custody)]),
       ]);
     });
   }
@@ -975,6 +982,10 @@ export class NodeStore {
         const { pendingEpoch: _drop, ...rest } = k;
         ops.push(this.#putKeyOp(rest));
       }
+      // A key forgotten here (a DKG, or a joining member's first epoch) loses the custody data
+      // its pending epoch was stored with (putPendingEpoch), as destroyKey drops it.
+      if (ops.some((o) => o.type === 'del' && o.sublevel === this.#keys))
+        ops.push({ type: 'del', sublevel: this.#meta, key: `custody!${keyId}`, ...UTF8 });
       await this.#write(`discard ${keyId}/${epoch}`, ops);
       return true;
     });
@@ -1070,11 +1081,11 @@ export class NodeStore {
   async putCustody(keyId: string, c: { chainCode: string; merkleRoot: string | null }): Promise<void> {
     checkId('keyId', keyId);
     if (!validCustody(c)) throw new InfraError('ValidationError', `custody data of ${keyId} is malformed`);
-    return this.#serial(() =>
-      this.#write(`custody ${keyId}`, [
-        { type: 'put', sublevel: this.#meta, key: `custody!${keyId}`, value: JSON.stringify(c), ...UTF8 },
-      ]),
-    );
+    return this.#serial(() => this.#write(`custody ${keyId}`, [this.#putCustodyOp(keyId, c)]));
+  }
+
+  #putCustodyOp(keyId: string, c: { chainCode: string; merkleRoot: string | null }) {
+    return { type: 'put', sublevel: this.#meta, key: `custody!${keyId}`, value: JSON.stringify(c), ...UTF8 };
   }
 
   async getCustody(keyId: string): Promise<{ chainCode: string; merkleRoot: string | null } | undefined> {

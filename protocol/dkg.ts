@@ -443,7 +443,7 @@ export function dkgMachine(cfg: DkgConfig): Machine<DkgState, DkgBody, DkgResult
     state.phase = 'confirm';
     return {
       out: [{ header: header('dkg.confirm', '*'), body: { R: proof.R, z: proof.z } }],
-      effect: { kind: 'persist-pending', key },
+      effect: { kind: 'persist-pending', key, transcriptHash },
     };
   };
 

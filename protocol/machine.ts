@@ -65,7 +65,12 @@ export type SignatureCheck = (
  * share is known and its confirmation is in this step's messages, so the share must be sealed and
  * stored (synced) as pending first (invariant I5: never confirm a share that a crash could lose).
  */
-export type Effect = { readonly kind: 'persist-pending'; readonly key: Key };
+export type Effect = {
+  readonly kind: 'persist-pending';
+  readonly key: Key;
+  /** A DKG's transcript hash, which its confirmation binds (the shell derives custody data from it). */
+  readonly transcriptHash?: Uint8Array;
+};
 
 export type Step<State, Body, Result> = {
   readonly state: State;
