@@ -53,16 +53,24 @@ export type FastGroup = {
  * even if the caller's array is later reused. Bounded (oldest entries dropped first).
  */
 export class ValidElementCache {
-  readonly #valid = new Map<string, true>();
-  readonly #max: number;
+  /**
+   * Two generations (each at most half the bound): lookups see both, insertions go to the young one,
+   * and when it is full it becomes the old one and the old one is dropped whole. O(1) per call; a
+   * Map that dropped its oldest entry on every insertion spent ~5 µs per insertion skipping the
+   * holes left at its front. An entry found in the old generation moves to the young one, so the
+   * group key and verifying shares, used at every signature, stay.
+   */
+  #young = new Map<string, true>();
+  #old = new Map<string, true>();
+  readonly #half: number;
 
   constructor(max = 8192) {
-    this.#max = max;
+    this.#half = Math.max(1, Math.floor(max / 2));
   }
 
   check(bytes: Uint8Array, isValid: (b: Uint8Array) => boolean): boolean {
     const key = latin1(bytes);
-    if (this.#valid.has(key)) return true;
+    if (this.#known(key)) return true;
     if (!isValid(bytes)) return false;
     this.#put(key);
     return true;
@@ -75,29 +83,37 @@ export class ValidElementCache {
    * one that a backend operation checking exactly as isValidElement does just accepted (mulChecked).
    */
   add(bytes: Uint8Array): void {
-    this.#put(latin1(bytes));
+    const key = latin1(bytes);
+    if (!this.#known(key)) this.#put(key);
   }
 
   has(bytes: Uint8Array): boolean {
-    return this.#valid.has(latin1(bytes));
-  }
-
-  #put(key: string): void {
-    if (this.#valid.has(key)) return;
-    if (this.#valid.size >= this.#max) {
-      const oldest = this.#valid.keys().next().value;
-      if (oldest !== undefined) this.#valid.delete(oldest);
-    }
-    this.#valid.set(key, true);
+    return this.#known(latin1(bytes));
   }
 
   clear(): void {
-    this.#valid.clear();
+    this.#young.clear();
+    this.#old.clear();
+  }
+
+  #known(key: string): boolean {
+    if (this.#young.has(key)) return true;
+    if (!this.#old.has(key)) return false;
+    this.#old.delete(key);
+    this.#put(key);
+    return true;
+  }
+
+  #put(key: string): void {
+    this.#young.set(key, true);
+    if (this.#young.size >= this.#half) {
+      this.#old = this.#young;
+      this.#young = new Map();
+    }
   }
 }
 
+/** The bytes as a (flat) string key, one char per byte. */
 function latin1(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i] as number);
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
