@@ -11,7 +11,7 @@ import { type Blame, KmsError, StateError, isKmsError } from '../protocol/errors
 import { checkElement } from '../protocol/fast-sign.ts';
 import { nodeIndex } from '../protocol/ids.ts';
 import { defaultSigningTweak } from '../protocol/key-tweak.ts';
-import { aggregateSignature } from '../protocol/sign.ts';
+import { aggregateSignature, signatureFromGroupCommitment } from '../protocol/sign.ts';
 import { type KeySpec, keySpec } from '../protocol/suites.ts';
 import { crashPoint } from '../common/crash-points.ts';
 import { MAX_PRECOMMIT, type RpcAnswers } from '../net/rpc.ts';
@@ -310,16 +310,20 @@ export class ThresholdSigner {
     if (refused.length > 0) return { refused };
     const blame = unresponsive(signers, shares, 'sign.share');
     if (blame.length > 0) return { blame };
+    const answers = shares.map((s) => (s as PromiseFulfilledResult<RpcAnswers['sign-one']>).value);
+    // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
+    const tweak = defaultSigningTweak(spec);
+    const fast = fromSignersR(spec, pub, message, tweak, answers);
+    if (fast !== undefined) return { signature: fast };
     return aggregateOrBlame({
       spec,
       pub,
       epoch: k.epoch,
       message,
-      // FROST_SECP256K1_TR: the BIP341 key path with no merkle root (protocol/key-tweak.ts).
-      tweak: defaultSigningTweak(spec),
+      tweak,
       commitments: decoded,
       signers,
-      shares: shares.map((s) => (s as PromiseFulfilledResult<{ share: string }>).value.share),
+      shares: answers.map((a) => a.share),
     });
   }
 
@@ -450,6 +454,41 @@ function aggregateOrBlame(a: {
       };
     }
     throw e;
+  }
+}
+
+/**
+ * One-round shortcut (issue 17): when every signer reported the same group commitment R with its
+ * share (node/sign-one.ts; the suite's exact element length), the signature from that R and
+ * z = Σ z_i, returned only if it verifies under the (tweaked) key as the aggregate verifies its
+ * own (protocol/sign.ts signatureFromGroupCommitment). Safety: the signature is verified under the
+ * key before it leaves either way; R from the signers only saves this coordinator recomputing it
+ * (t variable-base multiplications). Anything else (an R missing, malformed or differing, a share
+ * malformed, a signature that does not verify) gives undefined, and the caller runs the full
+ * aggregate: its own R from the commitments it checked, every share verified, the culprit named
+ * with evidence (RFC 9591 §5.4), so a lying signer is still named and no bad signature leaves.
+ */
+function fromSignersR(
+  spec: KeySpec,
+  pub: FrostPublic,
+  message: Uint8Array,
+  tweak: Parameters<typeof signatureFromGroupCommitment>[0]['tweak'],
+  answers: readonly RpcAnswers['sign-one'][],
+): Uint8Array | undefined {
+  const R = answers[0]?.groupCommitment;
+  if (R === undefined || R.length !== 2 * spec.elementLength) return undefined;
+  if (!answers.every((a) => a.groupCommitment === R)) return undefined;
+  try {
+    return signatureFromGroupCommitment({
+      spec,
+      public: pub,
+      message,
+      tweak,
+      groupCommitment: fromHex(R),
+      shares: answers.map((a) => fromHex(a.share)),
+    });
+  } catch {
+    return undefined;
   }
 }
 

@@ -20,7 +20,7 @@ import {
 } from '../protocol/key-states.ts';
 import type { RequestedTweak } from '../protocol/key-tweak.ts';
 import type { PublicPackageHex } from '../protocol/packages.ts';
-import { ALL_KEY_SPECS, type KeySpecName } from '../protocol/suites.ts';
+import { ALL_KEY_SPECS, KEY_SPECS, type KeySpecName, keySpec } from '../protocol/suites.ts';
 import {
   type Governance,
   type GovernanceSignature,
@@ -540,7 +540,14 @@ export type CommitAnswer = { identifier: string; hiding: string; binding: string
 export type ShareAnswer = { share: string };
 /** One-round signing (issue 17): commitments of nonces the node keeps for the key's epoch. */
 export type PrecommitAnswer = { identifier: string; commitments: { hiding: string; binding: string }[] };
-export type SignOneAnswer = ShareAnswer & { commitments?: { hiding: string; binding: string }[] };
+/**
+ * `groupCommitment`: the group commitment R the node computed its share for (SerializeElement,
+ * hex), on suites with a fast path; the coordinator's shortcut, never trusted (threshold-signer.ts).
+ */
+export type SignOneAnswer = ShareAnswer & {
+  groupCommitment?: string;
+  commitments?: { hiding: string; binding: string }[];
+};
 /** `sign-batch`: per item, in order, its `sign-one` answer or its error (net/transport.ts errorToWire). */
 export type SignBatchAnswer = { results: ({ ok: SignOneAnswer } | { error: WireError })[] };
 /** `sign-batch` as it arrives: each item's answer or error still unchecked (`checkRpcAnswer`). */
@@ -639,7 +646,14 @@ const obj = (props: Record<string, unknown>, required: string[]) => ({
   properties: props,
 });
 const okAnswer = obj({ ok: { const: true }, already: { type: 'boolean' } }, ['ok']);
-const signOneAnswer = obj({ share: hex(300), commitments: precommitted }, ['share']);
+/** A group element of one of the suites, exactly (the coordinator checks the key's own length). */
+const anyElement = {
+  type: 'string',
+  pattern: `^(${[...new Set(KEY_SPECS.map((s) => keySpec(s).elementLength))].map((n) => `[0-9a-f]{${2 * n}}`).join('|')})$`,
+} as const;
+const signOneAnswer = obj({ share: hex(300), groupCommitment: anyElement, commitments: precommitted }, [
+  'share',
+]);
 const answerSchemas: { [O in RpcOp]: object } = {
   status: obj(
     {

@@ -141,7 +141,7 @@ export class OneRoundSigning {
             }
           : undefined,
       );
-      const { share } = signerSign(taken.state, {
+      const { share, groupCommitment } = signerSign(taken.state, {
         message,
         tweak,
         commitments: req.commitments.map((c) => ({
@@ -155,6 +155,9 @@ export class OneRoundSigning {
       crashPoint('sign.one.sent');
       return {
         share: toHex(share),
+        // R as this signer computed it for its share (fast paths): the coordinator may form the
+        // signature from it, verified under the key before it leaves (threshold-signer.ts).
+        ...(groupCommitment ? { groupCommitment: toHex(groupCommitment) } : {}),
         ...(refill.length > 0
           ? { commitments: refill.map((c) => ({ hiding: toHex(c.hiding), binding: toHex(c.binding) })) }
           : {}),

@@ -553,6 +553,19 @@ function shareValid(
 
 /** The operations of sign.ts with the key given as a view (plain, even-y, or a resolved tweak). */
 type Core = {
+  /**
+   * The signature over `msg` from a group commitment R the signers reported and their shares (z = Σ
+   * z_i, the suite's encoding), returned only if it verifies under the key of `view` exactly as
+   * `aggregate` checks its own (BIP340 for Taproot, the suite's standard verifier, else the group
+   * equation [z]B = R + [c]PK); undefined otherwise (a wrong, malformed or odd R, a bad share).
+   */
+  combine(
+    pub: FrostPublic,
+    R: Uint8Array,
+    msg: Uint8Array,
+    shares: readonly Uint8Array[],
+    view: (pub: FrostPublic) => View,
+  ): Uint8Array | undefined;
   signShare(
     secret: FrostSecret,
     pub: FrostPublic,
@@ -603,7 +616,45 @@ function core(suite: FastSuite, taproot: boolean): Core {
       );
       nonces.hiding.fill(0);
       nonces.binding.fill(0);
-      return Fn.toBytes(z);
+      const out = Fn.toBytes(z);
+      // The group commitment this share was made for, for the coordinator (groupCommitmentOf).
+      shareR.set(out, s.R);
+      return out;
+    },
+
+    combine(pub, R, msg, shares, view) {
+      checkPublic(pub);
+      if (!(R instanceof Uint8Array) || R.length !== suite.group.elementLength) return undefined;
+      if (!(msg instanceof Uint8Array) || shares.length < pub.signers.min || shares.length > pub.signers.max)
+        return undefined;
+      let z = Fn.ZERO;
+      for (const zi of shares) {
+        try {
+          z = Fn.add(z, scalar(suite, zi, 'signature share'));
+        } catch {
+          return undefined;
+        }
+      }
+      const v = view(pub);
+      if (taproot) {
+        // x(R) || z: the signers negated their nonces when R has odd y (adjustNonces), so the
+        // signature's R is the even-y point of x(R); BIP340 verification checks exactly that.
+        if (R[0] !== 0x02 && R[0] !== 0x03) return undefined;
+        const sig = suite.encodeSignature(R, z);
+        return bip340Equation(sig, v.PK, suite.challenge(R, v.PK, msg)) ? sig : undefined;
+      }
+      const sig = suite.encodeSignature(R, z);
+      // The standard verifier decodes and checks R itself (libsodium, OpenSSL: canonical, not of
+      // small order, and equal to [z]B - [c]PK, so of prime order).
+      if (suite.quickVerify(sig, msg, v.PK)) return sig;
+      // The group equation, as `aggregate` falls back to it, on R checked first (RFC 9591 §3.1).
+      if (!suite.group.isValidElement(R)) return undefined;
+      const c = suite.challenge(R, v.PK, msg);
+      if (suite.group.schnorrEquation?.(R, z, v.PK, c)) return sig;
+      const zB = baseMulOrIdentity(suite, z);
+      return zB !== undefined && equalBytes(zB, suite.group.add(R, suite.group.mul(v.PK, c)))
+        ? sig
+        : undefined;
     },
 
     verifyShare(pub, list, msg, id, share, view) {
@@ -726,6 +777,18 @@ function evenView(suite: FastSuite, pub: FrostPublic): View {
   return { negate: odd, add: 0n, PK: odd ? negateElement(VK) : VK };
 }
 
+/**
+ * The group commitment R (§4.5, SerializeElement, before BIP340's even-y adjustment) each share
+ * made on the fast path was computed for, keyed by the share's bytes object: the signer reports it
+ * with its share (one-round signing) without computing it again. Weak: it goes with the share.
+ */
+const shareR = new WeakMap<Uint8Array, Uint8Array>();
+
+/** R of a share this process just made on the fast path (see shareR), or undefined. */
+export function groupCommitmentOf(share: Uint8Array): Uint8Array | undefined {
+  return shareR.get(share);
+}
+
 const signing = new Map<KeySpecName, FrostSigning>();
 
 /** The fast implementation of `spec`'s signing operations, or undefined if the suite has none. */
@@ -789,6 +852,56 @@ export function fastTweaked(spec: KeySpec): TweakedSigning | undefined {
   }
   return f;
 }
+
+/**
+ * `combine` (Core) for `spec` under the key as signed (the plain package, its even-y form for
+ * BIP340, or a resolved tweak), or undefined if the suite has no fast backend.
+ */
+export function fastCombine(spec: KeySpec): Combine | undefined {
+  let f = combiners.get(spec.name);
+  if (f === undefined) {
+    const suite = suiteOf(spec);
+    if (suite === undefined) return undefined;
+    const taproot = spec.name === 'FROST_SECP256K1_TR';
+    const c = core(suite, taproot);
+    f = (pub, R, msg, shares, tweak) =>
+      c.combine(pub, R, msg, shares, (p) =>
+        tweak !== undefined
+          ? tweakedView(suite, p, tweak)
+          : taproot
+            ? evenView(suite, p)
+            : plainView(suite, p),
+      );
+    combiners.set(spec.name, f);
+  }
+  return f;
+}
+
+/**
+ * The group commitment R (§4.5) of a session over `list` and `msg` for the untweaked key (BIP340:
+ * its even-y form), as a signer computes it; undefined if the suite has no fast backend. For tests
+ * and tools that need the R an honest signer reports (one-round signing).
+ */
+export function groupCommitment(
+  spec: KeySpec,
+  pub: FrostPublic,
+  list: readonly { identifier: string; hiding: Uint8Array; binding: Uint8Array }[],
+  msg: Uint8Array,
+): Uint8Array | undefined {
+  const suite = suiteOf(spec);
+  if (suite === undefined) return undefined;
+  const v = spec.name === 'FROST_SECP256K1_TR' ? evenView(suite, pub) : plainView(suite, pub);
+  return session(suite, v.PK, list as NonceCommitments[], msg).R;
+}
+
+type Combine = (
+  pub: FrostPublic,
+  R: Uint8Array,
+  msg: Uint8Array,
+  shares: readonly Uint8Array[],
+  tweak?: AffineTweak,
+) => Uint8Array | undefined;
+const combiners = new Map<KeySpecName, Combine>();
 
 /** The signing operations sign.ts uses for `spec`: the fast ones where there are, noble's otherwise. */
 export function signingFrost(spec: KeySpec): FrostSigning {

@@ -32,7 +32,14 @@ import { sortIds } from './dkg.ts';
 import { decodeIdentifier, decodeScalar } from './elements.ts';
 import { type Blame, DecodeError, KmsError, ProtocolError, misbehaved } from './errors.ts';
 // Fast backends where a suite has one (protocol/fast-sign.ts), noble's FROST otherwise.
-import { checkElement, fastTweaked, sessionChecksBinding, signingFrost } from './fast-sign.ts';
+import {
+  checkElement,
+  fastCombine,
+  fastTweaked,
+  groupCommitmentOf,
+  sessionChecksBinding,
+  signingFrost,
+} from './fast-sign.ts';
 import type { Backend } from './group.ts';
 import type { Epoch, ParticipantId } from './ids.ts';
 import { type AffineTweak, resolveTweak, type SigningTweak, tweakPackageNoble } from './key-tweak.ts';
@@ -46,11 +53,17 @@ export type SigningCommitment = {
   readonly epoch: Epoch;
 };
 
-/** One signer's round-two output. */
+/**
+ * One signer's round-two output. `groupCommitment`: on a fast path (protocol/fast-sign.ts), the
+ * group commitment R (§4.5, SerializeElement) the share was computed for, as the session computed
+ * it (for BIP340 before the even-y adjustment); a claim, for the aggregator's shortcut only
+ * (signatureFromGroupCommitment), never trusted without verifying the signature it gives.
+ */
 export type SignatureShare = {
   readonly identifier: ParticipantId;
   readonly share: Uint8Array;
   readonly epoch: Epoch;
+  readonly groupCommitment?: Uint8Array;
 };
 
 /** The signer's secret round-one state. Never serialized, never logged; usable exactly once. */
@@ -178,7 +191,8 @@ export function signerSign(
       if (e instanceof DecodeError && e.code === 'InvalidElement') throw e;
       throw new ProtocolError('ProtocolAborted', 'signShare failed', { cause: e });
     }
-    return { identifier: state.commitment.identifier, share, epoch };
+    const R = groupCommitmentOf(share);
+    return { identifier: state.commitment.identifier, share, epoch, ...(R ? { groupCommitment: R } : {}) };
   } finally {
     // noble zeroes the nonces on success; zero them on every path.
     state.nonces.hiding.fill(0);
@@ -264,6 +278,35 @@ export function aggregate(args: {
     );
   }
   return sig;
+}
+
+/**
+ * The aggregator's shortcut (issue 17, one-round signing): the signature from a group commitment R
+ * every signer reported with its share (SignatureShare.groupCommitment) and z = Σ z_i, in the
+ * suite's encoding, returned only if it verifies under the (tweaked) group key as `aggregate`
+ * verifies its own. R from the signers only saves the aggregator computing it (t variable-base
+ * multiplications); the returned signature is verified under the key either way. Undefined when
+ * it does not verify, R or a share is malformed, the tweak is refused, or the suite has no fast
+ * path: the caller then runs `aggregate` (its own R, every share checked, §5.4 blame).
+ */
+export function signatureFromGroupCommitment(args: {
+  spec: KeySpec;
+  public: FrostPublic;
+  message: Uint8Array;
+  groupCommitment: Uint8Array;
+  shares: readonly Uint8Array[];
+  tweak?: SigningTweak | undefined;
+}): Uint8Array | undefined {
+  const { spec } = args;
+  const combine = fastCombine(spec);
+  if (combine === undefined || args.groupCommitment.length !== spec.elementLength) return undefined;
+  try {
+    const t = args.tweak === undefined ? undefined : resolved(spec, args.public, args.tweak, 'native');
+    const sig = combine(args.public, args.groupCommitment, args.message, args.shares, t);
+    return sig !== undefined && sig.length === spec.signatureLength ? sig : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A resolved tweak; KmsError('ValidationError') for a tweak the key cannot take (before any secret is used). */
