@@ -4,8 +4,7 @@
  * signature base itself (policy/request-signature.ts). The coordinator cannot change a byte without
  * the signature failing on every node; it is a courier, not a trusted party.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '../protocol/bytes.ts';
+import { hash } from 'node:crypto';
 import { KmsError } from '../protocol/errors.ts';
 import type { SignedRequest } from '../policy/request-signature.ts';
 
@@ -59,8 +58,14 @@ export function fromWire(w: SignedRequestWire): SignedRequest {
     path: w.path,
     query: w.query,
     headers: { ...w.headers },
-    body: new Uint8Array(Buffer.from(w.body, 'base64')),
+    body: base64Bytes(w.body),
   };
+}
+
+/** The decoded bytes as a plain Uint8Array view (no second copy of Buffer's decoding). */
+function base64Bytes(b64: string): Uint8Array {
+  const b = Buffer.from(b64, 'base64');
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** The wire form of a request a client signed (CLI, client module, coordinator forwarding). */
@@ -90,5 +95,6 @@ export function toWire(r: SignedRequest): SignedRequestWire {
  */
 export function requestDigest(w: SignedRequestWire): string {
   const parts = [w.method, w.path, w.query, w.headers['content-digest'], w.headers['signature-input']];
-  return bytesToHex(sha256(new TextEncoder().encode(parts.map((p) => `${p.length}:${p}`).join('\n'))));
+  // SHA-256 of the UTF-8 encoding, hex (one-shot OpenSSL hash: computed for every signed request).
+  return hash('sha256', parts.map((p) => `${p.length}:${p}`).join('\n'), 'hex');
 }

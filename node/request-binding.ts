@@ -137,6 +137,9 @@ const mismatch = (what: string): never => {
   throw new KmsError('Unauthorized', `the signed request does not match: ${what}`);
 };
 
+/** Strict UTF-8 (a malformed body is refused); stateless between whole-buffer decodes, so shared. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 function body(
   bytes: Uint8Array,
   validate: ReturnType<typeof ajv.compile>,
@@ -146,7 +149,7 @@ function body(
   let v: unknown = {};
   if (bytes.length > 0) {
     try {
-      v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      v = JSON.parse(UTF8.decode(bytes));
     } catch {
       return mismatch(`the ${what} body is not JSON`);
     }

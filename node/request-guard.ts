@@ -14,12 +14,11 @@
  * Refusals: Unauthorized (no, a bad, an expired or a replayed signature, or a request for another
  * operation), PolicyDenied (policy; with details `{pending: true, needs}` while approvals are missing).
  */
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '../protocol/bytes.ts';
+import { hash } from 'node:crypto';
 import { KmsError, isKmsError } from '../protocol/errors.ts';
 import { PENDING_APPROVAL_TTL_S, verifyApprovals } from '../policy/approvals.ts';
 import { type Decision, evaluate } from '../policy/evaluate.ts';
-import { findPrincipal, type Governance, principalKey } from '../policy/governance.ts';
+import { type Governance, lookupPrincipalKey } from '../policy/governance.ts';
 import type { Operation } from '../policy/policy-rule.ts';
 import type { PrincipalKey } from '../policy/principal-key.ts';
 import {
@@ -189,7 +188,8 @@ export type RequestGuardDeps = {
   readonly now?: () => number;
 };
 
-const sha256Hex = (b: Uint8Array) => bytesToHex(sha256(b));
+/** SHA-256, hex (one-shot OpenSSL hash: a message is up to 64 KiB, hashed for every signing request). */
+const sha256Hex = (b: Uint8Array) => hash('sha256', b, 'hex');
 
 const STATE_OPERATIONS = {
   disable: 'DisableKey',
@@ -306,10 +306,8 @@ export class RequestGuard {
     const nowS = this.#nowS();
     const digest = requestDigest(auth.request);
     const signed = fromWire(auth.request);
-    const lookup = (id: string): PrincipalKey | undefined => {
-      const p = findPrincipal(doc, id);
-      return p ? principalKey(p) : undefined;
-    };
+    // Decoded public keys are memoized per governance document (policy/governance.ts).
+    const lookup = (id: string): PrincipalKey | undefined => lookupPrincipalKey(doc, id);
     let verified: VerifiedRequest;
     let bound: BoundRequest;
     const pend = this.#pendingEntry(digest, nowS);

@@ -177,6 +177,41 @@ export function findPrincipal(doc: Governance, principalId: string): Principal |
   return doc.principals.find((p) => p.id === principalId);
 }
 
+type KeyCacheEntry = { readonly alg: string; readonly source: string; readonly key: PrincipalKey };
+type KeyCache = {
+  readonly version: number;
+  readonly principals: readonly Principal[];
+  readonly byId: Map<string, Principal>;
+  readonly keys: Map<string, KeyCacheEntry>;
+};
+const keyCaches = new WeakMap<Governance, KeyCache>();
+
+/**
+ * `principalKey(findPrincipal(doc, id))`, memoized per governance document (every signed request a
+ * node checks looks its principal up): the principals by id, and each decoded public key. A pure
+ * function of the public document; an entry is used only while the document has the same version
+ * and principal list and the principal still has the same alg and encoded key it was decoded from,
+ * so a new version or a rotated key is decoded afresh. Bounded by the document's principals, and
+ * dropped with the document (a WeakMap).
+ */
+export function lookupPrincipalKey(doc: Governance, principalId: string): PrincipalKey | undefined {
+  let c = keyCaches.get(doc);
+  if (!c || c.version !== doc.version || c.principals !== doc.principals) {
+    const byId = new Map<string, Principal>();
+    // The first of an id, as findPrincipal (parseGovernance refuses duplicates anyway).
+    for (const p of doc.principals) if (!byId.has(p.id)) byId.set(p.id, p);
+    c = { version: doc.version, principals: doc.principals, byId, keys: new Map() };
+    keyCaches.set(doc, c);
+  }
+  const p = c.byId.get(principalId);
+  if (!p || p.id !== principalId) return undefined;
+  const e = c.keys.get(principalId);
+  if (e && e.alg === p.alg && e.source === p.publicKey) return e.key;
+  const key = principalKey(p);
+  c.keys.set(principalId, { alg: p.alg, source: p.publicKey, key });
+  return key;
+}
+
 /** The distinct admins of `doc` whose signatures over `hash` verify. */
 export function validAdminSignatures(
   doc: Governance,

@@ -98,6 +98,72 @@ export function signatureBase(req: SignedRequest, innerList: InnerList): Uint8Ar
   return utf8ToBytes(lines.join('\n'));
 }
 
+/**
+ * A covered-components list in a form whose RFC 8941 parse and re-serialization are both plain
+ * text: label `sig1` its only member; the inner list's items our profile's component names with no
+ * parameters, one space apart; its parameters each `;key=value` once, the value an integer without
+ * leading zeros or a string without escapes. Anything else (whitespace, other members, booleans,
+ * tokens, decimals, escapes, a repeated key, ...) goes through `structured-headers`.
+ */
+const FAST_COMPONENT = '"(?:@method|@path|@query|content-digest)"';
+const FAST_KEY = '[a-z*][a-z0-9_.*-]*';
+const FAST_VALUE = '(?:0|-?[1-9][0-9]{0,14}|"[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*")';
+const FAST_INPUT = new RegExp(
+  `^${SIGNATURE_LABEL}=(\\((${FAST_COMPONENT}(?: ${FAST_COMPONENT})*)\\)((?:;${FAST_KEY}=${FAST_VALUE})*))$`,
+);
+const FAST_PARAM = new RegExp(`;(${FAST_KEY})=(${FAST_VALUE})`, 'y');
+/** `sig1=:<canonical base64 of 64 bytes>:`, what `signRequest` issues. */
+const FAST_SIGNATURE = new RegExp(`^${SIGNATURE_LABEL}=:([A-Za-z0-9+/]{86}==):$`);
+
+/** A parsed Signature-Input member: component names, parameters, the inner list serialized. */
+export type SignatureInput = {
+  readonly names: readonly unknown[];
+  readonly params: ReadonlyMap<string, unknown>;
+  readonly serialized: string;
+};
+
+/**
+ * The `sig1` member of a Signature-Input in the plain form above, as `structured-headers` would
+ * parse and serialize it (test/policy-request-signature.test.ts checks them equal), or undefined
+ * when it is not in that form (the caller then parses it in full).
+ */
+export function plainSignatureInput(headerValue: string): SignatureInput | undefined {
+  const m = FAST_INPUT.exec(headerValue);
+  if (!m) return undefined;
+  const names = m[2]!.split(' ').map((n) => n.slice(1, -1));
+  const params = new Map<string, unknown>();
+  const text = m[3]!;
+  FAST_PARAM.lastIndex = 0;
+  while (FAST_PARAM.lastIndex < text.length) {
+    const p = FAST_PARAM.exec(text);
+    // A repeated key: RFC 8941 keeps the last, which serializes differently; parse it in full.
+    if (!p || params.has(p[1]!)) return undefined;
+    const v = p[2]!;
+    params.set(p[1]!, v.charCodeAt(0) === 34 ? v.slice(1, -1) : Number(v));
+  }
+  return { names, params, serialized: m[1]! };
+}
+
+/** The Signature's `sig1` bytes when it is the plain canonical 64-byte form, else undefined. */
+function plainSignature(headerValue: string): Uint8Array | undefined {
+  const m = FAST_SIGNATURE.exec(headerValue);
+  if (!m) return undefined;
+  const b = Buffer.from(m[1]!, 'base64');
+  // Canonical base64 only (the pad bits zero): the one text for these bytes.
+  return b.length === 64 && b.toString('base64') === m[1] ? new Uint8Array(b) : undefined;
+}
+
+/** The signature base for covered `names` whose inner list serializes to `serialized`. */
+function signatureBaseOf(req: SignedRequest, names: readonly string[], serialized: string): Uint8Array {
+  let base = '';
+  for (const name of names) {
+    const value = componentValue(req, name);
+    if (/[\r\n]/.test(value)) fail(`component ${name} has a line break`);
+    base += `"${name}": ${value}\n`;
+  }
+  return Buffer.from(`${base}"@signature-params": ${serialized}`, 'utf8');
+}
+
 function innerListOf(headerValue: string, label: string, what: string): InnerList | ArrayBuffer {
   let dict: ReturnType<typeof parseDictionary>;
   try {
@@ -112,8 +178,7 @@ function innerListOf(headerValue: string, label: string, what: string): InnerLis
 }
 
 /** Our profile's parameters, each present exactly with its type. */
-function paramsOf(list: InnerList): SignatureParams {
-  const p = list[1];
+function paramsOf(p: ReadonlyMap<string, unknown>): SignatureParams {
   const created = p.get('created');
   const expires = p.get('expires');
   const nonce = p.get('nonce');
@@ -150,16 +215,26 @@ export function verifyRequest(
 ): VerifiedRequest {
   const inputHeader = req.headers['signature-input'] ?? fail('Signature-Input header is missing');
   const sigHeader = req.headers.signature ?? fail('Signature header is missing');
-  const input = innerListOf(inputHeader, SIGNATURE_LABEL, 'Signature-Input');
-  if (input instanceof ArrayBuffer) return fail('Signature-Input member must be an inner list');
-  const sig = innerListOf(sigHeader, SIGNATURE_LABEL, 'Signature');
-  if (!(sig instanceof ArrayBuffer)) return fail('Signature member must be a byte sequence');
-  const names = input[0].map(([n]) => n);
+  // The plain forms our clients send are read as text; any other is parsed in full (RFC 8941).
+  const plain = plainSignatureInput(inputHeader);
+  let input: InnerList | undefined;
+  if (!plain) {
+    const parsed = innerListOf(inputHeader, SIGNATURE_LABEL, 'Signature-Input');
+    if (parsed instanceof ArrayBuffer) return fail('Signature-Input member must be an inner list');
+    input = parsed;
+  }
+  let sig: Uint8Array | ArrayBuffer | undefined = plainSignature(sigHeader);
+  if (!sig) {
+    const parsed = innerListOf(sigHeader, SIGNATURE_LABEL, 'Signature');
+    if (!(parsed instanceof ArrayBuffer)) return fail('Signature member must be a byte sequence');
+    sig = parsed;
+  }
+  const names = plain ? plain.names : input![0].map(([n]) => n);
   const want = coveredComponents(req);
   if (names.length !== want.length || names.some((n, i) => n !== want[i])) {
     fail(`covered components must be (${want.map((w) => `"${w}"`).join(' ')})`);
   }
-  const params = paramsOf(input);
+  const params = paramsOf(plain ? plain.params : input![1]);
   if (params.expires <= params.created) fail('expires must be after created');
   if (params.expires - params.created > MAX_SIGNATURE_LIFETIME_S) {
     fail(`a signature may live at most ${MAX_SIGNATURE_LIFETIME_S} s`);
@@ -170,7 +245,9 @@ export function verifyRequest(
   if (!contentDigestMatches(digest, req.body)) fail('Content-Digest does not match the body');
   const key = lookup(params.keyid) ?? fail(`unknown principal ${params.keyid}`);
   if (key.alg !== params.alg) fail(`principal ${params.keyid} signs with ${key.alg}, not ${params.alg}`);
-  if (!verifyPrincipalSignature(key, signatureBase(req, input), new Uint8Array(sig))) {
+  const base = plain ? signatureBaseOf(req, want, plain.serialized) : signatureBase(req, input!);
+  const sigBytes = sig instanceof Uint8Array ? sig : new Uint8Array(sig);
+  if (!verifyPrincipalSignature(key, base, sigBytes)) {
     fail('the signature does not verify');
   }
   return { ...params, principal: params.keyid };
