@@ -23,7 +23,7 @@
  * Entries must be plain JSON (strings, finite numbers, booleans, null, arrays, objects) and must
  * never contain secrets: the log is stored unencrypted.
  */
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import type { AbstractLevel } from 'abstract-level';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
@@ -136,6 +136,25 @@ function parseRecord(raw: string): AuditRecord | undefined {
   };
 }
 
+/**
+ * The record an append resolves to. Its `entry` is the canonical copy (parsed from the canonical
+ * JSON that was hashed and stored, so it is exactly what is read back), parsed on first access
+ * only: most callers never read it, and the parse is a copy per record.
+ */
+function auditRecord(seq: number, time: string, prevHash: string, hash: string, ce: string): AuditRecord {
+  let entry: Record<string, unknown> | undefined;
+  return {
+    seq,
+    time,
+    prevHash,
+    hash,
+    get entry(): Record<string, unknown> {
+      entry ??= JSON.parse(ce) as Record<string, unknown>;
+      return entry;
+    },
+  };
+}
+
 const logs = new WeakMap<object, Promise<AuditLog>>();
 
 /** A link of the chain: a record's sequence number and hash (`{0, GENESIS_HASH}` before record 1). */
@@ -239,20 +258,18 @@ export class AuditLog {
     const time = this.#now().toISOString();
     let hash: string;
     let value: string;
-    let stored: Record<string, unknown>;
+    let ce: string;
     try {
       const e = typeof entry === 'function' ? entry({ ...prev }) : entry;
       // The entry's canonical JSON, made once: the hashed text is canonicalJson({seq, time, entry})
       // and the stored value canonicalJson({seq, time, prevHash, hash, entry}), keys in sorted order
       // (what auditHash and verify() compute).
-      const ce = canonicalJson(e);
+      ce = canonicalJson(e);
       const t = JSON.stringify(time);
-      hash = createHash('sha256')
-        .update(`${prev.hash}\n{"entry":${ce},"seq":${seq},"time":${t}}`)
-        .digest('hex');
+      // One-shot hash (no Hash object per record); the string is hashed as UTF-8.
+      hash = oneShotHash('sha256', `${prev.hash}\n{"entry":${ce},"seq":${seq},"time":${t}}`, 'hex');
       // Store a canonical copy so what is read back is exactly what was hashed.
       value = `{"entry":${ce},"hash":"${hash}","prevHash":"${prev.hash}","seq":${seq},"time":${t}}`;
-      stored = JSON.parse(ce);
     } catch (e) {
       // Nothing chained: a rejected entry does not consume a sequence number.
       return Promise.reject(
@@ -260,7 +277,7 @@ export class AuditLog {
       );
     }
     this.#tail = { seq, hash };
-    const record: AuditRecord = { seq, time, prevHash: prev.hash, hash, entry: stored };
+    const record = auditRecord(seq, time, prev.hash, hash, ce);
     return new Promise<AuditRecord>((resolve, reject) => {
       this.#queue.push({ key: seqKey(seq), value, record, resolve, reject });
       if (opts.defer) this.#flushLater();
