@@ -62,10 +62,17 @@ export function fromWire(w: SignedRequestWire): SignedRequest {
   };
 }
 
-/** The decoded bytes as a plain Uint8Array view (no second copy of Buffer's decoding). */
+/**
+ * The decoded bytes as a plain Uint8Array whose `.buffer` holds them alone: a view of Buffer's own
+ * decoding when it has a memory of its own (no second copy of a large body), a copy when it came
+ * from Buffer's shared pool (whose memory holds unrelated bytes).
+ */
 function base64Bytes(b64: string): Uint8Array {
   const b = Buffer.from(b64, 'base64');
-  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) {
+    return new Uint8Array(b.buffer, 0, b.byteLength);
+  }
+  return new Uint8Array(b);
 }
 
 /** The wire form of a request a client signed (CLI, client module, coordinator forwarding). */

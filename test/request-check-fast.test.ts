@@ -180,6 +180,11 @@ describe('verifyRequest: plain and other forms verify alike', () => {
     const back = fromWire(w);
     expect(back.body).toEqual(req.body);
     expect(back.body.constructor).toBe(Uint8Array);
+    // Its memory holds the body alone, small (Buffer's pool) or large.
+    expect(back.body.buffer.byteLength).toBe(back.body.byteLength);
+    const large = fromWire({ ...w, body: body.toString('base64') }).body;
+    expect(large).toEqual(new Uint8Array(body));
+    expect(large.buffer.byteLength).toBe(body.length);
   });
 });
 
