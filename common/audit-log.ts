@@ -68,6 +68,58 @@ function seqKey(seq: number): string {
  * is stored.
  */
 export function canonicalJson(v: unknown): string {
+  // The same text as canonicalJsonByParts, made by one JSON.stringify of a copy whose keys are in
+  // sorted order (about twice as fast). V8 orders integer-like keys first whatever their insertion
+  // order, so an object with such a key is encoded part by part instead.
+  let copy: unknown;
+  try {
+    copy = sortedCopy(v);
+  } catch (e) {
+    if (e === INDEX_KEY_FOUND) return canonicalJsonByParts(v);
+    throw e;
+  }
+  return JSON.stringify(copy);
+}
+
+const INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
+const INDEX_KEY_FOUND = Symbol('index key');
+
+/** A copy of `v` whose objects have their keys in sorted order; rejects what canonicalJson rejects. */
+function sortedCopy(v: unknown): unknown {
+  if (v === null) return null;
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v;
+    case 'number':
+      if (!Number.isFinite(v)) throw new TypeError('non-finite number');
+      return v;
+    case 'object': {
+      if (Array.isArray(v)) {
+        const out: unknown[] = new Array(v.length);
+        for (let i = 0; i < v.length; i++) out[i] = sortedCopy(v[i]);
+        return out;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) throw new TypeError('not a plain object');
+      const o = v as Record<string, unknown>;
+      const keys = Object.keys(o).sort();
+      // No prototype: a key `__proto__` is an own property like any other.
+      const out: Record<string, unknown> = Object.create(null);
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
+        if (INDEX_KEY.test(k)) throw INDEX_KEY_FOUND;
+        out[k] = sortedCopy(o[k]);
+      }
+      return out;
+    }
+    default:
+      throw new TypeError(`cannot encode ${typeof v}`);
+  }
+}
+
+/** Canonical JSON built part by part: the reference for canonicalJson (test/request-check-fast). */
+export function canonicalJsonByParts(v: unknown): string {
   if (v === null) return 'null';
   switch (typeof v) {
     case 'string':
@@ -80,7 +132,7 @@ export function canonicalJson(v: unknown): string {
       // Loops, not map/join: this runs for every audit record, on every node and the coordinator.
       if (Array.isArray(v)) {
         let out = '[';
-        for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(v[i]);
+        for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonicalJsonByParts(v[i]);
         return `${out}]`;
       }
       const proto = Object.getPrototypeOf(v);
@@ -90,7 +142,7 @@ export function canonicalJson(v: unknown): string {
       let out = '{';
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!;
-        out += `${i === 0 ? '' : ','}${JSON.stringify(k)}:${canonicalJson(o[k])}`;
+        out += `${i === 0 ? '' : ','}${JSON.stringify(k)}:${canonicalJsonByParts(o[k])}`;
       }
       return `${out}}`;
     }

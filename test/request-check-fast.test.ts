@@ -16,7 +16,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { Level } from 'level';
 import { parseDictionary, serializeInnerList, type InnerList } from 'structured-headers';
 import { describe, expect, it } from 'vitest';
-import { AuditLog, auditHash, canonicalJson } from '../common/audit-log.ts';
+import { AuditLog, auditHash, canonicalJson, canonicalJsonByParts } from '../common/audit-log.ts';
 import { requestDigest, toWire, fromWire } from '../net/signed-request.ts';
 import { bindRequest } from '../node/request-binding.ts';
 import { contentDigest, contentDigestMatches } from '../policy/content-digest.ts';
@@ -245,6 +245,57 @@ describe('audit append: the record resolved is the canonical copy that was hashe
     } finally {
       await db.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('canonicalJson equals its part-by-part reference (common/audit-log.ts)', () => {
+  it('fixed and randomized values, integer-like and __proto__ keys; the same values refused', () => {
+    const fixed: unknown[] = [
+      { b: 1, a: [true, null, 'x'], c: { z: -0, y: 1.5e300, x: '\u2028é\ud800"\\' } },
+      { 10: 'a', 9: 'b', x: 1, '01': 2 },
+      JSON.parse('{"__proto__": {"a": 1}, "b": 2}'),
+      Object.assign(Object.create(null), { z: 1, a: 2 }),
+      [],
+      {},
+      'plain',
+      42,
+      null,
+      [[[{ k: [1, { j: 2, i: 3 }] }]]],
+    ];
+    for (const v of fixed) expect(canonicalJson(v)).toBe(canonicalJsonByParts(v));
+    const chars = 'ab"\\\n\u0000é😀\ud800019_-';
+    const str = (r: () => number) =>
+      Array.from({ length: r() % 6 }, () => chars[r() % chars.length]).join('');
+    const gen = (r: () => number, d: number): unknown => {
+      const t = r() % (d > 3 ? 4 : 7);
+      if (t === 0) return str(r);
+      if (t === 1) return (r() - 128) / (r() % 3 === 0 ? 7 : 1);
+      if (t === 2) return r() % 2 === 0;
+      if (t === 3) return null;
+      if (t === 4) return Array.from({ length: r() % 4 }, () => gen(r, d + 1));
+      const o: Record<string, unknown> = {};
+      for (let i = r() % 5; i > 0; i--) o[r() % 4 === 0 ? String(r() % 20) : str(r)] = gen(r, d + 1);
+      return o;
+    };
+    for (let i = 0; i < 500; i++) {
+      const bytes = randomBytes(256);
+      let at = 0;
+      const r = () => bytes[at++ % bytes.length]!;
+      const v = gen(r, 0);
+      expect(canonicalJson(v)).toBe(canonicalJsonByParts(v));
+    }
+    for (const bad of [
+      { a: undefined },
+      [1, undefined],
+      { a: Number.NaN },
+      { a: () => 1 },
+      { a: new Date(0) },
+      { a: 1n },
+      new Array(2).fill(1, 1), // a hole at 0
+    ]) {
+      expect(() => canonicalJson(bad)).toThrow(TypeError);
+      expect(() => canonicalJsonByParts(bad)).toThrow(TypeError);
     }
   });
 });
