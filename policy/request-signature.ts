@@ -7,7 +7,8 @@
  * `"@method" "@path" "@query" "content-digest"` (`@query` only when the request has one); parameters
  * `created`, `expires`, `nonce`, `keyid` (the principal id) and `alg` (`ed25519` or
  * `ecdsa-p256-sha256`); the body bound by RFC 9530 `Content-Digest: sha-256=:…:`.
- * Header parsing and serialization use `structured-headers` (RFC 8941/9651).
+ * Header parsing and serialization use `structured-headers` (RFC 8941/9651); the plain forms our
+ * clients send (`plainSignatureInput`, `sig1=:…:`) are read as text, with the same result.
  */
 import { parseDictionary, serializeDictionary, serializeInnerList, type InnerList } from 'structured-headers';
 import { utf8ToBytes } from '../protocol/bytes.ts';
