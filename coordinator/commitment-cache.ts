@@ -1,8 +1,9 @@
 /**
  * The coordinator's cache of nodes' pre-published signing commitments (issue 17, one-round
  * signing; RFC 9591 §5.1 ahead of time): per (key, epoch, node), commitments the node answered to
- * `sign-precommit` or handed back with a `sign-one` share, already checked as group elements
- * (RFC 9591 §3.1) when they came in. Each is taken out when used, never handed out twice; a
+ * `sign-precommit` or handed back with a `sign-one` share, of the suite's element length (checked
+ * as group elements, RFC 9591 §3.1, by the coordinator only when an attempt using them fails, before
+ * it blames anyone; by every signer always: coordinator/threshold-signer.ts). Each is taken out when used, never handed out twice; a
  * commitment the node no longer holds (it restarted, or another coordinator used it) is refused by
  * the node, and the cache forgets the rest of that node's entries for the key. Memory only, and
  * not trusted for safety: single use is the node's rule (node/nonce-pool.ts), not this cache's.

@@ -296,6 +296,22 @@ export class ThresholdSigner {
         return a;
       }),
     );
+    // The cached commitments were only shape-checked when they came in (#accept): a signature
+    // verified under the key needs no more. Before anyone is blamed or a failure handled, they are
+    // checked as group elements (RFC 9591 §3.1): a node that published an invalid one is named for
+    // it, and its co-signers, which refused the list because of it, are not.
+    const failed = shares.some((s) => s.status === 'rejected');
+    if (failed) {
+      const bad = badCommitments(spec, signers, decoded);
+      if (bad.length > 0) {
+        for (const n of bad) cache.forgetNode(k.keyId, n);
+        return {
+          blame: bad.map(
+            (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.precommit' }) as Blame,
+          ),
+        };
+      }
+    }
     const stale = signers.filter((_, i) => {
       const s = shares[i]!;
       return s.status === 'rejected' && isKmsError(s.reason) && s.reason.code === 'NonceReused';
@@ -315,6 +331,15 @@ export class ThresholdSigner {
     const tweak = defaultSigningTweak(spec);
     const fast = fromSignersR(spec, pub, message, tweak, answers);
     if (fast !== undefined) return { signature: fast };
+    const bad = badCommitments(spec, signers, decoded);
+    if (bad.length > 0) {
+      for (const n of bad) cache.forgetNode(k.keyId, n);
+      return {
+        blame: bad.map(
+          (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.precommit' }) as Blame,
+        ),
+      };
+    }
     return aggregateOrBlame({
       spec,
       pub,
@@ -357,10 +382,11 @@ export class ThresholdSigner {
   }
 
   /**
-   * Caches a node's new commitments that are valid group elements (RFC 9591 §3.1, checked here
-   * once: the aggregate's own checks of them are then cache hits, protocol/fast-sign.ts), drops
-   * the rest, then calls `done`. Off the critical path: a few per event-loop turn (setImmediate),
-   * so a batch of them (each check about 0.1 ms on Ed25519) never holds up a request in flight.
+   * Caches a node's new commitments that have the suite's element length, drops the rest, then
+   * calls `done`. Not checked as group elements here (RFC 9591 §3.1): a one-round signature that
+   * verifies under the key needs no such check, and when an attempt fails #oneRound checks the
+   * commitments it used before it blames anyone (badCommitments), so a node that published an
+   * invalid one is named for it. A few per event-loop turn (setImmediate), off the critical path.
    */
   #accept(
     spec: KeySpec,
@@ -369,14 +395,13 @@ export class ThresholdSigner {
     cs: readonly { hiding: string; binding: string }[],
     done: () => void,
   ): void {
-    const identifier = participantIdOf(spec, nodeIndex(node)!);
     let i = 0;
     const step = () => {
       try {
         const ok: CachedCommitment[] = [];
         for (const end = Math.min(cs.length, i + ACCEPT_PER_TURN); i < end; i++) {
-          const d = commitmentOf(spec, node, { identifier, ...cs[i]! });
-          if (d) ok.push({ hiding: d.hiding, binding: d.binding });
+          const d = shapeOf(spec, cs[i]!);
+          if (d) ok.push(d);
         }
         this.#cache!.add(k.keyId, k.epoch, node, ok);
       } catch (e) {
@@ -487,6 +512,37 @@ function fromSignersR(
       groupCommitment: fromHex(R),
       shares: answers.map((a) => fromHex(a.share)),
     });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The signers whose cached commitment (decoded[i], signers[i]) is not two valid group elements
+ * (RFC 9591 §3.1, on the suite's fast backend where it has one; each encoding checked once).
+ */
+function badCommitments(
+  spec: KeySpec,
+  signers: readonly string[],
+  decoded: readonly DecodedCommitment[],
+): string[] {
+  return signers.filter((_, i) => {
+    try {
+      checkElement(spec, decoded[i]!.hiding, 'hiding commitment');
+      checkElement(spec, decoded[i]!.binding, 'binding commitment');
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+/** A pre-published commitment's two encodings if they have the suite's element length (hex), else undefined. */
+function shapeOf(spec: KeySpec, c: { hiding: string; binding: string }): CachedCommitment | undefined {
+  const n = 2 * spec.elementLength;
+  if (c.hiding.length !== n || c.binding.length !== n) return undefined;
+  try {
+    return { hiding: fromHex(c.hiding), binding: fromHex(c.binding) };
   } catch {
     return undefined;
   }

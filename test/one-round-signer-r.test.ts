@@ -15,6 +15,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EpochInfo } from '../coordinator/cluster.ts';
 import { fromHex, toHex } from '../protocol/bytes.ts';
+import { participantIdOf } from '../protocol/elements.ts';
 import { groupCommitment } from '../protocol/fast-sign.ts';
 import { asEpoch, type ParticipantId } from '../protocol/ids.ts';
 import { defaultSigningTweak } from '../protocol/key-tweak.ts';
@@ -185,4 +186,53 @@ describe('one-round signing: signers report R (cluster)', () => {
       expect(named.every((n) => n.startsWith('node-4/'))).toBe(true);
     }, 60_000);
   }
+});
+
+// Its own cluster: the cache starts without the real node-4's (valid) commitments.
+describe('one-round signing: commitments checked before blame (cluster)', () => {
+  let c: TestCluster;
+  let key: EpochInfo;
+  const participant = participantIdOf(keySpec(SPEC), 4);
+  beforeAll(async () => {
+    c = await startTestCluster(4, { sessionTimeoutMs: 5_000 });
+    key = await c.cluster.createKey({ keyId: 'k-signer-r2', keySpec: SPEC, threshold: 2, participants: ALL });
+  }, 60_000);
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  it('a member that publishes invalid commitments is named for them; its co-signers are not', async () => {
+    let asked = 0;
+    const lying = {
+      keySpec: SPEC,
+      // Not group elements (a non-canonical encoding): the coordinator caches them unchecked.
+      signPrecommit: (req: { count: number }) => ({
+        identifier: participant,
+        commitments: Array.from({ length: req.count }, () => ({
+          hiding: 'ff'.repeat(32),
+          binding: 'ff'.repeat(32),
+        })),
+      }),
+      signOne: () => {
+        asked++;
+        return { share: `07${'00'.repeat(31)}` };
+      },
+    };
+    const liar = await startLyingPeer(c, 'node-4', lying);
+    try {
+      const named: string[] = [];
+      for (let i = 0; i < 3 * ALL.length; i++) {
+        const m = enc(`invalid commitments ${i}`);
+        const s = await c.cluster.sign({ key, message: m });
+        expect(verifyIndependently(SPEC, fromHex(key.publicKey), m, s.signature)).toBe(true);
+        expect(s.signers).not.toContain('node-4');
+        for (const b of s.excluded) named.push(`${b.participant}/${b.reason}/${b.round}`);
+      }
+      expect(asked).toBeGreaterThan(0);
+      expect(named).toContain('node-4/malformed-message/sign.precommit');
+      expect(named.every((n) => n.startsWith('node-4/'))).toBe(true);
+    } finally {
+      await liar.stop().catch(() => {});
+    }
+  }, 60_000);
 });
