@@ -113,8 +113,11 @@ const FAST_INPUT = new RegExp(
   `^${SIGNATURE_LABEL}=(\\((${FAST_COMPONENT}(?: ${FAST_COMPONENT})*)\\)((?:;${FAST_KEY}=${FAST_VALUE})*))$`,
 );
 const FAST_PARAM = new RegExp(`;(${FAST_KEY})=(${FAST_VALUE})`, 'y');
-/** `sig1=:<canonical base64 of 64 bytes>:`, what `signRequest` issues. */
-const FAST_SIGNATURE = new RegExp(`^${SIGNATURE_LABEL}=:([A-Za-z0-9+/]{86}==):$`);
+/**
+ * `sig1=:<canonical base64 of 64 bytes>:`, what `signRequest` issues: 21 groups of 4, then the last
+ * byte as 2 characters whose 4 pad bits are zero (A, Q, g or w) and `==`.
+ */
+const FAST_SIGNATURE = new RegExp(`^${SIGNATURE_LABEL}=:([A-Za-z0-9+/]{85}[AQgw]==):$`);
 
 /** A parsed Signature-Input member: component names, parameters, the inner list serialized. */
 export type SignatureInput = {
@@ -149,9 +152,9 @@ export function plainSignatureInput(headerValue: string): SignatureInput | undef
 function plainSignature(headerValue: string): Uint8Array | undefined {
   const m = FAST_SIGNATURE.exec(headerValue);
   if (!m) return undefined;
+  // Canonical base64 (the pad bits zero): exactly 64 bytes, as RFC 8941 decodes the same text.
   const b = Buffer.from(m[1]!, 'base64');
-  // Canonical base64 only (the pad bits zero): the one text for these bytes.
-  return b.length === 64 && b.toString('base64') === m[1] ? new Uint8Array(b) : undefined;
+  return b.length === 64 ? b : undefined;
 }
 
 /** The signature base for covered `names` whose inner list serializes to `serialized`. */

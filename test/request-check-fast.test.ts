@@ -152,6 +152,12 @@ describe('verifyRequest: plain and other forms verify alike', () => {
     };
     expect(plainSignatureInput(spaced['signature-input'])).toBeUndefined();
     expect(verifyRequest(at(spaced), lookup, now).principal).toBe('alice');
+    // The signature's last character with pad bits set: not the plain form, the same 64 bytes.
+    const sigText = headers.signature.slice(6, -3);
+    const b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    const padded = `sig1=:${sigText.slice(0, -1)}${b64[b64.indexOf(sigText.at(-1)!) + 1]}==:`;
+    expect(Buffer.from(padded.slice(6, -1), 'base64')).toEqual(Buffer.from(sigText, 'base64'));
+    expect(verifyRequest(at({ ...headers, signature: padded }), lookup, now).principal).toBe('alice');
     // Non-canonical base64 of the digest (pad bits set): the full parse decodes it to the same bytes.
     const d = headers['content-digest'];
     const last = d.at(-3)!;
