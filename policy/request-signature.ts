@@ -128,7 +128,7 @@ export type SignatureInput = {
 
 /**
  * The `sig1` member of a Signature-Input in the plain form above, as `structured-headers` would
- * parse and serialize it (test/policy-request-signature.test.ts checks them equal), or undefined
+ * parse and serialize it (test/request-check-fast.test.ts checks them equal), or undefined
  * when it is not in that form (the caller then parses it in full).
  */
 export function plainSignatureInput(headerValue: string): SignatureInput | undefined {
