@@ -300,17 +300,10 @@ export class ThresholdSigner {
     // verified under the key needs no more. Before anyone is blamed or a failure handled, they are
     // checked as group elements (RFC 9591 §3.1): a node that published an invalid one is named for
     // it, and its co-signers, which refused the list because of it, are not.
-    const failed = shares.some((s) => s.status === 'rejected');
-    if (failed) {
-      const bad = badCommitments(spec, signers, decoded);
-      if (bad.length > 0) {
-        for (const n of bad) cache.forgetNode(k.keyId, n);
-        return {
-          blame: bad.map(
-            (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.precommit' }) as Blame,
-          ),
-        };
-      }
+    const publishers = () => blamePublishers(cache, k.keyId, badCommitments(spec, signers, decoded));
+    if (shares.some((s) => s.status === 'rejected')) {
+      const blamed = publishers();
+      if (blamed) return blamed;
     }
     const stale = signers.filter((_, i) => {
       const s = shares[i]!;
@@ -331,15 +324,8 @@ export class ThresholdSigner {
     const tweak = defaultSigningTweak(spec);
     const fast = fromSignersR(spec, pub, message, tweak, answers);
     if (fast !== undefined) return { signature: fast };
-    const bad = badCommitments(spec, signers, decoded);
-    if (bad.length > 0) {
-      for (const n of bad) cache.forgetNode(k.keyId, n);
-      return {
-        blame: bad.map(
-          (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.precommit' }) as Blame,
-        ),
-      };
-    }
+    const blamed = publishers();
+    if (blamed) return blamed;
     return aggregateOrBlame({
       spec,
       pub,
@@ -579,4 +565,22 @@ function unresponsive(signers: string[], results: PromiseSettledResult<unknown>[
         : 'unresponsive';
     return [{ participant: signers[i]!, reason, round, evidence: isKmsError(e) ? e.code : 'error' } as Blame];
   });
+}
+
+/**
+ * The members whose pre-published commitments failed the group-element check (RFC 9591 §3.1) are
+ * named for them and their cached commitments forgotten; undefined when there are none.
+ */
+function blamePublishers(
+  cache: CommitmentCache,
+  keyId: string,
+  bad: readonly string[],
+): { blame: Blame[] } | undefined {
+  if (bad.length === 0) return undefined;
+  for (const n of bad) cache.forgetNode(keyId, n);
+  return {
+    blame: bad.map(
+      (n) => ({ participant: n, reason: 'malformed-message', round: 'sign.precommit' }) as Blame,
+    ),
+  };
 }
