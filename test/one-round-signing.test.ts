@@ -1,18 +1,3 @@
-/**
- * One-round online signing (issue 17; RFC 9591 §5.1 round one ahead of time) with real parties:
- * three real node daemons over real libp2p requiring client-signed requests, the fixture's real
- * coordinator (Libp2pCluster: ThresholdSigner with its commitment cache), and coordinator doubles
- * holding REAL coordinator identities on the nodes' allow-list (the fixture's own and a second
- * one) that speak the real RPC by hand, as test/malicious-coordinator.test.ts does.
- *
- * What it proves: a commitment yields at most one share, ever — a replayed commitment list is
- * refused, two coordinators racing for the same commitments get exactly one share per node, and
- * commitments published before a node restart (or before a key state change) are refused after
- * it; the real coordinator signs in two rounds when its cache is empty or a node refuses a
- * commitment, and in one round otherwise; every signature verifies independently; the node-side
- * request check stays in force (a signed request yields at most MAX_SHARES_PER_SIGN_REQUEST shares).
- */
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,14 +8,13 @@ import { type RequestOf, type RpcAnswers, type RpcOp, decodeRpcAnswer, encodeRpc
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import { RPC_PROTOCOL, type Transport, createTransport } from '../net/transport.ts';
 import { MAX_SHARES_PER_SIGN_REQUEST } from '../node/request-guard.ts';
-import { fromHex, toHex } from '../protocol/bytes.ts';
+import { fromHex } from '../protocol/bytes.ts';
 import { KmsError } from '../protocol/errors.ts';
-import { publicFromHex } from '../protocol/packages.ts';
-import { aggregateSignature } from '../protocol/sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { type TestCluster, startTestCluster } from './helpers/cluster.ts';
 import { verifyIndependently } from './helpers/independent-verifiers.ts';
 import { authorizer } from './helpers/signing-cluster.ts';
+import { type Listed, oneRoundKit } from './helpers/one-round-kit.ts';
 
 const SPEC = keySpec('FROST_ED25519');
 const NODES = ['node-1', 'node-2', 'node-3'];
@@ -64,21 +48,7 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   return 'ok';
 }
 
-const signAuth = (keyId: string, message: Uint8Array) =>
-  auth('POST', `/v1/keys/${keyId}/sign`, { message: toHex(message) });
-
-type Listed = { identifier: string; hiding: string; binding: string };
-
-/** One pre-published commitment of each of `signers` (sign-precommit), as a sorted list. */
-async function precommit(key: EpochInfo, signers: string[], via?: Transport): Promise<Listed[]> {
-  const out: Listed[] = [];
-  for (const n of signers) {
-    const a = await rpc(n, { op: 'sign-precommit', keyId: key.keyId, epoch: key.epoch, count: 1 }, via);
-    expect(a.commitments).toHaveLength(1);
-    out.push({ identifier: a.identifier, ...a.commitments[0]! });
-  }
-  return out;
-}
+const { signAuth, precommit, signOneReq, aggregate } = oneRoundKit(SPEC, rpc, () => auth);
 
 const signOne = (
   n: string,
@@ -87,37 +57,7 @@ const signOne = (
   commitments: Listed[],
   a: AuthorizationWire,
   via?: Transport,
-) =>
-  rpc(
-    n,
-    {
-      op: 'sign-one',
-      sessionId: randomUUID(),
-      keyId: key.keyId,
-      epoch: key.epoch,
-      message: toHex(message),
-      commitments,
-      auth: a,
-    },
-    via,
-  );
-
-/** The aggregate of the double's shares, over node-1's public package (checked by the caller). */
-async function aggregate(key: EpochInfo, message: Uint8Array, list: Listed[], shares: string[]) {
-  const pkg = await rpc('node-1', { op: 'public', keyId: key.keyId });
-  return aggregateSignature({
-    spec: SPEC,
-    public: publicFromHex(SPEC, pkg.public),
-    epoch: key.epoch,
-    message,
-    commitments: list.map((c) => ({
-      identifier: c.identifier,
-      hiding: fromHex(c.hiding),
-      binding: fromHex(c.binding),
-    })),
-    shares: Object.fromEntries(list.map((c, i) => [c.identifier, fromHex(shares[i]!)])),
-  });
-}
+) => rpc(n, signOneReq(key, message, commitments, a), via);
 
 /** The node's audit records after `after`. */
 async function auditOf(node: string, after: number): Promise<AuditRecord[]> {

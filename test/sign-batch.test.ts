@@ -1,18 +1,3 @@
-/**
- * `sign-batch` (issue 17): the coordinator's NodeRpc coalesces the `sign-one` requests bound for one
- * node within one event-loop turn into one frame, and the node runs each item as the `sign-one` it
- * carries. Real node daemons over real libp2p requiring client-signed requests; a second real
- * coordinator identity on the nodes' allow-list drives NodeRpc (and a whole Libp2pCluster) through
- * a transport that records every frame it sends.
- *
- * What it proves: concurrent requests to one node travel as ONE frame, yet each caller gets its own
- * answer exactly as if it had been sent alone — a share, or its own error of the same class and
- * code (a request signed for another message: Unauthorized; a commitment replayed inside the same
- * batch: NonceReused) — and one bad item fails no other; the shares aggregate to signatures that
- * verify independently; a lone request leaves as a plain `sign-one`; the real coordinator signs
- * concurrently through batches; a node that does not know `sign-batch` gets single requests.
- */
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Libp2pCluster } from '../coordinator/cluster-libp2p.ts';
@@ -23,14 +8,13 @@ import { generateIdentityKey, peerIdOf } from '../net/identity.ts';
 import { type RequestOf, type RpcAnswers, type RpcOp, decodeRpcAnswer, encodeRpc } from '../net/rpc.ts';
 import type { AuthorizationWire } from '../net/signed-request.ts';
 import { RPC_PROTOCOL, type Transport, createTransport } from '../net/transport.ts';
-import { fromHex, toHex } from '../protocol/bytes.ts';
+import { fromHex } from '../protocol/bytes.ts';
 import { KmsError } from '../protocol/errors.ts';
-import { publicFromHex } from '../protocol/packages.ts';
-import { aggregateSignature } from '../protocol/sign.ts';
 import { keySpec } from '../protocol/suites.ts';
 import { type TestCluster, startTestCluster } from './helpers/cluster.ts';
 import { verifyIndependently } from './helpers/independent-verifiers.ts';
 import { authorizer, signingCluster } from './helpers/signing-cluster.ts';
+import { oneRoundKit } from './helpers/one-round-kit.ts';
 
 const SPEC = keySpec('FROST_ED25519');
 const NODES = ['node-1', 'node-2', 'node-3'];
@@ -90,50 +74,7 @@ async function rpc<O extends RpcOp>(node: string, req: RequestOf<O>): Promise<Rp
   return decodeRpcAnswer(req.op as O, out);
 }
 
-type Listed = { identifier: string; hiding: string; binding: string };
-
-async function precommit(key: EpochInfo, signers: string[]): Promise<Listed[]> {
-  const out: Listed[] = [];
-  for (const n of signers) {
-    const a = await rpc(n, { op: 'sign-precommit', keyId: key.keyId, epoch: key.epoch, count: 1 });
-    out.push({ identifier: a.identifier, ...a.commitments[0]! });
-  }
-  return out;
-}
-
-const signAuth = (keyId: string, message: Uint8Array) =>
-  auth('POST', `/v1/keys/${keyId}/sign`, { message: toHex(message) });
-
-const signOneReq = (
-  key: EpochInfo,
-  message: Uint8Array,
-  commitments: Listed[],
-  a: AuthorizationWire,
-): RequestOf<'sign-one'> => ({
-  op: 'sign-one',
-  sessionId: randomUUID(),
-  keyId: key.keyId,
-  epoch: key.epoch,
-  message: toHex(message),
-  commitments,
-  auth: a,
-});
-
-async function aggregate(key: EpochInfo, message: Uint8Array, list: Listed[], shares: string[]) {
-  const pkg = await rpc('node-1', { op: 'public', keyId: key.keyId });
-  return aggregateSignature({
-    spec: SPEC,
-    public: publicFromHex(SPEC, pkg.public),
-    epoch: key.epoch,
-    message,
-    commitments: list.map((c) => ({
-      identifier: c.identifier,
-      hiding: fromHex(c.hiding),
-      binding: fromHex(c.binding),
-    })),
-    shares: Object.fromEntries(list.map((c, i) => [c.identifier, fromHex(shares[i]!)])),
-  });
-}
+const { signAuth, precommit, signOneReq, aggregate } = oneRoundKit(SPEC, rpc, () => auth);
 
 beforeAll(async () => {
   const keyB = await generateIdentityKey();
