@@ -10,7 +10,7 @@ import type { Size } from './service-plan.ts';
 
 export const nodesOf = (n: number) => Array.from({ length: n }, (_, i) => `node-${i + 1}`);
 
-async function mustOk(c: LoadClient, method: string, path: string, body?: unknown): Promise<any> {
+export async function mustOk(c: LoadClient, method: string, path: string, body?: unknown): Promise<any> {
   const a = await c.call(method, path, body);
   if (a.status < 200 || a.status >= 300) {
     throw new Error(`${method} ${path}: ${a.status} ${JSON.stringify(a.body).slice(0, 300)}`);

@@ -20,9 +20,10 @@ import { DEFAULT_MAX_ACTIVE_KEYS } from '../../node/active-keys.ts';
 import { readPid } from '../devnet-lib.ts';
 import { activeKeyBytes } from './active-key-memory.ts';
 import { cloneKeys } from './bulk-keys.ts';
+import { mustOk, signsOk, target } from './devnet-api.ts';
 import { type BenchDevnet, createBenchDevnet } from './devnet-run.ts';
+import { cpuMsOf } from './process-cpu.ts';
 import {
-  type HttpTarget,
   LoadClient,
   type LoadResult,
   type RequestSpec,
@@ -119,7 +120,6 @@ export type ScaleResults = {
   readonly notes: string[];
 };
 
-const target = (d: BenchDevnet): HttpTarget => ({ url: d.url, token: d.token, signer: d.signer });
 const processNames = (d: BenchDevnet) => [
   'coordinator',
   ...Array.from({ length: d.nodes }, (_, i) => `node-${i + 1}`),
@@ -157,22 +157,12 @@ function rssOf(pid: number | undefined): number {
   }
 }
 
-/** utime + stime of a process, ms. */
-function cpuMsOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 of /proc/<pid>/stat (utime, stime), in clock ticks (USER_HZ = 100 on Linux).
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-  } catch {
-    return 0;
-  }
-}
+/** utime + stime of a process, ms (0 for none). */
+const cpuOf = (pid: number | undefined): number => (pid === undefined ? 0 : cpuMsOf([pid]));
 
 function totalCpuMs(pids: readonly (number | undefined)[]): number {
   let ms = 0;
-  for (const p of pids) ms += cpuMsOf(p);
+  for (const p of pids) ms += cpuOf(p);
   return ms;
 }
 
@@ -189,34 +179,16 @@ function measureBytes(d: BenchDevnet): ProcessBytes[] {
   });
 }
 
-async function mustOk(c: LoadClient, method: string, path: string, body?: unknown): Promise<any> {
-  const a = await c.call(method, path, body);
-  if (a.status < 200 || a.status >= 300) {
-    throw new Error(`${method} ${path}: ${a.status} ${JSON.stringify(a.body).slice(0, 300)}`);
-  }
-  return a.body;
-}
-
-async function signsOk(t: HttpTarget, keyId: string): Promise<boolean> {
-  const c = new LoadClient(t);
-  try {
-    const spec = signRequest(keyId);
-    return (await c.call(spec.method, spec.path, spec.body())).status === 200;
-  } finally {
-    c.close();
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function idleCpu(d: BenchDevnet, ms: number): Promise<Record<string, number>> {
   const names = ['coordinator', 'node-1'];
   const pids = names.map((n) => readPid(d.dir, n));
-  const c0 = pids.map(cpuMsOf);
+  const c0 = pids.map(cpuOf);
   const t0 = performance.now();
   await sleep(ms);
   const wallS = (performance.now() - t0) / 1000;
-  return Object.fromEntries(names.map((n, i) => [n, (cpuMsOf(pids[i]) - c0[i]!) / wallS]));
+  return Object.fromEntries(names.map((n, i) => [n, (cpuOf(pids[i]) - c0[i]!) / wallS]));
 }
 
 async function measureLevel(
@@ -232,7 +204,7 @@ async function measureLevel(
   // moved by other processes sharing the cores.
   const names = processNames(d);
   const pids = names.map((n) => readPid(d.dir, n));
-  const each0 = pids.map(cpuMsOf);
+  const each0 = pids.map(cpuOf);
   const cpu0 = totalCpuMs(pids);
   const signSequential = await sequential(t, signRequest(keyId), {
     count: plan.sequentialCount,
@@ -241,7 +213,7 @@ async function measureLevel(
   const signs = plan.sequentialCount + plan.warmup;
   const cpuMsPerSign = (totalCpuMs(pids) - cpu0) / signs;
   const cpuMsPerSignByProcess = Object.fromEntries(
-    names.map((n, i) => [n, (cpuMsOf(pids[i]) - each0[i]!) / signs]),
+    names.map((n, i) => [n, (cpuOf(pids[i]) - each0[i]!) / signs]),
   );
   const signLoad = await closedLoop(t, signRequest(keyId), {
     concurrency: plan.concurrency,
